@@ -58,7 +58,14 @@ impl PythonEnv {
         let env = PythonEnv { root };
         run(env
             .command("python")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(&requirements))?;
         fs::write(&ready, "").map_err(|e| format!("writing {}: {e}", ready.display()))?;
         Ok(env)
