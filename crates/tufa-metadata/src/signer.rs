@@ -180,7 +180,10 @@ pub fn generate_private_key(algorithm: KeyAlgorithm) -> Result<SecretDocument> {
     let rng = SystemRandom::new();
     let failed = |_| Error::PrivateKey("the system random generator failed".into());
     let pkcs8 = match algorithm {
-        KeyAlgorithm::Ed25519 => Ed25519KeyPair::generate_pkcs8(&rng).map_err(failed)?,
+        KeyAlgorithm::Ed25519 => {
+            let v2 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(failed)?;
+            return ed25519_pkcs8_v1(v2.as_ref());
+        }
         KeyAlgorithm::EcdsaP256Sha256 => {
             EcdsaKeyPair::generate_pkcs8(&ring_sig::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
                 .map_err(failed)?
@@ -195,6 +198,17 @@ pub fn generate_private_key(algorithm: KeyAlgorithm) -> Result<SecretDocument> {
     };
     SecretDocument::try_from(pkcs8.as_ref())
         .map_err(|e| Error::PrivateKey(format!("generated key does not encode: {e}")))
+}
+
+/// Drops the public key from ring's PKCS#8 v2 Ed25519 document. OpenSSL and Python's
+/// `cryptography` refuse ring's v2 encoding, and key files must move between tools.
+fn ed25519_pkcs8_v1(v2: &[u8]) -> Result<SecretDocument> {
+    let failed =
+        |e: pkcs8::der::Error| Error::PrivateKey(format!("generated key does not encode: {e}"));
+    let mut info = PrivateKeyInfoRef::try_from(v2)
+        .map_err(|e| Error::PrivateKey(format!("generated key does not encode: {e}")))?;
+    info.public_key = None;
+    SecretDocument::encode_msg(&info).map_err(failed)
 }
 
 /// PEM text for a PKCS#8 DER private key: encrypted with `passphrase` (scrypt and AES-256-CBC,

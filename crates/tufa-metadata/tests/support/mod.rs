@@ -2,11 +2,19 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tufa_metadata::*;
 
-pub const RSA_TEST_KEY: &str = include_str!("../fixtures/rsa-3072-test-only.pem");
+/// RSA keys cannot be generated here (ring only signs with RSA), so tests take turns with these
+/// fixtures, written by `openssl genpkey`. One 3072-bit key, the size python-tuf generates.
+const RSA_TEST_KEYS: [&str; 4] = [
+    include_str!("../fixtures/rsa-test-only-1.pem"),
+    include_str!("../fixtures/rsa-test-only-2.pem"),
+    include_str!("../fixtures/rsa-test-only-3.pem"),
+    include_str!("../fixtures/rsa-test-only-4.pem"),
+];
 
 pub fn ed25519() -> FileSigner {
     let der = generate_private_key(KeyAlgorithm::Ed25519).unwrap();
@@ -19,7 +27,9 @@ pub fn ecdsa() -> FileSigner {
 }
 
 pub fn rsa() -> FileSigner {
-    FileSigner::from_pem(RSA_TEST_KEY, None).unwrap()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let pem = RSA_TEST_KEYS[NEXT.fetch_add(1, Ordering::Relaxed) % RSA_TEST_KEYS.len()];
+    FileSigner::from_pem(pem, None).unwrap()
 }
 
 pub fn in_a_year() -> Expires {
