@@ -124,6 +124,9 @@ impl TargetPath {
 pub struct Threshold(u32);
 
 impl Threshold {
+    /// One signature suffices: the online roles' threshold.
+    pub const ONE: Threshold = Threshold(1);
+
     pub fn new(threshold: u32) -> Option<Self> {
         (threshold >= 1).then_some(Threshold(threshold))
     }

@@ -1,0 +1,63 @@
+use std::path::PathBuf;
+
+use tufa_metadata::RoleName;
+
+/// Why the repository could not be opened, signed or published.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{role} metadata ({file}) is invalid: {source}")]
+    InvalidMetadata {
+        role: String,
+        file: String,
+        source: tufa_metadata::Error,
+    },
+
+    #[error(
+        "{role} metadata ({file}) is not trusted: {source}. The file was tampered with or signed \
+         by the wrong keys; restore it from the key ceremony's output or sign it again"
+    )]
+    Untrusted {
+        role: String,
+        file: String,
+        source: tufa_metadata::Error,
+    },
+
+    #[error(
+        "{file} does not match what {referrer} records for it ({what}): the file was modified or replaced"
+    )]
+    Mismatch {
+        file: String,
+        referrer: String,
+        what: &'static str,
+    },
+
+    #[error(
+        "no {0} metadata found: run `tufa ceremony` (or start `tufa serve` on an empty directory for a development repository)"
+    )]
+    Missing(String),
+
+    #[error("the online key {keyid} is not trusted for {role}: {fix}")]
+    OnlineKeyNotTrusted {
+        keyid: String,
+        role: RoleName,
+        fix: &'static str,
+    },
+
+    #[error("bins must delegate with succinct_roles (TAP 15); {0}")]
+    NotSuccinct(&'static str),
+
+    #[error("invalid repository configuration: {0}")]
+    Config(String),
+
+    #[error("signing failed: {0}")]
+    Signing(#[from] tufa_metadata::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! The repository side of Tufa's PEP 458 signing: the key ceremony that creates the offline roles,
+//! and the [`Repository`] that a running index uses to sign every change with the online key.
+//!
+//! Layout (PEP 458 with TAP 15): `targets` delegates every project page
+//! (`simple/<name>/index.json`) to the offline `bins` role, which delegates with `succinct_roles`
+//! to `2^bit_length` online bin roles `bin-XXXX`. Snapshot and timestamp are online. Consistent
+//! snapshots throughout: `N.<role>.json`, targets as `<dir>/<sha256>.<name>`.
+
+mod ceremony;
+mod error;
+pub mod layout;
+mod repository;
+mod store;
+
+pub use ceremony::{CeremonyPlan, OfflineRoles, RoleSpec};
+pub use error::{Error, Result};
+pub use layout::Expiries;
+pub use repository::{PageChange, Published, Repository};
+pub use store::{FsStore, Store};

@@ -1,0 +1,182 @@
+//! Durable file storage for published metadata and targets.
+//!
+//! Publishing must never expose a file that is partly written, and must never publish a file that
+//! references another one not yet on disk. Every file is written to a temporary name, synced,
+//! renamed into place, and its directory synced; a batch syncs each directory once, which is what
+//! makes publishing hundreds of files per second affordable.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Where published files live. Paths are relative, `/`-separated, and come from [`crate::layout`],
+/// never from user input.
+pub trait Store: Send + Sync {
+    /// Writes every file durably: when this returns, each is complete on disk under its final name.
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()>;
+    /// Reads a file, or `None` when it does not exist.
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    /// Removes a file; a missing file is not an error.
+    fn remove(&self, path: &str) -> Result<()>;
+    /// Every file under `dir`, as paths relative to the store.
+    fn list(&self, dir: &str) -> Result<Vec<String>>;
+}
+
+/// A [`Store`] on the local file system.
+#[derive(Clone, Debug)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+const TEMP_SUFFIX: &str = ".tufa-tmp";
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error + use<> {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store rooted at `root`, removing temporary files that a crash
+    /// left behind: none of them was ever visible under its final name.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io("creating", &root))?;
+        let store = FsStore { root };
+        for path in store.walk(&store.root)? {
+            if path.to_string_lossy().ends_with(TEMP_SUFFIX) {
+                fs::remove_file(&path).map_err(io("removing", &path))?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn walk(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io("listing", &dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io("listing", &dir))?;
+                let kind = entry.file_type().map_err(io("listing", &dir))?;
+                if kind.is_dir() {
+                    pending.push(entry.path());
+                } else {
+                    files.push(entry.path());
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing", dir))
+}
+
+impl Store for FsStore {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut dirs = BTreeSet::new();
+        let mut staged = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            let target = self.root.join(path);
+            let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+            if !dir.exists() {
+                fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                // A new directory's own entry must be durable too.
+                let mut ancestor = dir.parent();
+                while let Some(parent) = ancestor {
+                    dirs.insert(parent.to_path_buf());
+                    if parent == self.root {
+                        break;
+                    }
+                    ancestor = parent.parent();
+                }
+            }
+            let temp = target.with_file_name(format!(
+                "{}{TEMP_SUFFIX}",
+                target.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let mut file = File::create(&temp).map_err(io("creating", &temp))?;
+            file.write_all(bytes).map_err(io("writing", &temp))?;
+            file.sync_all().map_err(io("syncing", &temp))?;
+            staged.push((temp, target));
+            dirs.insert(dir);
+        }
+        for (temp, target) in &staged {
+            fs::rename(temp, target).map_err(io("renaming", temp))?;
+        }
+        dirs.iter().try_for_each(|dir| sync_dir(dir))
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let full = self.root.join(path);
+        match fs::read(&full) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &full)(e)),
+        }
+    }
+
+    fn remove(&self, path: &str) -> Result<()> {
+        let full = self.root.join(path);
+        match fs::remove_file(&full) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(io("removing", &full)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let files = self.walk(&self.root.join(dir))?;
+        Ok(files
+            .iter()
+            .filter_map(|p| p.strip_prefix(&self.root).ok())
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .filter(|p| !p.ends_with(TEMP_SUFFIX))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_complete_and_leftover_temporaries_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        store
+            .write_all(&[
+                ("a/b/c.json".into(), b"one".to_vec()),
+                ("d.json".into(), b"two".to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(store.read("a/b/c.json").unwrap().unwrap(), b"one");
+        assert_eq!(store.read("missing").unwrap(), None);
+        fs::write(dir.path().join("a/b/x.json.tufa-tmp"), b"partial").unwrap();
+        let mut listed = store.list("").unwrap();
+        listed.sort();
+        assert_eq!(listed, ["a/b/c.json", "d.json"]);
+        FsStore::open(dir.path()).unwrap();
+        assert!(!dir.path().join("a/b/x.json.tufa-tmp").exists());
+        store.remove("d.json").unwrap();
+        store.remove("d.json").unwrap();
+        assert_eq!(store.read("d.json").unwrap(), None);
+    }
+}
