@@ -7,13 +7,16 @@
 //! snapshots throughout: `N.<role>.json`, targets as `<dir>/<sha256>.<name>`.
 
 mod ceremony;
+pub mod dev;
 mod error;
+mod keyfile;
 pub mod layout;
 mod repository;
 mod store;
 
 pub use ceremony::{CeremonyPlan, OfflineRoles, RoleSpec};
 pub use error::{Error, Result};
+pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
 pub use layout::Expiries;
 pub use repository::{PageChange, Published, Repository};
 pub use store::{FsStore, Store};

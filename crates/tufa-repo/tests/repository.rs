@@ -337,3 +337,17 @@ fn python_tuf_client_verifies_published_pages() {
     );
     assert_ne!(result["requests"], sha256(&first.page.unwrap()).as_str());
 }
+
+#[test]
+fn a_development_repository_opens_with_its_generated_online_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path().join("tuf")).unwrap();
+    let keys = dir.path().join("keys");
+    let now = SystemTime::now();
+    dev::create_development_repository(&store, &keys, 3, Expiries::default(), now).unwrap();
+    let online = load_signer(&key_paths(&keys.join(dev::ONLINE_KEY)).0, None).unwrap();
+    let mut repo = Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
+    assert_eq!(repo.succinct_roles().bin_count(), 8);
+    repo.publish(&[page("demo", "x")], now).unwrap();
+    assert!(repo.page("demo").is_some());
+}
