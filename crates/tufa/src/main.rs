@@ -1,6 +1,7 @@
 //! `tufa`: the one binary operators and users run. Each subcommand lives in its own module; this
 //! file only parses the command line and reports errors with their context.
 
+mod index_commands;
 mod keys;
 
 use std::process::ExitCode;
@@ -20,6 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the index: simple and JSON APIs, uploads, file downloads.
+    Serve(index_commands::ServeArgs),
+    /// Manage API tokens for uploads.
+    #[command(subcommand)]
+    Token(index_commands::TokenCommand),
+    /// Yank a release (or one file): installers skip it unless it is pinned exactly (PEP 592).
+    Yank(index_commands::YankArgs),
+    /// Undo a yank.
+    Unyank(index_commands::UnyankArgs),
     /// Generate and inspect signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -28,6 +38,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => index_commands::serve(args),
+        Command::Token(command) => index_commands::token(command),
+        Command::Yank(args) => index_commands::yank(args),
+        Command::Unyank(args) => index_commands::unyank(args),
         Command::Keys(command) => keys::run(command),
     };
     match result {

@@ -1,0 +1,84 @@
+//! Distribution files on local disk, addressed by their sha256.
+//!
+//! An upload is streamed into `tmp/`, checked, synced, and only then renamed to its final name and
+//! its directory synced: a crash never leaves a partial file under a final name. A file renamed
+//! into place whose database row was never committed is invisible (files are served only through
+//! their row) and is reused if the same content is uploaded again.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::error::{Result, io};
+
+#[derive(Clone, Debug)]
+pub struct Blobs {
+    files: PathBuf,
+    tmp: PathBuf,
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", dir))
+}
+
+impl Blobs {
+    /// Opens the store under the data directory, removing partial uploads a crash left in `tmp/`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let blobs = Blobs {
+            files: data_dir.join("files"),
+            tmp: data_dir.join("tmp"),
+        };
+        for dir in [&blobs.files, &blobs.tmp] {
+            fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        }
+        for entry in fs::read_dir(&blobs.tmp).map_err(io("listing", &blobs.tmp))? {
+            let path = entry.map_err(io("listing", &blobs.tmp))?.path();
+            fs::remove_file(&path).map_err(io("removing partial upload", &path))?;
+        }
+        Ok(blobs)
+    }
+
+    /// A new, unique path in `tmp/` to stream an upload into.
+    pub fn staging_path(&self) -> PathBuf {
+        let mut random = [0u8; 16];
+        // A failing system RNG leaves zeros; the create_new open that follows then fails rather
+        // than mixing two uploads.
+        let _ = SystemRandom::new().fill(&mut random);
+        self.tmp.join(format!("upload-{}", hex::encode(random)))
+    }
+
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.files.join(&sha256[..2]).join(sha256)
+    }
+
+    pub fn metadata_path(&self, sha256: &str) -> PathBuf {
+        self.files
+            .join(&sha256[..2])
+            .join(format!("{sha256}.metadata"))
+    }
+
+    /// Makes a staged file durable under `target`.
+    pub fn commit(&self, staged: &Path, target: &Path) -> Result<()> {
+        File::open(staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io("syncing", staged))?;
+        let dir = target.parent().unwrap_or(&self.files);
+        let created = !dir.exists();
+        fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        if created {
+            sync_dir(&self.files)?;
+        }
+        fs::rename(staged, target).map_err(io("moving into place", target))?;
+        sync_dir(dir)
+    }
+
+    /// Writes `bytes` durably at `target`, through `tmp/`.
+    pub fn write(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        let staged = self.staging_path();
+        fs::write(&staged, bytes).map_err(io("writing", &staged))?;
+        self.commit(&staged, target)
+    }
+}

@@ -1,0 +1,592 @@
+//! The index's database: users and tokens, projects, releases, files, and the journal whose serial
+//! numbers mirrors sync by (`X-PyPI-Last-Serial`). SQLite in WAL mode with `synchronous=FULL`, so
+//! a committed upload survives a crash or power loss.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Error, Result};
+use crate::name::{ProjectName, Version};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    sha256 TEXT NOT NULL UNIQUE,
+    project TEXT,
+    created INTEGER NOT NULL
+);
+CREATE TABLE projects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    owner_id INTEGER NOT NULL REFERENCES users(id),
+    last_serial INTEGER NOT NULL
+);
+CREATE TABLE releases (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    version TEXT NOT NULL,
+    metadata BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    UNIQUE (project_id, version)
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    release_id INTEGER NOT NULL REFERENCES releases(id),
+    filename TEXT NOT NULL UNIQUE,
+    packagetype TEXT NOT NULL,
+    python_version TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    blake2_256 TEXT NOT NULL,
+    requires_python TEXT,
+    metadata_sha256 TEXT,
+    upload_time INTEGER NOT NULL,
+    yanked INTEGER NOT NULL DEFAULT 0,
+    yanked_reason TEXT
+);
+CREATE INDEX files_by_release ON files (release_id);
+CREATE TABLE journal (
+    serial INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    action TEXT NOT NULL,
+    time INTEGER NOT NULL
+);
+";
+
+/// Microseconds since the Unix epoch: how times are stored.
+pub fn now_micros() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub id: i64,
+    pub name: ProjectName,
+    pub display_name: String,
+    pub last_serial: i64,
+}
+
+/// A file as the simple and JSON APIs describe it.
+#[derive(Clone, Debug)]
+pub struct FileRecord {
+    pub filename: String,
+    pub version: String,
+    pub packagetype: String,
+    pub python_version: String,
+    pub size: u64,
+    pub sha256: String,
+    pub md5: String,
+    pub blake2_256: String,
+    pub requires_python: Option<String>,
+    /// sha256 of the PEP 658 metadata file; `None` when there is none (sdists).
+    pub metadata_sha256: Option<String>,
+    pub upload_time_micros: i64,
+    /// `Some(reason)` when yanked (PEP 592); the reason may be empty.
+    pub yanked: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Release {
+    pub version: Version,
+    /// The core metadata of the release's first file.
+    pub metadata: Vec<u8>,
+}
+
+/// Who an API token belongs to, and the one project it is limited to, if any.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user_id: i64,
+    pub user: String,
+    pub project: Option<ProjectName>,
+}
+
+/// A file to record, with its release.
+#[derive(Clone, Debug)]
+pub struct NewFile {
+    pub project: ProjectName,
+    pub display_name: String,
+    pub version: Version,
+    pub release_metadata: Vec<u8>,
+    pub file: FileRecord,
+}
+
+/// The outcome of checking an upload against the database.
+#[derive(Debug)]
+pub enum Added {
+    /// A new file, recorded in a transaction that [`PendingFile::commit`] makes durable.
+    New(PendingFile),
+    /// The same file name with the same content was uploaded before: nothing changed.
+    Unchanged,
+}
+
+/// An upload's rows, written but not committed: the caller moves the file into place first, so a
+/// committed row always has its file, and a failure there rolls the rows back.
+#[derive(Debug)]
+pub struct PendingFile {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    pub serial: i64,
+}
+
+impl PendingFile {
+    pub async fn commit(self) -> Result<i64> {
+        self.tx.commit().await?;
+        Ok(self.serial)
+    }
+}
+
+/// Why an upload cannot be recorded: each is the uploader's to fix.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddRefused {
+    #[error(
+        "File already exists ('{filename}') with different content. A file name can be used once; \
+         upload a new version instead"
+    )]
+    FileExists { filename: String },
+    #[error(
+        "The user '{user}' isn't allowed to upload to project '{project}', which another user owns"
+    )]
+    NotOwner { user: String, project: String },
+    #[error("Only one sdist may be uploaded per release: {version} of '{project}' already has one")]
+    SecondSdist { project: String, version: String },
+}
+
+fn token_digest(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+/// The database of one index, shared by request handlers and commands.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: SqlitePool,
+}
+
+impl Database {
+    /// Opens the database at `path`, creating it and its schema on first use.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        let database = Database { pool };
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        match version {
+            0 => {
+                sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+                sqlx::query(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(Error::Config(format!(
+                    "the database has schema version {newer}, newer than this tufa understands \
+                     ({SCHEMA_VERSION}): upgrade tufa"
+                )));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a token for `user` (creating the user if needed) and returns it; only its hash is
+    /// stored, so it cannot be shown again.
+    pub async fn create_token(&self, user: &str, project: Option<&ProjectName>) -> Result<String> {
+        if user.is_empty() || user.len() > 100 || user.chars().any(|c| c.is_control() || c == ':') {
+            return Err(Error::Config(format!(
+                "invalid user name {user:?}: use 1 to 100 characters, no ':' or control characters"
+            )));
+        }
+        let mut secret = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| Error::Config("the system random number generator failed".into()))?;
+        use base64::Engine;
+        let token = format!(
+            "tufa-{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        );
+        let now = now_micros();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)")
+            .bind(user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tokens (user_id, sha256, project, created)
+             SELECT id, ?, ?, ? FROM users WHERE name = ?",
+        )
+        .bind(token_digest(&token))
+        .bind(project.map(ProjectName::as_str))
+        .bind(now)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Identity>> {
+        let row = sqlx::query(
+            "SELECT users.id, users.name, tokens.project FROM tokens
+             JOIN users ON users.id = tokens.user_id WHERE tokens.sha256 = ?",
+        )
+        .bind(token_digest(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| Identity {
+            user_id: row.get(0),
+            user: row.get(1),
+            project: row
+                .get::<Option<String>, _>(2)
+                .and_then(|name| ProjectName::new(&name).ok()),
+        }))
+    }
+
+    /// Every project with its last serial, by name.
+    pub async fn projects(&self) -> Result<Vec<(ProjectName, i64)>> {
+        let rows = sqlx::query("SELECT name, last_serial FROM projects ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((stored_name(row.get(0))?, row.get(1))))
+            .collect()
+    }
+
+    /// The serial of the latest change to any project (0 on an empty index).
+    pub async fn last_serial(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn project(&self, name: &ProjectName) -> Result<Option<Project>> {
+        let row =
+            sqlx::query("SELECT id, name, display_name, last_serial FROM projects WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|row| {
+            Ok(Project {
+                id: row.get(0),
+                name: stored_name(row.get(1))?,
+                display_name: row.get(2),
+                last_serial: row.get(3),
+            })
+        })
+        .transpose()
+    }
+
+    /// Every file of a project, by file name.
+    pub async fn project_files(&self, project_id: i64) -> Result<Vec<FileRecord>> {
+        let rows = sqlx::query(&format!(
+            "{FILE_COLUMNS} WHERE releases.project_id = ? ORDER BY files.filename"
+        ))
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(file_record).collect())
+    }
+
+    /// Every release of a project, in PEP 440 order, oldest first.
+    pub async fn releases(&self, project_id: i64) -> Result<Vec<Release>> {
+        let rows = sqlx::query("SELECT version, metadata FROM releases WHERE project_id = ?")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut releases = rows
+            .into_iter()
+            .map(|row| {
+                Ok(Release {
+                    version: Version::new(row.get::<&str, _>(0))?,
+                    metadata: row.get(1),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        releases.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(releases)
+    }
+
+    pub async fn file(&self, filename: &str) -> Result<Option<FileRecord>> {
+        let row = sqlx::query(&format!("{FILE_COLUMNS} WHERE files.filename = ?"))
+            .bind(filename)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(file_record))
+    }
+
+    /// Records an uploaded file in one transaction with its project, release and journal entry,
+    /// left open for the caller to commit once the file is durable.
+    pub async fn add_file(
+        &self,
+        identity: &Identity,
+        new: &NewFile,
+    ) -> Result<Result<Added, AddRefused>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let file = &new.file;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
+                .bind(&file.filename)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(sha256) = existing {
+            return Ok(if sha256 == file.sha256 {
+                Ok(Added::Unchanged)
+            } else {
+                Err(AddRefused::FileExists {
+                    filename: file.filename.clone(),
+                })
+            });
+        }
+        let owner: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, owner_id FROM projects WHERE name = ?")
+                .bind(new.project.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let project_id = match owner {
+            Some((_, owner_id)) if owner_id != identity.user_id => {
+                return Ok(Err(AddRefused::NotOwner {
+                    user: identity.user.clone(),
+                    project: new.project.to_string(),
+                }));
+            }
+            Some((id, _)) => id,
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO projects (name, display_name, owner_id, last_serial)
+                 VALUES (?, ?, ?, 0) RETURNING id",
+                )
+                .bind(new.project.as_str())
+                .bind(&new.display_name)
+                .bind(identity.user_id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        let release_id: i64 = match sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM releases WHERE project_id = ? AND version = ?",
+        )
+        .bind(project_id)
+        .bind(new.version.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO releases (project_id, version, metadata, created)
+                     VALUES (?, ?, ?, ?) RETURNING id",
+                )
+                .bind(project_id)
+                .bind(new.version.as_str())
+                .bind(&new.release_metadata)
+                .bind(file.upload_time_micros)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
+        if file.packagetype == "sdist" {
+            let sdists: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM files WHERE release_id = ? AND packagetype = 'sdist'",
+            )
+            .bind(release_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if sdists > 0 {
+                return Ok(Err(AddRefused::SecondSdist {
+                    project: new.project.to_string(),
+                    version: new.version.to_string(),
+                }));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO files (release_id, filename, packagetype, python_version, size, sha256,
+                 md5, blake2_256, requires_python, metadata_sha256, upload_time)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(release_id)
+        .bind(&file.filename)
+        .bind(&file.packagetype)
+        .bind(&file.python_version)
+        .bind(i64::try_from(file.size).unwrap_or(i64::MAX))
+        .bind(&file.sha256)
+        .bind(&file.md5)
+        .bind(&file.blake2_256)
+        .bind(&file.requires_python)
+        .bind(&file.metadata_sha256)
+        .bind(file.upload_time_micros)
+        .execute(&mut *tx)
+        .await?;
+        let serial = journal(
+            &mut tx,
+            &new.project,
+            &format!("add file {}", file.filename),
+        )
+        .await?;
+        Ok(Ok(Added::New(PendingFile { tx, serial })))
+    }
+
+    /// Yanks (or with `yanked: None`, un-yanks) every file of a release, or the one file named.
+    /// Returns how many files changed.
+    pub async fn set_yanked(
+        &self,
+        project: &ProjectName,
+        version: &Version,
+        filename: Option<&str>,
+        yanked: Option<&str>,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let release_id: Option<i64> = sqlx::query_scalar(
+            "SELECT releases.id FROM releases JOIN projects ON projects.id = releases.project_id
+             WHERE projects.name = ? AND releases.version = ?",
+        )
+        .bind(project.as_str())
+        .bind(version.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(release_id) = release_id else {
+            let known: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = ?")
+                .bind(project.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match known {
+                None => Error::NoProject(project.to_string()),
+                Some(_) => Error::NoRelease {
+                    project: project.to_string(),
+                    version: version.to_string(),
+                },
+            });
+        };
+        let matching: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM files WHERE release_id = ? AND (? IS NULL OR filename = ?)",
+        )
+        .bind(release_id)
+        .bind(filename)
+        .bind(filename)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let (Some(filename), 0) = (filename, matching) {
+            return Err(Error::NoFile {
+                project: project.to_string(),
+                version: version.to_string(),
+                filename: filename.to_string(),
+            });
+        }
+        let changed = sqlx::query(
+            "UPDATE files SET yanked = ?, yanked_reason = ?
+             WHERE release_id = ? AND (? IS NULL OR filename = ?)
+               AND (yanked != ? OR yanked_reason IS NOT ?)",
+        )
+        .bind(yanked.is_some())
+        .bind(yanked)
+        .bind(release_id)
+        .bind(filename)
+        .bind(filename)
+        .bind(yanked.is_some())
+        .bind(yanked)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed > 0 {
+            let action = match yanked {
+                Some(_) => format!("yank {version}"),
+                None => format!("unyank {version}"),
+            };
+            journal(&mut tx, project, &action).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+const FILE_COLUMNS: &str = "SELECT files.filename, releases.version, files.packagetype,
+    files.python_version, files.size, files.sha256, files.md5, files.blake2_256,
+    files.requires_python, files.metadata_sha256, files.upload_time, files.yanked,
+    files.yanked_reason
+    FROM files JOIN releases ON releases.id = files.release_id";
+
+fn file_record(row: &sqlx::sqlite::SqliteRow) -> FileRecord {
+    let yanked: bool = row.get(11);
+    FileRecord {
+        filename: row.get(0),
+        version: row.get(1),
+        packagetype: row.get(2),
+        python_version: row.get(3),
+        size: u64::try_from(row.get::<i64, _>(4)).unwrap_or(0),
+        sha256: row.get(5),
+        md5: row.get(6),
+        blake2_256: row.get(7),
+        requires_python: row.get(8),
+        metadata_sha256: row.get(9),
+        upload_time_micros: row.get(10),
+        yanked: yanked.then(|| row.get::<Option<String>, _>(12).unwrap_or_default()),
+    }
+}
+
+fn stored_name(name: &str) -> Result<ProjectName> {
+    Ok(ProjectName::from_str(name)?)
+}
+
+/// Appends to the journal and moves the project's serial to the new entry.
+async fn journal(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    project: &ProjectName,
+    action: &str,
+) -> Result<i64> {
+    let serial: i64 = sqlx::query_scalar(
+        "INSERT INTO journal (project, action, time) VALUES (?, ?, ?) RETURNING serial",
+    )
+    .bind(project.as_str())
+    .bind(action)
+    .bind(now_micros())
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE projects SET last_serial = ? WHERE name = ?")
+        .bind(serial)
+        .bind(project.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(serial)
+}

@@ -1,0 +1,158 @@
+//! Distribution file names: wheels (PEP 427 / the binary distribution format) and source
+//! distributions (PEP 625), parsed into the project and version they claim.
+
+use crate::error::Invalid;
+use crate::name::{ProjectName, Version};
+
+/// The two kinds of file an index accepts, with the `filetype` form value twine and uv send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistKind {
+    Wheel,
+    Sdist,
+}
+
+impl DistKind {
+    pub fn packagetype(self) -> &'static str {
+        match self {
+            DistKind::Wheel => "bdist_wheel",
+            DistKind::Sdist => "sdist",
+        }
+    }
+
+    pub fn from_packagetype(value: &str) -> Option<Self> {
+        match value {
+            "bdist_wheel" => Some(DistKind::Wheel),
+            "sdist" => Some(DistKind::Sdist),
+            _ => None,
+        }
+    }
+}
+
+/// A valid distribution file name and what it claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistFilename {
+    pub filename: String,
+    pub kind: DistKind,
+    pub project: ProjectName,
+    pub version: Version,
+    /// The wheel's Python tag (`py3`, `cp312`), or `source` for an sdist, as Warehouse reports it.
+    pub python_version: String,
+}
+
+fn invalid(filename: &str, reason: impl Into<String>) -> Invalid {
+    Invalid::Filename {
+        filename: filename.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl DistFilename {
+    pub fn parse(filename: &str) -> Result<Self, Invalid> {
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '!');
+        if filename.is_empty() || filename.starts_with('.') || !filename.chars().all(allowed) {
+            return Err(invalid(
+                filename,
+                "a file name holds only ASCII letters, digits and '._-+!' (no path separators)",
+            ));
+        }
+        if let Some(stem) = filename.strip_suffix(".whl") {
+            return Self::parse_wheel(filename, stem);
+        }
+        if let Some(stem) = filename.strip_suffix(".tar.gz") {
+            return Self::parse_sdist(filename, stem);
+        }
+        Err(invalid(
+            filename,
+            "invalid file extension: use .whl for wheels or .tar.gz for source distributions (PEP 625)",
+        ))
+    }
+
+    fn parse_wheel(filename: &str, stem: &str) -> Result<Self, Invalid> {
+        let parts: Vec<&str> = stem.split('-').collect();
+        let (name, version, python_tag) = match parts.as_slice() {
+            [name, version, python, _abi, _platform] => (*name, *version, *python),
+            [name, version, build, python, _abi, _platform] => {
+                if !build.starts_with(|c: char| c.is_ascii_digit()) {
+                    return Err(invalid(
+                        filename,
+                        "a wheel's build tag must start with a digit",
+                    ));
+                }
+                (*name, *version, *python)
+            }
+            _ => {
+                return Err(invalid(
+                    filename,
+                    "a wheel is named {name}-{version}(-{build})?-{python}-{abi}-{platform}.whl",
+                ));
+            }
+        };
+        if parts.iter().any(|part| part.is_empty()) {
+            return Err(invalid(filename, "a wheel name has an empty component"));
+        }
+        Ok(DistFilename {
+            filename: filename.to_string(),
+            kind: DistKind::Wheel,
+            project: ProjectName::new(name).map_err(|e| invalid(filename, e.to_string()))?,
+            version: Version::new(version).map_err(|e| invalid(filename, e.to_string()))?,
+            python_version: python_tag.to_string(),
+        })
+    }
+
+    fn parse_sdist(filename: &str, stem: &str) -> Result<Self, Invalid> {
+        let (name, version) = stem.rsplit_once('-').ok_or_else(|| {
+            invalid(
+                filename,
+                "a source distribution is named {name}-{version}.tar.gz",
+            )
+        })?;
+        Ok(DistFilename {
+            filename: filename.to_string(),
+            kind: DistKind::Sdist,
+            project: ProjectName::new(name).map_err(|e| invalid(filename, e.to_string()))?,
+            version: Version::new(version).map_err(|e| invalid(filename, e.to_string()))?,
+            python_version: "source".to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wheels_and_sdists_parse() {
+        let wheel = DistFilename::parse("Tufa_Demo-1.0.0-py3-none-any.whl").unwrap();
+        assert_eq!(wheel.kind, DistKind::Wheel);
+        assert_eq!(wheel.project.as_str(), "tufa-demo");
+        assert_eq!(wheel.version.as_str(), "1.0.0");
+        assert_eq!(wheel.python_version, "py3");
+        let built =
+            DistFilename::parse("demo-2.0-1-cp312-cp312-manylinux_2_17_x86_64.whl").unwrap();
+        assert_eq!(built.python_version, "cp312");
+        let sdist = DistFilename::parse("tufa_demo-1.0.0rc1.tar.gz").unwrap();
+        assert_eq!(sdist.kind, DistKind::Sdist);
+        assert_eq!(sdist.version.as_str(), "1.0.0rc1");
+        let legacy = DistFilename::parse("tufa-demo-1.0.tar.gz").unwrap();
+        assert_eq!(legacy.project.as_str(), "tufa-demo");
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_reasons() {
+        for (name, reason) in [
+            ("demo-1.0.zip", "invalid file extension"),
+            ("demo-1.0.exe", "invalid file extension"),
+            ("demo-1.0-py3.whl", "a wheel is named"),
+            ("demo-1.0-x-py3-none-any.whl", "build tag"),
+            ("demo-notaversion-py3-none-any.whl", "PEP 440"),
+            ("demo.tar.gz", "source distribution is named"),
+            ("../demo-1.0.tar.gz", "path separators"),
+            ("demo 1-1.0.tar.gz", "ASCII letters"),
+            ("-1.0.tar.gz", "invalid project name"),
+        ] {
+            let error = DistFilename::parse(name).unwrap_err().to_string();
+            assert!(error.contains(reason), "{name}: {error}");
+        }
+    }
+}

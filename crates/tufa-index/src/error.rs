@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+
+/// Why a name, version, file name or distribution file was refused. Each message names the
+/// problem the way an uploader needs to read it to fix their package.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error(
+        "invalid project name {0:?}: use ASCII letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+    )]
+    ProjectName(String),
+
+    #[error("invalid version {0:?}: not a PEP 440 version ({1})")]
+    Version(String, String),
+
+    #[error("invalid distribution filename {filename:?}: {reason}")]
+    Filename { filename: String, reason: String },
+
+    #[error("invalid distribution file {filename:?}: {reason}")]
+    Archive { filename: String, reason: String },
+
+    #[error("invalid core metadata in {filename:?}: {reason}")]
+    Metadata { filename: String, reason: String },
+}
+
+/// Why the index could not do what was asked, for reasons other than bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+
+    #[error("no project {0:?} on this index")]
+    NoProject(String),
+
+    #[error("project {project:?} has no release {version:?}")]
+    NoRelease { project: String, version: String },
+
+    #[error("release {version} of {project:?} has no file {filename:?}")]
+    NoFile {
+        project: String,
+        version: String,
+        filename: String,
+    },
+
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -1,0 +1,60 @@
+//! The PyPI-compatible index: the simple repository API (PEP 503 HTML and PEP 691 JSON, with
+//! PEPs 592, 658, 700 and 714), Warehouse's JSON API, the upload API twine and `uv publish` use,
+//! API tokens, and storage (SQLite plus files on local disk under one data directory).
+//!
+//! pip, uv and twine talk to it with no flags or plugins. Everything a client sees is derived from
+//! the database, which records an upload only once its file is durable on disk.
+
+mod blobs;
+pub mod coremeta;
+pub mod db;
+pub mod dist;
+mod error;
+pub mod name;
+mod negotiate;
+mod pages;
+mod server;
+mod upload;
+
+use std::path::PathBuf;
+
+pub use blobs::Blobs;
+pub use db::Database;
+pub use error::{Error, Invalid, Result};
+pub use server::{router, serve};
+
+/// PyPI's default limit on one file.
+pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 100 * 1024 * 1024;
+
+/// What an index needs to know to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub max_upload_size: u64,
+    /// The URL clients reach the index at, for the absolute URLs of the JSON API. Taken from the
+    /// request's `Host` when unset.
+    pub public_url: Option<String>,
+}
+
+/// One index: its database and files.
+#[derive(Debug)]
+pub struct Index {
+    pub config: Config,
+    pub database: Database,
+    blobs: Blobs,
+}
+
+impl Index {
+    /// Opens the index in `config.data_dir`, initializing an empty directory.
+    pub async fn open(config: Config) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(error::io("creating the data directory", &config.data_dir))?;
+        let database = Database::open(&config.data_dir.join("tufa.db")).await?;
+        let blobs = Blobs::open(&config.data_dir)?;
+        Ok(Index {
+            config,
+            database,
+            blobs,
+        })
+    }
+}

@@ -1,0 +1,448 @@
+//! The HTTP face of the index: routes, content negotiation, redirects, and errors whose reason is
+//! in the status line (twine prints the reason phrase, not the body).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::Index;
+use crate::db::{FileRecord, Identity};
+use crate::error::Error;
+use crate::name::{ProjectName, Version};
+use crate::negotiate::{Format, negotiate};
+use crate::pages;
+use crate::upload::{UploadError, Uploaded, upload};
+
+const LAST_SERIAL: &str = "x-pypi-last-serial";
+
+/// An error response: the status, and a reason that goes both into the status line and the body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: String,
+}
+
+impl ApiError {
+    fn new(status: u16, reason: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            reason: reason.into(),
+        }
+    }
+
+    fn not_found(what: impl std::fmt::Display) -> Self {
+        ApiError::new(404, format!("Not Found: {what}"))
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        tracing::error!("internal error: {error}");
+        ApiError::new(500, format!("Internal server error: {error}"))
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> Self {
+        if let UploadError::Internal(inner) = &error {
+            tracing::error!("upload failed: {inner}");
+        }
+        ApiError::new(error.status(), error.to_string())
+    }
+}
+
+/// A status-line reason may hold only visible ASCII and spaces, on one line.
+fn reason_phrase(reason: &str) -> hyper::ext::ReasonPhrase {
+    let cleaned: String = reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(1024)
+        .collect();
+    hyper::ext::ReasonPhrase::try_from(cleaned)
+        .unwrap_or(hyper::ext::ReasonPhrase::from_static(b"Error"))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{} {}\n", self.status.as_u16(), self.reason),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tufa\""),
+            );
+        }
+        response
+            .extensions_mut()
+            .insert(reason_phrase(&self.reason));
+        response
+    }
+}
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+pub fn router(index: Arc<Index>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/simple", get(add_slash))
+        .route("/simple/", get(simple_index))
+        .route("/simple/{project}", get(add_slash))
+        .route("/simple/{project}/", get(simple_project))
+        .route("/files/{sha256}/{filename}", get(file))
+        .route("/pypi/{project}/json", get(project_json))
+        .route("/pypi/{project}/{version}/json", get(release_json))
+        .route(
+            "/legacy/",
+            post(legacy_upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/legacy",
+            post(legacy_upload).layer(DefaultBodyLimit::disable()),
+        )
+        .with_state(index)
+}
+
+async fn home() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!DOCTYPE html>\n<html><head><title>Tufa</title></head><body>\n\
+         <h1>Tufa package index</h1>\n<p><a href=\"/simple/\">Simple index</a> \
+         (pip and uv: <code>--index-url</code> this URL + <code>/simple/</code>). \
+         Upload with twine to this URL + <code>/legacy/</code>.</p>\n</body></html>\n",
+    )
+        .into_response()
+}
+
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn with_query(path: String, uri: &Uri) -> String {
+    match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    }
+}
+
+async fn add_slash(uri: Uri) -> Response {
+    redirect(&with_query(format!("{}/", uri.path()), &uri))
+}
+
+#[derive(Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+fn choose(headers: &HeaderMap, query: &FormatQuery) -> ApiResult<Format> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    negotiate(accept, query.format.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            406,
+            "Not Acceptable: this index serves application/vnd.pypi.simple.v1+json, \
+             application/vnd.pypi.simple.v1+html and text/html",
+        )
+    })
+}
+
+fn page(format: Format, body: Vec<u8>, serial: i64) -> Response {
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        body,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(LAST_SERIAL, HeaderValue::from(serial));
+    response
+}
+
+async fn simple_index(
+    State(index): State<Arc<Index>>,
+    headers: HeaderMap,
+    Query(query): Query<FormatQuery>,
+) -> ApiResult {
+    let format = choose(&headers, &query)?;
+    let serial = index.database.last_serial().await?;
+    let projects = index.database.projects().await?;
+    let body = match format {
+        Format::Json => pages::index_json(&projects, serial),
+        Format::Html | Format::LegacyHtml => pages::index_html(&projects, serial).into_bytes(),
+    };
+    Ok(page(format, body, serial))
+}
+
+/// Resolves a project named in a URL, or answers with the redirect to its normalized spelling.
+fn project_name(
+    raw: &str,
+    uri: &Uri,
+    normalized_path: impl Fn(&str) -> String,
+) -> ApiResult<Result<ProjectName, Response>> {
+    let name =
+        ProjectName::new(raw).map_err(|_| ApiError::not_found(format!("no project {raw:?}")))?;
+    if name.is_spelled(raw) {
+        Ok(Ok(name))
+    } else {
+        Ok(Err(redirect(&with_query(
+            normalized_path(name.as_str()),
+            uri,
+        ))))
+    }
+}
+
+async fn simple_project(
+    State(index): State<Arc<Index>>,
+    Path(raw): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<FormatQuery>,
+) -> ApiResult {
+    let name = match project_name(&raw, &uri, |n| format!("/simple/{n}/"))? {
+        Ok(name) => name,
+        Err(redirect) => return Ok(redirect),
+    };
+    let format = choose(&headers, &query)?;
+    let project = index
+        .database
+        .project(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
+    let files = index.database.project_files(project.id).await?;
+    let body = match format {
+        Format::Json => {
+            let versions: Vec<Version> = index
+                .database
+                .releases(project.id)
+                .await?
+                .into_iter()
+                .map(|r| r.version)
+                .collect();
+            pages::project_json(&project, &versions, &files)
+        }
+        Format::Html | Format::LegacyHtml => pages::project_html(&project, &files).into_bytes(),
+    };
+    Ok(page(format, body, project.last_serial))
+}
+
+async fn file(
+    State(index): State<Arc<Index>>,
+    Path((sha256, filename)): Path<(String, String)>,
+) -> ApiResult {
+    let (filename, metadata) = match filename.strip_suffix(".metadata") {
+        Some(dist) => (dist, true),
+        None => (filename.as_str(), false),
+    };
+    let record: FileRecord = index
+        .database
+        .file(filename)
+        .await?
+        .filter(|f| f.sha256 == sha256)
+        .ok_or_else(|| ApiError::not_found(format!("no file {filename:?}")))?;
+    let path = if metadata {
+        if record.metadata_sha256.is_none() {
+            return Err(ApiError::not_found(format!(
+                "{filename:?} has no metadata file"
+            )));
+        }
+        index.blobs.metadata_path(&record.sha256)
+    } else {
+        index.blobs.path(&record.sha256)
+    };
+    let file = tokio::fs::File::open(&path).await.map_err(|e| Error::Io {
+        action: "opening",
+        path: path.clone(),
+        source: e,
+    })?;
+    let length = file
+        .metadata()
+        .await
+        .map_err(|e| Error::Io {
+            action: "reading",
+            path,
+            source: e,
+        })?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn base_url(index: &Index, headers: &HeaderMap) -> String {
+    if let Some(url) = &index.config.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+async fn warehouse(
+    index: &Index,
+    headers: &HeaderMap,
+    name: &ProjectName,
+    version: Option<&str>,
+) -> ApiResult {
+    let project = index
+        .database
+        .project(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
+    let releases = index.database.releases(project.id).await?;
+    let files = index.database.project_files(project.id).await?;
+    let release = match version {
+        Some(raw) => {
+            let wanted = Version::new(raw)
+                .map_err(|_| ApiError::not_found(format!("no release {raw:?}")))?;
+            releases.iter().find(|r| r.version == wanted)
+        }
+        None => pages::latest_release(&releases, &files),
+    }
+    .ok_or_else(|| ApiError::not_found(format!("no such release of {name:?}")))?;
+    let body = pages::warehouse_json(
+        &base_url(index, headers),
+        &project,
+        &releases,
+        &files,
+        release,
+        version.is_none(),
+    );
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    response
+        .headers_mut()
+        .insert(LAST_SERIAL, HeaderValue::from(project.last_serial));
+    Ok(response)
+}
+
+async fn project_json(
+    State(index): State<Arc<Index>>,
+    Path(raw): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
+    match project_name(&raw, &uri, |n| format!("/pypi/{n}/json"))? {
+        Ok(name) => warehouse(&index, &headers, &name, None).await,
+        Err(redirect) => Ok(redirect),
+    }
+}
+
+async fn release_json(
+    State(index): State<Arc<Index>>,
+    Path((raw, version)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
+    match project_name(&raw, &uri, |n| format!("/pypi/{n}/{version}/json"))? {
+        Ok(name) => warehouse(&index, &headers, &name, Some(&version)).await,
+        Err(redirect) => Ok(redirect),
+    }
+}
+
+async fn identify(index: &Index, headers: &HeaderMap) -> Result<Identity, UploadError> {
+    let credentials = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|encoded| {
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(UploadError::Unauthenticated)?;
+    let (user, token) = credentials
+        .split_once(':')
+        .ok_or(UploadError::Unauthenticated)?;
+    if user != "__token__" || token.is_empty() {
+        return Err(UploadError::Unauthenticated);
+    }
+    index
+        .database
+        .authenticate(token)
+        .await?
+        .ok_or(UploadError::BadToken)
+}
+
+async fn legacy_upload(
+    State(index): State<Arc<Index>>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> ApiResult {
+    let identity = identify(&index, &headers).await?;
+    match upload(
+        &index.database,
+        &index.blobs,
+        &identity,
+        multipart,
+        index.config.max_upload_size,
+    )
+    .await
+    {
+        Ok(Uploaded::New { serial }) => {
+            tracing::info!(user = identity.user, serial, "upload accepted");
+            Ok((StatusCode::OK, "OK\n").into_response())
+        }
+        Ok(Uploaded::Unchanged) => Ok((
+            StatusCode::OK,
+            "OK: file already uploaded with this content\n",
+        )
+            .into_response()),
+        Err(error) => {
+            tracing::warn!(user = identity.user, "upload refused: {error}");
+            Err(error.into())
+        }
+    }
+}
+
+/// Serves the index on `listener` until `shutdown` completes.
+pub async fn serve(
+    index: Arc<Index>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(index).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
