@@ -353,6 +353,27 @@ impl Database {
         Ok(row.as_ref().map(file_record))
     }
 
+    /// Whether `identity` may upload to `project`: it is new, or the identity's user owns it.
+    /// Checked before an upload's content so that a stranger learns nothing from validation
+    /// errors; [`Database::add_file`] checks again inside its transaction.
+    pub async fn may_upload(
+        &self,
+        identity: &Identity,
+        project: &ProjectName,
+    ) -> Result<Result<(), AddRefused>> {
+        let owner: Option<i64> = sqlx::query_scalar("SELECT owner_id FROM projects WHERE name = ?")
+            .bind(project.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match owner {
+            Some(owner) if owner != identity.user_id => Err(AddRefused::NotOwner {
+                user: identity.user.clone(),
+                project: project.to_string(),
+            }),
+            _ => Ok(()),
+        })
+    }
+
     /// Records an uploaded file in one transaction with its project, release and journal entry,
     /// left open for the caller to commit once the file is durable.
     pub async fn add_file(
@@ -362,20 +383,6 @@ impl Database {
     ) -> Result<Result<Added, AddRefused>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let file = &new.file;
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
-                .bind(&file.filename)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(sha256) = existing {
-            return Ok(if sha256 == file.sha256 {
-                Ok(Added::Unchanged)
-            } else {
-                Err(AddRefused::FileExists {
-                    filename: file.filename.clone(),
-                })
-            });
-        }
         let owner: Option<(i64, i64)> =
             sqlx::query_as("SELECT id, owner_id FROM projects WHERE name = ?")
                 .bind(new.project.as_str())
@@ -401,6 +408,20 @@ impl Database {
                 .await?
             }
         };
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
+                .bind(&file.filename)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(sha256) = existing {
+            return Ok(if sha256 == file.sha256 {
+                Ok(Added::Unchanged)
+            } else {
+                Err(AddRefused::FileExists {
+                    filename: file.filename.clone(),
+                })
+            });
+        }
         let release_id: i64 = match sqlx::query_scalar::<_, i64>(
             "SELECT id FROM releases WHERE project_id = ? AND version = ?",
         )

@@ -39,7 +39,8 @@ impl Format {
 /// `None` means nothing the client accepts is served: 406.
 pub fn negotiate(accept: Option<&str>, format: Option<&str>) -> Option<Format> {
     if let Some(format) = format {
-        return Format::from_media_type(format.trim());
+        // An unencoded `+` in a query string arrives as a space; media types hold no spaces.
+        return Format::from_media_type(format.trim().replace(' ', "+").as_str());
     }
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Some(Format::LegacyHtml);
@@ -100,6 +101,10 @@ mod tests {
         assert_eq!(negotiate(Some("image/png"), None), None);
         assert_eq!(negotiate(Some("text/html;q=0"), None), None);
         assert_eq!(negotiate(None, Some("application/xml")), None);
+        assert_eq!(
+            negotiate(None, Some("application/vnd.pypi.simple.v1 json")),
+            Some(Format::Json)
+        );
         assert_eq!(
             negotiate(Some("application/vnd.pypi.simple.latest+json"), None),
             Some(Format::Json)

@@ -117,7 +117,22 @@ pub fn router(index: Arc<Index>) -> Router {
             "/legacy",
             post(legacy_upload).layer(DefaultBodyLimit::disable()),
         )
+        .layer(axum::middleware::from_fn(access_log))
         .with_state(index)
+}
+
+/// One line per request, as operators of devpi or nginx expect to find.
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        "{method} {path} {} {}us",
+        response.status().as_u16(),
+        started.elapsed().as_micros()
+    );
+    response
 }
 
 async fn home() -> Response {

@@ -249,6 +249,15 @@ pub async fn upload(
         .as_ref()
         .ok_or_else(|| bad_form("Upload a file in the form part 'content'"))?;
     let dist = DistFilename::parse(&staged.filename)?;
+    if let Some(scope) = &identity.project
+        && scope != &dist.project
+    {
+        return Err(UploadError::TokenScope {
+            scope: scope.to_string(),
+            project: dist.project.to_string(),
+        });
+    }
+    database.may_upload(identity, &dist.project).await??;
     let filetype = form.required("filetype")?;
     if DistKind::from_packagetype(filetype) != Some(dist.kind) {
         return Err(bad_form(format!(
@@ -271,14 +280,6 @@ pub async fn upload(
             field: "version",
             form: form_version.into(),
             file: dist.version.to_string(),
-        });
-    }
-    if let Some(scope) = &identity.project
-        && scope != &dist.project
-    {
-        return Err(UploadError::TokenScope {
-            scope: scope.to_string(),
-            project: dist.project.to_string(),
         });
     }
     check_digests(&form, staged)?;

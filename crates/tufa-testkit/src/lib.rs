@@ -6,6 +6,13 @@
 //! file, so changing a pin builds a fresh one. Test binaries run in parallel processes, hence the
 //! file lock around creation.
 
+pub mod http;
+mod packages;
+mod server;
+
+pub use packages::{Built, Project};
+pub use server::TufaServer;
+
 use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};

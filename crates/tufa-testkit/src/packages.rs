@@ -1,0 +1,85 @@
+//! Tiny Python projects built into real wheels and sdists by `python -m build` (flit-core
+//! backend, no network), for the tests to upload and install.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::PythonEnv;
+
+/// A project to build: name, version, and its dependencies as PEP 508 strings.
+pub struct Project<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub dependencies: &'a [&'a str],
+    /// Goes into the module, so two builds of one version can differ in content.
+    pub payload: &'a str,
+}
+
+/// The two files a build produced.
+pub struct Built {
+    pub wheel: PathBuf,
+    pub sdist: PathBuf,
+}
+
+impl Project<'_> {
+    /// Builds the wheel and sdist under `dir`.
+    pub fn build(&self, env: &PythonEnv, dir: &Path) -> Built {
+        let module = self.name.to_lowercase().replace(['-', '.'], "_");
+        let source = dir.join(format!("src-{}-{}", self.name, self.version));
+        fs::create_dir_all(source.join(&module)).unwrap();
+        let dependencies: Vec<String> =
+            self.dependencies.iter().map(|d| format!("{d:?}")).collect();
+        fs::write(
+            source.join("pyproject.toml"),
+            format!(
+                "[build-system]\nrequires = [\"flit_core>=3.2,<5\"]\nbuild-backend = \"flit_core.buildapi\"\n\n\
+                 [project]\nname = \"{}\"\nversion = \"{}\"\ndescription = \"A Tufa test project\"\n\
+                 requires-python = \">=3.8\"\ndependencies = [{}]\n\n[tool.flit.module]\nname = \"{module}\"\n",
+                self.name,
+                self.version,
+                dependencies.join(", ")
+            ),
+        )
+        .unwrap();
+        fs::write(
+            source.join(&module).join("__init__.py"),
+            format!(
+                "__version__ = {:?}\nPAYLOAD = {:?}\n",
+                self.version, self.payload
+            ),
+        )
+        .unwrap();
+        let out = dir.join(format!("dist-{}-{}", self.name, self.version));
+        let output = env
+            .command("python")
+            .args(["-m", "build", "--no-isolation", "--outdir"])
+            .arg(&out)
+            .arg(&source)
+            .output()
+            .expect("running python -m build");
+        assert!(
+            output.status.success(),
+            "building {} {} failed:\n{}{}",
+            self.name,
+            self.version,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut built = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>();
+        built.sort();
+        let find = |suffix: &str| {
+            built
+                .iter()
+                .find(|p| p.to_string_lossy().ends_with(suffix))
+                .unwrap_or_else(|| panic!("no {suffix} built in {}", out.display()))
+                .clone()
+        };
+        Built {
+            wheel: find(".whl"),
+            sdist: find(".tar.gz"),
+        }
+    }
+}

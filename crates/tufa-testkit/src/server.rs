@@ -1,0 +1,106 @@
+//! A real `tufa serve` process on a free loopback port, stopped when dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `tufa serve`, with everything it logged.
+pub struct TufaServer {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl TufaServer {
+    /// Starts `tufa serve` (the binary at `tufa`) on `data_dir` with extra arguments, and waits
+    /// until it listens.
+    pub fn start(tufa: &Path, data_dir: &Path, extra_args: &[&str]) -> TufaServer {
+        let mut child = Command::new(tufa)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data_dir)
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tufa serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(rest) = line.split(" at http://").nth(1)
+                    && line.starts_with("tufa: serving")
+                {
+                    let address = rest.split('/').next().unwrap_or_default();
+                    let _ = url_tx.send(format!("http://{address}"));
+                }
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+            let mut rest = String::new();
+            let _ = reader.read_to_string(&mut rest);
+            sink.lock().unwrap().push_str(&rest);
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(url) = url_rx.recv_timeout(Duration::from_millis(100)) {
+                return TufaServer {
+                    child,
+                    url,
+                    data_dir: data_dir.to_path_buf(),
+                    log,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "tufa serve exited with {status} before listening:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tufa serve did not start listening within 120 s:\n{}",
+                log.lock().unwrap()
+            );
+        }
+    }
+
+    /// The simple index URL pip and uv take as `--index-url`.
+    pub fn simple_url(&self) -> String {
+        format!("{}/simple/", self.url)
+    }
+
+    /// The upload URL twine takes as `--repository-url`.
+    pub fn upload_url(&self) -> String {
+        format!("{}/legacy/", self.url)
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TufaServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
