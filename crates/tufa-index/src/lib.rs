@@ -12,6 +12,7 @@ pub mod dist;
 mod error;
 pub mod name;
 mod negotiate;
+mod page_cache;
 mod pages;
 mod server;
 mod upload;
@@ -42,6 +43,7 @@ pub struct Index {
     pub config: Config,
     pub database: Database,
     blobs: Blobs,
+    pages: page_cache::PageCache,
 }
 
 impl Index {
@@ -55,6 +57,7 @@ impl Index {
             config,
             database,
             blobs,
+            pages: page_cache::PageCache::default(),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -181,13 +181,13 @@ fn choose(headers: &HeaderMap, query: &FormatQuery) -> ApiResult<Format> {
     })
 }
 
-fn page(format: Format, body: Vec<u8>, serial: i64) -> Response {
+fn page(format: Format, body: impl Into<Body>, serial: i64) -> Response {
     let mut response = (
         [
             (header::CONTENT_TYPE, format.content_type()),
             (header::VARY, "Accept"),
         ],
-        body,
+        body.into(),
     )
         .into_response();
     response
@@ -246,20 +246,26 @@ async fn simple_project(
         .project(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
+    let json = format == Format::Json;
+    if let Some(body) = index.pages.get(&name, json, project.last_serial) {
+        return Ok(page(format, body, project.last_serial));
+    }
     let files = index.database.project_files(project.id).await?;
-    let body = match format {
-        Format::Json => {
-            let versions: Vec<Version> = index
-                .database
-                .releases(project.id)
-                .await?
-                .into_iter()
-                .map(|r| r.version)
-                .collect();
-            pages::project_json(&project, &versions, &files)
-        }
-        Format::Html | Format::LegacyHtml => pages::project_html(&project, &files).into_bytes(),
+    let body: Bytes = if json {
+        let versions: Vec<Version> = index
+            .database
+            .releases(project.id)
+            .await?
+            .into_iter()
+            .map(|r| r.version)
+            .collect();
+        pages::project_json(&project, &versions, &files).into()
+    } else {
+        pages::project_html(&project, &files).into()
     };
+    index
+        .pages
+        .put(&name, json, project.last_serial, body.clone());
     Ok(page(format, body, project.last_serial))
 }
 

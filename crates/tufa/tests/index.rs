@@ -155,9 +155,12 @@ fn build(env: &PythonEnv, dir: &Path, name: &str, version: &str, dependencies: &
     .build(env, dir)
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
 fn sha256_of(path: &Path) -> String {
-    let output = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8(output.stdout).unwrap()[..64].to_string()
+    sha256_hex(&fs::read(path).unwrap())
 }
 
 #[test]
@@ -406,11 +409,10 @@ struct Upload<'a> {
 }
 
 fn send(server: &TufaServer, auth: Option<&str>, upload: &Upload) -> RawResponse {
-    let sha256 = upload.sha256.clone().unwrap_or_else(|| {
-        let path = server.data_dir.parent().unwrap().join("digest-input");
-        fs::write(&path, upload.content).unwrap();
-        sha256_of(&path)
-    });
+    let sha256 = upload
+        .sha256
+        .clone()
+        .unwrap_or_else(|| sha256_hex(upload.content));
     let (content_type, body) = http::multipart(
         &[
             (":action", "file_upload"),
