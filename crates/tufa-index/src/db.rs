@@ -66,6 +66,11 @@ CREATE TABLE journal (
     action TEXT NOT NULL,
     time INTEGER NOT NULL
 );
+CREATE TABLE signed (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    serial INTEGER NOT NULL
+);
+INSERT INTO signed (id, serial) VALUES (1, 0);
 ";
 
 /// Microseconds since the Unix epoch: how times are stored.
@@ -555,6 +560,78 @@ impl Database {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// The journal is also the signing queue: every serial up to this one is in signed metadata.
+    pub async fn signed_serial(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT serial FROM signed WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_signed_serial(&self, serial: i64) -> Result<()> {
+        sqlx::query("UPDATE signed SET serial = MAX(serial, ?) WHERE id = 1")
+            .bind(serial)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Journal entries after `serial`, oldest first, at most `limit`.
+    pub async fn journal_after(&self, serial: i64, limit: i64) -> Result<Vec<(i64, ProjectName)>> {
+        let rows = sqlx::query(
+            "SELECT serial, project FROM journal WHERE serial > ? ORDER BY serial LIMIT ?",
+        )
+        .bind(serial)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.get(0), stored_name(row.get(1))?)))
+            .collect()
+    }
+
+    /// A project with its files and release versions, read in one transaction so that the page
+    /// rendered from them is one consistent state of the project.
+    pub async fn project_state(
+        &self,
+        name: &ProjectName,
+    ) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
+        let mut tx = self.pool.begin().await?;
+        let row =
+            sqlx::query("SELECT id, name, display_name, last_serial FROM projects WHERE name = ?")
+                .bind(name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let project = Project {
+            id: row.get(0),
+            name: stored_name(row.get(1))?,
+            display_name: row.get(2),
+            last_serial: row.get(3),
+        };
+        let files = sqlx::query(&format!(
+            "{FILE_COLUMNS} WHERE releases.project_id = ? ORDER BY files.filename"
+        ))
+        .bind(project.id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(file_record)
+        .collect();
+        let mut versions =
+            sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
+                .bind(project.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|v| Version::new(v))
+                .collect::<Result<Vec<_>, _>>()?;
+        versions.sort();
+        tx.commit().await?;
+        Ok(Some((project, versions, files)))
     }
 
     pub async fn close(&self) {

@@ -51,6 +51,9 @@ pub enum Error {
         filename: String,
     },
 
+    #[error("TUF repository: {0}")]
+    Tuf(#[from] tufa_repo::Error),
+
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -15,9 +15,15 @@ mod negotiate;
 mod page_cache;
 mod pages;
 mod server;
+pub mod signing;
 mod upload;
 
 use std::path::PathBuf;
+
+use axum::body::Bytes;
+
+use crate::name::ProjectName;
+use crate::signing::{Signing, SigningConfig};
 
 pub use blobs::Blobs;
 pub use db::Database;
@@ -35,6 +41,8 @@ pub struct Config {
     /// The URL clients reach the index at, for the absolute URLs of the JSON API. Taken from the
     /// request's `Host` when unset.
     pub public_url: Option<String>,
+    /// How to sign; `None` runs an index without TUF metadata.
+    pub signing: Option<SigningConfig>,
 }
 
 /// One index: its database and files.
@@ -44,6 +52,7 @@ pub struct Index {
     pub database: Database,
     blobs: Blobs,
     pages: page_cache::PageCache,
+    pub signing: Option<Signing>,
 }
 
 impl Index {
@@ -53,11 +62,50 @@ impl Index {
             .map_err(error::io("creating the data directory", &config.data_dir))?;
         let database = Database::open(&config.data_dir.join("tufa.db")).await?;
         let blobs = Blobs::open(&config.data_dir)?;
+        let signing = config
+            .signing
+            .as_ref()
+            .map(|signing| Signing::open(&config.data_dir, signing))
+            .transpose()?;
         Ok(Index {
             config,
             database,
             blobs,
             pages: page_cache::PageCache::default(),
+            signing,
         })
+    }
+
+    /// A project's simple page, JSON (PEP 691; also its TUF target) or HTML (PEP 503), with the
+    /// serial it shows; `None` for an unknown project.
+    pub async fn project_page(
+        &self,
+        name: &ProjectName,
+        json: bool,
+    ) -> Result<Option<(i64, Bytes)>> {
+        let Some(project) = self.database.project(name).await? else {
+            return Ok(None);
+        };
+        if let Some(body) = self.pages.get(name, json, project.last_serial) {
+            return Ok(Some((project.last_serial, body)));
+        }
+        let Some((project, versions, files)) = self.database.project_state(name).await? else {
+            return Ok(None);
+        };
+        let body: Bytes = if json {
+            pages::project_json(&project, &versions, &files).into()
+        } else {
+            pages::project_html(&project, &files).into()
+        };
+        self.pages
+            .put(name, json, project.last_serial, body.clone());
+        Ok(Some((project.last_serial, body)))
+    }
+
+    /// Tells the publisher that the journal has grown.
+    pub fn changed(&self) {
+        if let Some(signing) = &self.signing {
+            signing.wake();
+        }
     }
 }

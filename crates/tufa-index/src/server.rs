@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -107,6 +107,9 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/simple/{project}", get(add_slash))
         .route("/simple/{project}/", get(simple_project))
         .route("/files/{sha256}/{filename}", get(file))
+        .route("/tuf/metadata/{file}", get(tuf_metadata))
+        .route("/tuf/targets/{*path}", get(tuf_target))
+        .route("/status", get(status))
         .route("/pypi/{project}/json", get(project_json))
         .route("/pypi/{project}/{version}/json", get(release_json))
         .route(
@@ -241,32 +244,11 @@ async fn simple_project(
         Err(redirect) => return Ok(redirect),
     };
     let format = choose(&headers, &query)?;
-    let project = index
-        .database
-        .project(&name)
+    let (serial, body) = index
+        .project_page(&name, format == Format::Json)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
-    let json = format == Format::Json;
-    if let Some(body) = index.pages.get(&name, json, project.last_serial) {
-        return Ok(page(format, body, project.last_serial));
-    }
-    let files = index.database.project_files(project.id).await?;
-    let body: Bytes = if json {
-        let versions: Vec<Version> = index
-            .database
-            .releases(project.id)
-            .await?
-            .into_iter()
-            .map(|r| r.version)
-            .collect();
-        pages::project_json(&project, &versions, &files).into()
-    } else {
-        pages::project_html(&project, &files).into()
-    };
-    index
-        .pages
-        .put(&name, json, project.last_serial, body.clone());
-    Ok(page(format, body, project.last_serial))
+    Ok(page(format, body, serial))
 }
 
 async fn file(
@@ -441,6 +423,7 @@ async fn legacy_upload(
     .await
     {
         Ok(Uploaded::New { serial }) => {
+            index.changed();
             tracing::info!(user = identity.user, serial, "upload accepted");
             Ok((StatusCode::OK, "OK\n").into_response())
         }
@@ -456,12 +439,98 @@ async fn legacy_upload(
     }
 }
 
+/// A TUF file name or path component as this repository writes them: role names, versions,
+/// hashes and normalized project names. Anything else (`..`, hidden files, temporary files) is
+/// never served.
+fn safe_component(component: &str) -> bool {
+    !component.is_empty()
+        && !component.starts_with('.')
+        && !component.ends_with(".tufa-tmp")
+        && component
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+async fn tuf_file(index: &Index, relative: &str) -> ApiResult {
+    if index.signing.is_none() {
+        return Err(ApiError::not_found("this index does not sign with TUF"));
+    }
+    if !relative.split('/').all(safe_component) {
+        return Err(ApiError::not_found(format!("no TUF file {relative:?}")));
+    }
+    let path = index
+        .config
+        .data_dir
+        .join(crate::signing::TUF_DIR)
+        .join(relative);
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!("no TUF file {relative:?}")));
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                action: "reading",
+                path,
+                source: e,
+            }
+            .into());
+        }
+    };
+    // Everything but timestamp.json is named by version or hash and never changes.
+    let cache = if relative.ends_with("/timestamp.json") {
+        "no-cache"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn tuf_metadata(State(index): State<Arc<Index>>, Path(file): Path<String>) -> ApiResult {
+    tuf_file(
+        &index,
+        &format!("{}/{file}", tufa_repo::layout::METADATA_DIR),
+    )
+    .await
+}
+
+async fn tuf_target(State(index): State<Arc<Index>>, Path(path): Path<String>) -> ApiResult {
+    tuf_file(
+        &index,
+        &format!("{}/{path}", tufa_repo::layout::TARGETS_DIR),
+    )
+    .await
+}
+
+/// How far the index has got: the newest serial, and the serial and timestamp version signed.
+async fn status(State(index): State<Arc<Index>>) -> ApiResult {
+    use std::sync::atomic::Ordering;
+    let last_serial = index.database.last_serial().await?;
+    let body = match &index.signing {
+        Some(signing) => serde_json::json!({
+            "last_serial": last_serial,
+            "signed_serial": signing.status.signed_serial.load(Ordering::Relaxed),
+            "timestamp_version": signing.status.timestamp_version.load(Ordering::Relaxed),
+        }),
+        None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
 /// Serves the index on `listener` until `shutdown` completes.
 pub async fn serve(
     index: Arc<Index>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
     let app = router(index).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -87,6 +87,25 @@ impl TufaServer {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until every change the index has recorded is in signed TUF metadata, and returns
+    /// that serial.
+    pub fn wait_until_signed(&self) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = crate::http::get(&format!("{}/status", self.url), &[]).json();
+            let last = status["last_serial"].as_i64().expect("last_serial");
+            if status["signed_serial"].as_i64() == Some(last) {
+                return last;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serial {last} not signed within 60 s: {status}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The server's process ID.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -5,12 +5,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use tufa_index::name::{ProjectName, Version};
+use tufa_index::signing::{SigningConfig, TRUSTED_ROOT_FILE};
 use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Database, Index};
+use tufa_repo::Expiries;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -29,6 +32,26 @@ pub struct ServeArgs {
     /// URL clients reach the index at, used for absolute URLs in the JSON API.
     #[arg(long, env = "TUFA_PUBLIC_URL")]
     public_url: Option<String>,
+    /// The online signing key (PKCS#8 PEM from `tufa keys generate`), trusted by the ceremony's
+    /// root and bins; its passphrase in TUFA_ONLINE_KEY_PASSPHRASE. Without it, an empty data
+    /// directory gets a development repository with local keys.
+    #[arg(long, env = "TUFA_ONLINE_KEY")]
+    online_key: Option<PathBuf>,
+    /// Bin roles of a new development repository: 2^N (8 gives 256; PEP 458 suggests 14 = 16,384).
+    #[arg(long, env = "TUFA_BIN_BITS")]
+    bin_bits: Option<u32>,
+    /// Lifetime of timestamp signatures, in seconds (default one day, as PEP 458).
+    #[arg(long, env = "TUFA_TIMESTAMP_EXPIRY")]
+    timestamp_expiry: Option<u64>,
+    /// Lifetime of snapshot signatures, in seconds (default one day).
+    #[arg(long, env = "TUFA_SNAPSHOT_EXPIRY")]
+    snapshot_expiry: Option<u64>,
+    /// Lifetime of bin role signatures, in seconds (default one day).
+    #[arg(long, env = "TUFA_BIN_EXPIRY")]
+    bin_expiry: Option<u64>,
+    /// How long metadata and targets that are no longer published stay, in seconds (default 3600).
+    #[arg(long, env = "TUFA_GRACE")]
+    grace: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -38,6 +61,12 @@ struct ConfigFile {
     listen: Option<String>,
     max_upload_size: Option<u64>,
     public_url: Option<String>,
+    online_key: Option<PathBuf>,
+    bin_bits: Option<u32>,
+    timestamp_expiry: Option<u64>,
+    snapshot_expiry: Option<u64>,
+    bin_expiry: Option<u64>,
+    grace: Option<u64>,
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
@@ -114,11 +143,63 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
+fn signing_config(args: &ServeArgs, file: &ConfigFile) -> Result<SigningConfig> {
+    let defaults = SigningConfig::default();
+    let seconds = |arg: Option<u64>, file: Option<u64>, default: Duration| {
+        arg.or(file).map_or(default, Duration::from_secs)
+    };
+    let expiries = Expiries {
+        timestamp: seconds(
+            args.timestamp_expiry,
+            file.timestamp_expiry,
+            defaults.expiries.timestamp,
+        ),
+        snapshot: seconds(
+            args.snapshot_expiry,
+            file.snapshot_expiry,
+            defaults.expiries.snapshot,
+        ),
+        bin_roles: seconds(
+            args.bin_expiry,
+            file.bin_expiry,
+            defaults.expiries.bin_roles,
+        ),
+        ..defaults.expiries
+    };
+    if [expiries.timestamp, expiries.snapshot, expiries.bin_roles].contains(&Duration::ZERO) {
+        anyhow::bail!("expiry times must be at least one second");
+    }
+    let bit_length = args
+        .bin_bits
+        .or(file.bin_bits)
+        .unwrap_or(defaults.bit_length);
+    if !(1..=32).contains(&bit_length) {
+        anyhow::bail!(
+            "--bin-bits must be between 1 and 32 (PEP 458 suggests 14), not {bit_length}"
+        );
+    }
+    let online_key = args.online_key.clone().or(file.online_key.clone());
+    let online_key_passphrase = match &online_key {
+        Some(_) => std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
+            .ok()
+            .filter(|p| !p.is_empty()),
+        None => None,
+    };
+    Ok(SigningConfig {
+        online_key,
+        online_key_passphrase,
+        bit_length,
+        expiries,
+        grace: seconds(args.grace, file.grace, defaults.grace),
+    })
+}
+
 pub fn serve(args: ServeArgs) -> Result<()> {
     let file = match &args.config {
         Some(path) => read_config_file(path)?,
         None => ConfigFile::default(),
     };
+    let signing = signing_config(&args, &file)?;
     let data_dir = args.data.or(file.data).context(
         "no data directory: pass --data DIR, set TUFA_DATA, or set `data` in the config file",
     )?;
@@ -133,6 +214,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .or(file.max_upload_size)
             .unwrap_or(DEFAULT_MAX_UPLOAD_SIZE),
         public_url: args.public_url.or(file.public_url),
+        signing: Some(signing),
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -146,6 +228,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr().context("reading the bound address")?;
+        eprintln!(
+            "tufa: TUF metadata at http://{address}/tuf/metadata/, targets at http://{address}/tuf/targets/; \
+             clients bootstrap from the trusted root {}",
+            config.data_dir.join(TRUSTED_ROOT_FILE).display()
+        );
         eprintln!(
             "tufa: serving {} at http://{address}/ (pip/uv: --index-url http://{address}/simple/, twine: --repository-url http://{address}/legacy/)",
             config.data_dir.display()

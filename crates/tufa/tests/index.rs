@@ -383,6 +383,7 @@ fn data_state(server: &TufaServer) -> (BTreeMap<PathBuf, Vec<u8>>, String) {
             }
         }
     }
+    server.wait_until_signed();
     let mut files = BTreeMap::new();
     walk(&server.data_dir, &server.data_dir, &mut files);
     let serial = http::get(&server.simple_url(), &[])
