@@ -144,3 +144,96 @@ fn run(command: &mut Command) -> Result<(), String> {
         ))
     }
 }
+
+/// A static file server on 127.0.0.1 for tests that need real HTTP: serves the files under a
+/// directory (`GET` only, one connection per request) and records every request path.
+/// The accept thread lives as long as the test process; tests are short.
+#[derive(Debug)]
+pub struct StaticServer {
+    addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StaticServer {
+    /// Starts serving `root` on a free port.
+    pub fn start(root: impl Into<PathBuf>) -> StaticServer {
+        let root = root.into();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let addr = listener.local_addr().expect("listener address");
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (root, log) = (root.clone(), log.clone());
+                std::thread::spawn(move || serve_one(stream, &root, &log));
+            }
+        });
+        StaticServer { addr, requests }
+    }
+
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Request paths so far, as sent (still percent-encoded).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+fn serve_one(mut stream: std::net::TcpStream, root: &Path, log: &std::sync::Mutex<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(&stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        header.clear();
+    }
+    let target = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+    if let Ok(mut requests) = log.lock() {
+        requests.push(target.clone());
+    }
+    let decoded = percent_decode(target.split('?').next().unwrap_or(""));
+    let safe = !decoded.split('/').any(|segment| segment == "..");
+    let body = safe
+        .then(|| fs::read(root.join(decoded.trim_start_matches('/'))).ok())
+        .flatten();
+    let head = match &body {
+        Some(body) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ),
+        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+    };
+    let _ = stream.write_all(head.as_bytes());
+    if let Some(body) = body {
+        let _ = stream.write_all(&body);
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,8 +1,10 @@
 //! `tufa`: the one binary operators and users run. Each subcommand lives in its own module; this
 //! file only parses the command line and reports errors with their context.
 
+mod download;
 mod index_commands;
 mod keys;
+mod tuf_client;
 
 use std::process::ExitCode;
 
@@ -33,16 +35,35 @@ enum Command {
     /// Generate and inspect signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Fetch a project's page from a Tufa index, verify it with TUF, and print its files.
+    Download(download::DownloadArgs),
+    /// The tuf-conformance client protocol: init, refresh and download against any TUF
+    /// repository.
+    TufClient(tuf_client::TufClientArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit with 1 like every other failure (the tuf-conformance protocol knows
+    // only 0 and 1); help and version still exit with 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => index_commands::serve(args),
         Command::Token(command) => index_commands::token(command),
         Command::Yank(args) => index_commands::yank(args),
         Command::Unyank(args) => index_commands::unyank(args),
         Command::Keys(command) => keys::run(command),
+        Command::Download(args) => download::run(args),
+        Command::TufClient(args) => tuf_client::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,373 @@
+//! The updater: the I/O around [`crate::trusted`]. It reads and writes the local cache, fetches
+//! through a [`Fetcher`], and walks the delegation graph; every trust decision is the state
+//! machine's.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tufa_metadata::{Metadata, RoleName, TargetFile, TargetPath, Targets};
+
+use crate::cache::{MetadataDir, read_optional, write_atomic};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchError, Fetcher};
+use crate::names::{metadata_file, target_file_name, target_url_path};
+use crate::trusted::{RootUpdate, TimestampOutcome, TrustedMetadata};
+use crate::verify::{check_hashes, check_length};
+
+/// Limits, with python-tuf's `UpdaterConfig` defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdaterConfig {
+    /// How many new root versions one refresh follows (spec 5.3.3's Y).
+    pub max_root_rotations: u32,
+    /// How many targets roles one target search visits, the top-level one included (5.6.7.1).
+    pub max_delegations: usize,
+    /// Byte limit for root, whose size nothing announces (5.3.3's W).
+    pub root_max_length: u64,
+    /// Byte limit for timestamp (5.4.1's X).
+    pub timestamp_max_length: u64,
+    /// Byte limit for snapshot when timestamp does not give its length (5.5.1's Y).
+    pub snapshot_max_length: u64,
+    /// Byte limit for a targets role when snapshot does not give its length (5.6.1's Z).
+    pub targets_max_length: u64,
+    /// Under consistent snapshots, fetch targets as `<dir>/<hash>.<basename>`.
+    pub prefix_targets_with_hash: bool,
+}
+
+impl Default for UpdaterConfig {
+    fn default() -> Self {
+        UpdaterConfig {
+            max_root_rotations: 32,
+            max_delegations: 32,
+            root_max_length: 512_000,
+            timestamp_max_length: 16_384,
+            snapshot_max_length: 2_000_000,
+            targets_max_length: 5_000_000,
+            prefix_targets_with_hash: true,
+        }
+    }
+}
+
+/// A target found in trusted metadata, and the role that listed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetInfo {
+    pub path: TargetPath,
+    pub file: TargetFile,
+    pub role: RoleName,
+}
+
+/// A verified artifact in the download directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+    /// False when the cached copy already matched and nothing was downloaded.
+    pub downloaded: bool,
+}
+
+/// A TUF client for one repository: where its metadata is cached and where it is served.
+#[derive(Debug)]
+pub struct Updater<F> {
+    fetcher: F,
+    config: UpdaterConfig,
+    metadata_url: String,
+    cache: MetadataDir,
+}
+
+fn with_trailing_slash(url: &str) -> String {
+    if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
+}
+
+impl<F: Fetcher> Updater<F> {
+    /// `metadata_dir` must hold a trusted `root.json` by the time [`Updater::refresh`] runs.
+    pub fn new(
+        metadata_dir: impl Into<PathBuf>,
+        metadata_url: &str,
+        fetcher: F,
+        config: UpdaterConfig,
+    ) -> Self {
+        Updater {
+            fetcher,
+            config,
+            metadata_url: with_trailing_slash(metadata_url),
+            cache: MetadataDir::new(metadata_dir.into()),
+        }
+    }
+
+    pub fn fetcher(&self) -> &F {
+        &self.fetcher
+    }
+
+    pub fn config(&self) -> &UpdaterConfig {
+        &self.config
+    }
+
+    /// Stores `root_bytes` as the trusted root, as shipped with the application (spec 5.2). Not
+    /// verified here: the first refresh checks it.
+    pub fn initialize(metadata_dir: &Path, root_bytes: &[u8]) -> Result<()> {
+        MetadataDir::new(metadata_dir.to_path_buf()).write("root", root_bytes)
+    }
+
+    fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+        self.fetcher.fetch(url, limit).map_err(|e| match e {
+            FetchError::Status(status) => Error::HttpStatus {
+                url: url.into(),
+                status,
+            },
+            FetchError::TooLarge => Error::EndlessData {
+                url: url.into(),
+                limit,
+            },
+            FetchError::Transport(message) => Error::Fetch {
+                url: url.into(),
+                message,
+            },
+        })
+    }
+
+    fn fetch_metadata(&self, role: &str, version: Option<u64>, limit: u64) -> Result<Vec<u8>> {
+        let url = format!("{}{}", self.metadata_url, metadata_file(role, version));
+        self.fetch(&url, limit)
+    }
+
+    /// One update cycle of the client workflow (spec 5.1 to 5.6.6) with `now` as the fixed
+    /// update start time: root, timestamp, snapshot and top-level targets. Delegated roles are
+    /// loaded later, when a target search reaches them.
+    pub fn refresh(&self, now: SystemTime) -> Result<Refreshed<'_, F>> {
+        let root_bytes = self
+            .cache
+            .read("root")?
+            .ok_or_else(|| Error::NoTrustedRoot(self.cache.path().to_path_buf()))?;
+        let mut root = RootUpdate::new(&root_bytes, now)?;
+        for _ in 0..self.config.max_root_rotations {
+            let next = root.root().signed.version + 1;
+            let bytes = match self.fetch_metadata("root", Some(next), self.config.root_max_length) {
+                Ok(bytes) => bytes,
+                Err(Error::HttpStatus {
+                    status: 403 | 404, ..
+                }) => break,
+                Err(e) => return Err(e),
+            };
+            root.update_root(&bytes)?;
+            self.cache.write("root", &bytes)?;
+        }
+
+        let mut timestamp = root.finish()?;
+        let rotated = timestamp.online_keys_rotated();
+        if rotated {
+            self.cache.remove("timestamp")?;
+            self.cache.remove("snapshot")?;
+        } else if let Some(bytes) = self.cache.read("timestamp")?
+            && let Err(e) = timestamp.load_trusted_timestamp(&bytes)
+        {
+            tracing::debug!("cached timestamp not used: {e}");
+        }
+        let bytes = self.fetch_metadata("timestamp", None, self.config.timestamp_max_length)?;
+        if timestamp.update_timestamp(&bytes)? == TimestampOutcome::Updated {
+            self.cache.write("timestamp", &bytes)?;
+        }
+
+        let mut snapshot = timestamp.finish()?;
+        let cached_is_current = match self.cache.read("snapshot")? {
+            Some(bytes) if !rotated => snapshot.load_trusted_snapshot(&bytes).unwrap_or_else(|e| {
+                tracing::debug!("cached snapshot not used: {e}");
+                false
+            }),
+            _ => false,
+        };
+        if !cached_is_current {
+            let meta = snapshot.snapshot_meta();
+            let limit = meta.length.unwrap_or(self.config.snapshot_max_length);
+            let version = snapshot
+                .root()
+                .signed
+                .consistent_snapshot()
+                .then_some(meta.version);
+            let bytes = self.fetch_metadata("snapshot", version, limit)?;
+            snapshot.update_snapshot(&bytes)?;
+            self.cache.write("snapshot", &bytes)?;
+        }
+
+        let mut trusted = snapshot.finish()?;
+        self.load_targets_role(&mut trusted, &RoleName::targets(), None)?;
+        Ok(Refreshed {
+            updater: self,
+            trusted,
+        })
+    }
+
+    /// Loads a targets role: already trusted in this cycle (re-verified against `delegator`),
+    /// else from the cache if it still verifies, else from the repository (spec 5.6.1–5.6.6).
+    /// `delegator` is `None` for the top-level targets role, which root delegates.
+    fn load_targets_role(
+        &self,
+        trusted: &mut TrustedMetadata,
+        role: &RoleName,
+        delegator: Option<&RoleName>,
+    ) -> Result<()> {
+        let update = |trusted: &mut TrustedMetadata, bytes: &[u8]| match delegator {
+            None => trusted.update_targets(bytes),
+            Some(delegator) => trusted.update_delegated_targets(role, delegator, bytes),
+        };
+        if let Some(delegator) = delegator
+            && trusted.delegated_targets(role, delegator)?.is_some()
+        {
+            return Ok(());
+        }
+        if let Some(bytes) = self.cache.read(role.as_str())? {
+            match update(trusted, &bytes) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::debug!("cached {role} not used: {e}"),
+            }
+        }
+        let meta = trusted.role_meta(role)?;
+        let limit = meta.length.unwrap_or(self.config.targets_max_length);
+        let version = trusted
+            .root()
+            .signed
+            .consistent_snapshot()
+            .then_some(meta.version);
+        let bytes = self.fetch_metadata(role.as_str(), version, limit)?;
+        update(trusted, &bytes)?;
+        self.cache.write(role.as_str(), &bytes)
+    }
+}
+
+/// The trusted state after a successful refresh: one consistent view of the repository, in
+/// which targets are looked up and downloaded.
+#[derive(Debug)]
+pub struct Refreshed<'a, F> {
+    updater: &'a Updater<F>,
+    trusted: TrustedMetadata,
+}
+
+impl<F: Fetcher> Refreshed<'_, F> {
+    pub fn trusted(&self) -> &TrustedMetadata {
+        &self.trusted
+    }
+
+    /// Finds `path` by a pre-order depth-first search of the delegation graph (spec 5.6.7):
+    /// delegations in listed order, a terminating delegation ends the search below it, each role
+    /// visited once, at most `max_delegations` roles. Delegated roles are fetched only when the
+    /// search reaches them.
+    pub fn target_info(&mut self, path: &str) -> Result<TargetInfo> {
+        let not_found = || Error::TargetNotFound { path: path.into() };
+        let target = TargetPath::new(path).map_err(|_| not_found())?;
+        let max = self.updater.config.max_delegations;
+        let mut stack: Vec<(RoleName, Option<RoleName>)> = vec![(RoleName::targets(), None)];
+        let mut visited: HashSet<RoleName> = HashSet::new();
+        while let Some((role, delegator)) = stack.pop() {
+            if visited.contains(&role) {
+                continue;
+            }
+            if visited.len() >= max {
+                return Err(Error::TooManyDelegations {
+                    path: path.into(),
+                    max,
+                });
+            }
+            let metadata = self.load(&role, delegator.as_ref())?;
+            if let Some(file) = metadata.signed.targets.get(&target) {
+                return Ok(TargetInfo {
+                    path: target,
+                    file: file.clone(),
+                    role,
+                });
+            }
+            let mut children = Vec::new();
+            for (child, terminating) in metadata
+                .signed
+                .delegations
+                .as_ref()
+                .map(|d| d.roles_for_target(path))
+                .unwrap_or_default()
+            {
+                children.push((child, Some(role.clone())));
+                if terminating {
+                    stack.clear();
+                    break;
+                }
+            }
+            visited.insert(role);
+            stack.extend(children.into_iter().rev());
+        }
+        Err(not_found())
+    }
+
+    fn load(
+        &mut self,
+        role: &RoleName,
+        delegator: Option<&RoleName>,
+    ) -> Result<&Metadata<Targets>> {
+        if delegator.is_some() {
+            self.updater
+                .load_targets_role(&mut self.trusted, role, delegator)?;
+        }
+        self.trusted
+            .targets_role(role)
+            .ok_or_else(|| Error::NotLoaded {
+                role: role.to_string(),
+                reason: "refresh loads the top-level targets role",
+            })
+    }
+
+    /// Downloads a target into `target_dir` (spec 5.7), as one file whose name is the
+    /// percent-encoded target path, so the same target always lands at the same path. A cached
+    /// copy whose length and hashes still match is returned without downloading.
+    pub fn download_target(
+        &self,
+        info: &TargetInfo,
+        target_base_url: &str,
+        target_dir: &Path,
+    ) -> Result<Artifact> {
+        let what = format!("target {}", info.path);
+        let referrer = info.role.as_str();
+        if info.file.hashes.is_empty() {
+            return Err(Error::Unverifiable {
+                what,
+                reason: format!("{referrer} lists no hashes for it"),
+            });
+        }
+        let verify = |content: &[u8]| {
+            check_length(&what, referrer, info.file.length, content)?;
+            check_hashes(&what, referrer, &info.file.hashes, content)
+        };
+        let local = target_dir.join(target_file_name(info.path.as_str()));
+        if let Some(content) = read_optional(&local)?
+            && verify(&content).is_ok()
+        {
+            return Ok(Artifact {
+                path: local,
+                content,
+                downloaded: false,
+            });
+        }
+        let hash_prefix = (self.trusted.root().signed.consistent_snapshot()
+            && self.updater.config.prefix_targets_with_hash)
+            .then(|| {
+                info.file
+                    .hashes
+                    .get("sha256")
+                    .or_else(|| info.file.hashes.values().next())
+                    .map(|h| h.as_str())
+            })
+            .flatten();
+        let url = format!(
+            "{}{}",
+            with_trailing_slash(target_base_url),
+            target_url_path(info.path.as_str(), hash_prefix)
+        );
+        let content = self.updater.fetch(&url, info.file.length)?;
+        verify(&content)?;
+        write_atomic(&local, &content, false)?;
+        Ok(Artifact {
+            path: local,
+            content,
+            downloaded: true,
+        })
+    }
+}
