@@ -51,7 +51,7 @@ pub enum Error {
         filename: String,
     },
 
-    #[error("TUF repository: {0}")]
+    #[error(transparent)]
     Tuf(#[from] tufa_repo::Error),
 
     #[error("invalid configuration: {0}")]

@@ -32,17 +32,28 @@ impl RawResponse {
     }
 }
 
-/// Sends one request (`Connection: close`) and reads the whole response.
+/// Sends one request (`Connection: close`) and reads the whole response; panics if there is none.
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+    try_request(method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// Like [`request`], but a server that is gone or answers nothing is an `Err`, for tests that
+/// kill servers.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<RawResponse, String> {
     let rest = url.strip_prefix("http://").expect("http:// URL");
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut stream = TcpStream::connect(host).expect("connecting");
+    let mut stream = TcpStream::connect(host).map_err(|e| format!("connecting: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -51,12 +62,14 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("sending");
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| format!("sending: {e}"))?;
     // A server may answer and close before reading a refused body; the answer still counts.
     let _ = stream.write_all(body);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    parse(&raw).unwrap_or_else(|| panic!("malformed response: {}", String::from_utf8_lossy(&raw)))
+    parse(&raw).ok_or_else(|| format!("malformed response: {}", String::from_utf8_lossy(&raw)))
 }
 
 pub fn get(url: &str, headers: &[(&str, &str)]) -> RawResponse {

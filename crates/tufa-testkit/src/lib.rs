@@ -10,7 +10,7 @@ pub mod http;
 mod packages;
 mod server;
 
-pub use packages::{Built, Project};
+pub use packages::{Built, Project, minimal_wheel};
 pub use server::TufaServer;
 
 use std::fs::{self, File};

@@ -83,3 +83,27 @@ impl Project<'_> {
         }
     }
 }
+
+/// A minimal valid wheel built in memory (a module and its `METADATA`), for tests and benchmarks
+/// that need many distinct files faster than a build backend makes them.
+pub fn minimal_wheel(name: &str, version: &str) -> Vec<u8> {
+    use std::io::Write;
+    let module = name.to_lowercase().replace(['-', '.'], "_");
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buffer);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file(format!("{module}/__init__.py"), options)
+        .unwrap();
+    zip.write_all(format!("__version__ = {version:?}\n").as_bytes())
+        .unwrap();
+    zip.start_file(format!("{module}-{version}.dist-info/METADATA"), options)
+        .unwrap();
+    write!(
+        zip,
+        "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
+    )
+    .unwrap();
+    zip.finish().unwrap();
+    buffer.into_inner()
+}

@@ -4,34 +4,15 @@
 //! `cargo bench -p tufa --bench index`. Client and server share the machine's cores, so the
 //! numbers are a floor for a dedicated server.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use tufa_testkit::TufaServer;
 use tufa_testkit::http;
+use tufa_testkit::{TufaServer, minimal_wheel};
 
 const FILES: usize = 2_000;
 const CLIENTS: usize = 4;
-
-fn wheel(version: &str) -> Vec<u8> {
-    let mut buffer = std::io::Cursor::new(Vec::new());
-    let mut zip = zip::ZipWriter::new(&mut buffer);
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("bench_big/__init__.py", options).unwrap();
-    zip.write_all(b"").unwrap();
-    zip.start_file(format!("bench_big-{version}.dist-info/METADATA"), options)
-        .unwrap();
-    write!(
-        zip,
-        "Metadata-Version: 2.1\nName: bench-big\nVersion: {version}\nRequires-Python: >=3.8\n"
-    )
-    .unwrap();
-    zip.finish().unwrap();
-    buffer.into_inner()
-}
 
 fn parallel(total: usize, work: impl Fn(usize) + Sync) -> Duration {
     let next = AtomicUsize::new(0);
@@ -69,7 +50,7 @@ fn main() {
 
     let uploads = parallel(FILES, |i| {
         let version = format!("1.0.{i}");
-        let content = wheel(&version);
+        let content = minimal_wheel("bench-big", &version);
         let digest = hex_sha256(&content);
         let filename = format!("bench_big-{version}-py3-none-any.whl");
         let (content_type, body) = http::multipart(

@@ -6,7 +6,6 @@
 //! page vouches for every file it lists.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -14,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 use tufa_client::{HttpFetcher, Updater, UpdaterConfig, encode_component};
+use tufa_index::name::ProjectName;
 
 #[derive(Args)]
 pub struct DownloadArgs {
@@ -28,45 +28,6 @@ pub struct DownloadArgs {
     cache: Option<PathBuf>,
     /// The project, by any spelling of its name.
     project: String,
-}
-
-/// A project name normalized as PEP 503 says: lowercase, each run of `-`, `_`, `.` one `-`.
-/// Only valid names (PEP 508) are accepted, so the name is safe inside a target path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectName(String);
-
-impl ProjectName {
-    pub fn new(name: &str) -> Result<Self> {
-        let bytes = name.as_bytes();
-        let valid = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-            && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !valid {
-            bail!(
-                "{name:?} is not a valid project name: letters, digits, '-', '_' and '.', \
-                 starting and ending with a letter or digit"
-            );
-        }
-        let mut normalized = String::with_capacity(name.len());
-        for c in name.chars() {
-            if matches!(c, '-' | '_' | '.') {
-                if !normalized.ends_with('-') {
-                    normalized.push('-');
-                }
-            } else {
-                normalized.push(c.to_ascii_lowercase());
-            }
-        }
-        Ok(ProjectName(normalized))
-    }
-}
-
-impl fmt::Display for ProjectName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[derive(Deserialize)]
@@ -138,24 +99,4 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         println!("{sha256}  {size}  {}", file.filename);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_normalize_as_pep_503_says() {
-        for (name, normalized) in [
-            ("Requests", "requests"),
-            ("zope.interface", "zope-interface"),
-            ("Foo__Bar-.baz", "foo-bar-baz"),
-            ("a", "a"),
-        ] {
-            assert_eq!(ProjectName::new(name).unwrap().to_string(), normalized);
-        }
-        for bad in ["", "-a", "a-", "../x", "a/b", "a b", "ü"] {
-            assert!(ProjectName::new(bad).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! `tufa`: the one binary operators and users run. Each subcommand lives in its own module; this
 //! file only parses the command line and reports errors with their context.
 
+mod ceremony;
 mod download;
 mod index_commands;
 mod keys;
@@ -32,6 +33,9 @@ enum Command {
     Yank(index_commands::YankArgs),
     /// Undo a yank.
     Unyank(index_commands::UnyankArgs),
+    /// Build and sign the offline roles of a new repository (root, targets, bins) from the key
+    /// holders' public keys.
+    Ceremony(ceremony::CeremonyArgs),
     /// Generate and inspect signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Token(command) => index_commands::token(command),
         Command::Yank(args) => index_commands::yank(args),
         Command::Unyank(args) => index_commands::unyank(args),
+        Command::Ceremony(args) => ceremony::run(args),
         Command::Keys(command) => keys::run(command),
         Command::Download(args) => download::run(args),
         Command::TufClient(args) => tuf_client::run(args),
@@ -68,8 +73,22 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. Library errors often repeat their cause in their own
+/// message; a cause already said is not said twice.
+fn describe(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

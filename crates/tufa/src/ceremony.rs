@@ -1,0 +1,125 @@
+//! `tufa ceremony`: the offline roles of a new PEP 458 repository (root, targets, bins), built
+//! and signed where the offline keys are, never on the server. Its output directory is what the
+//! server needs: copy it to `<data>/tuf/` and start `tufa serve --online-key`.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tufa_metadata::{Key, Threshold};
+use tufa_repo::{CeremonyPlan, Expiries, FsStore, RoleSpec, Store, load_public_key, load_signer};
+
+#[derive(Args)]
+pub struct CeremonyArgs {
+    /// Directory to write `metadata/1.root.json`, `1.targets.json` and `1.bins.json` into.
+    #[arg(long)]
+    out: PathBuf,
+    /// A root key's public file (`.pub.json`); repeat for each root key holder.
+    #[arg(long = "root-key", required = true)]
+    root_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    root_threshold: u32,
+    /// A targets key's public file; repeat for several.
+    #[arg(long = "targets-key", required = true)]
+    targets_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    targets_threshold: u32,
+    /// A bins key's public file; repeat for several.
+    #[arg(long = "bins-key", required = true)]
+    bins_keys: Vec<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    bins_threshold: u32,
+    /// The server's online key (public file): signs timestamp, snapshot and every bin role.
+    #[arg(long)]
+    online_key: PathBuf,
+    /// 2^N bin roles: 8 gives 256, 14 gives PEP 458's 16,384 for PyPI's scale.
+    #[arg(long, default_value_t = 8)]
+    bin_bits: u32,
+    /// A private key to sign with (PKCS#8 PEM); it signs every role it is a key of. Encrypted
+    /// keys take their passphrase from TUFA_KEY_PASSPHRASE.
+    #[arg(long = "sign")]
+    signing_keys: Vec<PathBuf>,
+}
+
+fn spec(paths: &[PathBuf], threshold: u32, role: &str) -> Result<RoleSpec> {
+    let keys: Vec<Key> = paths
+        .iter()
+        .map(|path| {
+            load_public_key(path, None).with_context(|| format!("{role} key {}", path.display()))
+        })
+        .collect::<Result<_>>()?;
+    let threshold = Threshold::new(threshold)
+        .with_context(|| format!("--{role}-threshold must be at least 1"))?;
+    Ok(RoleSpec { keys, threshold })
+}
+
+pub fn run(args: CeremonyArgs) -> Result<()> {
+    if args.out.join("metadata/1.root.json").exists() {
+        bail!(
+            "{} already holds a root: a ceremony starts a new repository and never overwrites one",
+            args.out.display()
+        );
+    }
+    let plan = CeremonyPlan {
+        root: spec(&args.root_keys, args.root_threshold, "root")?,
+        targets: spec(&args.targets_keys, args.targets_threshold, "targets")?,
+        bins: spec(&args.bins_keys, args.bins_threshold, "bins")?,
+        online: load_public_key(&args.online_key, None)
+            .with_context(|| format!("online key {}", args.online_key.display()))?,
+        bit_length: args.bin_bits,
+        expiries: Expiries::default(),
+    };
+    let mut roles = plan
+        .offline_roles(SystemTime::now())
+        .context("building the offline roles")?;
+    let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
+    for path in &args.signing_keys {
+        let signer = load_signer(path, passphrase.as_deref().map(str::as_bytes))
+            .with_context(|| format!("loading {}", path.display()))?;
+        let signed = roles
+            .sign(&signer)
+            .with_context(|| format!("signing with {}", path.display()))?;
+        if signed.is_empty() {
+            bail!(
+                "{} is not a key of root, targets or bins: check which keys you passed",
+                path.display()
+            );
+        }
+        eprintln!("{} signed {}", path.display(), signed.join(", "));
+    }
+    let counts = [
+        ("root", roles.root.signatures().len(), plan.root.threshold),
+        (
+            "targets",
+            roles.targets.signatures().len(),
+            plan.targets.threshold,
+        ),
+        ("bins", roles.bins.signatures().len(), plan.bins.threshold),
+    ];
+    let store =
+        FsStore::open(&args.out).with_context(|| format!("opening {}", args.out.display()))?;
+    store
+        .write_all(&roles.files().context("serializing the roles")?)
+        .with_context(|| format!("writing into {}", args.out.display()))?;
+    for (role, signatures, threshold) in counts {
+        let missing = threshold.get().saturating_sub(signatures as u32);
+        if missing > 0 {
+            eprintln!(
+                "warning: {role} has {signatures} of its {} required signatures; the server refuses \
+                 it until {missing} more key holder(s) sign",
+                threshold.get()
+            );
+        } else {
+            eprintln!(
+                "{role}: {signatures} signature(s), threshold {}",
+                threshold.get()
+            );
+        }
+    }
+    eprintln!(
+        "wrote the offline roles to {}: copy its contents to <data>/tuf/ on the server",
+        args.out.join("metadata").display()
+    );
+    Ok(())
+}
