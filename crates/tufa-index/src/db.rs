@@ -173,6 +173,15 @@ pub enum AddRefused {
     SecondSdist { project: String, version: String },
 }
 
+fn check_user_name(user: &str) -> Result<()> {
+    if user.is_empty() || user.len() > 100 || user.chars().any(|c| c.is_control() || c == ':') {
+        return Err(Error::Config(format!(
+            "invalid user name {user:?}: use 1 to 100 characters, no ':' or control characters"
+        )));
+    }
+    Ok(())
+}
+
 fn token_digest(token: &str) -> String {
     hex::encode(ring::digest::digest(
         &ring::digest::SHA256,
@@ -232,11 +241,7 @@ impl Database {
     /// Creates a token for `user` (creating the user if needed) and returns it; only its hash is
     /// stored, so it cannot be shown again.
     pub async fn create_token(&self, user: &str, project: Option<&ProjectName>) -> Result<String> {
-        if user.is_empty() || user.len() > 100 || user.chars().any(|c| c.is_control() || c == ':') {
-            return Err(Error::Config(format!(
-                "invalid user name {user:?}: use 1 to 100 characters, no ':' or control characters"
-            )));
-        }
+        check_user_name(user)?;
         let mut secret = [0u8; 32];
         SystemRandom::new()
             .fill(&mut secret)
@@ -265,6 +270,26 @@ impl Database {
         .await?;
         tx.commit().await?;
         Ok(token)
+    }
+
+    /// The identity of `user` with no project limit, creating the user if needed: what a
+    /// command acting for the user (an import) uploads as.
+    pub async fn user(&self, user: &str) -> Result<Identity> {
+        check_user_name(user)?;
+        sqlx::query("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)")
+            .bind(user)
+            .bind(now_micros())
+            .execute(&self.pool)
+            .await?;
+        let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+            .bind(user)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Identity {
+            user_id,
+            user: user.to_string(),
+            project: None,
+        })
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Identity>> {

@@ -54,6 +54,11 @@ pub enum Error {
     #[error(transparent)]
     Tuf(#[from] tufa_repo::Error),
 
+    #[error(
+        "another tufa process is signing {0} (a running `tufa serve`?): one publisher per data directory"
+    )]
+    SigningBusy(PathBuf),
+
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -29,6 +29,7 @@ pub use blobs::Blobs;
 pub use db::Database;
 pub use error::{Error, Invalid, Result};
 pub use server::{router, serve};
+pub use upload::{UploadError, Uploaded, import_file};
 
 /// PyPI's default limit on one file.
 pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 100 * 1024 * 1024;
@@ -50,7 +51,7 @@ pub struct Config {
 pub struct Index {
     pub config: Config,
     pub database: Database,
-    blobs: Blobs,
+    pub blobs: Blobs,
     pages: page_cache::PageCache,
     pub signing: Option<Signing>,
 }

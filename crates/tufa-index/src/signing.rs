@@ -88,12 +88,8 @@ impl Signing {
     pub fn open(data_dir: &Path, config: &SigningConfig) -> Result<Self> {
         let lock_path = data_dir.join("signing.lock");
         let lock = File::create(&lock_path).map_err(io("creating", &lock_path))?;
-        lock.try_lock().map_err(|_| {
-            Error::Config(format!(
-                "another tufa process is signing {} (a running `tufa serve`?): stop it first",
-                data_dir.display()
-            ))
-        })?;
+        lock.try_lock()
+            .map_err(|_| Error::SigningBusy(data_dir.to_path_buf()))?;
         let tuf_dir = data_dir.join(TUF_DIR);
         let store = FsStore::open(&tuf_dir)?;
         let now = SystemTime::now();

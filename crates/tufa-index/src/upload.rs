@@ -6,7 +6,7 @@
 //! rows are durable; every refusal leaves the data directory as it was.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use axum::extract::multipart::{Field, Multipart};
 use blake2::Digest;
@@ -89,6 +89,82 @@ struct Staged {
     blake2_256: String,
 }
 
+/// The three digests Warehouse records, computed in one pass as the bytes go to disk.
+struct Digests {
+    sha256: ring::digest::Context,
+    md5: md5::Md5,
+    blake2: Blake2b256,
+}
+
+impl Digests {
+    fn new() -> Self {
+        Digests {
+            sha256: ring::digest::Context::new(&ring::digest::SHA256),
+            md5: md5::Md5::new(),
+            blake2: Blake2b256::new(),
+        }
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        self.sha256.update(chunk);
+        self.md5.update(chunk);
+        self.blake2.update(chunk);
+    }
+
+    fn finish(self, staged: &mut Staged) {
+        staged.sha256 = hex::encode(self.sha256.finish());
+        staged.md5 = hex::encode(self.md5.finalize());
+        staged.blake2_256 = hex::encode(self.blake2.finalize());
+    }
+}
+
+impl Staged {
+    fn new(path: PathBuf, filename: String) -> Self {
+        Staged {
+            path,
+            filename,
+            size: 0,
+            sha256: String::new(),
+            md5: String::new(),
+            blake2_256: String::new(),
+        }
+    }
+
+    /// Copies a local file into `tmp/`, as an upload would arrive.
+    fn copy_from(source: &Path, blobs: &Blobs) -> Result<Self, Error> {
+        use std::io::{Read, Write};
+        let filename = source
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Config(format!("{} has no UTF-8 file name", source.display())))?
+            .to_string();
+        let mut staged = Staged::new(blobs.staging_path(), filename);
+        let mut input = std::fs::File::open(source).map_err(crate::error::io("reading", source))?;
+        let mut output = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged.path)
+            .map_err(crate::error::io("creating", &staged.path))?;
+        let mut digests = Digests::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let read = input
+                .read(&mut buffer)
+                .map_err(crate::error::io("reading", source))?;
+            if read == 0 {
+                break;
+            }
+            digests.update(&buffer[..read]);
+            output
+                .write_all(&buffer[..read])
+                .map_err(crate::error::io("writing", &staged.path))?;
+            staged.size += read as u64;
+        }
+        digests.finish(&mut staged);
+        Ok(staged)
+    }
+}
+
 impl Drop for Staged {
     fn drop(&mut self) {
         // Moved into place already, or a refused upload's leftovers: either way nothing to keep.
@@ -127,17 +203,8 @@ async fn stage(mut field: Field<'_>, blobs: &Blobs, limit: u64) -> Result<Staged
         .open(&path)
         .await
         .map_err(|e| UploadError::Internal(crate::error::io("creating", &path)(e)))?;
-    let mut staged = Staged {
-        path,
-        filename,
-        size: 0,
-        sha256: String::new(),
-        md5: String::new(),
-        blake2_256: String::new(),
-    };
-    let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut md5 = md5::Md5::new();
-    let mut blake2 = Blake2b256::new();
+    let mut staged = Staged::new(path, filename);
+    let mut digests = Digests::new();
     while let Some(chunk) = field
         .chunk()
         .await
@@ -147,9 +214,7 @@ async fn stage(mut field: Field<'_>, blobs: &Blobs, limit: u64) -> Result<Staged
         if staged.size > limit {
             return Err(UploadError::TooLarge { limit });
         }
-        sha256.update(&chunk);
-        md5.update(&chunk);
-        blake2.update(&chunk);
+        digests.update(&chunk);
         file.write_all(&chunk)
             .await
             .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
@@ -157,9 +222,7 @@ async fn stage(mut field: Field<'_>, blobs: &Blobs, limit: u64) -> Result<Staged
     file.flush()
         .await
         .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
-    staged.sha256 = hex::encode(sha256.finish());
-    staged.md5 = hex::encode(md5.finalize());
-    staged.blake2_256 = hex::encode(blake2.finalize());
+    digests.finish(&mut staged);
     Ok(staged)
 }
 
@@ -283,6 +346,39 @@ pub async fn upload(
         });
     }
     check_digests(&form, staged)?;
+    record(database, blobs, identity, staged, dist).await
+}
+
+/// Adds an existing distribution file (a pypiserver or devpi directory being imported) as if
+/// `identity` had uploaded it, with the same checks as an upload.
+pub async fn import_file(
+    database: &Database,
+    blobs: &Blobs,
+    identity: &Identity,
+    source: &Path,
+) -> Result<Uploaded, UploadError> {
+    let source_path = source.to_path_buf();
+    let blobs_for_copy = blobs.clone();
+    let staged =
+        tokio::task::spawn_blocking(move || Staged::copy_from(&source_path, &blobs_for_copy))
+            .await
+            .map_err(|e| {
+                UploadError::Internal(Error::Config(format!("file reader failed: {e}")))
+            })??;
+    let dist = DistFilename::parse(&staged.filename)?;
+    database.may_upload(identity, &dist.project).await??;
+    record(database, blobs, identity, &staged, dist).await
+}
+
+/// Reads the core metadata from a staged file, checks it against the file name, records the
+/// file and moves it into place: the common end of an upload and an import.
+async fn record(
+    database: &Database,
+    blobs: &Blobs,
+    identity: &Identity,
+    staged: &Staged,
+    dist: DistFilename,
+) -> Result<Uploaded, UploadError> {
     let path = staged.path.clone();
     let for_metadata = dist.clone();
     let metadata =

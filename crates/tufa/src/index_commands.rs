@@ -32,6 +32,13 @@ pub struct ServeArgs {
     /// URL clients reach the index at, used for absolute URLs in the JSON API.
     #[arg(long, env = "TUFA_PUBLIC_URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    signing: SigningArgs,
+}
+
+/// How the index signs, for the commands that sign (`serve`, `import`).
+#[derive(Args)]
+pub struct SigningArgs {
     /// The online signing key (PKCS#8 PEM from `tufa keys generate`), trusted by the ceremony's
     /// root and bins; its passphrase in TUFA_ONLINE_KEY_PASSPHRASE. Without it, an empty data
     /// directory gets a development repository with local keys.
@@ -143,7 +150,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
-fn signing_config(args: &ServeArgs, file: &ConfigFile) -> Result<SigningConfig> {
+/// Signing settings from the command line and environment alone.
+pub fn signing_config_from(args: &SigningArgs) -> Result<SigningConfig> {
+    signing_config(args, &ConfigFile::default())
+}
+
+fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig> {
     let defaults = SigningConfig::default();
     let seconds = |arg: Option<u64>, file: Option<u64>, default: Duration| {
         arg.or(file).map_or(default, Duration::from_secs)
@@ -199,7 +211,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => read_config_file(path)?,
         None => ConfigFile::default(),
     };
-    let signing = signing_config(&args, &file)?;
+    let signing = signing_config(&args.signing, &file)?;
     let data_dir = args.data.or(file.data).context(
         "no data directory: pass --data DIR, set TUFA_DATA, or set `data` in the config file",
     )?;

@@ -3,6 +3,7 @@
 
 mod ceremony;
 mod download;
+mod import;
 mod index_commands;
 mod keys;
 mod tuf_client;
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Run the index: simple and JSON APIs, uploads, file downloads.
     Serve(index_commands::ServeArgs),
+    /// Add a directory of existing wheels and sdists (e.g. a pypiserver packages directory) and
+    /// sign them.
+    Import(import::ImportArgs),
     /// Manage API tokens for uploads.
     #[command(subcommand)]
     Token(index_commands::TokenCommand),
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => index_commands::serve(args),
         Command::Token(command) => index_commands::token(command),
+        Command::Import(args) => import::run(args),
         Command::Yank(args) => index_commands::yank(args),
         Command::Unyank(args) => index_commands::unyank(args),
         Command::Ceremony(args) => ceremony::run(args),

@@ -584,3 +584,94 @@ fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
         sha256_hex(&wheel)
     );
 }
+
+#[test]
+fn import_adds_a_packages_directory_and_signs_it_with_or_without_a_running_server() {
+    let env = PythonEnv::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let packages = dir.path().join("packages");
+    fs::create_dir_all(packages.join("nested")).unwrap();
+    let one = Project {
+        name: "import-one",
+        version: "1.0",
+        dependencies: &[],
+        payload: "a",
+    }
+    .build(env, dir.path());
+    let two = Project {
+        name: "import-two",
+        version: "2.0",
+        dependencies: &[],
+        payload: "b",
+    }
+    .build(env, dir.path());
+    for (source, target) in [
+        (&one.wheel, packages.clone()),
+        (&one.sdist, packages.clone()),
+        (&two.wheel, packages.join("nested")),
+    ] {
+        fs::copy(source, target.join(source.file_name().unwrap())).unwrap();
+    }
+    fs::write(packages.join("README.txt"), "not a distribution").unwrap();
+
+    let said = ok(
+        tufa(&[
+            "import",
+            "--data",
+            data.to_str().unwrap(),
+            "--user",
+            "alice",
+            packages.to_str().unwrap(),
+        ]),
+        "tufa import",
+    );
+    assert!(
+        said.contains("imported 3 file(s), 0 already present, 0 refused, 1 skipped; all signed"),
+        "{said}"
+    );
+    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let view = python_tuf(
+        &server,
+        &dir.path().join("python-tuf"),
+        &["import-one", "import-two"],
+    );
+    assert_eq!(page_files(&view["pages"]["import-one"]).len(), 2);
+    assert_eq!(page_files(&view["pages"]["import-two"]).len(), 1);
+
+    // With the server running, the import leaves signing to it; a broken file is refused by name.
+    let more = dir.path().join("more");
+    fs::create_dir_all(&more).unwrap();
+    let three = Project {
+        name: "import-one",
+        version: "3.0",
+        dependencies: &[],
+        payload: "c",
+    }
+    .build(env, dir.path());
+    fs::copy(&three.wheel, more.join(three.wheel.file_name().unwrap())).unwrap();
+    fs::write(more.join("import_two-9.0-py3-none-any.whl"), "not a zip").unwrap();
+    let output = tufa(&[
+        "import",
+        "--data",
+        data.to_str().unwrap(),
+        "--user",
+        "alice",
+        more.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("a running tufa serve signs this data directory"),
+        "{said}"
+    );
+    assert!(
+        said.contains("import_two-9.0-py3-none-any.whl: invalid distribution file")
+            && said.contains("not a valid zip archive"),
+        "{said}"
+    );
+    assert!(said.contains("imported 1 file(s)"), "{said}");
+    server.wait_until_signed();
+    let view = python_tuf(&server, &dir.path().join("python-tuf"), &["import-one"]);
+    assert_eq!(page_files(&view["pages"]["import-one"]).len(), 3);
+}
