@@ -425,7 +425,12 @@ async fn legacy_upload(
         Ok(Uploaded::New { serial }) => {
             index.changed();
             tracing::info!(user = identity.user, serial, "upload accepted");
-            Ok((StatusCode::OK, "OK\n").into_response())
+            Ok((
+                StatusCode::OK,
+                [(LAST_SERIAL, HeaderValue::from(serial))],
+                "OK\n",
+            )
+                .into_response())
         }
         Ok(Uploaded::Unchanged) => Ok((
             StatusCode::OK,

@@ -142,3 +142,31 @@ pub fn multipart(fields: &[(&str, &str)], filename: &str, content: &[u8]) -> (St
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// The `Authorization` header twine sends for an API token.
+pub fn basic_auth(token: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("__token__:{token}"))
+    )
+}
+
+/// The upload form of a wheel as twine sends it: `(content type, body)`.
+pub fn wheel_upload(project: &str, version: &str, wheel: &[u8]) -> (String, Vec<u8>) {
+    let filename = format!(
+        "{}-{version}-py3-none-any.whl",
+        project.to_lowercase().replace(['-', '.'], "_")
+    );
+    multipart(
+        &[
+            (":action", "file_upload"),
+            ("name", project),
+            ("version", version),
+            ("filetype", "bdist_wheel"),
+            ("sha256_digest", &crate::sha256_hex(wheel)),
+        ],
+        &filename,
+        wheel,
+    )
+}

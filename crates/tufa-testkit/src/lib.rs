@@ -19,6 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The lowercase hex SHA-256 of `bytes`, as indexes and TUF write it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
 const REQUIREMENTS: &str = include_str!("../python-requirements.txt");
 
 /// A Python virtual environment holding the tools listed in `python-requirements.txt`.

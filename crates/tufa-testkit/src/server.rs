@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 /// A running `tufa serve`, with everything it logged.
 pub struct TufaServer {
     child: Child,
+    tufa: PathBuf,
     pub url: String,
     pub data_dir: PathBuf,
     log: Arc<Mutex<String>>,
@@ -52,6 +53,7 @@ impl TufaServer {
             if let Ok(url) = url_rx.recv_timeout(Duration::from_millis(100)) {
                 return TufaServer {
                     child,
+                    tufa: tufa.to_path_buf(),
                     url,
                     data_dir: data_dir.to_path_buf(),
                     log,
@@ -70,6 +72,21 @@ impl TufaServer {
                 log.lock().unwrap()
             );
         }
+    }
+
+    /// Creates an API token for `user` with `tufa token create` and returns it.
+    pub fn create_token(&self, user: &str) -> String {
+        let output = Command::new(&self.tufa)
+            .args(["token", "create", "--user", user, "--data"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("running tufa token create");
+        assert!(
+            output.status.success(),
+            "tufa token create: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     /// The simple index URL pip and uv take as `--index-url`.

@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use tufa_testkit::http;
 use tufa_testkit::{TufaServer, minimal_wheel};
 
@@ -37,33 +36,12 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let tufa = env!("CARGO_BIN_EXE_tufa");
     let server = TufaServer::start(tufa.as_ref(), &dir.path().join("data"), &[]);
-    let output = std::process::Command::new(tufa)
-        .args(["token", "create", "--user", "bench", "--data"])
-        .arg(&server.data_dir)
-        .output()
-        .unwrap();
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("__token__:{token}"))
-    );
+    let auth = http::basic_auth(&server.create_token("bench"));
 
     let uploads = parallel(FILES, |i| {
         let version = format!("1.0.{i}");
-        let content = minimal_wheel("bench-big", &version);
-        let digest = hex_sha256(&content);
-        let filename = format!("bench_big-{version}-py3-none-any.whl");
-        let (content_type, body) = http::multipart(
-            &[
-                (":action", "file_upload"),
-                ("name", "bench-big"),
-                ("version", &version),
-                ("filetype", "bdist_wheel"),
-                ("sha256_digest", &digest),
-            ],
-            &filename,
-            &content,
-        );
+        let (content_type, body) =
+            http::wheel_upload("bench-big", &version, &minimal_wheel("bench-big", &version));
         let response = http::request(
             "POST",
             &server.upload_url(),
@@ -96,8 +74,4 @@ fn main() {
             requests as f64 / elapsed.as_secs_f64()
         );
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }

@@ -4,79 +4,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use base64::Engine;
+mod common;
+
+use common::{TUFA, ok, token, tufa, twine};
 use tufa_testkit::http::{self, RawResponse};
+use tufa_testkit::sha256_hex;
 use tufa_testkit::{Built, Project, PythonEnv, TufaServer};
-
-const TUFA: &str = env!("CARGO_BIN_EXE_tufa");
-
-fn tufa(args: &[&str]) -> Output {
-    Command::new(TUFA)
-        .args(args)
-        .output()
-        .expect("running tufa")
-}
-
-fn token(data: &Path, user: &str, project: Option<&str>) -> String {
-    let mut args = vec![
-        "token",
-        "create",
-        "--data",
-        data.to_str().unwrap(),
-        "--user",
-        user,
-    ];
-    if let Some(project) = project {
-        args.extend(["--project", project]);
-    }
-    let output = tufa(&args);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(
-        token.lines().count(),
-        1,
-        "the token alone on stdout: {token:?}"
-    );
-    token.trim().to_string()
-}
-
-fn ok(output: Output, what: &str) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{what} failed:\n{text}");
-    text
-}
-
-fn twine(
-    env: &PythonEnv,
-    server: &TufaServer,
-    token: &str,
-    files: &[&Path],
-    extra: &[&str],
-) -> Output {
-    env.command("twine")
-        .args([
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-        ])
-        .arg(server.upload_url())
-        .args(["-u", "__token__", "-p", token])
-        .args(extra)
-        .args(files)
-        .output()
-        .unwrap()
-}
 
 fn uv(env: &PythonEnv, cache: &Path) -> Command {
     let mut command = env.command("uv");
@@ -155,10 +90,6 @@ fn build(env: &PythonEnv, dir: &Path, name: &str, version: &str, dependencies: &
     .build(env, dir)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
-
 fn sha256_of(path: &Path) -> String {
     sha256_hex(&fs::read(path).unwrap())
 }
@@ -173,7 +104,7 @@ fn twine_and_uv_publish_then_pip_and_uv_install() {
     let app = build(env, dir.path(), "tufa-app", "1.0.0", &["tufa-lib>=0.2"]);
     let lib = build(env, dir.path(), "tufa-lib", "0.2.0", &[]);
     ok(
-        twine(env, &server, &alice, &[&app.wheel, &app.sdist], &[]),
+        twine(&server, &alice, &[&app.wheel, &app.sdist], &[]),
         "twine upload",
     );
     ok(
@@ -280,7 +211,7 @@ fn yanked_releases_are_skipped_unless_pinned_exactly() {
     for version in ["1.0.0", "2.0.0"] {
         let built = build(env, dir.path(), "tufa-yank", version, &[]);
         ok(
-            twine(env, &server, &alice, &[&built.wheel, &built.sdist], &[]),
+            twine(&server, &alice, &[&built.wheel, &built.sdist], &[]),
             "twine upload",
         );
     }
@@ -393,13 +324,6 @@ fn data_state(server: &TufaServer) -> (BTreeMap<PathBuf, Vec<u8>>, String) {
     (files, serial)
 }
 
-fn basic(token: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("__token__:{token}"))
-    )
-}
-
 struct Upload<'a> {
     name: &'a str,
     version: &'a str,
@@ -459,7 +383,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
     let alice_other = token(&server.data_dir, "alice", Some("tufa-other"));
     let v1 = build(env, dir.path(), "tufa-bad", "1.0.0", &[]);
     ok(
-        twine(env, &server, &alice, &[&v1.wheel, &v1.sdist], &[]),
+        twine(&server, &alice, &[&v1.wheel, &v1.sdist], &[]),
         "twine upload",
     );
     let wheel = fs::read(&v1.wheel).unwrap();
@@ -506,31 +430,31 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "Invalid or non-existent authentication information",
         ),
         (
-            Some(basic("tufa-not-a-token")),
+            Some(http::basic_auth("tufa-not-a-token")),
             good(wheel_name, b"x"),
             403,
             "Invalid API token",
         ),
         (
-            Some(basic(&bob)),
+            Some(http::basic_auth(&bob)),
             good(wheel_name, wheel),
             403,
             "The user 'bob' isn't allowed to upload to project 'tufa-bad'",
         ),
         (
-            Some(basic(&alice_other)),
+            Some(http::basic_auth(&alice_other)),
             good(wheel_name, wheel),
             403,
             "limited to project 'tufa-other'",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             good(wheel_name, changed_wheel),
             400,
             "File already exists",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 sha256: Some("0".repeat(64)),
                 version: "1.0.2",
@@ -540,25 +464,25 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "does not match a digest calculated from the uploaded file (sha256)",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             good("tufa_bad.whl", wheel),
             400,
             "invalid distribution filename",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             good("tufa_bad-1.0.0.zip", wheel),
             400,
             "invalid file extension",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             good("tufa_bad-1.0.0-py3-none-any.whl.exe", wheel),
             400,
             "invalid file extension",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 version: "1.0.3",
                 ..good(
@@ -570,7 +494,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "not a valid zip archive",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 filetype: "sdist",
                 version: "1.0.4",
@@ -580,7 +504,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "not a valid .tar.gz archive",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 version: "1.0.5",
                 ..good("tufa_bad-1.0.5-py3-none-any.whl", wheel)
@@ -589,7 +513,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "The version in the file name (\"1.0.5\") does not match the version in the file's core metadata (\"1.0.0\")",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 name: "tufa-other",
                 ..good("tufa_other-1.0.0-py3-none-any.whl", wheel)
@@ -598,7 +522,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "The project name in the file name (\"tufa-other\") does not match the project name in the file's core metadata (\"tufa-bad\")",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 version: "1.0.6",
                 ..good(wheel_name, wheel)
@@ -607,7 +531,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "The version in the form (\"1.0.6\") does not match the version in the file (\"1.0.0\")",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 filetype: "sdist",
                 ..good(wheel_name, wheel)
@@ -616,7 +540,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "does not match the file name",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 filetype: "sdist",
                 ..good("tufa-bad-1.0.0.tar.gz", sdist)
@@ -625,7 +549,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             "Only one sdist may be uploaded per release",
         ),
         (
-            Some(basic(&alice)),
+            Some(http::basic_auth(&alice)),
             Upload {
                 version: "3.0.0",
                 ..good("tufa_bad-3.0.0-py3-none-any.whl", big_wheel)
@@ -668,11 +592,11 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
     // The same file again is accepted and changes nothing; twine shows other uploads' reasons and
     // --skip-existing relies on the "File already exists" text.
     ok(
-        twine(env, &server, &alice, &[&v1.wheel], &[]),
+        twine(&server, &alice, &[&v1.wheel], &[]),
         "re-uploading identical content",
     );
     assert_eq!(data_state(&server), before);
-    let refused = twine(env, &server, &alice, &[&changed.wheel], &[]);
+    let refused = twine(&server, &alice, &[&changed.wheel], &[]);
     assert!(!refused.status.success());
     let shown = String::from_utf8_lossy(&refused.stderr).to_string()
         + &String::from_utf8_lossy(&refused.stdout);
@@ -705,7 +629,7 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
             .unwrap(),
         "uv publish of a file already uploaded with the same content",
     );
-    let refused = twine(env, &server, &bob, &[&v1.sdist], &[]);
+    let refused = twine(&server, &bob, &[&v1.sdist], &[]);
     let shown = String::from_utf8_lossy(&refused.stderr).to_string()
         + &String::from_utf8_lossy(&refused.stdout);
     assert!(!refused.status.success());
@@ -724,7 +648,7 @@ fn simple_api_negotiates_redirects_and_reports_serials() {
     let alice = token(&server.data_dir, "alice", None);
     let built = build(env, dir.path(), "Tufa.Neg_Demo", "0.1.0", &[]);
     ok(
-        twine(env, &server, &alice, &[&built.wheel, &built.sdist], &[]),
+        twine(&server, &alice, &[&built.wheel, &built.sdist], &[]),
         "twine upload",
     );
     let base = &server.url;
@@ -908,7 +832,7 @@ fn start_upload(
     write!(
         stream,
         "POST /legacy/ HTTP/1.1\r\nHost: {host}\r\nAuthorization: {}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{prefix}",
-        basic(token),
+        http::basic_auth(token),
         prefix.len() + total
     )
     .unwrap();
@@ -978,7 +902,7 @@ fn uploads_stream_to_disk_and_a_crash_mid_upload_leaves_nothing() {
     let env = PythonEnv::shared();
     let built = build(env, dir.path(), "tufa-big", "1.0", &[]);
     ok(
-        twine(env, &server, &alice, &[&built.wheel], &[]),
+        twine(&server, &alice, &[&built.wheel], &[]),
         "twine upload after the crash",
     );
     assert_eq!(

@@ -5,52 +5,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::Value;
 use tufa_metadata::{MetaFile, Metadata, Snapshot, Targets, Timestamp};
 use tufa_repo::layout;
+mod common;
+
+use common::{TUFA, ok, token, tufa, twine};
 use tufa_testkit::http;
+use tufa_testkit::sha256_hex;
 use tufa_testkit::{Project, PythonEnv, TufaServer, minimal_wheel};
 
-const TUFA: &str = env!("CARGO_BIN_EXE_tufa");
 const NGCLIENT: &str = include_str!("python/ngclient_http.py");
-
-fn tufa(args: &[&str]) -> Output {
-    Command::new(TUFA)
-        .args(args)
-        .output()
-        .expect("running tufa")
-}
-
-fn ok(output: Output, what: &str) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{what} failed:\n{text}");
-    text
-}
-
-fn token(data: &Path, user: &str) -> String {
-    let output = tufa(&[
-        "token",
-        "create",
-        "--data",
-        data.to_str().unwrap(),
-        "--user",
-        user,
-    ]);
-    ok(output.clone(), "tufa token create");
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
 
 /// python-tuf's view: the trusted timestamp version and each project's verified page.
 fn python_tuf(server: &TufaServer, cache: &Path, projects: &[&str]) -> Value {
@@ -80,25 +48,6 @@ fn page_files(page: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn twine(server: &TufaServer, token: &str, files: &[&Path]) {
-    let env = PythonEnv::shared();
-    ok(
-        env.command("twine")
-            .args([
-                "upload",
-                "--non-interactive",
-                "--disable-progress-bar",
-                "--repository-url",
-            ])
-            .arg(server.upload_url())
-            .args(["-u", "__token__", "-p", token])
-            .args(files)
-            .output()
-            .unwrap(),
-        "twine upload",
-    );
-}
-
 #[test]
 fn python_tuf_verifies_uploads_yanks_and_re_signing_against_a_running_index() {
     let env = PythonEnv::shared();
@@ -112,7 +61,7 @@ fn python_tuf_verifies_uploads_yanks_and_re_signing_against_a_running_index() {
         "6",
     ];
     let server = TufaServer::start(TUFA.as_ref(), &dir.path().join("data"), &expiry);
-    let alice = token(&server.data_dir, "alice");
+    let alice = token(&server.data_dir, "alice", None);
     let cache = dir.path().join("python-tuf-cache");
     let build = |name: &str, version: &str| {
         Project {
@@ -125,7 +74,10 @@ fn python_tuf_verifies_uploads_yanks_and_re_signing_against_a_running_index() {
     };
 
     let one = build("tufa-signed", "1.0");
-    twine(&server, &alice, &[&one.wheel, &one.sdist]);
+    ok(
+        twine(&server, &alice, &[&one.wheel, &one.sdist], &[]),
+        "twine upload",
+    );
     server.wait_until_signed();
     let view = python_tuf(&server, &cache, &["tufa-signed", "not-uploaded"]);
     let expected: BTreeMap<String, String> = [&one.wheel, &one.sdist]
@@ -143,7 +95,10 @@ fn python_tuf_verifies_uploads_yanks_and_re_signing_against_a_running_index() {
     // A second batch: a new version of the same project and a second project.
     let two = build("tufa-signed", "2.0");
     let other = build("tufa-other-signed", "0.1");
-    twine(&server, &alice, &[&two.wheel, &other.wheel]);
+    ok(
+        twine(&server, &alice, &[&two.wheel, &other.wheel], &[]),
+        "twine upload",
+    );
     server.wait_until_signed();
     let view = python_tuf(&server, &cache, &["tufa-signed", "tufa-other-signed"]);
     let files = page_files(&view["pages"]["tufa-signed"]);
@@ -314,12 +269,9 @@ fn sigkill_during_uploads_never_exposes_partial_metadata_or_loses_an_acknowledge
     let data = dir.path().join("data");
     let alice = {
         let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
-        token(&server.data_dir, "alice")
+        token(&server.data_dir, "alice", None)
     };
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("__token__:{alice}"))
-    );
+    let auth = http::basic_auth(&alice);
     let mut acknowledged = BTreeSet::new();
     let mut next = 0u32;
     for round in 0..8u64 {
@@ -332,18 +284,11 @@ fn sigkill_during_uploads_never_exposes_partial_metadata_or_loses_an_acknowledge
             let mut accepted = Vec::new();
             for n in first.. {
                 let version = format!("1.{n}");
-                let wheel = minimal_wheel("crash-test", &version);
                 let filename = format!("crash_test-{version}-py3-none-any.whl");
-                let (content_type, body) = http::multipart(
-                    &[
-                        (":action", "file_upload"),
-                        ("name", "crash-test"),
-                        ("version", &version),
-                        ("filetype", "bdist_wheel"),
-                        ("sha256_digest", &sha256_hex(&wheel)),
-                    ],
-                    &filename,
-                    &wheel,
+                let (content_type, body) = http::wheel_upload(
+                    "crash-test",
+                    &version,
+                    &minimal_wheel("crash-test", &version),
                 );
                 let sent = http::try_request(
                     "POST",
@@ -553,23 +498,10 @@ fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
         !server.log().contains("DEVELOPMENT"),
         "a ceremony's repository is not a development one"
     );
-    let alice = token(&data, "alice");
+    let alice = token(&data, "alice", None);
     let wheel = minimal_wheel("ceremony-demo", "1.0");
-    let (content_type, body) = http::multipart(
-        &[
-            (":action", "file_upload"),
-            ("name", "ceremony-demo"),
-            ("version", "1.0"),
-            ("filetype", "bdist_wheel"),
-            ("sha256_digest", &sha256_hex(&wheel)),
-        ],
-        "ceremony_demo-1.0-py3-none-any.whl",
-        &wheel,
-    );
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("__token__:{alice}"))
-    );
+    let (content_type, body) = http::wheel_upload("ceremony-demo", "1.0", &wheel);
+    let auth = http::basic_auth(&alice);
     let response = http::request(
         "POST",
         &server.upload_url(),

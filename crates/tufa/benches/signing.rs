@@ -1,0 +1,119 @@
+//! Upload-to-signed latency: uploads paced at a fixed rate against a real `tufa serve` (release
+//! build, development repository with 256 bins), each timed from its acknowledgement to the moment
+//! `/status` reports its serial in signed metadata (timestamp written).
+//!
+//! `cargo bench -p tufa --bench signing` (`TUFA_BENCH_RATE` uploads/s, default 200, for
+//! `TUFA_BENCH_SECONDS`, default 10). Client, server and publisher share the machine's cores.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tufa_testkit::{TufaServer, http, minimal_wheel};
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn main() {
+    let rate = env_number("TUFA_BENCH_RATE", 200);
+    let seconds = env_number("TUFA_BENCH_SECONDS", 10);
+    let total = rate * seconds;
+    let dir = tempfile::tempdir().unwrap();
+    let tufa = env!("CARGO_BIN_EXE_tufa");
+    let server = TufaServer::start(tufa.as_ref(), &dir.path().join("data"), &[]);
+    let auth = http::basic_auth(&server.create_token("bench"));
+    let bodies: Vec<(String, String, Vec<u8>)> = (0..total)
+        .map(|i| {
+            let project = format!("latency-{}", i % 500);
+            let version = format!("1.0.{i}");
+            let (content_type, body) =
+                http::wheel_upload(&project, &version, &minimal_wheel(&project, &version));
+            (project, content_type, body)
+        })
+        .collect();
+
+    let acknowledged: Mutex<Vec<(i64, Instant)>> = Mutex::new(Vec::new());
+    let signed: Mutex<Vec<(i64, Instant)>> = Mutex::new(Vec::new());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let start = Instant::now() + Duration::from_millis(200);
+    let clients = 8u64;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = http::get(&format!("{}/status", server.url), &[]).json();
+                let now = Instant::now();
+                signed
+                    .lock()
+                    .unwrap()
+                    .push((status["signed_serial"].as_i64().unwrap(), now));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let uploaders: Vec<_> = (0..clients)
+            .map(|client| {
+                let (bodies, acknowledged, auth, url) =
+                    (&bodies, &acknowledged, &auth, server.upload_url());
+                scope.spawn(move || {
+                    for i in (client..total).step_by(clients as usize) {
+                        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        let (_, content_type, body) = &bodies[i as usize];
+                        let response = http::request(
+                            "POST",
+                            &url,
+                            &[("Content-Type", content_type), ("Authorization", auth)],
+                            body,
+                        );
+                        assert_eq!(response.status, 200, "{}", response.reason);
+                        let serial = response
+                            .header("x-pypi-last-serial")
+                            .and_then(|s| s.parse().ok())
+                            .expect("the upload's serial");
+                        acknowledged.lock().unwrap().push((serial, Instant::now()));
+                    }
+                })
+            })
+            .collect();
+        for uploader in uploaders {
+            uploader.join().unwrap();
+        }
+        let last = server.wait_until_signed();
+        while signed.lock().unwrap().last().map(|(s, _)| *s) < Some(last) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let elapsed = start.elapsed();
+    let signed = signed.into_inner().unwrap();
+    let mut latencies: Vec<Duration> = acknowledged
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|(serial, acked)| {
+            let (_, at) = signed
+                .iter()
+                .find(|(s, _)| *s >= serial)
+                .expect("every serial is signed");
+            at.saturating_duration_since(acked)
+        })
+        .collect();
+    latencies.sort();
+    println!(
+        "upload-to-signed at {rate} uploads/s offered ({total} uploads over 500 projects, {:.0} achieved): \
+         p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        total as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().unwrap().as_secs_f64() * 1000.0,
+    );
+}
