@@ -111,7 +111,15 @@ impl Signing {
                         keys.display()
                     );
                 }
-                tufa_repo::key_paths(&keys.join(ONLINE_KEY)).0
+                let dev_key = tufa_repo::key_paths(&keys.join(ONLINE_KEY)).0;
+                if !dev_key.exists() {
+                    return Err(Error::Config(format!(
+                        "{} holds TUF metadata from a key ceremony, not a development repository: \
+                         start with --online-key (the ceremony's online key)",
+                        tuf_dir.display()
+                    )));
+                }
+                dev_key
             }
         };
         let root_path = tuf_dir.join("metadata/1.root.json");

@@ -484,6 +484,19 @@ fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
 
     let data = dir.path().join("data-good");
     install(&good, &data);
+    let forgot_key = tufa(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!forgot_key.status.success());
+    assert!(
+        String::from_utf8_lossy(&forgot_key.stderr).contains("start with --online-key"),
+        "{}",
+        String::from_utf8_lossy(&forgot_key.stderr)
+    );
     assert_eq!(
         serve_outcome(&data, &online),
         None,
