@@ -602,6 +602,24 @@ impl Database {
         Ok(())
     }
 
+    /// When the oldest change not yet signed was made (microseconds since the epoch), if any.
+    pub async fn oldest_unsigned(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(time) FROM journal WHERE serial > (SELECT serial FROM signed WHERE id = 1)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Marks nothing as signed, so that every project is published again: after the online
+    /// roles were signed anew.
+    pub async fn reset_signed_serial(&self) -> Result<()> {
+        sqlx::query("UPDATE signed SET serial = 0 WHERE id = 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Journal entries after `serial`, oldest first, at most `limit`.
     pub async fn journal_after(&self, serial: i64, limit: i64) -> Result<Vec<(i64, ProjectName)>> {
         let rows = sqlx::query(

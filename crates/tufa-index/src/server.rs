@@ -110,6 +110,7 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/tuf/metadata/{file}", get(tuf_metadata))
         .route("/tuf/targets/{*path}", get(tuf_target))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/pypi/{project}/json", get(project_json))
         .route("/pypi/{project}/{version}/json", get(release_json))
         .route(
@@ -527,6 +528,66 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
         None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// Prometheus metrics: when each role expires, and how far signing lags behind changes.
+async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
+    use std::fmt::Write;
+    let last_serial = index.database.last_serial().await?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP tufa_last_serial The newest change recorded in the journal.\n# TYPE tufa_last_serial gauge\ntufa_last_serial {last_serial}"
+    );
+    if let Some(signing) = &index.signing {
+        let signed = index.database.signed_serial().await?;
+        let now_micros = crate::db::now_micros();
+        let lag_seconds = index
+            .database
+            .oldest_unsigned()
+            .await?
+            .map_or(0.0, |oldest| (now_micros - oldest).max(0) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "# HELP tufa_signed_serial The newest change in signed TUF metadata.\n# TYPE tufa_signed_serial gauge\ntufa_signed_serial {signed}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tufa_publisher_lag_serials Changes recorded but not yet signed.\n# TYPE tufa_publisher_lag_serials gauge\ntufa_publisher_lag_serials {}",
+            last_serial - signed
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tufa_publisher_lag_seconds Age of the oldest change not yet signed.\n# TYPE tufa_publisher_lag_seconds gauge\ntufa_publisher_lag_seconds {lag_seconds}"
+        );
+        let roles = signing.role_summary().await;
+        let _ = writeln!(
+            out,
+            "# HELP tufa_role_expires_timestamp_seconds When the role's current metadata expires (bin-*: the earliest bin role).\n# TYPE tufa_role_expires_timestamp_seconds gauge"
+        );
+        for (role, _, expires) in &roles {
+            let _ = writeln!(
+                out,
+                "tufa_role_expires_timestamp_seconds{{role=\"{role}\"}} {}",
+                expires.unix_timestamp()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tufa_role_version The role's current version (bin-*: the lowest bin role version).\n# TYPE tufa_role_version gauge"
+        );
+        for (role, version, _) in &roles {
+            let _ = writeln!(out, "tufa_role_version{{role=\"{role}\"}} {version}");
+        }
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
 }
 
 /// Serves the index on `listener` until `shutdown` completes.

@@ -64,6 +64,8 @@ pub struct SigningStatus {
 /// The signing side of one index.
 pub struct Signing {
     repository: Mutex<Repository<FsStore>>,
+    /// The online roles were signed anew at start: every page must be published again.
+    republish: std::sync::atomic::AtomicBool,
     wake: Notify,
     pub status: SigningStatus,
     grace: Duration,
@@ -144,12 +146,18 @@ impl Signing {
             .timestamp_version
             .store(repository.timestamp().signed.version, Ordering::Relaxed);
         Ok(Signing {
+            republish: std::sync::atomic::AtomicBool::new(repository.rebuilt()),
             repository: Mutex::new(repository),
             wake: Notify::new(),
             status,
             grace: config.grace,
             _lock: lock,
         })
+    }
+
+    /// Every role's version and expiry (see [`Repository::role_summary`]).
+    pub async fn role_summary(&self) -> Vec<(String, u64, tufa_metadata::Expires)> {
+        self.repository.lock().await.role_summary()
     }
 
     /// Asks the publisher to sign what the journal holds now.
@@ -172,6 +180,9 @@ impl Signing {
     /// signed up to, if there was anything to sign.
     pub async fn publish_pending(&self, index: &crate::Index) -> Result<Option<i64>> {
         let mut repository = self.repository.lock().await;
+        if self.republish.swap(false, Ordering::Relaxed) {
+            index.database.reset_signed_serial().await?;
+        }
         let signed = index.database.signed_serial().await?;
         self.status.signed_serial.store(signed, Ordering::Relaxed);
         let entries = index.database.journal_after(signed, BATCH_LIMIT).await?;
@@ -206,6 +217,9 @@ impl Signing {
     pub async fn maintain(&self) -> Result<()> {
         let mut repository = self.repository.lock().await;
         let now = SystemTime::now();
+        if let Some(published) = tokio::task::block_in_place(|| repository.install_incoming(now))? {
+            self.published(&published);
+        }
         if let Some(published) = tokio::task::block_in_place(|| repository.refresh(now))? {
             self.published(&published);
             tracing::info!(

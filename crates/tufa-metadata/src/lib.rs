@@ -44,7 +44,7 @@ pub use key::{
 };
 pub use metadata::{
     MetaFile, Metadata, Role, RoleKeys, Root, Signature, Snapshot, TargetFile, Targets, Timestamp,
-    TopLevelRoles, verify_threshold,
+    TopLevelRoles, valid_signers, verify_threshold,
 };
 pub use signer::{FileSigner, Signer, generate_private_key, private_key_pem};
 pub use types::{

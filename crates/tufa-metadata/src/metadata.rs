@@ -168,6 +168,34 @@ impl<T: Role> Metadata<T> {
     }
 }
 
+/// Which of `authorized` have validly signed `signed_bytes`: what a threshold counts, and so what
+/// a signing request still lacks.
+pub fn valid_signers(
+    keys: &BTreeMap<KeyId, Key>,
+    authorized: &[KeyId],
+    signed_bytes: &[u8],
+    signatures: &[Signature],
+) -> Vec<KeyId> {
+    let mut materials = HashSet::new();
+    let mut signers = Vec::new();
+    for signature in signatures {
+        if !authorized.contains(&signature.keyid) || signers.contains(&signature.keyid) {
+            continue;
+        }
+        let Some(key) = keys.get(&signature.keyid) else {
+            continue;
+        };
+        if key
+            .verify(&signature.keyid, signed_bytes, &signature.sig)
+            .is_ok()
+            && materials.insert(key.material())
+        {
+            signers.push(signature.keyid.clone());
+        }
+    }
+    signers
+}
+
 /// Verifies that at least `threshold` distinct keys among `authorized` signed `signed_bytes`.
 ///
 /// Signatures by keys that are not authorized are ignored, as the spec requires. A key counts once
@@ -180,22 +208,7 @@ pub fn verify_threshold(
     signed_bytes: &[u8],
     signatures: &[Signature],
 ) -> Result<()> {
-    let mut counted = HashSet::new();
-    for signature in signatures {
-        if !authorized.contains(&signature.keyid) {
-            continue;
-        }
-        let Some(key) = keys.get(&signature.keyid) else {
-            continue;
-        };
-        if key
-            .verify(&signature.keyid, signed_bytes, &signature.sig)
-            .is_ok()
-        {
-            counted.insert(key.material());
-        }
-    }
-    let valid = counted.len() as u32;
+    let valid = valid_signers(keys, authorized, signed_bytes, signatures).len() as u32;
     if valid < threshold.get() {
         return Err(Error::ThresholdNotMet {
             role: role.into(),

@@ -11,6 +11,7 @@ pub mod dev;
 mod error;
 mod keyfile;
 pub mod layout;
+mod offline;
 mod repository;
 mod store;
 
@@ -18,5 +19,6 @@ pub use ceremony::{CeremonyPlan, OfflineRoles, RoleSpec};
 pub use error::{Error, Result};
 pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
 pub use layout::Expiries;
+pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{PageChange, Published, Repository};
 pub use store::{FsStore, Store};

@@ -16,6 +16,7 @@ use tufa_metadata::{
 
 use crate::error::{Error, Result};
 use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, TARGETS_DIR};
+use crate::offline::{OfflineState, SigningRequest};
 use crate::store::Store;
 
 /// A project page to publish, or `None` to withdraw a project's target.
@@ -38,18 +39,60 @@ pub struct Repository<S: Store> {
     store: S,
     signer: Arc<dyn Signer>,
     expiries: Expiries,
-    root: Metadata<Root>,
-    targets_version: u64,
-    bins_role: Metadata<Targets>,
+    offline: OfflineState,
     succinct: SuccinctRoles,
     bin_roles: HashMap<RoleName, Metadata<Targets>>,
     snapshot: Metadata<Snapshot>,
     timestamp: Metadata<Timestamp>,
     /// Files no longer reachable from the current timestamp, and since when.
     retired: Vec<(String, SystemTime)>,
+    rebuilt: bool,
 }
 
-fn parse<T: Role>(role: &str, file: &str, bytes: &[u8]) -> Result<Metadata<T>> {
+/// Versions the online roles must start above when they are signed anew.
+#[derive(Clone, Copy, Debug, Default)]
+struct Floors {
+    timestamp: u64,
+    snapshot: u64,
+    bins: u64,
+}
+
+impl Floors {
+    /// The highest versions in the metadata directory's file names (the timestamp's is read from
+    /// the file, unverified: it only has to be exceeded).
+    fn on_disk(files: &[String]) -> Self {
+        let mut floors = Floors::default();
+        for file in files {
+            let Some(name) = file.strip_prefix(&format!("{METADATA_DIR}/")) else {
+                continue;
+            };
+            let Some((version, role)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(version) = version.parse::<u64>() else {
+                continue;
+            };
+            if role == "snapshot.json" {
+                floors.snapshot = floors.snapshot.max(version);
+            } else if role.starts_with(&format!("{}-", layout::BIN_PREFIX)) {
+                floors.bins = floors.bins.max(version);
+            }
+        }
+        floors.timestamp = floors.snapshot;
+        floors
+    }
+}
+
+/// True when no signature comes from `trusted`: metadata signed by a key that was rotated away,
+/// as opposed to tampered metadata, whose signature claims a trusted key and fails.
+fn signed_only_by_others(
+    signatures: &[tufa_metadata::Signature],
+    trusted: &[tufa_metadata::KeyId],
+) -> bool {
+    !signatures.is_empty() && signatures.iter().all(|s| !trusted.contains(&s.keyid))
+}
+
+pub(crate) fn parse<T: Role>(role: &str, file: &str, bytes: &[u8]) -> Result<Metadata<T>> {
     Metadata::from_bytes(bytes).map_err(|source| Error::InvalidMetadata {
         role: role.into(),
         file: file.into(),
@@ -57,13 +100,13 @@ fn parse<T: Role>(role: &str, file: &str, bytes: &[u8]) -> Result<Metadata<T>> {
     })
 }
 
-fn untrusted(role: &str, file: &str) -> impl FnOnce(tufa_metadata::Error) -> Error {
+pub(crate) fn untrusted(role: &str, file: &str) -> impl FnOnce(tufa_metadata::Error) -> Error {
     let (role, file) = (role.to_string(), file.to_string());
     move |source| Error::Untrusted { role, file, source }
 }
 
 /// Versions of `role` on disk, highest last.
-fn versions_on_disk(files: &[String], role: &str) -> Vec<u64> {
+pub(crate) fn versions_on_disk(files: &[String], role: &str) -> Vec<u64> {
     let suffix = format!(".{role}.json");
     let mut versions: Vec<u64> = files
         .iter()
@@ -85,34 +128,16 @@ impl<S: Store> Repository<S> {
         expiries: Expiries,
         now: SystemTime,
     ) -> Result<Self> {
+        let mut offline = OfflineState::load(&store)?;
+        for (role, version) in offline.install_incoming(&store, |_, _| true)? {
+            tracing::info!(role, version, "installed a new version of an offline role");
+        }
         let files = store.list(METADATA_DIR)?;
-        let root = load_root_chain(&store, &files)?;
-
-        let read_latest = |role: &str| -> Result<(u64, String, Vec<u8>)> {
-            let version = *versions_on_disk(&files, role)
-                .last()
-                .ok_or_else(|| Error::Missing(role.into()))?;
-            let file = layout::metadata_file(&RoleName::new(role)?, version);
-            let bytes = store
-                .read(&file)?
-                .ok_or_else(|| Error::Missing(role.into()))?;
-            Ok((version, file, bytes))
-        };
-        let (targets_version, file, bytes) = read_latest("targets")?;
-        let targets: Metadata<Targets> = parse("targets", &file, &bytes)?;
-        root.signed
-            .verify_delegate("targets", &targets)
-            .map_err(untrusted("targets", &file))?;
-        let (_, file, bytes) = read_latest(BINS_ROLE)?;
-        let bins_role: Metadata<Targets> = parse(BINS_ROLE, &file, &bytes)?;
-        targets
-            .signed
-            .verify_delegate(&RoleName::new(BINS_ROLE)?, &bins_role)
-            .map_err(untrusted(BINS_ROLE, &file))?;
-        let succinct = match bins_role.signed.delegations.as_ref().map(|d| &d.roles) {
+        let succinct = match offline.bins.signed.delegations.as_ref().map(|d| &d.roles) {
             Some(DelegatedRoles::Succinct(succinct)) => succinct.clone(),
             _ => return Err(Error::NotSuccinct("bins delegates no succinct_roles")),
         };
+        let root = &offline.root;
 
         let online = signer.key_id().clone();
         for role in ["timestamp", "snapshot"] {
@@ -137,21 +162,25 @@ impl<S: Store> Repository<S> {
             });
         }
 
+        let mut floors = Floors::on_disk(&files);
         let timestamp_bytes = store.read(&layout::metadata_file(&RoleName::timestamp(), 0))?;
         let Some(timestamp_bytes) = timestamp_bytes else {
             return Self::create_online_roles(
-                store,
-                signer,
-                expiries,
-                root,
-                targets_version,
-                bins_role,
-                succinct,
-                now,
+                store, signer, expiries, offline, succinct, floors, now,
             );
         };
         let file = layout::metadata_file(&RoleName::timestamp(), 0);
         let timestamp: Metadata<Timestamp> = parse("timestamp", &file, &timestamp_bytes)?;
+        floors.timestamp = floors.timestamp.max(timestamp.signed.version);
+        if signed_only_by_others(timestamp.signatures(), &root.signed.roles.timestamp.keyids) {
+            tracing::warn!(
+                "the online metadata is signed by a key root no longer trusts (an online key \
+                 rotation): re-signing every online role with the new key, versions bumped"
+            );
+            return Self::create_online_roles(
+                store, signer, expiries, offline, succinct, floors, now,
+            );
+        }
         root.signed
             .verify_delegate("timestamp", &timestamp)
             .map_err(untrusted("timestamp", &file))?;
@@ -175,7 +204,8 @@ impl<S: Store> Repository<S> {
             .map_err(untrusted("snapshot", &file))?;
 
         let mut bin_roles = HashMap::with_capacity(succinct.bin_count() as usize);
-        for name in succinct.role_names() {
+        let names: Vec<RoleName> = succinct.role_names().collect();
+        for name in names {
             let version = snapshot
                 .signed
                 .role_meta(&name)
@@ -186,7 +216,17 @@ impl<S: Store> Repository<S> {
                 .read(&file)?
                 .ok_or_else(|| Error::Missing(file.clone()))?;
             let bin: Metadata<Targets> = parse(name.as_str(), &file, &bytes)?;
-            bins_role
+            if signed_only_by_others(bin.signatures(), &succinct.keyids) {
+                tracing::warn!(
+                    "bin roles are signed by a key bins no longer delegates to: re-signing every \
+                     online role with the new key, versions bumped"
+                );
+                return Self::create_online_roles(
+                    store, signer, expiries, offline, succinct, floors, now,
+                );
+            }
+            offline
+                .bins
                 .signed
                 .verify_delegate(&name, &bin)
                 .map_err(untrusted(name.as_str(), &file))?;
@@ -197,28 +237,31 @@ impl<S: Store> Repository<S> {
             store,
             signer,
             expiries,
-            root,
-            targets_version,
-            bins_role,
+            offline,
             succinct,
             bin_roles,
             snapshot,
             timestamp,
             retired: Vec::new(),
+            rebuilt: false,
         };
         repository.retire_unreachable(now)?;
+        if repository.snapshot_is_behind() {
+            repository.commit(BTreeSet::new(), now)?;
+        }
         Ok(repository)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Signs every online role anew: on first open, and after the online key was rotated, when
+    /// nothing signed by the old key can be trusted. Versions start above anything on disk, and
+    /// the bin roles start empty: the caller republishes every page from its own records.
     fn create_online_roles(
         store: S,
         signer: Arc<dyn Signer>,
         expiries: Expiries,
-        root: Metadata<Root>,
-        targets_version: u64,
-        bins_role: Metadata<Targets>,
+        offline: OfflineState,
         succinct: SuccinctRoles,
+        floors: Floors,
         now: SystemTime,
     ) -> Result<Self> {
         let bin_roles = succinct
@@ -226,7 +269,10 @@ impl<S: Store> Repository<S> {
             .map(|name| {
                 (
                     name,
-                    Metadata::new(Targets::new(0, Expires::after(now, expiries.bin_roles))),
+                    Metadata::new(Targets::new(
+                        floors.bins,
+                        Expires::after(now, expiries.bin_roles),
+                    )),
                 )
             })
             .collect();
@@ -234,9 +280,7 @@ impl<S: Store> Repository<S> {
             store,
             signer,
             expiries,
-            root,
-            targets_version,
-            bins_role,
+            offline,
             succinct,
             bin_roles,
             snapshot: Metadata::new(Snapshot::new(
@@ -250,16 +294,118 @@ impl<S: Store> Repository<S> {
                 MetaFile::new(1),
             )),
             retired: Vec::new(),
+            rebuilt: true,
         };
         let all: BTreeSet<RoleName> = repository.bin_roles.keys().cloned().collect();
-        repository.snapshot.signed.version = 0;
-        repository.timestamp.signed.version = 0;
+        repository.snapshot.signed.version = floors.snapshot;
+        repository.timestamp.signed.version = floors.timestamp;
         repository.commit(all, now)?;
+        repository.retire_unreachable(now)?;
         Ok(repository)
     }
 
+    /// True when the online roles were signed anew at open (first open, or an online key
+    /// rotation): every project page must be published again.
+    pub fn rebuilt(&self) -> bool {
+        self.rebuilt
+    }
+
+    /// Every role's current version and expiry, the bin roles as one entry (their lowest
+    /// version and earliest expiry): what `/metrics` and `tufa status` report.
+    pub fn role_summary(&self) -> Vec<(String, u64, Expires)> {
+        let mut summary = vec![
+            (
+                "root".to_string(),
+                self.offline.root.signed.version,
+                self.offline.root.signed.expires,
+            ),
+            (
+                "targets".to_string(),
+                self.offline.targets.signed.version,
+                self.offline.targets.signed.expires,
+            ),
+            (
+                BINS_ROLE.to_string(),
+                self.offline.bins.signed.version,
+                self.offline.bins.signed.expires,
+            ),
+            (
+                "snapshot".to_string(),
+                self.snapshot.signed.version,
+                self.snapshot.signed.expires,
+            ),
+            (
+                "timestamp".to_string(),
+                self.timestamp.signed.version,
+                self.timestamp.signed.expires,
+            ),
+        ];
+        if let Some(earliest) = self
+            .bin_roles
+            .values()
+            .min_by_key(|r| r.signed.expires.unix_timestamp())
+        {
+            let lowest = self
+                .bin_roles
+                .values()
+                .map(|r| r.signed.version)
+                .min()
+                .unwrap_or(0);
+            summary.push((
+                format!("{}-*", layout::BIN_PREFIX),
+                lowest,
+                earliest.signed.expires,
+            ));
+        }
+        summary
+    }
+
+    /// The trusted offline roles.
+    pub fn offline(&self) -> &OfflineState {
+        &self.offline
+    }
+
+    fn snapshot_is_behind(&self) -> bool {
+        let listed = |file: &str| self.snapshot.signed.meta.get(file).map(|m| m.version);
+        listed("targets.json") != Some(self.offline.targets.signed.version)
+            || listed(&format!("{BINS_ROLE}.json")) != Some(self.offline.bins.signed.version)
+    }
+
+    /// Installs signing requests from `incoming/` whose thresholds are met, except those that
+    /// would stop trusting this server's online key (they wait for a restart with the new key),
+    /// then publishes a snapshot and timestamp over the new versions.
+    pub fn install_incoming(&mut self, now: SystemTime) -> Result<Option<Published>> {
+        let online = self.signer.key_id().clone();
+        let installed = self
+            .offline
+            .install_incoming(&self.store, |_, request| match request {
+                SigningRequest::Root(root) => ["timestamp", "snapshot"].iter().all(|role| {
+                    root.signed
+                        .roles
+                        .get(role)
+                        .is_some_and(|r| r.keyids.contains(&online))
+                }),
+                SigningRequest::Bins(bins) => {
+                    match bins.signed.delegations.as_ref().map(|d| &d.roles) {
+                        Some(DelegatedRoles::Succinct(succinct)) => {
+                            succinct.keyids.contains(&online)
+                        }
+                        _ => false,
+                    }
+                }
+                SigningRequest::Targets(_) => true,
+            })?;
+        if installed.is_empty() {
+            return Ok(None);
+        }
+        for (role, version) in &installed {
+            tracing::info!(role, version, "installed a new version of an offline role");
+        }
+        self.commit(BTreeSet::new(), now).map(Some)
+    }
+
     pub fn root(&self) -> &Metadata<Root> {
-        &self.root
+        &self.offline.root
     }
 
     pub fn succinct_roles(&self) -> &SuccinctRoles {
@@ -368,10 +514,13 @@ impl<S: Store> Repository<S> {
         self.store.write_all(&bin_files)?;
 
         let mut meta = std::mem::take(&mut self.snapshot.signed.meta);
-        meta.insert("targets.json".into(), MetaFile::new(self.targets_version));
+        meta.insert(
+            "targets.json".into(),
+            MetaFile::new(self.offline.targets.signed.version),
+        );
         meta.insert(
             format!("{BINS_ROLE}.json"),
-            MetaFile::new(self.bins_role.signed.version),
+            MetaFile::new(self.offline.bins.signed.version),
         );
         for name in &changed {
             meta.insert(
@@ -441,11 +590,11 @@ impl<S: Store> Repository<S> {
         ));
         reachable.insert(layout::metadata_file(
             &RoleName::targets(),
-            self.targets_version,
+            self.offline.targets.signed.version,
         ));
         reachable.insert(layout::metadata_file(
             &RoleName::new(BINS_ROLE)?,
-            self.bins_role.signed.version,
+            self.offline.bins.signed.version,
         ));
         for (name, role) in &self.bin_roles {
             reachable.insert(layout::metadata_file(name, role.signed.version));
@@ -471,7 +620,7 @@ impl<S: Store> Repository<S> {
 
 /// Loads `1.root.json` up to the newest root, checking that each version is signed by a
 /// threshold of its predecessor's root keys and of its own (the chain clients follow).
-fn load_root_chain(store: &impl Store, files: &[String]) -> Result<Metadata<Root>> {
+pub(crate) fn load_root_chain(store: &impl Store, files: &[String]) -> Result<Metadata<Root>> {
     let versions = versions_on_disk(files, "root");
     if versions.first() != Some(&1) {
         return Err(Error::Missing("root (1.root.json)".into()));

@@ -49,6 +49,13 @@ impl FsStore {
             .map_err(io("syncing the file system of", &self.root))
     }
 
+    /// A store at `root` for a process that is not the publisher (a command run beside a
+    /// running server): unlike [`FsStore::open`] it leaves temporary files alone, since they may
+    /// be the server's writes in progress.
+    pub fn beside_publisher(root: impl Into<PathBuf>) -> Self {
+        FsStore { root: root.into() }
+    }
+
     /// Opens (creating if needed) a store rooted at `root`, removing temporary files that a crash
     /// left behind: none of them was ever visible under its final name.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {

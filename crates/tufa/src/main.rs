@@ -6,6 +6,8 @@ mod download;
 mod import;
 mod index_commands;
 mod keys;
+mod roles;
+mod status;
 mod tuf_client;
 
 use std::process::ExitCode;
@@ -40,6 +42,14 @@ enum Command {
     /// Build and sign the offline roles of a new repository (root, targets, bins) from the key
     /// holders' public keys.
     Ceremony(ceremony::CeremonyArgs),
+    /// New versions of the offline roles: prepare, then submit signed copies.
+    #[command(subcommand)]
+    Roles(roles::RolesCommand),
+    /// Sign a signing request (from `tufa roles prepare` or `tufa ceremony --unsigned`) with
+    /// your key, in place.
+    Sign(roles::SignArgs),
+    /// Show every TUF role with version, expiry, keys and threshold; warn of expiring offline roles.
+    Status(status::StatusArgs),
     /// Generate and inspect signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -72,6 +82,9 @@ fn main() -> ExitCode {
         Command::Unyank(args) => index_commands::unyank(args),
         Command::Ceremony(args) => ceremony::run(args),
         Command::Keys(command) => keys::run(command),
+        Command::Roles(command) => roles::run(command),
+        Command::Status(args) => status::run(args),
+        Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
         Command::TufClient(args) => tuf_client::run(args),
     };

@@ -13,40 +13,10 @@ use tufa_metadata::{MetaFile, Metadata, Snapshot, Targets, Timestamp};
 use tufa_repo::layout;
 mod common;
 
-use common::{TUFA, ok, token, tufa, twine};
+use common::{TUFA, ok, page_files, python_tuf, token, tufa, twine};
 use tufa_testkit::http;
 use tufa_testkit::sha256_hex;
 use tufa_testkit::{Project, PythonEnv, TufaServer, minimal_wheel};
-
-const NGCLIENT: &str = include_str!("python/ngclient_http.py");
-
-/// python-tuf's view: the trusted timestamp version and each project's verified page.
-fn python_tuf(server: &TufaServer, cache: &Path, projects: &[&str]) -> Value {
-    let root = server.data_dir.join("trusted-root.json");
-    let mut args = vec![
-        server.url.as_str(),
-        root.to_str().unwrap(),
-        cache.to_str().unwrap(),
-    ];
-    args.extend(projects);
-    let output = PythonEnv::shared().run_script(NGCLIENT, &args);
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// File name → sha256 of every file on a verified page.
-fn page_files(page: &Value) -> BTreeMap<String, String> {
-    page["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["filename"].as_str().unwrap().to_string(),
-                f["hashes"]["sha256"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn python_tuf_verifies_uploads_yanks_and_re_signing_against_a_running_index() {

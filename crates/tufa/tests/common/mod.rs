@@ -2,10 +2,61 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use serde_json::Value;
 use tufa_testkit::{PythonEnv, TufaServer};
+
+const NGCLIENT: &str = include_str!("../python/ngclient_http.py");
+
+/// python-tuf's ngclient against the index (or mirror) at `url`, trusting `root` on first use
+/// of `cache`: the trusted timestamp version and each project's verified page, or python-tuf's
+/// error.
+pub fn python_tuf_at(
+    url: &str,
+    root: &Path,
+    cache: &Path,
+    projects: &[&str],
+) -> Result<Value, String> {
+    let mut args = vec![url, root.to_str().unwrap(), cache.to_str().unwrap()];
+    args.extend(projects);
+    let output = PythonEnv::shared()
+        .command("python")
+        .arg("-c")
+        .arg(NGCLIENT)
+        .args(&args)
+        .output()
+        .expect("running python");
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).expect("the script prints JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// python-tuf's view of a running index, which must verify.
+pub fn python_tuf(server: &TufaServer, cache: &Path, projects: &[&str]) -> Value {
+    let root = server.data_dir.join("trusted-root.json");
+    python_tuf_at(&server.url, &root, cache, projects)
+        .unwrap_or_else(|e| panic!("python-tuf failed:\n{e}"))
+}
+
+/// File name → sha256 of every file on a verified page.
+pub fn page_files(page: &Value) -> BTreeMap<String, String> {
+    page["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a project page: {page}"))
+        .iter()
+        .map(|f| {
+            (
+                f["filename"].as_str().unwrap().to_string(),
+                f["hashes"]["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
 
 pub const TUFA: &str = env!("CARGO_BIN_EXE_tufa");
 

@@ -1,0 +1,295 @@
+//! Offline roles after the ceremony, as commands key holders and operators run:
+//! `tufa roles prepare` writes the next version of root, targets or bins as an unsigned signing
+//! request; each key holder adds a signature with `tufa sign` on their own machine; `tufa roles
+//! submit` hands signed copies to the index, which merges them and publishes the new version
+//! once every threshold is met, saying until then which signatures are missing.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tufa_metadata::{Key, KeyId, Threshold};
+use tufa_repo::{
+    Expiries, FsStore, OfflineState, RootChanges, SigningRequest, Store, load_public_key,
+    load_signer,
+};
+
+#[derive(Subcommand)]
+pub enum RolesCommand {
+    /// Write the next version of an offline role as an unsigned signing request.
+    #[command(subcommand)]
+    Prepare(PrepareCommand),
+    /// Hand signed copies of a request to the index: merged with copies submitted before, and
+    /// published once every threshold is met. Exits 1, naming the missing signatures, until then.
+    Submit {
+        #[command(flatten)]
+        data: DataDir,
+        /// Signing request files (copies signed by different key holders may be given together).
+        files: Vec<PathBuf>,
+    },
+}
+
+/// The index's data directory, whose `tuf/` holds the repository.
+#[derive(Args)]
+pub struct DataDir {
+    #[arg(long, env = "TUFA_DATA")]
+    data: PathBuf,
+}
+
+impl DataDir {
+    fn store(&self) -> Result<FsStore> {
+        let tuf = self.data.join("tuf");
+        if !tuf.join("metadata/1.root.json").exists() {
+            bail!(
+                "{} holds no TUF repository (no tuf/metadata/1.root.json)",
+                self.data.display()
+            );
+        }
+        Ok(FsStore::beside_publisher(tuf))
+    }
+
+    fn state(&self) -> Result<(FsStore, OfflineState)> {
+        let store = self.store()?;
+        let state = OfflineState::load(&store).context("loading the trusted offline roles")?;
+        Ok((store, state))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PrepareCommand {
+    /// The next root: change root or targets keys and thresholds, or the online key of timestamp
+    /// and snapshot. With no change, the same root with a fresh expiry.
+    Root {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        out: PathBuf,
+        /// A root key to add (its `.pub.json`); repeat for several.
+        #[arg(long = "add-root-key")]
+        add_root_keys: Vec<PathBuf>,
+        /// The key ID of a root key to remove; repeat for several.
+        #[arg(long = "remove-root-key")]
+        remove_root_keys: Vec<String>,
+        #[arg(long)]
+        root_threshold: Option<u32>,
+        #[arg(long = "add-targets-key")]
+        add_targets_keys: Vec<PathBuf>,
+        #[arg(long = "remove-targets-key")]
+        remove_targets_keys: Vec<String>,
+        #[arg(long)]
+        targets_threshold: Option<u32>,
+        /// A new online key (`.pub.json`) for timestamp and snapshot; prepare bins with the same
+        /// key, then restart the server with it.
+        #[arg(long)]
+        online_key: Option<PathBuf>,
+    },
+    /// The next targets: change the keys or threshold of bins. With no change, a fresh expiry.
+    Targets {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "add-bins-key")]
+        add_bins_keys: Vec<PathBuf>,
+        #[arg(long = "remove-bins-key")]
+        remove_bins_keys: Vec<String>,
+        #[arg(long)]
+        bins_threshold: Option<u32>,
+    },
+    /// The next bins: delegate the bin roles to a new online key. With no change, a fresh expiry.
+    Bins {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        online_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// The signing request to sign, in place.
+    file: PathBuf,
+    /// Your private key (PKCS#8 PEM); an encrypted key's passphrase comes from TUFA_KEY_PASSPHRASE.
+    #[arg(long)]
+    key: PathBuf,
+}
+
+fn public_keys(paths: &[PathBuf]) -> Result<Vec<Key>> {
+    paths
+        .iter()
+        .map(|p| {
+            load_public_key(p, None).with_context(|| format!("reading the key {}", p.display()))
+        })
+        .collect()
+}
+
+fn key_ids(ids: &[String]) -> Vec<KeyId> {
+    ids.iter().map(|id| KeyId::new(id.clone())).collect()
+}
+
+fn threshold(value: Option<u32>, flag: &str) -> Result<Option<Threshold>> {
+    value
+        .map(|t| Threshold::new(t).with_context(|| format!("{flag} must be at least 1")))
+        .transpose()
+}
+
+fn read_request(path: &Path) -> Result<SigningRequest> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    SigningRequest::from_bytes(&bytes).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes through a temporary file, so an interrupted write never leaves half a request.
+fn write_request(path: &Path, request: &SigningRequest) -> Result<()> {
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, request.to_bytes()?)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn sign(args: SignArgs) -> Result<()> {
+    let mut request = read_request(&args.file)?;
+    let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
+    let signer = load_signer(&args.key, passphrase.as_deref().map(str::as_bytes))
+        .with_context(|| format!("loading {}", args.key.display()))?;
+    request.sign(&signer).context("signing")?;
+    write_request(&args.file, &request)?;
+    eprintln!(
+        "signed {} version {} with key {}",
+        request.role(),
+        request.version(),
+        tufa_metadata::Signer::key_id(&signer).as_str()
+    );
+    Ok(())
+}
+
+pub fn run(command: RolesCommand) -> Result<()> {
+    let now = SystemTime::now();
+    let expiries = Expiries::default();
+    match command {
+        RolesCommand::Prepare(prepare) => {
+            let (request, out) = match prepare {
+                PrepareCommand::Root {
+                    data,
+                    out,
+                    add_root_keys,
+                    remove_root_keys,
+                    root_threshold,
+                    add_targets_keys,
+                    remove_targets_keys,
+                    targets_threshold,
+                    online_key,
+                } => {
+                    let (_, state) = data.state()?;
+                    let changes = RootChanges {
+                        add_root_keys: public_keys(&add_root_keys)?,
+                        remove_root_keys: key_ids(&remove_root_keys),
+                        root_threshold: threshold(root_threshold, "--root-threshold")?,
+                        add_targets_keys: public_keys(&add_targets_keys)?,
+                        remove_targets_keys: key_ids(&remove_targets_keys),
+                        targets_threshold: threshold(targets_threshold, "--targets-threshold")?,
+                        online_key: public_keys(online_key.as_slice())?.pop(),
+                    };
+                    (state.prepare_root(&changes, &expiries, now)?, out)
+                }
+                PrepareCommand::Targets {
+                    data,
+                    out,
+                    add_bins_keys,
+                    remove_bins_keys,
+                    bins_threshold,
+                } => {
+                    let (_, state) = data.state()?;
+                    let request = state.prepare_targets(
+                        &public_keys(&add_bins_keys)?,
+                        &key_ids(&remove_bins_keys),
+                        threshold(bins_threshold, "--bins-threshold")?,
+                        &expiries,
+                        now,
+                    )?;
+                    (request, out)
+                }
+                PrepareCommand::Bins {
+                    data,
+                    out,
+                    online_key,
+                } => {
+                    let (_, state) = data.state()?;
+                    let key = public_keys(online_key.as_slice())?.pop();
+                    (state.prepare_bins(key.as_ref(), &expiries, now)?, out)
+                }
+            };
+            if out.exists() {
+                bail!(
+                    "{} exists: a prepared request is never overwritten",
+                    out.display()
+                );
+            }
+            write_request(&out, &request)?;
+            eprintln!(
+                "wrote {} version {} to {}: each key holder signs it with `tufa sign {} --key KEY`",
+                request.role(),
+                request.version(),
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        RolesCommand::Submit { data, files } => {
+            if files.is_empty() {
+                bail!("name at least one signed request file");
+            }
+            let (store, state) = data.state()?;
+            let mut merged: Vec<SigningRequest> = Vec::new();
+            for path in &files {
+                let request = read_request(path)?;
+                match merged
+                    .iter_mut()
+                    .find(|r| r.role() == request.role() && r.version() == request.version())
+                {
+                    Some(existing) => existing.merge(&request)?,
+                    None => merged.push(request),
+                }
+            }
+            let mut incomplete = Vec::new();
+            for mut request in merged {
+                let pending = store.read(&request.incoming_file())?;
+                // Copies submitted before add their signatures; a different request for the same
+                // version (prepared again) replaces them.
+                if let Some(bytes) = pending
+                    && let Ok(earlier) = SigningRequest::from_bytes(&bytes)
+                {
+                    let _ = request.merge(&earlier);
+                }
+                let requirements = state
+                    .requirements(&request)
+                    .with_context(|| format!("{} version {}", request.role(), request.version()))?;
+                store.write_all(&[(request.incoming_file(), request.to_bytes()?)])?;
+                let name = format!("{} version {}", request.role(), request.version());
+                for requirement in &requirements {
+                    eprintln!("{name}: {requirement}");
+                }
+                if requirements.iter().all(|r| r.met()) {
+                    eprintln!(
+                        "{name}: every threshold is met; the running server publishes it within \
+                         a second (or at its next start)"
+                    );
+                } else {
+                    incomplete.push(name);
+                }
+            }
+            if incomplete.is_empty() {
+                Ok(())
+            } else {
+                bail!(
+                    "not published yet: {} lack signatures (listed above); the request waits in \
+                     {}/tuf/incoming/ for more signed copies",
+                    incomplete.join(", "),
+                    data.data.display()
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `tufa status`: every role of the index's TUF repository with its version, expiry, keys and
+//! threshold, warnings for offline roles that expire soon, and signing requests still waiting.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tufa_metadata::{
+    DelegatedRoles, Expires, KeyId, Metadata, RoleName, Snapshot, Targets, Threshold, Timestamp,
+};
+use tufa_repo::{FsStore, INCOMING_DIR, OfflineState, SigningRequest, Store};
+
+/// Offline roles are signed by people; a month is the warning they need to gather.
+const OFFLINE_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The index's data directory.
+    #[arg(long, env = "TUFA_DATA")]
+    data: PathBuf,
+}
+
+fn read<T: tufa_metadata::Role>(store: &FsStore, file: &str) -> Result<Metadata<T>> {
+    let bytes = store
+        .read(file)?
+        .with_context(|| format!("{file} is missing"))?;
+    Metadata::from_bytes(&bytes).with_context(|| format!("{file} is invalid"))
+}
+
+fn when(expires: &Expires, now: SystemTime) -> String {
+    let at = expires.to_system_time();
+    let text = time::OffsetDateTime::from_unix_timestamp(expires.unix_timestamp())
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}Z",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default();
+    match at.duration_since(now) {
+        Ok(left) if left.as_secs() >= 2 * 86_400 => {
+            format!("{text} (in {} days)", left.as_secs() / 86_400)
+        }
+        Ok(left) => format!("{text} (in {} hours)", left.as_secs() / 3_600),
+        Err(_) => format!("{text} (EXPIRED)"),
+    }
+}
+
+fn keys(ids: &[KeyId], threshold: Threshold) -> String {
+    let short: Vec<&str> = ids
+        .iter()
+        .map(|k| &k.as_str()[..k.as_str().len().min(12)])
+        .collect();
+    format!(
+        "{} of {} [{}]",
+        threshold.get(),
+        ids.len(),
+        short.join(", ")
+    )
+}
+
+pub fn run(args: StatusArgs) -> Result<()> {
+    let tuf = args.data.join("tuf");
+    if !tuf.join("metadata/1.root.json").exists() {
+        bail!(
+            "{} holds no TUF repository (no tuf/metadata/1.root.json)",
+            args.data.display()
+        );
+    }
+    let store = FsStore::beside_publisher(&tuf);
+    let state = OfflineState::load(&store).context("verifying the offline roles")?;
+    let root = &state.root.signed;
+    let timestamp: Metadata<Timestamp> = read(&store, "metadata/timestamp.json")?;
+    root.verify_delegate("timestamp", &timestamp)
+        .context("verifying timestamp")?;
+    let snapshot: Metadata<Snapshot> = read(
+        &store,
+        &format!(
+            "metadata/{}.snapshot.json",
+            timestamp.signed.snapshot_meta.version
+        ),
+    )?;
+    root.verify_delegate("snapshot", &snapshot)
+        .context("verifying snapshot")?;
+    let Some(DelegatedRoles::Succinct(succinct)) =
+        state.bins.signed.delegations.as_ref().map(|d| &d.roles)
+    else {
+        bail!("bins delegates no succinct_roles");
+    };
+    let bins_keys = state
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.role_keys(&RoleName::new("bins").ok()?))
+        .map(|(ids, threshold)| keys(ids, threshold))
+        .unwrap_or_default();
+
+    let now = SystemTime::now();
+    let mut rows = vec![
+        (
+            "root".to_string(),
+            root.version,
+            root.expires,
+            keys(&root.roles.root.keyids, root.roles.root.threshold),
+        ),
+        (
+            "targets".to_string(),
+            state.targets.signed.version,
+            state.targets.signed.expires,
+            keys(&root.roles.targets.keyids, root.roles.targets.threshold),
+        ),
+        (
+            "bins".to_string(),
+            state.bins.signed.version,
+            state.bins.signed.expires,
+            bins_keys,
+        ),
+        (
+            "snapshot".to_string(),
+            snapshot.signed.version,
+            snapshot.signed.expires,
+            keys(&root.roles.snapshot.keyids, root.roles.snapshot.threshold),
+        ),
+        (
+            "timestamp".to_string(),
+            timestamp.signed.version,
+            timestamp.signed.expires,
+            keys(&root.roles.timestamp.keyids, root.roles.timestamp.threshold),
+        ),
+    ];
+    let mut earliest: Option<(Expires, u64)> = None;
+    let mut highest = 0;
+    for name in succinct.role_names() {
+        let Some(meta) = snapshot.signed.role_meta(&name) else {
+            bail!("snapshot does not list {name}");
+        };
+        let bin: Metadata<Targets> =
+            read(&store, &format!("metadata/{}.{name}.json", meta.version))?;
+        highest = highest.max(bin.signed.version);
+        if earliest.is_none_or(|(e, _)| bin.signed.expires.unix_timestamp() < e.unix_timestamp()) {
+            earliest = Some((bin.signed.expires, bin.signed.version));
+        }
+    }
+    if let Some((expires, version)) = earliest {
+        rows.push((
+            format!("bin-* ({})", succinct.bin_count()),
+            version.max(highest),
+            expires,
+            keys(&succinct.keyids, succinct.threshold),
+        ));
+    }
+    println!(
+        "{:<14} {:>8}  {:<36} keys (threshold of n [key IDs])",
+        "role", "version", "expires"
+    );
+    for (role, version, expires, keys) in &rows {
+        println!("{role:<14} {version:>8}  {:<36} {keys}", when(expires, now));
+    }
+    for (role, _, expires, _) in rows.iter().take(3) {
+        if expires.is_expired_at(now + OFFLINE_WARNING) {
+            eprintln!(
+                "warning: {role} expires {}: prepare and sign its next version now \
+                 (`tufa roles prepare {role}`, `tufa sign`, `tufa roles submit`)",
+                when(expires, now)
+            );
+        }
+    }
+    for (role, _, expires, _) in rows.iter().skip(3) {
+        if expires.is_expired_at(now) {
+            eprintln!(
+                "warning: {role} has expired: is `tufa serve` running? It re-signs online roles"
+            );
+        }
+    }
+    for file in store.list(INCOMING_DIR)? {
+        let Some(bytes) = store.read(&file)? else {
+            continue;
+        };
+        let request = SigningRequest::from_bytes(&bytes)?;
+        let name = format!("{} version {}", request.role(), request.version());
+        match state.requirements(&request) {
+            Ok(requirements) => {
+                for requirement in requirements {
+                    println!("pending {name}: {requirement}");
+                }
+            }
+            Err(error) => println!("pending {name}: cannot be installed: {error}"),
+        }
+    }
+    Ok(())
+}
