@@ -9,27 +9,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{TUFA, ok, page_files, python_tuf, python_tuf_at, token, tufa};
+use common::{
+    TUFA, generate_keys, install_ceremony, ok, page_files, python_tuf, python_tuf_at, token, tufa,
+};
 use tufa_metadata::{
     DelegatedRoles, Expires, FileSigner, MetaFile, Metadata, Snapshot, TargetFile, Targets,
     Timestamp,
 };
 use tufa_repo::layout;
 use tufa_testkit::{StaticServer, TufaServer, http, minimal_wheel, sha256_hex};
-
-fn keys(dir: &Path, names: &[&str]) {
-    for name in names {
-        ok(
-            tufa(&[
-                "keys",
-                "generate",
-                "--no-passphrase",
-                dir.join(name).to_str().unwrap(),
-            ]),
-            "tufa keys generate",
-        );
-    }
-}
 
 fn key_id(dir: &Path, name: &str) -> String {
     let key: tufa_metadata::Key =
@@ -89,18 +77,6 @@ fn ceremony_signed_separately(keys_dir: &Path, out: &Path) {
             "tufa sign",
         );
         assert!(said.contains("signed"), "{said}");
-    }
-}
-
-fn install(ceremony_out: &Path, data: &Path) {
-    fs::create_dir_all(data.join("tuf/metadata")).unwrap();
-    for entry in fs::read_dir(ceremony_out.join("metadata")).unwrap() {
-        let file = entry.unwrap().path();
-        fs::copy(
-            &file,
-            data.join("tuf/metadata").join(file.file_name().unwrap()),
-        )
-        .unwrap();
     }
 }
 
@@ -170,7 +146,7 @@ fn separate_signers_then_a_root_rotation_clients_follow() {
     let dir = tempfile::tempdir().unwrap();
     let keys_dir = dir.path().join("keys");
     fs::create_dir_all(&keys_dir).unwrap();
-    keys(
+    generate_keys(
         &keys_dir,
         &[
             "root-a", "root-b", "root-c", "root-d", "root-e", "targets", "bins", "online",
@@ -179,7 +155,7 @@ fn separate_signers_then_a_root_rotation_clients_follow() {
     let ceremony = dir.path().join("ceremony");
     ceremony_signed_separately(&keys_dir, &ceremony);
     let data = dir.path().join("data");
-    install(&ceremony, &data);
+    install_ceremony(&ceremony, &data);
     let server = TufaServer::start(
         TUFA.as_ref(),
         &data,
@@ -404,7 +380,7 @@ fn recovery_from_a_stolen_online_key_brings_every_client_back() {
     let dir = tempfile::tempdir().unwrap();
     let keys_dir = dir.path().join("keys");
     fs::create_dir_all(&keys_dir).unwrap();
-    keys(
+    generate_keys(
         &keys_dir,
         &[
             "root-a", "root-b", "root-c", "targets", "bins", "online", "online-2",
@@ -413,7 +389,7 @@ fn recovery_from_a_stolen_online_key_brings_every_client_back() {
     let ceremony = dir.path().join("ceremony");
     ceremony_signed_separately(&keys_dir, &ceremony);
     let data = dir.path().join("data");
-    install(&ceremony, &data);
+    install_ceremony(&ceremony, &data);
     let stolen_path = path(&keys_dir, "online", "pem");
     let mut server = TufaServer::start(TUFA.as_ref(), &data, &["--online-key", &stolen_path]);
     let alice = token(&data, "alice", None);

@@ -13,7 +13,9 @@ use tufa_metadata::{MetaFile, Metadata, Snapshot, Targets, Timestamp};
 use tufa_repo::layout;
 mod common;
 
-use common::{TUFA, ok, page_files, python_tuf, token, tufa, twine};
+use common::{
+    TUFA, generate_keys, install_ceremony, ok, page_files, python_tuf, token, tufa, twine,
+};
 use tufa_testkit::http;
 use tufa_testkit::sha256_hex;
 use tufa_testkit::{Project, PythonEnv, TufaServer, minimal_wheel};
@@ -305,21 +307,6 @@ fn sigkill_during_uploads_never_exposes_partial_metadata_or_loses_an_acknowledge
     );
 }
 
-/// Generates key pairs with `tufa keys generate` (unencrypted, for the test).
-fn keys(dir: &Path, names: &[&str]) {
-    for name in names {
-        ok(
-            tufa(&[
-                "keys",
-                "generate",
-                "--no-passphrase",
-                dir.join(name).to_str().unwrap(),
-            ]),
-            "tufa keys generate",
-        );
-    }
-}
-
 fn ceremony(dir: &Path, out: &Path, signers: &[&str]) -> String {
     let key = |name: &str, ext: &str| {
         dir.join(format!("{name}.{ext}"))
@@ -384,24 +371,12 @@ fn serve_outcome(data: &Path, online_key: &Path) -> Option<(bool, String)> {
     None
 }
 
-fn install(ceremony_out: &Path, data: &Path) {
-    fs::create_dir_all(data.join("tuf/metadata")).unwrap();
-    for entry in fs::read_dir(ceremony_out.join("metadata")).unwrap() {
-        let path = entry.unwrap().path();
-        fs::copy(
-            &path,
-            data.join("tuf/metadata").join(path.file_name().unwrap()),
-        )
-        .unwrap();
-    }
-}
-
 #[test]
 fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let keys_dir = dir.path().join("keys");
     fs::create_dir_all(&keys_dir).unwrap();
-    keys(
+    generate_keys(
         &keys_dir,
         &[
             "root-a", "root-b", "root-c", "targets", "bins", "online", "intruder",
@@ -416,7 +391,7 @@ fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
         "{said}"
     );
     let data = dir.path().join("data-short");
-    install(&short, &data);
+    install_ceremony(&short, &data);
     let (success, stderr) = serve_outcome(&data, &online).expect("the server must refuse to start");
     assert!(!success);
     assert!(
@@ -428,7 +403,7 @@ fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
     ceremony(&keys_dir, &good, &["root-a", "root-c", "targets", "bins"]);
 
     let data = dir.path().join("data-tampered");
-    install(&good, &data);
+    install_ceremony(&good, &data);
     let targets = data.join("tuf/metadata/1.targets.json");
     // A later expiry: the kind of change an attacker holding no targets key would want.
     let text = fs::read_to_string(&targets).unwrap();
@@ -446,14 +421,14 @@ fn serve_refuses_tampered_or_under_threshold_metadata_and_names_it() {
     );
 
     let data = dir.path().join("data-wrong-key");
-    install(&good, &data);
+    install_ceremony(&good, &data);
     let (success, stderr) = serve_outcome(&data, &keys_dir.join("intruder.pem"))
         .expect("the server must refuse an online key root does not trust");
     assert!(!success);
     assert!(stderr.contains("is not trusted for timestamp"), "{stderr}");
 
     let data = dir.path().join("data-good");
-    install(&good, &data);
+    install_ceremony(&good, &data);
     let forgot_key = tufa(&[
         "serve",
         "--data",

@@ -119,3 +119,31 @@ pub fn twine(server: &TufaServer, token: &str, files: &[&Path], extra: &[&str]) 
         .output()
         .unwrap()
 }
+
+/// Generates unencrypted key pairs `DIR/NAME.pem` and `DIR/NAME.pub.json` with `tufa keys generate`.
+pub fn generate_keys(dir: &Path, names: &[&str]) {
+    for name in names {
+        ok(
+            tufa(&[
+                "keys",
+                "generate",
+                "--no-passphrase",
+                dir.join(name).to_str().unwrap(),
+            ]),
+            "tufa keys generate",
+        );
+    }
+}
+
+/// Copies a ceremony's output into a data directory, as an operator does before the first start.
+pub fn install_ceremony(ceremony_out: &Path, data: &Path) {
+    std::fs::create_dir_all(data.join("tuf/metadata")).unwrap();
+    for entry in std::fs::read_dir(ceremony_out.join("metadata")).unwrap() {
+        let file = entry.unwrap().path();
+        std::fs::copy(
+            &file,
+            data.join("tuf/metadata").join(file.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+}
