@@ -133,28 +133,22 @@ pub struct NewFile {
     pub file: FileRecord,
 }
 
-/// The outcome of checking an upload against the database.
-#[derive(Debug)]
+/// The outcome of recording an upload.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Added {
-    /// A new file, recorded in a transaction that [`PendingFile::commit`] makes durable.
-    New(PendingFile),
+    /// A new file, at this journal serial (0 from a check, which records nothing).
+    New { serial: i64 },
     /// The same file name with the same content was uploaded before: nothing changed.
     Unchanged,
 }
 
-/// An upload's rows, written but not committed: the caller moves the file into place first, so a
-/// committed row always has its file, and a failure there rolls the rows back.
-#[derive(Debug)]
-pub struct PendingFile {
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    pub serial: i64,
-}
-
-impl PendingFile {
-    pub async fn commit(self) -> Result<i64> {
-        self.tx.commit().await?;
-        Ok(self.serial)
-    }
+/// What the checks found: the rows a new file joins, when they exist already.
+enum Found {
+    Unchanged,
+    New {
+        project_id: Option<i64>,
+        release_id: Option<i64>,
+    },
 }
 
 /// Why an upload cannot be recorded: each is the uploader's to fix.
@@ -404,32 +398,47 @@ impl Database {
         })
     }
 
-    /// Records an uploaded file in one transaction with its project, release and journal entry,
-    /// left open for the caller to commit once the file is durable.
+    /// Whether `new` would be recorded, checked without taking the write lock: an upload checks
+    /// this before it makes its file durable, so that a refused upload leaves nothing behind and
+    /// the slow file syncs of concurrent uploads overlap instead of queueing behind the lock.
+    pub async fn check_file(
+        &self,
+        identity: &Identity,
+        new: &NewFile,
+    ) -> Result<Result<Added, AddRefused>> {
+        let mut tx = self.pool.begin().await?;
+        let checked = check_new_file(&mut tx, identity, new).await?;
+        tx.rollback().await?;
+        Ok(checked.map(|found| match found {
+            Found::Unchanged => Added::Unchanged,
+            Found::New { .. } => Added::New { serial: 0 },
+        }))
+    }
+
+    /// Records an uploaded file, whose bytes are already durable, in one transaction with its
+    /// project, release and journal entry (the signing queue). Checks everything again: another
+    /// upload may have won a race since [`Database::check_file`].
     pub async fn add_file(
         &self,
         identity: &Identity,
         new: &NewFile,
     ) -> Result<Result<Added, AddRefused>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (project_id, release_id) = match check_new_file(&mut tx, identity, new).await? {
+            Err(refused) => return Ok(Err(refused)),
+            Ok(Found::Unchanged) => return Ok(Ok(Added::Unchanged)),
+            Ok(Found::New {
+                project_id,
+                release_id,
+            }) => (project_id, release_id),
+        };
         let file = &new.file;
-        let owner: Option<(i64, i64)> =
-            sqlx::query_as("SELECT id, owner_id FROM projects WHERE name = ?")
-                .bind(new.project.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let project_id = match owner {
-            Some((_, owner_id)) if owner_id != identity.user_id => {
-                return Ok(Err(AddRefused::NotOwner {
-                    user: identity.user.clone(),
-                    project: new.project.to_string(),
-                }));
-            }
-            Some((id, _)) => id,
+        let project_id = match project_id {
+            Some(id) => id,
             None => {
                 sqlx::query_scalar(
                     "INSERT INTO projects (name, display_name, owner_id, last_serial)
-                 VALUES (?, ?, ?, 0) RETURNING id",
+                     VALUES (?, ?, ?, 0) RETURNING id",
                 )
                 .bind(new.project.as_str())
                 .bind(&new.display_name)
@@ -438,28 +447,7 @@ impl Database {
                 .await?
             }
         };
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
-                .bind(&file.filename)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(sha256) = existing {
-            return Ok(if sha256 == file.sha256 {
-                Ok(Added::Unchanged)
-            } else {
-                Err(AddRefused::FileExists {
-                    filename: file.filename.clone(),
-                })
-            });
-        }
-        let release_id: i64 = match sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM releases WHERE project_id = ? AND version = ?",
-        )
-        .bind(project_id)
-        .bind(new.version.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        {
+        let release_id: i64 = match release_id {
             Some(id) => id,
             None => {
                 sqlx::query_scalar(
@@ -474,20 +462,6 @@ impl Database {
                 .await?
             }
         };
-        if file.packagetype == "sdist" {
-            let sdists: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM files WHERE release_id = ? AND packagetype = 'sdist'",
-            )
-            .bind(release_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if sdists > 0 {
-                return Ok(Err(AddRefused::SecondSdist {
-                    project: new.project.to_string(),
-                    version: new.version.to_string(),
-                }));
-            }
-        }
         sqlx::query(
             "INSERT INTO files (release_id, filename, packagetype, python_version, size, sha256,
                  md5, blake2_256, requires_python, metadata_sha256, upload_time)
@@ -512,7 +486,8 @@ impl Database {
             &format!("add file {}", file.filename),
         )
         .await?;
-        Ok(Ok(Added::New(PendingFile { tx, serial })))
+        tx.commit().await?;
+        Ok(Ok(Added::New { serial }))
     }
 
     /// Yanks (or with `yanked: None`, un-yanks) every file of a release, or the one file named.
@@ -680,6 +655,74 @@ impl Database {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Every rule an upload must pass against what is recorded, reading only.
+async fn check_new_file(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    identity: &Identity,
+    new: &NewFile,
+) -> Result<Result<Found, AddRefused>> {
+    let file = &new.file;
+    let owner: Option<(i64, i64)> =
+        sqlx::query_as("SELECT id, owner_id FROM projects WHERE name = ?")
+            .bind(new.project.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let project_id = match owner {
+        Some((_, owner_id)) if owner_id != identity.user_id => {
+            return Ok(Err(AddRefused::NotOwner {
+                user: identity.user.clone(),
+                project: new.project.to_string(),
+            }));
+        }
+        Some((id, _)) => Some(id),
+        None => None,
+    };
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
+            .bind(&file.filename)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if let Some(sha256) = existing {
+        return Ok(if sha256 == file.sha256 {
+            Ok(Found::Unchanged)
+        } else {
+            Err(AddRefused::FileExists {
+                filename: file.filename.clone(),
+            })
+        });
+    }
+    let release_id: Option<i64> = match project_id {
+        Some(project_id) => {
+            sqlx::query_scalar("SELECT id FROM releases WHERE project_id = ? AND version = ?")
+                .bind(project_id)
+                .bind(new.version.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        None => None,
+    };
+    if let Some(release_id) = release_id
+        && file.packagetype == "sdist"
+    {
+        let sdists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM files WHERE release_id = ? AND packagetype = 'sdist'",
+        )
+        .bind(release_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        if sdists > 0 {
+            return Ok(Err(AddRefused::SecondSdist {
+                project: new.project.to_string(),
+                version: new.version.to_string(),
+            }));
+        }
+    }
+    Ok(Ok(Found::New {
+        project_id,
+        release_id,
+    }))
 }
 
 const FILE_COLUMNS: &str = "SELECT files.filename, releases.version, files.packagetype,

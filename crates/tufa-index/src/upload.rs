@@ -423,10 +423,12 @@ async fn record(
             yanked: None,
         },
     };
-    let pending = match database.add_file(identity, &new).await?? {
-        Added::Unchanged => return Ok(Uploaded::Unchanged),
-        Added::New(pending) => pending,
-    };
+    if database.check_file(identity, &new).await?? == Added::Unchanged {
+        return Ok(Uploaded::Unchanged);
+    }
+    // Durable before the row that makes it visible; a row is never without its file. Should a
+    // racing upload win between the check and the transaction, this file stays unreferenced:
+    // invisible, and reused if the same content is uploaded again.
     let blobs_for_move = blobs.clone();
     let staged_path = staged.path.clone();
     let sha256 = staged.sha256.clone();
@@ -439,6 +441,9 @@ async fn record(
     })
     .await
     .map_err(|e| UploadError::Internal(Error::Config(format!("file writer failed: {e}"))))??;
-    let serial = pending.commit().await?;
+    let serial = match database.add_file(identity, &new).await?? {
+        Added::Unchanged => return Ok(Uploaded::Unchanged),
+        Added::New { serial } => serial,
+    };
     Ok(Uploaded::New { serial })
 }
