@@ -103,6 +103,27 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io("syncing", dir))
 }
 
+/// Runs `sync` over `paths` on a few threads: a file system commits concurrent syncs together,
+/// so a batch of pages costs a few disk flushes instead of one per file.
+fn in_parallel(paths: &[&Path], sync: impl Fn(&Path) -> Result<()> + Sync) -> Result<()> {
+    const THREADS: usize = 8;
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(|path| sync(path));
+    }
+    let chunk = paths.len().div_ceil(THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().try_for_each(|path| sync(path))))
+            .collect();
+        workers.into_iter().try_for_each(|worker| {
+            worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
+}
+
 /// Above this many files a batch is made durable with two `syncfs` calls instead of one `fsync`
 /// per file and directory: importing a million project pages is then bound by writing, not by
 /// waiting on the disk a million times.
@@ -134,14 +155,18 @@ impl Store for FsStore {
             ));
             let mut file = File::create(&temp).map_err(io("creating", &temp))?;
             file.write_all(bytes).map_err(io("writing", &temp))?;
-            if !whole_filesystem {
-                file.sync_all().map_err(io("syncing", &temp))?;
-            }
             staged.push((temp, target));
             dirs.insert(dir);
         }
         if whole_filesystem {
             self.sync_filesystem()?;
+        } else {
+            let temps: Vec<&Path> = staged.iter().map(|(temp, _)| temp.as_path()).collect();
+            in_parallel(&temps, |temp| {
+                File::open(temp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io("syncing", temp))
+            })?;
         }
         for (temp, target) in &staged {
             fs::rename(temp, target).map_err(io("renaming", temp))?;
@@ -149,7 +174,8 @@ impl Store for FsStore {
         if whole_filesystem {
             self.sync_filesystem()
         } else {
-            dirs.iter().try_for_each(|dir| sync_dir(dir))
+            let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+            in_parallel(&dirs, sync_dir)
         }
     }
 
