@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Index, Uploaded, import_file};
 
-use crate::index_commands::{SigningArgs, signing_config_from};
+use crate::index_commands::{SigningArgs, log_to_stderr, signing_config_from};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -62,6 +62,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     distributions(&args.directory, &mut found, &mut skipped)?;
     found.sort();
     let signing = signing_config_from(&args.signing)?;
+    log_to_stderr();
     let config = Config {
         data_dir: args.data.clone(),
         max_upload_size: DEFAULT_MAX_UPLOAD_SIZE,

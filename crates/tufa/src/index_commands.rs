@@ -146,6 +146,14 @@ pub struct UnyankArgs {
     file: Option<String>,
 }
 
+/// Logs of the index (requests, signing, warnings such as a development repository) on stderr.
+pub fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
@@ -228,10 +236,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         public_url: args.public_url.or(file.public_url),
         signing: Some(signing),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    log_to_stderr();
     runtime()?.block_on(async move {
         let index = Index::open(config.clone())
             .await
