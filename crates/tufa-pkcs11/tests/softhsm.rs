@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         ("missing_token_is_named", missing_token),
         ("missing_module_is_named", missing_module),
         ("generation_refuses_a_used_label_and_rsa", refusals),
+        ("mismatched_public_key_is_named", mismatched_pair),
     ])
 }
 
@@ -149,4 +150,47 @@ fn refusals(hsm: &SoftHsm) {
     )
     .unwrap_err();
     assert!(matches!(rsa, Error::UnsupportedAlgorithm(_)), "{rsa}");
+}
+
+/// Swaps in another key's public object under the label: the start-up probe signature must
+/// catch that the pair does not match, before any metadata is signed with it.
+fn mismatched_pair(hsm: &SoftHsm) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::{Attribute, ObjectClass};
+    use cryptoki::session::UserType;
+
+    generate(hsm, "pair-a", KeyAlgorithm::EcdsaP256Sha256);
+    generate(hsm, "pair-b", KeyAlgorithm::EcdsaP256Sha256);
+    {
+        let pkcs11 = Pkcs11::new(SOFTHSM_MODULE).unwrap();
+        // Already initialized by the signer tests before this one, or not: either is fine.
+        let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+        let slot = pkcs11
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|slot| pkcs11.get_token_info(*slot).unwrap().label() == hsm.token)
+            .unwrap();
+        let session = pkcs11.open_rw_session(slot).unwrap();
+        session
+            .login(UserType::User, Some(&SOFTHSM_PIN.to_string().into()))
+            .unwrap();
+        let public = |label: &str| {
+            session
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PUBLIC_KEY),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ])
+                .unwrap()[0]
+        };
+        let (a, b) = (public("pair-a"), public("pair-b"));
+        session
+            .update_attributes(a, &[Attribute::Label(b"pair-a-old".to_vec())])
+            .unwrap();
+        session
+            .update_attributes(b, &[Attribute::Label(b"pair-a".to_vec())])
+            .unwrap();
+    }
+    let error = Pkcs11Signer::open(&uri(hsm, "pair-a"), SOFTHSM_PIN).unwrap_err();
+    assert!(matches!(error, Error::KeyPairMismatch { .. }), "{error}");
 }
