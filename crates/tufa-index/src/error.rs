@@ -54,6 +54,9 @@ pub enum Error {
     #[error(transparent)]
     Tuf(#[from] tufa_repo::Error),
 
+    #[error("the online key: {0}")]
+    Pkcs11(#[from] tufa_pkcs11::Error),
+
     #[error(
         "another tufa process is signing {0} (a running `tufa serve`?): one publisher per data directory"
     )]

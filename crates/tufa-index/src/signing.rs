@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, Notify};
+use tufa_metadata::Signer;
+use tufa_pkcs11::Pkcs11Signer;
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
 use tufa_repo::{FsStore, PageChange, Published, Repository, load_signer};
@@ -21,12 +23,45 @@ use tufa_repo::{FsStore, PageChange, Published, Repository, load_signer};
 use crate::error::{Error, Result, io};
 use crate::name::ProjectName;
 
+/// Where the online key is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum OnlineKey {
+    /// A PKCS#8 PEM file, decrypted with [`SigningConfig::online_key_passphrase`].
+    File(PathBuf),
+    /// A key on a PKCS#11 token, named by a `pkcs11:` URI (see `tufa_pkcs11`); the PIN comes
+    /// from `TUFA_PKCS11_PIN` or the URI.
+    Pkcs11(String),
+}
+
+/// `pkcs11:...` names a key on a token; anything else is a key file's path.
+impl From<PathBuf> for OnlineKey {
+    fn from(value: PathBuf) -> Self {
+        match value.to_str() {
+            Some(uri) if uri.starts_with("pkcs11:") => OnlineKey::Pkcs11(uri.to_string()),
+            _ => OnlineKey::File(value),
+        }
+    }
+}
+
+/// Leaves out the URI's query, which may hold the PIN.
+impl std::fmt::Debug for OnlineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnlineKey::File(path) => f.debug_tuple("File").field(path).finish(),
+            OnlineKey::Pkcs11(uri) => f
+                .debug_tuple("Pkcs11")
+                .field(&uri.split('?').next().unwrap_or_default())
+                .finish(),
+        }
+    }
+}
+
 /// How the index signs.
 #[derive(Clone, Debug)]
 pub struct SigningConfig {
-    /// The online key (PKCS#8 PEM) that signs timestamp, snapshot and the bin roles. `None` on a
-    /// data directory without TUF metadata creates a development repository with local keys.
-    pub online_key: Option<PathBuf>,
+    /// The online key that signs timestamp, snapshot and the bin roles. `None` on a data
+    /// directory without TUF metadata creates a development repository with local keys.
+    pub online_key: Option<OnlineKey>,
     pub online_key_passphrase: Option<String>,
     /// `2^bit_length` bin roles in a development repository (a ceremony fixes it otherwise).
     pub bit_length: u32,
@@ -121,7 +156,7 @@ impl Signing {
                         tuf_dir.display()
                     )));
                 }
-                dev_key
+                OnlineKey::File(dev_key)
             }
         };
         let root_path = tuf_dir.join("metadata/1.root.json");
@@ -131,11 +166,14 @@ impl Signing {
                 tuf_dir.display()
             )));
         }
-        let signer = load_signer(
-            &online_key,
-            config.online_key_passphrase.as_deref().map(str::as_bytes),
-        )?;
-        let repository = Repository::open(store, Arc::new(signer), config.expiries, now)?;
+        let signer: Arc<dyn Signer> = match &online_key {
+            OnlineKey::File(path) => Arc::new(load_signer(
+                path,
+                config.online_key_passphrase.as_deref().map(str::as_bytes),
+            )?),
+            OnlineKey::Pkcs11(uri) => Arc::new(Pkcs11Signer::from_uri(uri)?),
+        };
+        let repository = Repository::open(store, signer, config.expiries, now)?;
         let trusted = data_dir.join(TRUSTED_ROOT_FILE);
         if !trusted.exists() {
             let root = std::fs::read(&root_path).map_err(io("reading", &root_path))?;
@@ -252,5 +290,22 @@ impl Signing {
             }
             signing.wait(Duration::from_secs(1)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn online_key_dispatches_on_the_pkcs11_scheme_and_never_prints_the_pin() {
+        let uri = "pkcs11:token=t;object=k?module-path=/m.so&pin-value=secret";
+        let key = OnlineKey::from(PathBuf::from(uri));
+        assert_eq!(key, OnlineKey::Pkcs11(uri.into()));
+        assert!(!format!("{key:?}").contains("secret"), "{key:?}");
+        assert_eq!(
+            OnlineKey::from(PathBuf::from("keys/online.pem")),
+            OnlineKey::File("keys/online.pem".into())
+        );
     }
 }

@@ -87,6 +87,38 @@ impl Key {
         }
     }
 
+    /// An `ed25519` key from its 32 raw public bytes, as signers outside this crate (hardware
+    /// tokens) read them.
+    pub fn ed25519(public: &[u8]) -> Result<Self> {
+        if public.len() != 32 {
+            return Err(Error::InvalidPublicKey {
+                keytype: KEYTYPE_ED25519.into(),
+                reason: format!("{} bytes, expected 32", public.len()),
+            });
+        }
+        Ok(Key::new(
+            KEYTYPE_ED25519,
+            SCHEME_ED25519,
+            hex::encode(public),
+        ))
+    }
+
+    /// An `ecdsa` key with scheme `ecdsa-sha2-nistp256` from its uncompressed SEC1 point
+    /// (`04 || x || y`, 65 bytes), written as python-tuf writes it (PEM SubjectPublicKeyInfo).
+    pub fn ecdsa_p256(uncompressed_point: &[u8]) -> Result<Self> {
+        if uncompressed_point.len() != 65 || uncompressed_point[0] != 4 {
+            return Err(Error::InvalidPublicKey {
+                keytype: KEYTYPE_ECDSA.into(),
+                reason: "not an uncompressed P-256 point (65 bytes starting with 04)".into(),
+            });
+        }
+        Ok(Key::new(
+            KEYTYPE_ECDSA,
+            SCHEME_ECDSA_P256,
+            encode::ecdsa_p256_pem(uncompressed_point)?,
+        ))
+    }
+
     /// The key's ID: hex SHA-256 of its canonical JSON, unrecognized fields included, as
     /// securesystemslib computes it.
     pub fn key_id(&self) -> Result<KeyId> {

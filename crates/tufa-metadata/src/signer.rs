@@ -98,21 +98,13 @@ impl FileSigner {
             .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
         let (private, public) = if algorithm == OID_ED25519 {
             let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(rejected)?;
-            let public = Key::new(
-                key::KEYTYPE_ED25519,
-                key::SCHEME_ED25519,
-                hex::encode(pair.public_key().as_ref()),
-            );
+            let public = Key::ed25519(pair.public_key().as_ref())?;
             (PrivateKey::Ed25519(pair), public)
         } else if algorithm == OID_EC_PUBLIC_KEY && curve == Some(OID_SECP256R1) {
             let pair =
                 EcdsaKeyPair::from_pkcs8(&ring_sig::ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
                     .map_err(rejected)?;
-            let public = Key::new(
-                key::KEYTYPE_ECDSA,
-                key::SCHEME_ECDSA_P256,
-                encode::ecdsa_p256_pem(pair.public_key().as_ref())?,
-            );
+            let public = Key::ecdsa_p256(pair.public_key().as_ref())?;
             (PrivateKey::EcdsaP256(pair), public)
         } else if algorithm == OID_RSA_ENCRYPTION {
             let pair = RsaKeyPair::from_pkcs8(der).map_err(rejected)?;

@@ -9,9 +9,11 @@
 pub mod http;
 mod packages;
 mod server;
+mod softhsm;
 
 pub use packages::{Built, Project, minimal_wheel};
 pub use server::TufaServer;
+pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};
 
 use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -1,5 +1,6 @@
 //! A real `tufa serve` process on a free loopback port, stopped when dropped.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,10 +20,22 @@ impl TufaServer {
     /// Starts `tufa serve` (the binary at `tufa`) on `data_dir` with extra arguments, and waits
     /// until it listens.
     pub fn start(tufa: &Path, data_dir: &Path, extra_args: &[&str]) -> TufaServer {
+        Self::start_with_env(tufa, data_dir, extra_args, &[])
+    }
+
+    /// Like [`TufaServer::start`], with extra environment variables for the server process (a
+    /// PKCS#11 token's config and PIN, for example).
+    pub fn start_with_env(
+        tufa: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, OsString)],
+    ) -> TufaServer {
         let mut child = Command::new(tufa)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data_dir)
             .args(extra_args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use tufa_index::name::{ProjectName, Version};
-use tufa_index::signing::{SigningConfig, TRUSTED_ROOT_FILE};
+use tufa_index::signing::{OnlineKey, SigningConfig, TRUSTED_ROOT_FILE};
 use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Database, Index};
 use tufa_repo::Expiries;
 
@@ -39,9 +39,11 @@ pub struct ServeArgs {
 /// How the index signs, for the commands that sign (`serve`, `import`).
 #[derive(Args)]
 pub struct SigningArgs {
-    /// The online signing key (PKCS#8 PEM from `tufa keys generate`), trusted by the ceremony's
-    /// root and bins; its passphrase in TUFA_ONLINE_KEY_PASSPHRASE. Without it, an empty data
-    /// directory gets a development repository with local keys.
+    /// The online signing key, trusted by the ceremony's root and bins: a PKCS#8 PEM file from
+    /// `tufa keys generate` (passphrase in TUFA_ONLINE_KEY_PASSPHRASE), or a key on a hardware
+    /// token as `pkcs11:token=<label>;object=<key label>?module-path=<module .so>` (PIN in
+    /// TUFA_PKCS11_PIN). Without it, an empty data directory gets a development repository
+    /// with local keys.
     #[arg(long, env = "TUFA_ONLINE_KEY")]
     online_key: Option<PathBuf>,
     /// Bin roles of a new development repository: 2^N (8 gives 256; PEP 458 suggests 14 = 16,384).
@@ -198,12 +200,16 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
             "--bin-bits must be between 1 and 32 (PEP 458 suggests 14), not {bit_length}"
         );
     }
-    let online_key = args.online_key.clone().or(file.online_key.clone());
+    let online_key = args
+        .online_key
+        .clone()
+        .or(file.online_key.clone())
+        .map(OnlineKey::from);
     let online_key_passphrase = match &online_key {
-        Some(_) => std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
+        Some(OnlineKey::File(_)) => std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
             .ok()
             .filter(|p| !p.is_empty()),
-        None => None,
+        _ => None,
     };
     Ok(SigningConfig {
         online_key,

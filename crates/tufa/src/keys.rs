@@ -1,10 +1,13 @@
 //! `tufa keys`: key pairs for the ceremony and the server.
 
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use tufa_metadata::KeyAlgorithm;
+use tufa_pkcs11::{Pkcs11Uri, generate_key_pair};
 use tufa_repo::{generate_key_files, key_paths};
 
 #[derive(Subcommand)]
@@ -23,6 +26,21 @@ pub enum KeysCommand {
         #[arg(long)]
         no_passphrase: bool,
     },
+    /// Generate a key pair on a PKCS#11 token (HSM, smart card, SoftHSM2): the private key
+    /// never leaves it. Writes the public key for `tufa ceremony --online-key` and prints the
+    /// key ID. The token's user PIN comes from TUFA_PKCS11_PIN (or pin-value= in the URI).
+    GeneratePkcs11 {
+        /// Where to create the key:
+        /// `pkcs11:token=<token label>;object=<new key label>?module-path=<PKCS#11 module .so>`.
+        #[arg(long)]
+        uri: String,
+        /// ECDSA P-256 is the default: nearly every token has it; Ed25519 needs PKCS#11 3.0.
+        #[arg(long, value_enum, default_value_t = Algorithm::EcdsaP256)]
+        algorithm: Algorithm,
+        /// The public key file to write (TUF JSON, as `tufa keys generate` writes `.pub.json`).
+        #[arg(long)]
+        public_out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -32,8 +50,22 @@ pub enum Algorithm {
     EcdsaP256,
 }
 
+impl From<Algorithm> for KeyAlgorithm {
+    fn from(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
+            Algorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256Sha256,
+        }
+    }
+}
+
 pub fn run(command: KeysCommand) -> Result<()> {
     match command {
+        KeysCommand::GeneratePkcs11 {
+            uri,
+            algorithm,
+            public_out,
+        } => generate_pkcs11(&uri, algorithm.into(), &public_out),
         KeysCommand::Generate {
             stem,
             algorithm,
@@ -51,17 +83,16 @@ pub fn run(command: KeysCommand) -> Result<()> {
                     ),
                 }
             };
-            let algorithm = match algorithm {
-                Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
-                Algorithm::EcdsaP256 => KeyAlgorithm::EcdsaP256Sha256,
-            };
             if let Some(parent) = stem.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("creating {}", parent.display()))?;
             }
-            let key =
-                generate_key_files(&stem, algorithm, passphrase.as_deref().map(str::as_bytes))
-                    .with_context(|| format!("generating key {}", stem.display()))?;
+            let key = generate_key_files(
+                &stem,
+                algorithm.into(),
+                passphrase.as_deref().map(str::as_bytes),
+            )
+            .with_context(|| format!("generating key {}", stem.display()))?;
             let (private, public) = key_paths(&stem);
             let keyid = key.key_id().context("computing the key ID")?;
             eprintln!(
@@ -73,4 +104,41 @@ pub fn run(command: KeysCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Creates the public key file first (refusing to overwrite one), so that a key made on the
+/// token always has its public half written somewhere.
+fn generate_pkcs11(uri: &str, algorithm: KeyAlgorithm, public_out: &Path) -> Result<()> {
+    let uri = Pkcs11Uri::parse(uri)?;
+    let pin = uri.pin()?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(public_out)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing file is never overwritten)",
+                public_out.display()
+            )
+        })?;
+    let key = match generate_key_pair(&uri.module, &uri.token, &pin, &uri.object, algorithm) {
+        Ok(key) => key,
+        Err(error) => {
+            let _ = std::fs::remove_file(public_out);
+            return Err(error.into());
+        }
+    };
+    let json = serde_json::to_vec_pretty(&key).context("encoding the public key")?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", public_out.display()))?;
+    let keyid = key.key_id().context("computing the key ID")?;
+    eprintln!(
+        "created key {:?} on token {:?}; wrote its public key to {}",
+        uri.object,
+        uri.token,
+        public_out.display()
+    );
+    println!("{}", keyid.as_str());
+    Ok(())
 }
