@@ -5,6 +5,7 @@ mod ceremony;
 mod download;
 mod index_commands;
 mod keys;
+mod proxy;
 mod tuf_client;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Fetch a project's page from a Tufa index, verify it with TUF, and print its files.
     Download(download::DownloadArgs),
+    /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
+    /// with TUF.
+    Proxy(proxy::ProxyArgs),
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Ceremony(args) => ceremony::run(args),
         Command::Keys(command) => keys::run(command),
         Command::Download(args) => download::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::TufClient(args) => tuf_client::run(args),
     };
     match result {
