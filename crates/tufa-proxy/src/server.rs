@@ -23,6 +23,11 @@ use crate::files::{Expected, StartError};
 use crate::page::upstream_url;
 use crate::trust::PageError;
 
+/// The answer to what failed verification: 424 Failed Dependency (the page or file depends on
+/// TUF verification, which failed). Not a 5xx: pip and uv retry those, and pip then reports the
+/// retries instead of the reason; a 4xx other than 401, 403 and 404 they report as it is.
+const REFUSED: StatusCode = StatusCode::FAILED_DEPENDENCY;
+
 /// PEP 658 metadata files have no size in the page; this bounds what the proxy reads of one.
 const METADATA_LIMIT: u64 = 16 * 1024 * 1024;
 
@@ -54,7 +59,7 @@ impl From<PageError> for ProxyError {
             }
             PageError::Refused(reason) => {
                 tracing::error!("TUF verification failed: {reason}");
-                ProxyError::new(StatusCode::BAD_GATEWAY, reason)
+                ProxyError::new(REFUSED, reason)
             }
         }
     }
@@ -62,11 +67,16 @@ impl From<PageError> for ProxyError {
 
 impl From<StartError> for ProxyError {
     fn from(error: StartError) -> Self {
-        match &error {
-            StartError::Unreachable(reason) => tracing::warn!("index unreachable: {reason}"),
-            StartError::Refused(reason) => tracing::error!("download refused: {reason}"),
+        match error {
+            StartError::Unreachable(reason) => {
+                tracing::warn!("index unreachable: {reason}");
+                ProxyError::new(StatusCode::BAD_GATEWAY, reason)
+            }
+            StartError::Refused(reason) => {
+                tracing::error!("download refused: {reason}");
+                ProxyError::new(REFUSED, reason)
+            }
         }
-        ProxyError::new(StatusCode::BAD_GATEWAY, error.to_string())
     }
 }
 

@@ -11,7 +11,7 @@ mod packages;
 mod server;
 
 pub use packages::{Built, Project, minimal_wheel};
-pub use server::TufaServer;
+pub use server::{TufaProxy, TufaServer};
 
 use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hash, Hasher};
