@@ -4,13 +4,13 @@
 //! pip and uv trust whatever the index host serves. Pointed at this proxy instead, they get only
 //! what the index's TUF metadata vouches for:
 //!
-//! - [`trust`]: each project page is the TUF target `simple/<name>/index.json`, verified by
+//! - `trust`: each project page is the TUF target `simple/<name>/index.json`, verified by
 //!   tufa-client from the trusted root down (rollback, freeze, mix-and-match, arbitrary
 //!   software, endless data). One worker owns the trusted state, so a refresh is shared by all
 //!   concurrent requests and reused for a short interval.
-//! - [`page`]: the verified page, served as PEP 691 JSON or PEP 503 HTML with file URLs on the
+//! - `page`: the verified page, served as PEP 691 JSON or PEP 503 HTML with file URLs on the
 //!   proxy; only files with a sha256 and size are passed on.
-//! - [`files`]: each file is checked against that sha256 and size while it streams; a file that
+//! - `files`: each file is checked against that sha256 and size while it streams; a file that
 //!   fails ends in a broken response, never a complete wrong file. Verified files are cached by
 //!   content, so later installs need no download.
 //!

@@ -188,3 +188,52 @@ impl<'a> State<'a> {
         Ok(page)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_index_allows_the_cache_to_stand_in() {
+        let url = || "http://index.test/tuf/metadata/timestamp.json".to_string();
+        for error in [
+            ClientError::Fetch {
+                url: url(),
+                message: "connection refused".into(),
+            },
+            ClientError::HttpStatus {
+                url: url(),
+                status: 503,
+            },
+        ] {
+            assert!(matches!(classify(error), PageError::Unreachable(_)));
+        }
+        for error in [
+            ClientError::HttpStatus {
+                url: url(),
+                status: 404,
+            },
+            ClientError::RollbackAttack {
+                role: "timestamp".into(),
+                trusted: 9,
+                received: 7,
+            },
+            ClientError::EndlessData {
+                url: url(),
+                limit: 16_384,
+            },
+        ] {
+            let refused = classify(error);
+            assert!(matches!(refused, PageError::Refused(_)), "{refused}");
+        }
+        assert_eq!(
+            classify(ClientError::RollbackAttack {
+                role: "timestamp".into(),
+                trusted: 9,
+                received: 7,
+            })
+            .to_string(),
+            "rollback attack: timestamp version 7 < trusted 9"
+        );
+    }
+}
