@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use tufa_metadata::{Metadata, RoleName, TargetFile, TargetPath, Targets};
+use tufa_metadata::{Metadata, RoleName, Snapshot, TargetFile, TargetPath, Targets};
 
 use crate::cache::{MetadataDir, read_optional, write_atomic};
 use crate::error::{Error, Result};
@@ -194,6 +194,58 @@ impl<F: Fetcher> Updater<F> {
 
         let mut trusted = snapshot.finish()?;
         self.load_targets_role(&mut trusted, &RoleName::targets(), None)?;
+        Ok(Refreshed {
+            updater: self,
+            trusted,
+        })
+    }
+
+    /// The trusted state from the local cache alone, without contacting the repository, for a
+    /// client that must keep working while the repository is unreachable. Every cached file is
+    /// verified as on a refresh and expiry is checked at `now`, so this works only while the
+    /// cached timestamp, snapshot and targets are unexpired (the freeze bound TUF promises).
+    /// Delegated roles found later are read from the cache too, or fetched if missing.
+    pub fn load_offline(&self, now: SystemTime) -> Result<Refreshed<'_, F>> {
+        let not_cached = |role: &str| Error::NotLoaded {
+            role: role.into(),
+            reason: "it is not in the local cache",
+        };
+        let root_bytes = self
+            .cache
+            .read("root")?
+            .ok_or_else(|| Error::NoTrustedRoot(self.cache.path().to_path_buf()))?;
+        let mut timestamp = RootUpdate::new(&root_bytes, now)?.finish()?;
+        let bytes = self
+            .cache
+            .read("timestamp")?
+            .ok_or_else(|| not_cached("timestamp"))?;
+        timestamp.load_trusted_timestamp(&bytes)?;
+        let mut snapshot = timestamp.finish()?;
+        let bytes = self
+            .cache
+            .read("snapshot")?
+            .ok_or_else(|| not_cached("snapshot"))?;
+        if !snapshot.load_trusted_snapshot(&bytes)? {
+            // Tell a freeze apart from a cache that an interrupted refresh left half-updated.
+            if let Ok(cached) = Metadata::<Snapshot>::from_bytes(&bytes)
+                && cached.signed.expires.is_expired_at(now)
+            {
+                return Err(Error::Expired {
+                    role: "snapshot".into(),
+                    expires: cached.signed.expires,
+                });
+            }
+            return Err(Error::NotLoaded {
+                role: "snapshot".into(),
+                reason: "the cached snapshot is not the one the cached timestamp names",
+            });
+        }
+        let mut trusted = snapshot.finish()?;
+        let bytes = self
+            .cache
+            .read("targets")?
+            .ok_or_else(|| not_cached("targets"))?;
+        trusted.update_targets(&bytes)?;
         Ok(Refreshed {
             updater: self,
             trusted,

@@ -1002,3 +1002,38 @@ fn unusual_target_names_download_into_one_directory() {
         names.len()
     );
 }
+
+// ---- Offline use of the cache ----
+
+#[test]
+fn offline_load_uses_only_the_cache_and_stops_at_expiry() {
+    let sim = Sim::new();
+    sim.repo().add_target("targets", "page.json", b"page");
+    sim.repo().update_snapshot();
+    let client = Client::new(&sim);
+    assert!(matches!(
+        client.updater.load_offline(SystemTime::now()).unwrap_err(),
+        Error::NotLoaded { ref role, .. } if role == "timestamp"
+    ));
+    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let info = refreshed.target_info("page.json").unwrap();
+    refreshed
+        .download_target(&info, TARGETS_URL, &client.targets_dir())
+        .unwrap();
+    sim.clear_requests();
+
+    let mut offline = client.updater.load_offline(SystemTime::now()).unwrap();
+    let info = offline.target_info("page.json").unwrap();
+    let page = offline
+        .download_target(&info, TARGETS_URL, &client.targets_dir())
+        .unwrap();
+    assert_eq!(page.content, b"page");
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+
+    // The cache gives no more than its signatures allow: past the timestamp's expiry it is a
+    // freeze, as on a refresh.
+    let later = SystemTime::now() + Duration::from_secs(30 * 86_400);
+    let err = client.updater.load_offline(later).unwrap_err();
+    assert!(matches!(err, Error::Expired { .. }), "{err}");
+    assert!(err.to_string().starts_with("freeze attack:"), "{err}");
+}

@@ -11,9 +11,9 @@ pub mod db;
 pub mod dist;
 mod error;
 pub mod name;
-mod negotiate;
+pub mod negotiate;
 mod page_cache;
-mod pages;
+pub mod pages;
 mod server;
 pub mod signing;
 mod upload;
@@ -28,7 +28,7 @@ use crate::signing::{Signing, SigningConfig};
 pub use blobs::Blobs;
 pub use db::Database;
 pub use error::{Error, Invalid, Result};
-pub use server::{router, serve};
+pub use server::{reason_phrase, router, serve};
 pub use upload::{UploadError, Uploaded, import_file};
 
 /// PyPI's default limit on one file.

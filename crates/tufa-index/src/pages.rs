@@ -20,7 +20,7 @@ pub const API_VERSION: &str = "1.1";
 
 /// Escapes text for HTML content and double-quoted attributes. Five replacements do not justify
 /// a dependency.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -60,7 +60,7 @@ impl From<UploadError> for ApiError {
 }
 
 /// A status-line reason may hold only visible ASCII and spaces, on one line.
-fn reason_phrase(reason: &str) -> hyper::ext::ReasonPhrase {
+pub fn reason_phrase(reason: &str) -> hyper::ext::ReasonPhrase {
     let cleaned: String = reason
         .chars()
         .map(|c| {

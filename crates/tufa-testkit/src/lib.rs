@@ -12,7 +12,7 @@ mod server;
 mod softhsm;
 
 pub use packages::{Built, Project, minimal_wheel};
-pub use server::TufaServer;
+pub use server::{TufaProxy, TufaServer};
 pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};
 
 use std::fs::{self, File};

@@ -31,59 +31,19 @@ impl TufaServer {
         extra_args: &[&str],
         env: &[(&str, OsString)],
     ) -> TufaServer {
-        let mut child = Command::new(tufa)
+        let mut command = Command::new(tufa);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data_dir)
             .args(extra_args)
-            .envs(env.iter().map(|(name, value)| (name, value)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting tufa serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some(rest) = line.split(" at http://").nth(1)
-                    && line.starts_with("tufa: serving")
-                {
-                    let address = rest.split('/').next().unwrap_or_default();
-                    let _ = url_tx.send(format!("http://{address}"));
-                }
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-            let mut rest = String::new();
-            let _ = reader.read_to_string(&mut rest);
-            sink.lock().unwrap().push_str(&rest);
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(url) = url_rx.recv_timeout(Duration::from_millis(100)) {
-                return TufaServer {
-                    child,
-                    tufa: tufa.to_path_buf(),
-                    url,
-                    data_dir: data_dir.to_path_buf(),
-                    log,
-                };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
-                panic!(
-                    "tufa serve exited with {status} before listening:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tufa serve did not start listening within 120 s:\n{}",
-                log.lock().unwrap()
-            );
+            .envs(env.iter().map(|(name, value)| (name, value)));
+        let (child, url, log) = spawn_listening(command, "tufa: serving");
+        TufaServer {
+            child,
+            tufa: tufa.to_path_buf(),
+            url,
+            data_dir: data_dir.to_path_buf(),
+            log,
         }
     }
 
@@ -149,6 +109,116 @@ impl TufaServer {
 }
 
 impl Drop for TufaServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns `command`, collects its stderr, and waits for the line starting with `marker` that
+/// names the address it listens on (`... at http://<address>/...`).
+fn spawn_listening(
+    mut command: Command,
+    marker: &'static str,
+) -> (Child, String, Arc<Mutex<String>>) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tufa");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(rest) = line.split(" at http://").nth(1)
+                && line.starts_with(marker)
+            {
+                let address = rest.split('/').next().unwrap_or_default();
+                let _ = url_tx.send(format!("http://{address}"));
+            }
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        sink.lock().unwrap().push_str(&rest);
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(url) = url_rx.recv_timeout(Duration::from_millis(100)) {
+            return (child, url, log);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "{command:?} exited with {status} before listening:\n{}",
+                log.lock().unwrap()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command:?} did not start listening within 120 s:\n{}",
+            log.lock().unwrap()
+        );
+    }
+}
+
+/// A running `tufa proxy`, with everything it logged; killed when dropped.
+pub struct TufaProxy {
+    child: Child,
+    pub url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl TufaProxy {
+    /// Starts `tufa proxy` in front of the index at `index_url`, trusting `root` on first use of
+    /// `cache`, and waits until it listens.
+    pub fn start(
+        tufa: &Path,
+        index_url: &str,
+        root: &Path,
+        cache: &Path,
+        extra_args: &[&str],
+    ) -> TufaProxy {
+        let mut command = Command::new(tufa);
+        command
+            .args([
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--index",
+                index_url,
+                "--root",
+            ])
+            .arg(root)
+            .arg("--cache")
+            .arg(cache)
+            .args(extra_args);
+        let (child, url, log) = spawn_listening(command, "tufa: proxy serving");
+        TufaProxy { child, url, log }
+    }
+
+    /// The simple index URL pip and uv take as `--index-url`.
+    pub fn simple_url(&self) -> String {
+        format!("{}/simple/", self.url)
+    }
+
+    /// What the proxy has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Kills the proxy at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TufaProxy {
     fn drop(&mut self) {
         self.kill();
     }

@@ -6,6 +6,7 @@ mod download;
 mod import;
 mod index_commands;
 mod keys;
+mod proxy;
 mod roles;
 mod status;
 mod tuf_client;
@@ -55,6 +56,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Fetch a project's page from a Tufa index, verify it with TUF, and print its files.
     Download(download::DownloadArgs),
+    /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
+    /// with TUF.
+    Proxy(proxy::ProxyArgs),
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::TufClient(args) => tuf_client::run(args),
     };
     match result {

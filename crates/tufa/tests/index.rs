@@ -4,80 +4,37 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 
-use common::{TUFA, ok, token, tufa, twine};
+use common::{TUFA, installed, ok, pip, token, tufa, twine, uv};
 use tufa_testkit::http::{self, RawResponse};
 use tufa_testkit::sha256_hex;
 use tufa_testkit::{Built, Project, PythonEnv, TufaServer};
 
-fn uv(env: &PythonEnv, cache: &Path) -> Command {
-    let mut command = env.command("uv");
-    command.env("UV_CACHE_DIR", cache).env("UV_NO_CONFIG", "1");
-    command
-}
-
 /// Installs into a fresh `--target` directory with pip, returning the installed distributions.
-fn pip_install(
-    env: &PythonEnv,
-    server: &TufaServer,
-    dir: &Path,
-    requirements: &[&str],
-) -> Vec<String> {
+fn pip_install(server: &TufaServer, dir: &Path, requirements: &[&str]) -> Vec<String> {
     let target = dir.join(format!(
         "pip-target-{}",
         requirements.join("_").replace(['=', '>', '<'], "")
     ));
     ok(
-        env.command("pip")
-            .args(["install", "--no-cache-dir", "--index-url"])
-            .arg(server.simple_url())
-            .arg("--target")
-            .arg(&target)
-            .args(requirements)
-            .output()
-            .unwrap(),
+        pip(&server.simple_url(), &target, requirements),
         "pip install",
     );
     installed(&target)
 }
 
-fn uv_install(
-    env: &PythonEnv,
-    server: &TufaServer,
-    dir: &Path,
-    requirements: &[&str],
-) -> Vec<String> {
+fn uv_install(server: &TufaServer, dir: &Path, requirements: &[&str]) -> Vec<String> {
     let target = dir.join(format!(
         "uv-target-{}",
         requirements.join("_").replace(['=', '>', '<'], "")
     ));
     ok(
-        uv(env, &dir.join("uv-cache"))
-            .args(["pip", "install", "--index-url"])
-            .arg(server.simple_url())
-            .arg("--python")
-            .arg(env.bin("python"))
-            .arg("--target")
-            .arg(&target)
-            .args(requirements)
-            .output()
-            .unwrap(),
+        uv(&server.simple_url(), &target, requirements),
         "uv pip install",
     );
     installed(&target)
-}
-
-fn installed(target: &Path) -> Vec<String> {
-    let mut found: Vec<String> = fs::read_dir(target)
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".dist-info").map(str::to_string))
-        .collect();
-    found.sort();
-    found
 }
 
 fn build(env: &PythonEnv, dir: &Path, name: &str, version: &str, dependencies: &[&str]) -> Built {
@@ -108,7 +65,8 @@ fn twine_and_uv_publish_then_pip_and_uv_install() {
         "twine upload",
     );
     ok(
-        uv(env, &dir.path().join("uv-cache"))
+        env.command("uv")
+            .env("UV_CACHE_DIR", dir.path().join("uv-cache"))
             .args(["publish", "--publish-url"])
             .arg(server.upload_url())
             .args(["--token", &alice])
@@ -120,11 +78,11 @@ fn twine_and_uv_publish_then_pip_and_uv_install() {
     );
 
     assert_eq!(
-        pip_install(env, &server, dir.path(), &["tufa-app"]),
+        pip_install(&server, dir.path(), &["tufa-app"]),
         ["tufa_app-1.0.0", "tufa_lib-0.2.0"]
     );
     assert_eq!(
-        uv_install(env, &server, dir.path(), &["tufa-app"]),
+        uv_install(&server, dir.path(), &["tufa-app"]),
         ["tufa_app-1.0.0", "tufa_lib-0.2.0"]
     );
     let wheel_name = app.wheel.file_name().unwrap().to_str().unwrap();
@@ -254,19 +212,19 @@ fn yanked_releases_are_skipped_unless_pinned_exactly() {
     );
 
     assert_eq!(
-        pip_install(env, &server, dir.path(), &["tufa-yank"]),
+        pip_install(&server, dir.path(), &["tufa-yank"]),
         ["tufa_yank-1.0.0"]
     );
     assert_eq!(
-        uv_install(env, &server, dir.path(), &["tufa-yank"]),
+        uv_install(&server, dir.path(), &["tufa-yank"]),
         ["tufa_yank-1.0.0"]
     );
     assert_eq!(
-        pip_install(env, &server, dir.path(), &["tufa-yank==2.0.0"]),
+        pip_install(&server, dir.path(), &["tufa-yank==2.0.0"]),
         ["tufa_yank-2.0.0"]
     );
     assert_eq!(
-        uv_install(env, &server, dir.path(), &["tufa-yank==2.0.0"]),
+        uv_install(&server, dir.path(), &["tufa-yank==2.0.0"]),
         ["tufa_yank-2.0.0"]
     );
 
@@ -285,7 +243,7 @@ fn yanked_releases_are_skipped_unless_pinned_exactly() {
         "tufa unyank",
     );
     assert_eq!(
-        pip_install(env, &server, dir.path(), &["tufa-yank>=1"]),
+        pip_install(&server, dir.path(), &["tufa-yank>=1"]),
         ["tufa_yank-2.0.0"]
     );
     let missing = tufa(&["yank", "--data", data, "tufa-yank", "9.9"]);
@@ -620,7 +578,8 @@ fn bad_uploads_are_refused_with_their_reason_and_change_nothing() {
         Some("400 skip=True")
     );
     ok(
-        uv(env, &dir.path().join("uv-cache"))
+        env.command("uv")
+            .env("UV_CACHE_DIR", dir.path().join("uv-cache"))
             .args(["publish", "--publish-url"])
             .arg(server.upload_url())
             .args(["--token", &alice])
@@ -906,7 +865,7 @@ fn uploads_stream_to_disk_and_a_crash_mid_upload_leaves_nothing() {
         "twine upload after the crash",
     );
     assert_eq!(
-        pip_install(env, &server, dir.path(), &["tufa-big"]),
+        pip_install(&server, dir.path(), &["tufa-big"]),
         ["tufa_big-1.0"]
     );
 }

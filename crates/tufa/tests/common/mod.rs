@@ -147,3 +147,56 @@ pub fn install_ceremony(ceremony_out: &Path, data: &Path) {
         .unwrap();
     }
 }
+
+/// What a command printed, stdout then stderr.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `pip install --target` into `target` from `index_url`, with no pip cache.
+pub fn pip(index_url: &str, target: &Path, requirements: &[&str]) -> Output {
+    PythonEnv::shared()
+        .command("pip")
+        .args([
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            index_url,
+            "--target",
+        ])
+        .arg(target)
+        .args(requirements)
+        .output()
+        .unwrap()
+}
+
+/// `uv pip install --target` into `target` from `index_url`, with a uv cache of its own.
+pub fn uv(index_url: &str, target: &Path, requirements: &[&str]) -> Output {
+    let env = PythonEnv::shared();
+    env.command("uv")
+        .env("UV_CACHE_DIR", target.with_extension("uv-cache"))
+        .env("UV_NO_CONFIG", "1")
+        .args(["pip", "install", "--index-url", index_url, "--python"])
+        .arg(env.bin("python"))
+        .arg("--target")
+        .arg(target)
+        .args(requirements)
+        .output()
+        .unwrap()
+}
+
+/// The distributions installed in a `--target` directory, sorted (none if it does not exist).
+pub fn installed(target: &Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(target)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".dist-info").map(str::to_string))
+        .collect();
+    found.sort();
+    found
+}

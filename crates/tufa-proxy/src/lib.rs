@@ -1,0 +1,100 @@
+//! A local proxy that gives unmodified pip and uv installs verified with TUF (PEP 458) against a
+//! Tufa index.
+//!
+//! pip and uv trust whatever the index host serves. Pointed at this proxy instead, they get only
+//! what the index's TUF metadata vouches for:
+//!
+//! - `trust`: each project page is the TUF target `simple/<name>/index.json`, verified by
+//!   tufa-client from the trusted root down (rollback, freeze, mix-and-match, arbitrary
+//!   software, endless data). One worker owns the trusted state, so a refresh is shared by all
+//!   concurrent requests and reused for a short interval.
+//! - `page`: the verified page, served as PEP 691 JSON or PEP 503 HTML with file URLs on the
+//!   proxy; only files with a sha256 and size are passed on.
+//! - `files`: each file is checked against that sha256 and size while it streams; a file that
+//!   fails ends in a broken response, never a complete wrong file. Verified files are cached by
+//!   content, so later installs need no download.
+//!
+//! With the index unreachable (and only then), pages come from the cached metadata for as long
+//! as it is unexpired; any verification failure is an error, never a fallback.
+
+mod files;
+mod page;
+mod server;
+mod trust;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tufa_client::{HttpFetcher, Updater, UpdaterConfig};
+
+pub use server::{router, serve};
+
+/// What a proxy needs to know to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The index's base URL (TUF metadata under `/tuf/metadata/`, targets under `/tuf/targets/`).
+    pub index_url: String,
+    /// Trusted metadata, verified pages and verified files.
+    pub cache_dir: PathBuf,
+    /// How long one refresh of the TUF metadata serves requests before the next.
+    pub refresh_interval: Duration,
+    /// Bound on connecting to the index and on each metadata request.
+    pub timeout: Duration,
+}
+
+/// Why the proxy cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the trusted root {path}: {source}")]
+    ReadRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("initializing the cache: {0}")]
+    Cache(#[from] tufa_client::Error),
+    #[error("starting the TUF worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// A running proxy's state, shared by its requests.
+#[derive(Debug)]
+pub struct Proxy {
+    index_url: String,
+    trust: trust::Trust,
+    files: files::FileStore,
+}
+
+impl Proxy {
+    /// Opens the cache in `config.cache_dir`. The root file is trusted on first use of the
+    /// cache only; after that the cache holds the trusted root, updated by root rotations.
+    pub fn open(config: Config, root_file: &Path) -> Result<Arc<Proxy>, Error> {
+        let index_url = config.index_url.trim_end_matches('/').to_string();
+        let metadata_dir = config.cache_dir.join("metadata");
+        if !metadata_dir.join("root.json").exists() {
+            let root = std::fs::read(root_file).map_err(|source| Error::ReadRoot {
+                path: root_file.to_path_buf(),
+                source,
+            })?;
+            Updater::<HttpFetcher>::initialize(&metadata_dir, &root)?;
+        }
+        let updater = Updater::new(
+            metadata_dir,
+            &format!("{index_url}/tuf/metadata/"),
+            HttpFetcher::new(config.timeout),
+            UpdaterConfig::default(),
+        );
+        let trust = trust::Trust::start(trust::Settings {
+            updater,
+            targets_url: format!("{index_url}/tuf/targets/"),
+            targets_dir: config.cache_dir.join("targets"),
+            refresh_interval: config.refresh_interval,
+        })
+        .map_err(Error::Worker)?;
+        Ok(Arc::new(Proxy {
+            index_url,
+            trust,
+            files: files::FileStore::new(config.cache_dir.join("files"), config.timeout),
+        }))
+    }
+}

@@ -1,0 +1,292 @@
+//! The proxy's HTTP face: the simple API (as the index serves it: negotiation, `Vary: Accept`,
+//! redirects to normalized names), and files, all verified.
+//!
+//! A refusal answers with an error status whose reason phrase and body carry the client's
+//! error, which names the attack ("rollback attack: ..."), and is logged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tufa_index::name::ProjectName;
+use tufa_index::negotiate::{Format, negotiate};
+use tufa_index::reason_phrase;
+
+use crate::Proxy;
+use crate::files::{Expected, StartError};
+use crate::page::upstream_url;
+use crate::trust::PageError;
+
+/// The answer to what failed verification: 424 Failed Dependency (the page or file depends on
+/// TUF verification, which failed). Not a 5xx: pip and uv retry those, and pip then reports the
+/// retries instead of the reason; a 4xx other than 401, 403 and 404 they report as it is.
+const REFUSED: StatusCode = StatusCode::FAILED_DEPENDENCY;
+
+/// PEP 658 metadata files have no size in the page; this bounds what the proxy reads of one.
+const METADATA_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// An error answer: status, and the reason that goes into the status line and the body.
+#[derive(Debug)]
+pub struct ProxyError {
+    status: StatusCode,
+    reason: String,
+}
+
+impl ProxyError {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ProxyError {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<PageError> for ProxyError {
+    fn from(error: PageError) -> Self {
+        match error {
+            PageError::NotFound(_) => {
+                ProxyError::new(StatusCode::NOT_FOUND, format!("Not Found: {error}"))
+            }
+            PageError::Unreachable(reason) => {
+                tracing::warn!("index unreachable: {reason}");
+                ProxyError::new(StatusCode::BAD_GATEWAY, reason)
+            }
+            PageError::Refused(reason) => {
+                tracing::error!("TUF verification failed: {reason}");
+                ProxyError::new(REFUSED, reason)
+            }
+        }
+    }
+}
+
+impl From<StartError> for ProxyError {
+    fn from(error: StartError) -> Self {
+        match error {
+            StartError::Unreachable(reason) => {
+                tracing::warn!("index unreachable: {reason}");
+                ProxyError::new(StatusCode::BAD_GATEWAY, reason)
+            }
+            StartError::Refused(reason) => {
+                tracing::error!("download refused: {reason}");
+                ProxyError::new(REFUSED, reason)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{} {}\n", self.status.as_u16(), self.reason),
+        )
+            .into_response();
+        response
+            .extensions_mut()
+            .insert(reason_phrase(&self.reason));
+        response
+    }
+}
+
+type ProxyResult = Result<Response, ProxyError>;
+
+pub fn router(proxy: Arc<Proxy>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/simple", get(add_slash))
+        .route("/simple/", get(simple_index))
+        .route("/simple/{project}", get(add_slash))
+        .route("/simple/{project}/", get(simple_project))
+        .route("/files/{project}/{sha256}/{filename}", get(file))
+        .layer(axum::middleware::from_fn(access_log))
+        .with_state(proxy)
+}
+
+/// One line per request, like the index's.
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        "{method} {path} {} {}us",
+        response.status().as_u16(),
+        started.elapsed().as_micros()
+    );
+    response
+}
+
+async fn home() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!DOCTYPE html>\n<html><head><title>Tufa proxy</title></head><body>\n\
+         <h1>Tufa verifying proxy</h1>\n<p>pip and uv: <code>--index-url</code> this URL + \
+         <code>/simple/</code>. Every page and file is verified with TUF.</p>\n</body></html>\n",
+    )
+        .into_response()
+}
+
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn with_query(path: String, uri: &Uri) -> String {
+    match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    }
+}
+
+async fn add_slash(uri: Uri) -> Response {
+    redirect(&with_query(format!("{}/", uri.path()), &uri))
+}
+
+/// The list of projects is not a TUF target, so the proxy cannot vouch for it; installers never
+/// ask for it.
+async fn simple_index() -> ProxyError {
+    ProxyError::new(
+        StatusCode::NOT_FOUND,
+        "Not Found: the project list is not signed with TUF; ask for /simple/<project>/",
+    )
+}
+
+#[derive(Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+async fn simple_project(
+    State(proxy): State<Arc<Proxy>>,
+    Path(raw): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<FormatQuery>,
+) -> ProxyResult {
+    let name = ProjectName::new(&raw).map_err(|_| {
+        ProxyError::new(
+            StatusCode::NOT_FOUND,
+            format!("Not Found: no project {raw:?}"),
+        )
+    })?;
+    if !name.is_spelled(&raw) {
+        return Ok(redirect(&with_query(format!("/simple/{name}/"), &uri)));
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = negotiate(accept, query.format.as_deref()).ok_or_else(|| {
+        ProxyError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: this proxy serves application/vnd.pypi.simple.v1+json, \
+             application/vnd.pypi.simple.v1+html and text/html",
+        )
+    })?;
+    let page = proxy.trust.page(&name).await?;
+    let body: Body = match format {
+        Format::Json => page.to_json().into(),
+        Format::Html | Format::LegacyHtml => page.to_html().into(),
+    };
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(serial) = page.last_serial {
+        response
+            .headers_mut()
+            .insert("x-pypi-last-serial", HeaderValue::from(serial));
+    }
+    Ok(response)
+}
+
+async fn file(
+    State(proxy): State<Arc<Proxy>>,
+    Path((raw, sha256, filename)): Path<(String, String, String)>,
+) -> ProxyResult {
+    let not_found =
+        |what: String| ProxyError::new(StatusCode::NOT_FOUND, format!("Not Found: {what}"));
+    let name = ProjectName::new(&raw).map_err(|_| not_found(format!("no project {raw:?}")))?;
+    let page = proxy.trust.page(&name).await?;
+    let (dist, metadata) = match filename.strip_suffix(".metadata") {
+        Some(dist) if page.file(&sha256, dist).is_some() => (dist, true),
+        _ => (filename.as_str(), false),
+    };
+    let listed = page.file(&sha256, dist).ok_or_else(|| {
+        not_found(format!(
+            "no file {dist:?} with sha256 {sha256} on the verified page of {name}"
+        ))
+    })?;
+    let url = upstream_url(&proxy.index_url, &name, &listed.url).ok_or_else(|| {
+        ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "{dist:?} of {name} has a URL the proxy does not fetch: {:?}",
+                listed.url
+            ),
+        )
+    })?;
+    let (expected, url) = if metadata {
+        let sha256 = listed
+            .metadata_sha256
+            .clone()
+            .ok_or_else(|| not_found(format!("{dist:?} has no metadata file")))?;
+        (
+            Expected {
+                what: format!("the metadata of {dist} of {name}"),
+                sha256,
+                size: None,
+                limit: METADATA_LIMIT,
+            },
+            format!("{url}.metadata"),
+        )
+    } else {
+        (
+            Expected {
+                what: format!("{dist} of {name}"),
+                sha256: listed.sha256.clone(),
+                size: Some(listed.size),
+                limit: listed.size,
+            },
+            url,
+        )
+    };
+    let download = proxy.files.fetch(expected, url).await?;
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(download.body)),
+    )
+        .into_response();
+    if let Some(size) = download.size {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    Ok(response)
+}
+
+/// Serves the proxy on `listener` until `shutdown` completes.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(proxy).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

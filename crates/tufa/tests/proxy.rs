@@ -1,0 +1,490 @@
+//! `tufa proxy` end to end: real pip and uv install through a real proxy process in front of a
+//! real `tufa serve`, from its cache when the index is down, and refuse every tampering TUF is
+//! meant to catch, with nothing installed.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+mod common;
+
+use common::{TUFA, installed, ok, output_text as text, pip, token, twine, uv};
+use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer};
+use tufa_testkit::{http, sha256_hex};
+
+/// Refreshes are reused this long; the tests wait past it to force the next refresh.
+const REFRESH_MS: &str = "300";
+const AFTER_REFRESH: Duration = Duration::from_millis(600);
+
+fn build(dir: &Path, name: &str, version: &str, dependencies: &[&str], payload: &str) -> Built {
+    let out = dir.join(payload);
+    fs::create_dir_all(&out).unwrap();
+    Project {
+        name,
+        version,
+        dependencies,
+        payload,
+    }
+    .build(PythonEnv::shared(), &out)
+}
+
+fn upload(server: &TufaServer, token: &str, files: &[&Path]) {
+    ok(twine(server, token, files, &[]), "twine upload");
+    server.wait_until_signed();
+}
+
+/// An index with three projects in a dependency chain: app → lib → util.
+struct Fixture {
+    dir: tempfile::TempDir,
+    server: TufaServer,
+    token: String,
+    util: Built,
+}
+
+impl Fixture {
+    fn new(serve_args: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TufaServer::start(TUFA.as_ref(), &dir.path().join("data"), serve_args);
+        let token = token(&server.data_dir, "alice", None);
+        let app = build(dir.path(), "tufa-app", "1.0", &["tufa-lib>=0.2"], "good");
+        let lib = build(dir.path(), "tufa-lib", "0.2", &["tufa-util"], "good");
+        let util = build(dir.path(), "tufa-util", "0.1", &[], "good");
+        upload(
+            &server,
+            &token,
+            &[
+                &app.wheel,
+                &app.sdist,
+                &lib.wheel,
+                &lib.sdist,
+                &util.wheel,
+                &util.sdist,
+            ],
+        );
+        Fixture {
+            dir,
+            server,
+            token,
+            util,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.server.data_dir.join("trusted-root.json")
+    }
+
+    fn proxy(&self, index_url: &str, cache: &str) -> TufaProxy {
+        TufaProxy::start(
+            TUFA.as_ref(),
+            index_url,
+            &self.root(),
+            &self.dir.path().join(cache),
+            &["--refresh-interval-ms", REFRESH_MS],
+        )
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn assert_installs(output: &Output, target: &Path, expected: &[&str]) {
+    assert!(output.status.success(), "install failed:\n{}", text(output));
+    assert_eq!(installed(target), expected, "{}", text(output));
+}
+
+const ALL: [&str; 3] = ["tufa_app-1.0", "tufa_lib-0.2", "tufa_util-0.1"];
+
+fn file_name(path: &Path) -> &str {
+    path.file_name().unwrap().to_str().unwrap()
+}
+
+/// Both installers fail, install nothing of `project` (a distribution name prefix such as
+/// `tufa_util-`), and, when given, show `reason`; the proxy logged it either way.
+fn assert_refused(
+    proxy: &TufaProxy,
+    dir: &Path,
+    case: &str,
+    requirement: &str,
+    reason: &str,
+    shown: bool,
+) {
+    let pip_target = dir.join(format!("pip-{case}"));
+    // pip logs why an index page failed only at debug level (-vv).
+    let pip_output = pip(&proxy.simple_url(), &pip_target, &["-vv", requirement]);
+    let uv_target = dir.join(format!("uv-{case}"));
+    let uv_output = uv(&proxy.simple_url(), &uv_target, &[requirement]);
+    for (tool, output, target) in [
+        ("pip", &pip_output, &pip_target),
+        ("uv", &uv_output, &uv_target),
+    ] {
+        assert!(
+            !output.status.success(),
+            "{case}: {tool} installed:\n{}",
+            text(output)
+        );
+        assert_eq!(installed(target), Vec::<String>::new(), "{case}: {tool}");
+        if shown {
+            assert!(
+                text(output).contains(reason),
+                "{case}: {tool} does not say {reason:?}:\n{}",
+                text(output)
+            );
+        }
+    }
+    assert!(
+        proxy.log().contains(reason),
+        "{case}: the proxy log does not say {reason:?}:\n{}",
+        proxy.log()
+    );
+}
+
+/// Upstream requests for `path` answered 200, from the index's access log.
+fn fetched(server: &TufaServer, path: &str) -> usize {
+    server.log().matches(&format!("GET {path} 200 ")).count()
+}
+
+#[test]
+fn pip_and_uv_install_through_the_proxy_then_from_its_cache_with_the_index_down() {
+    let mut fixture = Fixture::new(&[]);
+    let mut proxy = fixture.proxy(&fixture.server.url, "proxy-cache");
+    let index = proxy.simple_url();
+    let target = fixture.path("pip-1");
+    assert_installs(&pip(&index, &target, &["tufa-app"]), &target, &ALL);
+    let target = fixture.path("uv-1");
+    assert_installs(&uv(&index, &target, &["tufa-app"]), &target, &ALL);
+
+    // uv's own cache was fresh, so it asked the proxy for every file again: the proxy served
+    // them from its cache, and the index saw each file downloaded once.
+    let util_wheel = format!(
+        "/files/{}/{}",
+        sha256_hex(&fs::read(&fixture.util.wheel).unwrap()),
+        file_name(&fixture.util.wheel)
+    );
+    assert_eq!(
+        fetched(&fixture.server, &util_wheel),
+        1,
+        "{}",
+        fixture.server.log()
+    );
+    assert_eq!(
+        fetched(&fixture.server, &format!("{util_wheel}.metadata")),
+        1
+    );
+    assert_eq!(
+        fixture.server.log().matches("GET /files/").count(),
+        6,
+        "three wheels and their metadata files"
+    );
+
+    // The index goes down: installs still work from the cache while the metadata is unexpired.
+    fixture.server.kill();
+    std::thread::sleep(AFTER_REFRESH);
+    let target = fixture.path("pip-2");
+    assert_installs(&pip(&index, &target, &["tufa-app"]), &target, &ALL);
+    let target = fixture.path("uv-2");
+    assert_installs(&uv(&index, &target, &["tufa-app"]), &target, &ALL);
+    assert!(
+        proxy.log().contains("the index is unreachable"),
+        "{}",
+        proxy.log()
+    );
+
+    // A proxy started afresh on the same cache, with the index still down, too.
+    proxy.kill();
+    let proxy = fixture.proxy(&fixture.server.url, "proxy-cache");
+    let target = fixture.path("pip-3");
+    assert_installs(
+        &pip(&proxy.simple_url(), &target, &["tufa-app"]),
+        &target,
+        &ALL,
+    );
+
+    // Something it never cached cannot come from anywhere: a clear error, not a stale answer.
+    let missing = http::get(&format!("{}tufa-not-cached/", proxy.simple_url()), &[]);
+    assert_eq!(missing.status, 502, "{}", missing.reason);
+    assert!(
+        missing.reason.contains("Connection refused") || missing.reason.contains("connect"),
+        "{}",
+        missing.reason
+    );
+}
+
+#[test]
+fn the_simple_api_negotiates_redirects_and_shares_one_refresh_between_concurrent_requests() {
+    let fixture = Fixture::new(&[]);
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &fixture.server.url,
+        &fixture.root(),
+        &fixture.path("cache"),
+        &[],
+    );
+    let page = format!("{}tufa-util/", proxy.simple_url());
+    let json = "application/vnd.pypi.simple.v1+json";
+    let responses: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| http::get(&page, &[("Accept", json)])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for response in &responses {
+        assert_eq!(response.status, 200, "{}", response.reason);
+        assert_eq!(response.header("content-type"), Some(json));
+        assert_eq!(response.header("vary"), Some("Accept"));
+    }
+    assert_eq!(
+        fixture
+            .server
+            .log()
+            .matches("GET /tuf/metadata/timestamp.json")
+            .count(),
+        1,
+        "16 concurrent requests, one refresh:\n{}",
+        fixture.server.log()
+    );
+    let files = responses[0].json()["files"].as_array().unwrap().clone();
+    assert_eq!(files.len(), 2);
+    let wheel = files
+        .iter()
+        .find(|f| f["filename"].as_str().unwrap().ends_with(".whl"))
+        .unwrap();
+    let sha = sha256_hex(&fs::read(&fixture.util.wheel).unwrap());
+    assert_eq!(
+        wheel["url"],
+        format!("/files/tufa-util/{sha}/{}", file_name(&fixture.util.wheel))
+    );
+    let download = http::get(
+        &format!("{}{}", proxy.url, wheel["url"].as_str().unwrap()),
+        &[],
+    );
+    assert_eq!(download.body, fs::read(&fixture.util.wheel).unwrap());
+    let metadata = http::get(
+        &format!("{}{}.metadata", proxy.url, wheel["url"].as_str().unwrap()),
+        &[],
+    );
+    assert_eq!(
+        sha256_hex(&metadata.body),
+        wheel["core-metadata"]["sha256"].as_str().unwrap()
+    );
+
+    let html = http::get(&page, &[]);
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        html.text().contains(&format!(
+            "href=\"/files/tufa-util/{sha}/{}#sha256={sha}\"",
+            file_name(&fixture.util.wheel)
+        )),
+        "{}",
+        html.text()
+    );
+    assert_eq!(
+        http::get(&page, &[("Accept", "application/xml")]).status,
+        406
+    );
+    for (from, to) in [
+        ("/simple/Tufa_Util/", "/simple/tufa-util/"),
+        ("/simple/tufa-util", "/simple/tufa-util/"),
+        ("/simple", "/simple/"),
+    ] {
+        let response = http::get(&format!("{}{from}", proxy.url), &[]);
+        assert_eq!(response.status, 301, "{from}");
+        assert_eq!(response.header("location"), Some(to), "{from}");
+    }
+    let unknown = http::get(&format!("{}no-such-project/", proxy.simple_url()), &[]);
+    assert_eq!(unknown.status, 404, "{}", unknown.reason);
+    assert!(
+        unknown.reason.contains("no project no-such-project"),
+        "{}",
+        unknown.reason
+    );
+    let not_listed = http::get(
+        &format!("{}/files/tufa-util/{}/x.whl", proxy.url, "0".repeat(64)),
+        &[],
+    );
+    assert_eq!(not_listed.status, 404);
+}
+
+/// An HTTP mirror of `upstream` that answers every request for a file named `name` under
+/// `/files/` with `swap`, and forwards everything else.
+fn swapping_mirror(upstream: String, name: String, swap: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let path = request.split(' ').nth(1).unwrap_or("/").to_string();
+            let (status, body) = if path.starts_with("/files/") && path.ends_with(&name) {
+                (200, swap.clone())
+            } else {
+                let response = http::get(&format!("{upstream}{path}"), &[]);
+                (response.status, response.body)
+            };
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn substituted_files_and_pages_are_refused_with_nothing_installed() {
+    let fixture = Fixture::new(&[]);
+    let dir = fixture.dir.path();
+
+    // A mirror serving another build under the same name.
+    let evil = build(dir, "tufa-util", "0.1", &[], "evil");
+    let mirror = swapping_mirror(
+        fixture.server.url.clone(),
+        file_name(&fixture.util.wheel).to_string(),
+        fs::read(&evil.wheel).unwrap(),
+    );
+    let proxy = fixture.proxy(&mirror, "cache-mirror");
+    assert_refused(
+        &proxy,
+        dir,
+        "mirror",
+        "tufa-app",
+        "tampered or substituted",
+        false,
+    );
+
+    // A wheel modified in the index's storage, one byte, same length: it streams, and the
+    // response breaks before its end.
+    let sha = sha256_hex(&fs::read(&fixture.util.wheel).unwrap());
+    let stored = fixture
+        .server
+        .data_dir
+        .join("files")
+        .join(&sha[..2])
+        .join(&sha);
+    let original = fs::read(&stored).unwrap();
+    let mut modified = original.clone();
+    let middle = modified.len() / 2;
+    modified[middle] ^= 0xff;
+    fs::write(&stored, &modified).unwrap();
+    let proxy = fixture.proxy(&fixture.server.url, "cache-storage");
+    assert_refused(
+        &proxy,
+        dir,
+        "storage",
+        "tufa-util",
+        "does not match its sha256 in the verified page: tampered or substituted",
+        false,
+    );
+    assert!(
+        !fixture
+            .path("cache-storage")
+            .join("files")
+            .join(&sha[..2])
+            .join(&sha)
+            .exists(),
+        "never cached"
+    );
+    fs::write(&stored, &original).unwrap();
+
+    // The project page target replaced with one pointing at another file (same length).
+    let pages = fixture.server.data_dir.join("tuf/targets/simple/tufa-util");
+    for entry in fs::read_dir(&pages).unwrap() {
+        let path = entry.unwrap().path();
+        let page = fs::read_to_string(&path).unwrap();
+        let other = if sha.starts_with('0') { "1" } else { "0" };
+        fs::write(&path, page.replace(&sha, &format!("{other}{}", &sha[1..]))).unwrap();
+    }
+    let proxy = fixture.proxy(&fixture.server.url, "cache-page");
+    assert_refused(
+        &proxy,
+        dir,
+        "page",
+        "tufa-util",
+        "target simple/tufa-util/index.json does not match its sha256 hash",
+        true,
+    );
+}
+
+#[test]
+fn rollback_and_untrusted_keys_are_refused_with_nothing_installed() {
+    let fixture = Fixture::new(&[]);
+    let dir = fixture.dir.path();
+    let timestamp = fixture.server.data_dir.join("tuf/metadata/timestamp.json");
+    let old = fs::read(&timestamp).unwrap();
+    let proxy = fixture.proxy(&fixture.server.url, "cache");
+    let target = fixture.path("pip-before");
+    assert_installs(
+        &pip(&proxy.simple_url(), &target, &["tufa-util"]),
+        &target,
+        &["tufa_util-0.1"],
+    );
+
+    // A newer release is published and seen by the proxy; then the index serves the old
+    // timestamp again.
+    let newer = build(dir, "tufa-util", "0.2", &[], "newer");
+    upload(&fixture.server, &fixture.token, &[&newer.wheel]);
+    std::thread::sleep(AFTER_REFRESH);
+    let page = http::get(&format!("{}tufa-util/", proxy.simple_url()), &[]);
+    assert!(page.text().contains("tufa_util-0.2"), "{}", page.text());
+    fs::write(&timestamp, &old).unwrap();
+    std::thread::sleep(AFTER_REFRESH);
+    assert_refused(
+        &proxy,
+        dir,
+        "rollback",
+        "tufa-util",
+        "rollback attack: timestamp version",
+        true,
+    );
+
+    // Metadata signed by keys the trusted root does not name: another repository's root.
+    let other = TufaServer::start(TUFA.as_ref(), &fixture.path("other-data"), &[]);
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &other.url,
+        &fixture.root(),
+        &fixture.path("cache-other"),
+        &[],
+    );
+    assert_refused(
+        &proxy,
+        dir,
+        "untrusted",
+        "tufa-util",
+        "timestamp is not signed by a threshold of trusted keys",
+        true,
+    );
+}
+
+#[test]
+fn an_expired_timestamp_is_a_freeze_attack_with_nothing_installed() {
+    let mut fixture = Fixture::new(&["--timestamp-expiry", "2"]);
+    // The index stops re-signing; its files stay served as they are, by a static server.
+    fixture.server.kill();
+    let frozen = StaticServer::start(fixture.server.data_dir.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    let proxy = fixture.proxy(&frozen.url(), "cache");
+    assert_refused(
+        &proxy,
+        fixture.dir.path(),
+        "freeze",
+        "tufa-util",
+        "freeze attack: timestamp expired at",
+        true,
+    );
+}
