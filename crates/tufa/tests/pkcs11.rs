@@ -5,14 +5,11 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::Value;
 use tufa_metadata::{Key, Metadata, Timestamp};
-use tufa_testkit::{PythonEnv, SoftHsm, TufaServer, http, minimal_wheel, sha256_hex};
+use tufa_testkit::{SoftHsm, TufaServer, http, minimal_wheel, sha256_hex};
 
 mod common;
-use common::{TUFA, ok, tufa};
-
-const NGCLIENT: &str = include_str!("python/ngclient_http.py");
+use common::{TUFA, generate_keys, install_ceremony, ok, page_files, python_tuf, tufa};
 
 fn tufa_with_token(hsm: &SoftHsm, args: &[&str]) -> Output {
     Command::new(TUFA)
@@ -26,12 +23,7 @@ fn tufa_with_token(hsm: &SoftHsm, args: &[&str]) -> Output {
 /// `data` as an operator would.
 fn ceremony(dir: &Path, online: &Path, data: &Path) {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    for name in ["root", "targets", "bins"] {
-        ok(
-            tufa(&["keys", "generate", "--no-passphrase", &path(name)]),
-            "tufa keys generate",
-        );
-    }
+    generate_keys(dir, &["root", "targets", "bins"]);
     let out = dir.join("ceremony");
     ok(
         tufa(&[
@@ -57,12 +49,7 @@ fn ceremony(dir: &Path, online: &Path, data: &Path) {
         ]),
         "tufa ceremony",
     );
-    let metadata = data.join("tuf/metadata");
-    fs::create_dir_all(&metadata).unwrap();
-    for entry in fs::read_dir(out.join("metadata")).unwrap() {
-        let path = entry.unwrap().path();
-        fs::copy(&path, metadata.join(path.file_name().unwrap())).unwrap();
-    }
+    install_ceremony(&out, data);
 }
 
 #[test]
@@ -136,21 +123,9 @@ fn an_online_key_on_a_token_signs_a_publishing_cycle_that_python_tuf_verifies() 
             "no key file was made on the server"
         );
 
-        let root = data.join("trusted-root.json");
-        let cache = dir.path().join("python-tuf");
-        let output = PythonEnv::shared().run_script(
-            NGCLIENT,
-            &[
-                &server.url,
-                root.to_str().unwrap(),
-                cache.to_str().unwrap(),
-                "hsm-signed",
-            ],
-        );
-        let view: Value = serde_json::from_slice(&output.stdout).unwrap();
-        let files = view["pages"]["hsm-signed"]["files"].as_array().unwrap();
+        let view = python_tuf(&server, &dir.path().join("python-tuf"), &["hsm-signed"]);
+        let files = page_files(&view["pages"]["hsm-signed"]);
         assert_eq!(files.len(), 1, "{view}");
-        assert_eq!(files[0]["filename"], "hsm_signed-1.0-py3-none-any.whl");
-        assert_eq!(files[0]["hashes"]["sha256"], sha256_hex(&wheel).as_str());
+        assert_eq!(files["hsm_signed-1.0-py3-none-any.whl"], sha256_hex(&wheel));
     }
 }
