@@ -28,7 +28,7 @@ use crate::signing::{Signing, SigningConfig};
 pub use blobs::Blobs;
 pub use db::Database;
 pub use error::{Error, Invalid, Result};
-pub use server::{reason_phrase, router, serve};
+pub use server::{access_log, add_slash, reason_phrase, redirect, router, serve, with_query};
 pub use upload::{UploadError, Uploaded, import_file};
 
 /// PyPI's default limit on one file.

@@ -126,7 +126,7 @@ pub fn router(index: Arc<Index>) -> Router {
 }
 
 /// One line per request, as operators of devpi or nginx expect to find.
-async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
@@ -150,7 +150,8 @@ async fn home() -> Response {
         .into_response()
 }
 
-fn redirect(location: &str) -> Response {
+/// A permanent redirect to `location`.
+pub fn redirect(location: &str) -> Response {
     let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -158,14 +159,16 @@ fn redirect(location: &str) -> Response {
     response
 }
 
-fn with_query(path: String, uri: &Uri) -> String {
+/// `path` with the request's query string kept (`?format=` must survive a redirect).
+pub fn with_query(path: String, uri: &Uri) -> String {
     match uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path,
     }
 }
 
-async fn add_slash(uri: Uri) -> Response {
+/// Redirects a path without its trailing slash to the one with it, as PEP 503 asks.
+pub async fn add_slash(uri: Uri) -> Response {
     redirect(&with_query(format!("{}/", uri.path()), &uri))
 }
 

@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use tufa_index::name::ProjectName;
 use tufa_index::negotiate::{Format, negotiate};
-use tufa_index::reason_phrase;
+use tufa_index::{access_log, add_slash, reason_phrase, redirect, with_query};
 
 use crate::Proxy;
 use crate::files::{Expected, StartError};
@@ -109,20 +109,6 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .with_state(proxy)
 }
 
-/// One line per request, like the index's.
-async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    tracing::info!(
-        "{method} {path} {} {}us",
-        response.status().as_u16(),
-        started.elapsed().as_micros()
-    );
-    response
-}
-
 async fn home() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -131,25 +117,6 @@ async fn home() -> Response {
          <code>/simple/</code>. Every page and file is verified with TUF.</p>\n</body></html>\n",
     )
         .into_response()
-}
-
-fn redirect(location: &str) -> Response {
-    let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-}
-
-fn with_query(path: String, uri: &Uri) -> String {
-    match uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path,
-    }
-}
-
-async fn add_slash(uri: Uri) -> Response {
-    redirect(&with_query(format!("{}/", uri.path()), &uri))
 }
 
 /// The list of projects is not a TUF target, so the proxy cannot vouch for it; installers never
