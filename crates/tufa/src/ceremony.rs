@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tufa_metadata::{Key, Threshold};
-use tufa_repo::{CeremonyPlan, Expiries, FsStore, RoleSpec, Store, load_public_key, load_signer};
+use tufa_repo::{CeremonyPlan, Expiries, FsStore, RoleSpec, Store, load_public_key};
 
 #[derive(Args)]
 pub struct CeremonyArgs {
@@ -36,10 +36,10 @@ pub struct CeremonyArgs {
     /// 2^N bin roles: 8 gives 256, 14 gives PEP 458's 16,384 for PyPI's scale.
     #[arg(long, default_value_t = 8)]
     bin_bits: u32,
-    /// A private key to sign with (PKCS#8 PEM); it signs every role it is a key of. Encrypted
-    /// keys take their passphrase from TUFA_KEY_PASSPHRASE.
+    /// A private key to sign with (PKCS#8 PEM, or a `pkcs11:` URI); it signs every role it is a
+    /// key of. Encrypted keys take their passphrase from TUFA_KEY_PASSPHRASE.
     #[arg(long = "sign")]
-    signing_keys: Vec<PathBuf>,
+    signing_keys: Vec<String>,
 }
 
 fn spec(paths: &[PathBuf], threshold: u32, role: &str) -> Result<RoleSpec> {
@@ -73,20 +73,15 @@ pub fn run(args: CeremonyArgs) -> Result<()> {
     let mut roles = plan
         .offline_roles(SystemTime::now())
         .context("building the offline roles")?;
-    let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
-    for path in &args.signing_keys {
-        let signer = load_signer(path, passphrase.as_deref().map(str::as_bytes))
-            .with_context(|| format!("loading {}", path.display()))?;
+    for key in &args.signing_keys {
+        let signer = crate::roles::offline_signer(key)?;
         let signed = roles
-            .sign(&signer)
-            .with_context(|| format!("signing with {}", path.display()))?;
+            .sign(signer.as_ref())
+            .with_context(|| format!("signing with {key}"))?;
         if signed.is_empty() {
-            bail!(
-                "{} is not a key of root, targets or bins: check which keys you passed",
-                path.display()
-            );
+            bail!("{key} is not a key of root, targets or bins: check which keys you passed");
         }
-        eprintln!("{} signed {}", path.display(), signed.join(", "));
+        eprintln!("{key} signed {}", signed.join(", "));
     }
     let counts = [
         ("root", roles.root.signatures().len(), plan.root.threshold),

@@ -65,6 +65,8 @@ pub enum PrepareCommand {
         data: DataDir,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        lifetime: Lifetime,
         /// A root key to add (its `.pub.json`); repeat for several.
         #[arg(long = "add-root-key")]
         add_root_keys: Vec<PathBuf>,
@@ -90,6 +92,8 @@ pub enum PrepareCommand {
         data: DataDir,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        lifetime: Lifetime,
         #[arg(long = "add-bins-key")]
         add_bins_keys: Vec<PathBuf>,
         #[arg(long = "remove-bins-key")]
@@ -103,18 +107,58 @@ pub enum PrepareCommand {
         data: DataDir,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        lifetime: Lifetime,
         #[arg(long)]
         online_key: Option<PathBuf>,
     },
+}
+
+/// How long the new version is valid.
+#[derive(Args)]
+pub struct Lifetime {
+    /// Days until the new version expires (default 365, as PEP 458 for offline roles).
+    #[arg(long, default_value_t = 365)]
+    expiry_days: u64,
+}
+
+impl Lifetime {
+    fn expiries(&self) -> Result<Expiries> {
+        if self.expiry_days == 0 {
+            bail!("--expiry-days must be at least 1");
+        }
+        let lifetime = std::time::Duration::from_secs(self.expiry_days * 86_400);
+        Ok(Expiries {
+            root: lifetime,
+            targets: lifetime,
+            bins: lifetime,
+            ..Expiries::default()
+        })
+    }
 }
 
 #[derive(Args)]
 pub struct SignArgs {
     /// The signing request to sign, in place.
     file: PathBuf,
-    /// Your private key (PKCS#8 PEM); an encrypted key's passphrase comes from TUFA_KEY_PASSPHRASE.
+    /// Your private key: a PKCS#8 PEM file (an encrypted key's passphrase comes from
+    /// TUFA_KEY_PASSPHRASE), or a key on a hardware token as a `pkcs11:` URI (PIN in
+    /// TUFA_PKCS11_PIN).
     #[arg(long)]
-    key: PathBuf,
+    key: String,
+}
+
+/// A signer for an offline key holder: a key file, or a key on a PKCS#11 token.
+pub fn offline_signer(key: &str) -> Result<Box<dyn tufa_metadata::Signer>> {
+    if key.starts_with("pkcs11:") {
+        let signer =
+            tufa_pkcs11::Pkcs11Signer::from_uri(key).context("opening the key on the token")?;
+        return Ok(Box::new(signer));
+    }
+    let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
+    let signer = load_signer(Path::new(key), passphrase.as_deref().map(str::as_bytes))
+        .with_context(|| format!("loading {key}"))?;
+    Ok(Box::new(signer))
 }
 
 fn public_keys(paths: &[PathBuf]) -> Result<Vec<Key>> {
@@ -151,29 +195,27 @@ fn write_request(path: &Path, request: &SigningRequest) -> Result<()> {
 
 pub fn sign(args: SignArgs) -> Result<()> {
     let mut request = read_request(&args.file)?;
-    let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
-    let signer = load_signer(&args.key, passphrase.as_deref().map(str::as_bytes))
-        .with_context(|| format!("loading {}", args.key.display()))?;
-    request.sign(&signer).context("signing")?;
+    let signer = offline_signer(&args.key)?;
+    request.sign(signer.as_ref()).context("signing")?;
     write_request(&args.file, &request)?;
     eprintln!(
         "signed {} version {} with key {}",
         request.role(),
         request.version(),
-        tufa_metadata::Signer::key_id(&signer).as_str()
+        signer.key_id().as_str()
     );
     Ok(())
 }
 
 pub fn run(command: RolesCommand) -> Result<()> {
     let now = SystemTime::now();
-    let expiries = Expiries::default();
     match command {
         RolesCommand::Prepare(prepare) => {
             let (request, out) = match prepare {
                 PrepareCommand::Root {
                     data,
                     out,
+                    lifetime,
                     add_root_keys,
                     remove_root_keys,
                     root_threshold,
@@ -192,11 +234,15 @@ pub fn run(command: RolesCommand) -> Result<()> {
                         targets_threshold: threshold(targets_threshold, "--targets-threshold")?,
                         online_key: public_keys(online_key.as_slice())?.pop(),
                     };
-                    (state.prepare_root(&changes, &expiries, now)?, out)
+                    (
+                        state.prepare_root(&changes, &lifetime.expiries()?, now)?,
+                        out,
+                    )
                 }
                 PrepareCommand::Targets {
                     data,
                     out,
+                    lifetime,
                     add_bins_keys,
                     remove_bins_keys,
                     bins_threshold,
@@ -206,7 +252,7 @@ pub fn run(command: RolesCommand) -> Result<()> {
                         &public_keys(&add_bins_keys)?,
                         &key_ids(&remove_bins_keys),
                         threshold(bins_threshold, "--bins-threshold")?,
-                        &expiries,
+                        &lifetime.expiries()?,
                         now,
                     )?;
                     (request, out)
@@ -214,11 +260,15 @@ pub fn run(command: RolesCommand) -> Result<()> {
                 PrepareCommand::Bins {
                     data,
                     out,
+                    lifetime,
                     online_key,
                 } => {
                     let (_, state) = data.state()?;
                     let key = public_keys(online_key.as_slice())?.pop();
-                    (state.prepare_bins(key.as_ref(), &expiries, now)?, out)
+                    (
+                        state.prepare_bins(key.as_ref(), &lifetime.expiries()?, now)?,
+                        out,
+                    )
                 }
             };
             if out.exists() {

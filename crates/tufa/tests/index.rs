@@ -869,3 +869,80 @@ fn uploads_stream_to_disk_and_a_crash_mid_upload_leaves_nothing() {
         ["tufa_big-1.0"]
     );
 }
+
+#[test]
+fn settings_come_from_the_config_file_then_the_environment_then_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("tufa.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {:?}\nmax_upload_size = 100\npublic_url = \"https://index.example\"\n",
+            data
+        ),
+    )
+    .unwrap();
+    let wheel = tufa_testkit::minimal_wheel("configured", "1.0");
+    let upload = |server: &TufaServer| {
+        let (content_type, body) = http::wheel_upload("configured", "1.0", &wheel);
+        let auth = http::basic_auth(&server.create_token("alice"));
+        http::request(
+            "POST",
+            &server.upload_url(),
+            &[("Content-Type", &content_type), ("Authorization", &auth)],
+            &body,
+        )
+    };
+
+    // --data on the command line beats the file's; the file's limit applies.
+    let elsewhere = dir.path().join("elsewhere");
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &elsewhere,
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(elsewhere.join("tufa.db").exists() && !data.exists());
+    let refused = upload(&server);
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.reason.contains("the limit is 100 bytes"),
+        "{}",
+        refused.reason
+    );
+    drop(server);
+
+    // The environment beats the file.
+    let server = TufaServer::start_with_env(
+        TUFA.as_ref(),
+        &elsewhere,
+        &["--config", config.to_str().unwrap()],
+        &[("TUFA_MAX_UPLOAD_SIZE", "1000000".into())],
+    );
+    assert_eq!(upload(&server).status, 200);
+    let info = http::get(&format!("{}/pypi/configured/json", server.url), &[]).json();
+    assert!(
+        info["urls"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://index.example/files/"),
+        "the file's public_url: {info}"
+    );
+    drop(server);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "listen = 8080\nunknown_key = 1\n").unwrap();
+    let output = tufa(&[
+        "serve",
+        "--config",
+        bad.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("parsing the config file"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

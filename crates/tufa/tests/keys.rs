@@ -280,6 +280,63 @@ fn separate_signers_then_a_root_rotation_clients_follow() {
     );
     let listing = tufa_download(&server.url, &root_file, &tufa_cache, "rotation-demo").unwrap();
     assert!(listing.contains(&second), "{listing}");
+
+    let metrics = http::get(&format!("{}/metrics", server.url), &[]).text();
+    for line in [
+        "tufa_role_version{role=\"root\"} 2",
+        "tufa_role_version{role=\"targets\"} 1",
+        "tufa_publisher_lag_serials 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("tufa_role_expires_timestamp_seconds{role=\"timestamp\"} "),
+        "{metrics}"
+    );
+
+    // Targets re-signed with only 10 days to live: status warns, metrics show the new expiry.
+    let status = ok(tufa(&["status", "--data", data_arg]), "tufa status");
+    assert!(!status.contains("warning"), "{status}");
+    let targets_request = dir.path().join("targets-2.json");
+    ok(
+        tufa(&[
+            "roles",
+            "prepare",
+            "targets",
+            "--data",
+            data_arg,
+            "--out",
+            targets_request.to_str().unwrap(),
+            "--expiry-days",
+            "10",
+        ]),
+        "tufa roles prepare targets",
+    );
+    ok(
+        tufa(&[
+            "sign",
+            targets_request.to_str().unwrap(),
+            "--key",
+            &path(&keys_dir, "targets", "pem"),
+        ]),
+        "tufa sign",
+    );
+    let (published, said) = submit(&data, &[&targets_request]);
+    assert!(published, "{said}");
+    wait_for("targets version 2", || {
+        http::get(&format!("{}/metrics", server.url), &[])
+            .text()
+            .contains("tufa_role_version{role=\"targets\"} 2")
+    });
+    let status = ok(tufa(&["status", "--data", data_arg]), "tufa status");
+    assert!(status.contains("warning: targets expires"), "{status}");
+    assert!(!status.contains("warning: root"), "{status}");
+    let view = python_tuf(&server, &python_cache, &["rotation-demo"]);
+    assert_eq!(
+        page_files(&view["pages"]["rotation-demo"]).len(),
+        2,
+        "clients follow the new targets"
+    );
 }
 
 /// What an attacker holding the online key can do: publish a page of its choosing for
