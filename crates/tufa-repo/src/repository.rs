@@ -83,13 +83,68 @@ impl Floors {
     }
 }
 
-/// True when no signature comes from `trusted`: metadata signed by a key that was rotated away,
-/// as opposed to tampered metadata, whose signature claims a trusted key and fails.
-fn signed_only_by_others(
+/// True when every signature comes from a key in `retired`: metadata signed by an online key that
+/// was rotated away. Anything else that fails verification (a signature claiming a trusted key,
+/// or a key nobody ever trusted) is tampering, and refused.
+fn signed_only_by(
     signatures: &[tufa_metadata::Signature],
-    trusted: &[tufa_metadata::KeyId],
+    retired: &[tufa_metadata::KeyId],
 ) -> bool {
-    !signatures.is_empty() && signatures.iter().all(|s| !trusted.contains(&s.keyid))
+    !signatures.is_empty() && signatures.iter().all(|s| retired.contains(&s.keyid))
+}
+
+/// Online keys that earlier versions of root (for timestamp) and bins (for the bin roles)
+/// trusted and the current ones no longer do.
+struct RetiredOnlineKeys {
+    timestamp: Vec<tufa_metadata::KeyId>,
+    bins: Vec<tufa_metadata::KeyId>,
+}
+
+fn retired_online_keys<S: Store>(
+    store: &S,
+    files: &[String],
+    current: &OfflineState,
+) -> Result<RetiredOnlineKeys> {
+    let mut retired = RetiredOnlineKeys {
+        timestamp: Vec::new(),
+        bins: Vec::new(),
+    };
+    let current_root = &current.root.signed.roles.timestamp.keyids;
+    for version in versions_on_disk(files, "root") {
+        let file = layout::metadata_file(&RoleName::root(), version);
+        let Some(bytes) = store.read(&file)? else {
+            continue;
+        };
+        let root: Metadata<Root> = parse("root", &file, &bytes)?;
+        retired.timestamp.extend(
+            root.signed
+                .roles
+                .timestamp
+                .keyids
+                .into_iter()
+                .filter(|id| !current_root.contains(id)),
+        );
+    }
+    let current_bins = match current.bins.signed.delegations.as_ref().map(|d| &d.roles) {
+        Some(DelegatedRoles::Succinct(succinct)) => succinct.keyids.clone(),
+        _ => Vec::new(),
+    };
+    for version in versions_on_disk(files, BINS_ROLE) {
+        let file = layout::metadata_file(&RoleName::new(BINS_ROLE)?, version);
+        let Some(bytes) = store.read(&file)? else {
+            continue;
+        };
+        let bins: Metadata<Targets> = parse(BINS_ROLE, &file, &bytes)?;
+        if let Some(DelegatedRoles::Succinct(succinct)) = bins.signed.delegations.map(|d| d.roles) {
+            retired.bins.extend(
+                succinct
+                    .keyids
+                    .into_iter()
+                    .filter(|id| !current_bins.contains(id)),
+            );
+        }
+    }
+    Ok(retired)
 }
 
 pub(crate) fn parse<T: Role>(role: &str, file: &str, bytes: &[u8]) -> Result<Metadata<T>> {
@@ -172,7 +227,8 @@ impl<S: Store> Repository<S> {
         let file = layout::metadata_file(&RoleName::timestamp(), 0);
         let timestamp: Metadata<Timestamp> = parse("timestamp", &file, &timestamp_bytes)?;
         floors.timestamp = floors.timestamp.max(timestamp.signed.version);
-        if signed_only_by_others(timestamp.signatures(), &root.signed.roles.timestamp.keyids) {
+        let retired = retired_online_keys(&store, &files, &offline)?;
+        if signed_only_by(timestamp.signatures(), &retired.timestamp) {
             tracing::warn!(
                 "the online metadata is signed by a key root no longer trusts (an online key \
                  rotation): re-signing every online role with the new key, versions bumped"
@@ -216,7 +272,7 @@ impl<S: Store> Repository<S> {
                 .read(&file)?
                 .ok_or_else(|| Error::Missing(file.clone()))?;
             let bin: Metadata<Targets> = parse(name.as_str(), &file, &bytes)?;
-            if signed_only_by_others(bin.signatures(), &succinct.keyids) {
+            if signed_only_by(bin.signatures(), &retired.bins) {
                 tracing::warn!(
                     "bin roles are signed by a key bins no longer delegates to: re-signing every \
                      online role with the new key, versions bumped"

@@ -247,6 +247,22 @@ fn tampered_or_under_threshold_metadata_is_refused_naming_the_role() {
     fs::write(&bin_file, &original).unwrap();
     fixture.open().unwrap();
 
+    // Re-signed by a key no root ever trusted: tampering, not an online key rotation, so the
+    // server refuses rather than signing everything anew.
+    let timestamp_file = fixture.path("metadata/timestamp.json");
+    let timestamp_bytes = fs::read(&timestamp_file).unwrap();
+    let mut forged: Metadata<Timestamp> =
+        read_metadata(fixture.dir.path(), "metadata/timestamp.json");
+    forged.clear_signatures();
+    forged.sign(key().as_ref()).unwrap();
+    fs::write(&timestamp_file, forged.to_bytes().unwrap()).unwrap();
+    expect_refusal(
+        &fixture,
+        "timestamp metadata (metadata/timestamp.json) is not trusted",
+    );
+    fs::write(&timestamp_file, &timestamp_bytes).unwrap();
+    fixture.open().unwrap();
+
     let snapshot_file = fixture.path("metadata/2.snapshot.json");
     let snapshot = fs::read(&snapshot_file).unwrap();
     fs::write(&snapshot_file, [&snapshot[..], b" "].concat()).unwrap();
