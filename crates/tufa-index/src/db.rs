@@ -323,31 +323,12 @@ impl Database {
     }
 
     pub async fn project(&self, name: &ProjectName) -> Result<Option<Project>> {
-        let row =
-            sqlx::query("SELECT id, name, display_name, last_serial FROM projects WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|row| {
-            Ok(Project {
-                id: row.get(0),
-                name: stored_name(row.get(1))?,
-                display_name: row.get(2),
-                last_serial: row.get(3),
-            })
-        })
-        .transpose()
+        find_project(&self.pool, name).await
     }
 
     /// Every file of a project, by file name.
     pub async fn project_files(&self, project_id: i64) -> Result<Vec<FileRecord>> {
-        let rows = sqlx::query(&format!(
-            "{FILE_COLUMNS} WHERE releases.project_id = ? ORDER BY files.filename"
-        ))
-        .bind(project_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(file_record).collect())
+        files_of(&self.pool, project_id).await
     }
 
     /// Every release of a project, in PEP 440 order, oldest first.
@@ -616,29 +597,10 @@ impl Database {
         name: &ProjectName,
     ) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
         let mut tx = self.pool.begin().await?;
-        let row =
-            sqlx::query("SELECT id, name, display_name, last_serial FROM projects WHERE name = ?")
-                .bind(name.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = row else {
+        let Some(project) = find_project(&mut *tx, name).await? else {
             return Ok(None);
         };
-        let project = Project {
-            id: row.get(0),
-            name: stored_name(row.get(1))?,
-            display_name: row.get(2),
-            last_serial: row.get(3),
-        };
-        let files = sqlx::query(&format!(
-            "{FILE_COLUMNS} WHERE releases.project_id = ? ORDER BY files.filename"
-        ))
-        .bind(project.id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(file_record)
-        .collect();
+        let files = files_of(&mut *tx, project.id).await?;
         let mut versions =
             sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
                 .bind(project.id)
@@ -747,6 +709,39 @@ fn file_record(row: &sqlx::sqlite::SqliteRow) -> FileRecord {
         upload_time_micros: row.get(10),
         yanked: yanked.then(|| row.get::<Option<String>, _>(12).unwrap_or_default()),
     }
+}
+
+async fn find_project<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    name: &ProjectName,
+) -> Result<Option<Project>> {
+    let row =
+        sqlx::query("SELECT id, name, display_name, last_serial FROM projects WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(executor)
+            .await?;
+    row.map(|row| {
+        Ok(Project {
+            id: row.get(0),
+            name: stored_name(row.get(1))?,
+            display_name: row.get(2),
+            last_serial: row.get(3),
+        })
+    })
+    .transpose()
+}
+
+async fn files_of<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    project_id: i64,
+) -> Result<Vec<FileRecord>> {
+    let rows = sqlx::query(&format!(
+        "{FILE_COLUMNS} WHERE releases.project_id = ? ORDER BY files.filename"
+    ))
+    .bind(project_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.iter().map(file_record).collect())
 }
 
 fn stored_name(name: &str) -> Result<ProjectName> {

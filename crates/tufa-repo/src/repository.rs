@@ -416,11 +416,6 @@ impl<S: Store> Repository<S> {
         summary
     }
 
-    /// The trusted offline roles.
-    pub fn offline(&self) -> &OfflineState {
-        &self.offline
-    }
-
     fn snapshot_is_behind(&self) -> bool {
         let listed = |file: &str| self.snapshot.signed.meta.get(file).map(|m| m.version);
         listed("targets.json") != Some(self.offline.targets.signed.version)

@@ -122,8 +122,9 @@ pub enum TokenCommand {
     },
 }
 
+/// A release, or one file of it, in an index.
 #[derive(Args)]
-pub struct YankArgs {
+pub struct ReleaseArgs {
     #[command(flatten)]
     data: DataArg,
     /// The project.
@@ -133,19 +134,15 @@ pub struct YankArgs {
     /// Only this file of the release (default: every file, as PyPI yanks releases).
     #[arg(long)]
     file: Option<String>,
-    /// Why it is yanked; installers show it (PEP 592).
-    #[arg(long, default_value = "")]
-    reason: String,
 }
 
 #[derive(Args)]
-pub struct UnyankArgs {
+pub struct YankArgs {
     #[command(flatten)]
-    data: DataArg,
-    project: String,
-    version: String,
-    #[arg(long)]
-    file: Option<String>,
+    release: ReleaseArgs,
+    /// Why it is yanked; installers show it (PEP 592).
+    #[arg(long, default_value = "")]
+    reason: String,
 }
 
 /// Logs of the index (requests, signing, warnings such as a development repository) on stderr.
@@ -307,55 +304,30 @@ pub fn token(command: TokenCommand) -> Result<()> {
     }
 }
 
-async fn set_yanked(
-    data: &DataArg,
-    project: &str,
-    version: &str,
-    file: Option<&str>,
-    reason: Option<&str>,
-) -> Result<u64> {
-    let project = ProjectName::new(project).context("the project name")?;
-    let version = Version::new(version).context("the version")?;
-    let database = data.database().await?;
-    let changed = database
-        .set_yanked(&project, &version, file, reason)
-        .await?;
-    database.close().await;
-    Ok(changed)
+/// Yanks with `Some(reason)`, un-yanks with `None`, and says how many files changed.
+fn set_yanked(release: ReleaseArgs, reason: Option<&str>) -> Result<()> {
+    runtime()?.block_on(async move {
+        let project = ProjectName::new(&release.project).context("the project name")?;
+        let version = Version::new(&release.version).context("the version")?;
+        let database = release.data.database().await?;
+        let changed = database
+            .set_yanked(&project, &version, release.file.as_deref(), reason)
+            .await?;
+        database.close().await;
+        let done = if reason.is_some() {
+            "yanked"
+        } else {
+            "un-yanked"
+        };
+        eprintln!("{done} {changed} file(s) of {project} {version}");
+        Ok(())
+    })
 }
 
 pub fn yank(args: YankArgs) -> Result<()> {
-    runtime()?.block_on(async move {
-        let changed = set_yanked(
-            &args.data,
-            &args.project,
-            &args.version,
-            args.file.as_deref(),
-            Some(&args.reason),
-        )
-        .await?;
-        eprintln!(
-            "yanked {changed} file(s) of {} {}",
-            args.project, args.version
-        );
-        Ok(())
-    })
+    set_yanked(args.release, Some(&args.reason))
 }
 
-pub fn unyank(args: UnyankArgs) -> Result<()> {
-    runtime()?.block_on(async move {
-        let changed = set_yanked(
-            &args.data,
-            &args.project,
-            &args.version,
-            args.file.as_deref(),
-            None,
-        )
-        .await?;
-        eprintln!(
-            "un-yanked {changed} file(s) of {} {}",
-            args.project, args.version
-        );
-        Ok(())
-    })
+pub fn unyank(args: ReleaseArgs) -> Result<()> {
+    set_yanked(args, None)
 }

@@ -39,7 +39,7 @@ enum Command {
     /// Yank a release (or one file): installers skip it unless it is pinned exactly (PEP 592).
     Yank(index_commands::YankArgs),
     /// Undo a yank.
-    Unyank(index_commands::UnyankArgs),
+    Unyank(index_commands::ReleaseArgs),
     /// Build and sign the offline roles of a new repository (root, targets, bins) from the key
     /// holders' public keys.
     Ceremony(ceremony::CeremonyArgs),
