@@ -13,7 +13,11 @@ use sqlx::{Row, SqlitePool};
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
-const SCHEMA_VERSION: i64 = 1;
+/// Each step takes the schema from its position in the list to the next version (the first
+/// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
+const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED];
+
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const SCHEMA: &str = "
 CREATE TABLE users (
@@ -72,6 +76,28 @@ CREATE TABLE signed (
 );
 INSERT INTO signed (id, serial) VALUES (1, 0);
 ";
+
+/// Projects whose page the publisher could not store: retried with back-off, apart from the
+/// journal, so that one of them never holds back anyone else's changes.
+const UNPUBLISHED: &str = "
+CREATE TABLE unpublished (
+    project TEXT PRIMARY KEY,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    since INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL
+);
+";
+
+/// A project the publisher could not publish, as `/status` and `tufa status` show it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unpublished {
+    pub project: String,
+    pub error: String,
+    pub attempts: i64,
+    /// Microseconds since the epoch of the first failure.
+    pub since: i64,
+}
 
 /// Microseconds since the Unix epoch: how times are stored.
 pub fn now_micros() -> i64 {
@@ -213,20 +239,20 @@ impl Database {
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await?;
-        match version {
-            0 => {
-                sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-                sqlx::query(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            SCHEMA_VERSION => {}
-            newer => {
-                return Err(Error::Config(format!(
-                    "the database has schema version {newer}, newer than this tufa understands \
-                     ({SCHEMA_VERSION}): upgrade tufa"
-                )));
-            }
+        if version > SCHEMA_VERSION {
+            return Err(Error::Config(format!(
+                "the database has schema version {version}, newer than this tufa understands \
+                 ({SCHEMA_VERSION}): upgrade tufa"
+            )));
+        }
+        let done = usize::try_from(version).unwrap_or(0);
+        for step in &MIGRATIONS[done..] {
+            sqlx::raw_sql(step).execute(&mut *tx).await?;
+        }
+        if version != SCHEMA_VERSION {
+            sqlx::query(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -612,6 +638,92 @@ impl Database {
         versions.sort();
         tx.commit().await?;
         Ok(Some((project, versions, files)))
+    }
+
+    /// Records that `project` could not be published: tried again after a back-off that doubles
+    /// with each attempt, up to `max_backoff`.
+    pub async fn record_unpublished(
+        &self,
+        project: &str,
+        error: &str,
+        max_backoff: Duration,
+    ) -> Result<()> {
+        let now = now_micros();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let attempts: i64 =
+            sqlx::query_scalar("SELECT attempts FROM unpublished WHERE project = ?")
+                .bind(project)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0)
+                + 1;
+        let backoff = Duration::from_secs(1 << attempts.clamp(0, 20)).min(max_backoff);
+        let next = now.saturating_add(i64::try_from(backoff.as_micros()).unwrap_or(i64::MAX));
+        sqlx::query(
+            "INSERT INTO unpublished (project, error, attempts, since, next_attempt)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (project) DO UPDATE
+             SET error = excluded.error, attempts = excluded.attempts,
+                 next_attempt = excluded.next_attempt",
+        )
+        .bind(project)
+        .bind(error)
+        .bind(attempts)
+        .bind(now)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the failures of projects that are now published.
+    pub async fn clear_unpublished(&self, projects: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for project in projects {
+            sqlx::query("DELETE FROM unpublished WHERE project = ?")
+                .bind(project)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Projects whose back-off has passed, at most `limit`.
+    pub async fn unpublished_due(&self, limit: i64) -> Result<Vec<ProjectName>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT project FROM unpublished WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+        )
+        .bind(now_micros())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        names.iter().map(|name| stored_name(name)).collect()
+    }
+
+    /// The projects waiting to be published after a failure, oldest first, at most `limit`, and
+    /// how many there are.
+    pub async fn unpublished(&self, limit: i64) -> Result<(i64, Vec<Unpublished>)> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM unpublished")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT project, error, attempts, since FROM unpublished ORDER BY since LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let listed = rows
+            .iter()
+            .map(|row| Unpublished {
+                project: row.get(0),
+                error: row.get(1),
+                attempts: row.get(2),
+                since: row.get(3),
+            })
+            .collect();
+        Ok((count, listed))
     }
 
     pub async fn close(&self) {

@@ -523,11 +523,17 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
     use std::sync::atomic::Ordering;
     let last_serial = index.database.last_serial().await?;
     let body = match &index.signing {
-        Some(signing) => serde_json::json!({
-            "last_serial": last_serial,
-            "signed_serial": signing.status.signed_serial.load(Ordering::Relaxed),
-            "timestamp_version": signing.status.timestamp_version.load(Ordering::Relaxed),
-        }),
+        Some(signing) => {
+            let (count, projects) = index.database.unpublished(20).await?;
+            serde_json::json!({
+                "last_serial": last_serial,
+                "signed_serial": signing.status.signed_serial.load(Ordering::Relaxed),
+                "timestamp_version": signing.status.timestamp_version.load(Ordering::Relaxed),
+                "signing_failure": signing.status.failure(),
+                "unpublished": {"count": count, "projects": projects},
+                "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
+            })
+        }
         None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),
     };
     Ok(axum::Json(body).into_response())
@@ -562,6 +568,32 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         let _ = writeln!(
             out,
             "# HELP tufa_publisher_lag_seconds Age of the oldest change not yet signed.\n# TYPE tufa_publisher_lag_seconds gauge\ntufa_publisher_lag_seconds {lag_seconds}"
+        );
+        let (unpublished, _) = index.database.unpublished(0).await?;
+        let _ = writeln!(
+            out,
+            "# HELP tufa_unpublished_projects Projects whose page could not be published, retried with back-off.\n# TYPE tufa_unpublished_projects gauge\ntufa_unpublished_projects {unpublished}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tufa_signing_failures_total Publishing or re-signing rounds that failed.\n# TYPE tufa_signing_failures_total counter\ntufa_signing_failures_total {}",
+            signing
+                .status
+                .failures
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+        let (behind, too_far) = match signing.status.clock() {
+            Some(tufa_repo::ClockSkew::Behind { by, .. }) => (by.as_secs(), 0),
+            Some(tufa_repo::ClockSkew::ExpiryTooFar { by, .. }) => (0, by.as_secs()),
+            None => (0, 0),
+        };
+        let _ = writeln!(
+            out,
+            "# HELP tufa_clock_behind_seconds How far the clock is behind the newest signed metadata (signing pauses while above the tolerance).\n# TYPE tufa_clock_behind_seconds gauge\ntufa_clock_behind_seconds {behind}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tufa_expiry_ahead_seconds How much later than its lifetime allows an online role expires (signed while the clock ran ahead).\n# TYPE tufa_expiry_ahead_seconds gauge\ntufa_expiry_ahead_seconds {too_far}"
         );
         let roles = signing.role_summary().await;
         let _ = writeln!(

@@ -18,7 +18,7 @@ use tufa_metadata::Signer;
 use tufa_pkcs11::Pkcs11Signer;
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
-use tufa_repo::{FsStore, PageChange, Published, Repository, load_signer};
+use tufa_repo::{ClockSkew, FsStore, PageChange, Policy, Published, Repository, load_signer};
 
 use crate::error::{Error, Result, io};
 use crate::name::ProjectName;
@@ -68,6 +68,11 @@ pub struct SigningConfig {
     pub expiries: Expiries,
     /// How long files that left the published state stay for clients mid-update.
     pub grace: Duration,
+    /// How far the clock may fall behind the newest signed metadata before signing pauses.
+    pub clock_tolerance: Duration,
+    /// Trust the clock over the newest signed metadata at start (after a deliberate correction
+    /// of a clock that ran ahead).
+    pub trust_clock: bool,
 }
 
 impl Default for SigningConfig {
@@ -78,6 +83,8 @@ impl Default for SigningConfig {
             bit_length: 8,
             expiries: Expiries::default(),
             grace: Duration::from_secs(3600),
+            clock_tolerance: tufa_repo::DEFAULT_CLOCK_TOLERANCE,
+            trust_clock: false,
         }
     }
 }
@@ -94,6 +101,47 @@ pub const DEV_KEYS_DIR: &str = "dev-keys";
 pub struct SigningStatus {
     pub signed_serial: AtomicI64,
     pub timestamp_version: AtomicU64,
+    /// Why the last publishing or re-signing attempt failed, while it keeps failing.
+    pub failure: std::sync::Mutex<Option<String>>,
+    /// Publishing attempts that failed since the start.
+    pub failures: AtomicU64,
+    /// How the clock disagrees with the signed metadata, if it does.
+    pub clock: std::sync::Mutex<Option<ClockSkew>>,
+}
+
+impl SigningStatus {
+    /// The reason signing is failing now, if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    pub fn clock(&self) -> Option<ClockSkew> {
+        self.clock.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        if let Ok(mut slot) = self.failure.lock() {
+            *slot = failure;
+        }
+    }
+}
+
+/// What `/status`, `/metrics` and `tufa status` say of a clock that disagrees with the
+/// signed metadata.
+pub fn describe_clock(skew: &ClockSkew) -> String {
+    match skew {
+        ClockSkew::Behind { by, .. } => format!(
+            "the clock is {} s behind the newest signed metadata: signing is paused. Fix the \
+             clock; if that metadata was signed while the clock ran ahead, restart once with \
+             --trust-clock",
+            by.as_secs()
+        ),
+        ClockSkew::ExpiryTooFar { role, by } => format!(
+            "{role} expires {} s later than its lifetime allows (signed while the clock ran \
+             ahead?): it is being re-signed",
+            by.as_secs()
+        ),
+    }
 }
 
 /// The signing side of one index.
@@ -104,6 +152,8 @@ pub struct Signing {
     wake: Notify,
     pub status: SigningStatus,
     grace: Duration,
+    /// The repository's directory, left out of what `/status` shows.
+    tuf_dir: PathBuf,
     /// Held for the life of the process: one publisher per data directory.
     _lock: File,
 }
@@ -118,6 +168,12 @@ impl std::fmt::Debug for Signing {
 
 /// At most this many journal entries go into one batch.
 const BATCH_LIMIT: i64 = 100_000;
+/// At most this many projects that failed before are retried in one batch.
+const RETRY_LIMIT: i64 = 1_000;
+/// The longest wait before a project that could not be published is tried again.
+const MAX_PROJECT_BACKOFF: Duration = Duration::from_secs(300);
+/// The longest wait after a whole publishing attempt failed (a signer or disk that fails).
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
@@ -173,7 +229,12 @@ impl Signing {
             )?),
             OnlineKey::Pkcs11(uri) => Arc::new(Pkcs11Signer::from_uri(uri)?),
         };
-        let repository = Repository::open(store, signer, config.expiries, now)?;
+        let policy = Policy {
+            expiries: config.expiries,
+            clock_tolerance: config.clock_tolerance,
+            trust_clock: config.trust_clock,
+        };
+        let repository = Repository::open(store, signer, policy, now)?;
         let trusted = data_dir.join(TRUSTED_ROOT_FILE);
         if !trusted.exists() {
             let root = std::fs::read(&root_path).map_err(io("reading", &root_path))?;
@@ -189,6 +250,7 @@ impl Signing {
             wake: Notify::new(),
             status,
             grace: config.grace,
+            tuf_dir,
             _lock: lock,
         })
     }
@@ -196,6 +258,14 @@ impl Signing {
     /// Every role's version and expiry (see [`Repository::role_summary`]).
     pub async fn role_summary(&self) -> Vec<(String, u64, tufa_metadata::Expires)> {
         self.repository.lock().await.role_summary()
+    }
+
+    /// An error as `/status` may show it: paths relative to the repository, so that the server's
+    /// directories stay private.
+    fn public_reason(&self, error: &dyn std::fmt::Display) -> String {
+        error
+            .to_string()
+            .replace(&format!("{}/", self.tuf_dir.display()), "")
     }
 
     /// Asks the publisher to sign what the journal holds now.
@@ -214,8 +284,10 @@ impl Signing {
             .store(published.timestamp_version, Ordering::Relaxed);
     }
 
-    /// Signs every journal entry not yet signed, as one batch per call. Returns the serial
-    /// signed up to, if there was anything to sign.
+    /// Signs every journal entry not yet signed, as one batch per call, with the projects whose
+    /// earlier failure is due for another try. A project whose page cannot be stored is set
+    /// aside (see [`crate::db::Database::record_unpublished`]) and the batch goes on without it.
+    /// Returns the serial signed up to, if the journal had anything to sign.
     pub async fn publish_pending(&self, index: &crate::Index) -> Result<Option<i64>> {
         let mut repository = self.repository.lock().await;
         if self.republish.swap(false, Ordering::Relaxed) {
@@ -224,11 +296,16 @@ impl Signing {
         let signed = index.database.signed_serial().await?;
         self.status.signed_serial.store(signed, Ordering::Relaxed);
         let entries = index.database.journal_after(signed, BATCH_LIMIT).await?;
-        let Some(&(last, _)) = entries.last() else {
+        let retries = index.database.unpublished_due(RETRY_LIMIT).await?;
+        if entries.is_empty() && retries.is_empty() {
             return Ok(None);
-        };
-        let projects: std::collections::BTreeSet<ProjectName> =
-            entries.into_iter().map(|(_, project)| project).collect();
+        }
+        let last = entries.last().map(|&(serial, _)| serial);
+        let projects: std::collections::BTreeSet<ProjectName> = entries
+            .into_iter()
+            .map(|(_, project)| project)
+            .chain(retries)
+            .collect();
         let mut changes = Vec::with_capacity(projects.len());
         for project in projects {
             let page = index.project_page(&project, true).await?;
@@ -240,21 +317,56 @@ impl Signing {
         let published =
             tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()))?;
         self.published(&published);
-        index.database.set_signed_serial(last).await?;
-        self.status.signed_serial.store(last, Ordering::Relaxed);
+        for rejected in &published.rejected {
+            tracing::error!(
+                project = rejected.project,
+                "the project's page could not be published, retrying later; every other change \
+                 goes ahead: {}",
+                rejected.error
+            );
+            index
+                .database
+                .record_unpublished(
+                    &rejected.project,
+                    &self.public_reason(&rejected.error),
+                    MAX_PROJECT_BACKOFF,
+                )
+                .await?;
+        }
+        let done: Vec<String> = changes
+            .into_iter()
+            .map(|change| change.project)
+            .filter(|project| !published.rejected.iter().any(|r| &r.project == project))
+            .collect();
+        index.database.clear_unpublished(&done).await?;
+        if let Some(last) = last {
+            index.database.set_signed_serial(last).await?;
+            self.status.signed_serial.store(last, Ordering::Relaxed);
+        }
         tracing::info!(
             serial = last,
-            projects = changes.len(),
+            projects = done.len(),
+            rejected = published.rejected.len(),
             timestamp = published.timestamp_version,
             "signed"
         );
-        Ok(Some(last))
+        Ok(last)
     }
 
-    /// Re-signs online roles before they expire and removes files past their grace period.
+    /// Re-signs online roles before they expire (and those signed while the clock ran ahead),
+    /// and removes files past their grace period.
     pub async fn maintain(&self) -> Result<()> {
         let mut repository = self.repository.lock().await;
         let now = SystemTime::now();
+        let skew = repository.clock_skew(now);
+        if let Some(skew) = &skew
+            && self.status.clock().as_ref() != Some(skew)
+        {
+            tracing::warn!("{}", describe_clock(skew));
+        }
+        if let Ok(mut clock) = self.status.clock.lock() {
+            *clock = skew;
+        }
         if let Some(published) = tokio::task::block_in_place(|| repository.install_incoming(now))? {
             self.published(&published);
         }
@@ -274,21 +386,42 @@ impl Signing {
     }
 
     /// The publisher: signs on every wake-up or at least every second, until the process ends.
+    /// Publishing and re-signing are attempted on every round whatever the other did, so a batch
+    /// that keeps failing never keeps the online roles from being re-signed before they expire;
+    /// failures back off and are reported on `/status` and `/metrics`.
     pub async fn run(index: Arc<crate::Index>) {
         let Some(signing) = index.signing.as_ref() else {
             return;
         };
+        let mut consecutive_failures: u32 = 0;
         loop {
-            let result = async {
-                while signing.publish_pending(&index).await?.is_some() {}
-                signing.maintain().await
+            let published = signing.publish_pending(&index).await;
+            let maintained = signing.maintain().await;
+            let more = matches!(published, Ok(Some(_)));
+            let failure = [published.err(), maintained.err()]
+                .into_iter()
+                .flatten()
+                .map(|error| signing.public_reason(&error))
+                .collect::<Vec<_>>();
+            if failure.is_empty() {
+                consecutive_failures = 0;
+                signing.status.set_failure(None);
+                if !more {
+                    signing.wait(Duration::from_secs(1)).await;
+                }
+                continue;
             }
-            .await;
-            if let Err(error) = result {
-                tracing::error!("signing failed, retrying: {error}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            signing.wait(Duration::from_secs(1)).await;
+            let failure = failure.join("; ");
+            consecutive_failures = consecutive_failures.saturating_add(1);
+            signing.status.failures.fetch_add(1, Ordering::Relaxed);
+            let backoff =
+                Duration::from_secs(1 << consecutive_failures.clamp(0, 6)).min(MAX_BACKOFF);
+            tracing::error!(
+                retry_in_seconds = backoff.as_secs(),
+                "signing failed: {failure}"
+            );
+            signing.status.set_failure(Some(failure));
+            tokio::time::sleep(backoff).await;
         }
     }
 }

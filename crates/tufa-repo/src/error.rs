@@ -56,6 +56,16 @@ pub enum Error {
     #[error("invalid repository configuration: {0}")]
     Config(String),
 
+    #[error(
+        "the clock is {by_seconds} s behind the newest signed metadata (signed at {newest_signing}): \
+         anything signed now could already be expired, so nothing is signed. Fix the clock; if \
+         that metadata was signed while the clock ran ahead, start once with --trust-clock"
+    )]
+    ClockBehind {
+        newest_signing: String,
+        by_seconds: u64,
+    },
+
     #[error("signing failed: {0}")]
     Signing(#[from] tufa_metadata::Error),
 }

@@ -27,11 +27,58 @@ pub struct PageChange {
 }
 
 /// What one publish or refresh produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Published {
     pub timestamp_version: u64,
     pub snapshot_version: u64,
     pub bins_signed: usize,
+    /// Pages that could not be stored: left out of this publish, the others went ahead.
+    pub rejected: Vec<RejectedPage>,
+}
+
+/// A project page that could not be published, and why.
+#[derive(Debug)]
+pub struct RejectedPage {
+    pub project: String,
+    pub error: Error,
+}
+
+/// How far the clock may disagree with the newest signed metadata before signing stops, and
+/// whether to trust the clock over that evidence once (after a deliberate correction).
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub expiries: Expiries,
+    pub clock_tolerance: Duration,
+    /// Ignores the newest signing time found at open: the operator says the clock is right now
+    /// and the newest metadata was signed while it ran ahead.
+    pub trust_clock: bool,
+}
+
+/// Five minutes: well above NTP's usual error, far below any role's lifetime.
+pub const DEFAULT_CLOCK_TOLERANCE: Duration = Duration::from_secs(300);
+
+impl From<Expiries> for Policy {
+    fn from(expiries: Expiries) -> Self {
+        Policy {
+            expiries,
+            clock_tolerance: DEFAULT_CLOCK_TOLERANCE,
+            trust_clock: false,
+        }
+    }
+}
+
+/// What the clock looks like against the signed metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClockSkew {
+    /// The clock is behind the moment the newest metadata was signed: whatever is signed now may
+    /// already be expired, so nothing is signed.
+    Behind {
+        newest_signing: SystemTime,
+        by: Duration,
+    },
+    /// A served role expires further ahead than its lifetime allows (signed while the clock ran
+    /// ahead, or under a longer lifetime): it is re-signed, which closes the longer freeze window.
+    ExpiryTooFar { role: String, by: Duration },
 }
 
 /// The repository's current, verified state, and the online key that advances it.
@@ -39,6 +86,10 @@ pub struct Repository<S: Store> {
     store: S,
     signer: Arc<dyn Signer>,
     expiries: Expiries,
+    clock_tolerance: Duration,
+    /// When the newest metadata was signed, as far as anyone can tell: the clock must not go
+    /// back behind it.
+    newest_signing: Option<SystemTime>,
     offline: OfflineState,
     succinct: SuccinctRoles,
     bin_roles: HashMap<RoleName, Metadata<Targets>>,
@@ -46,7 +97,19 @@ pub struct Repository<S: Store> {
     timestamp: Metadata<Timestamp>,
     /// Files no longer reachable from the current timestamp, and since when.
     retired: Vec<(String, SystemTime)>,
+    /// The highest version of each role that a failed commit may have written. Such a version
+    /// may be on disk or even served (a write can fail after it took effect), so it is never
+    /// signed again with other content, and its files are retired once a commit succeeds.
+    attempted: HashMap<RoleName, u64>,
     rebuilt: bool,
+}
+
+/// A page on its way into a bin role: its target, and the listing and stored file, or `None` when
+/// the project's target is withdrawn.
+struct StagedPage<'a> {
+    project: &'a str,
+    target: TargetPath,
+    file: Option<(TargetFile, (String, Vec<u8>))>,
 }
 
 /// Versions the online roles must start above when they are signed anew.
@@ -180,9 +243,10 @@ impl<S: Store> Repository<S> {
     pub fn open(
         store: S,
         signer: Arc<dyn Signer>,
-        expiries: Expiries,
+        policy: impl Into<Policy>,
         now: SystemTime,
     ) -> Result<Self> {
+        let policy = policy.into();
         let mut offline = OfflineState::load(&store)?;
         for (role, version) in offline.install_incoming(&store, |_, _| true)? {
             tracing::info!(role, version, "installed a new version of an offline role");
@@ -218,25 +282,50 @@ impl<S: Store> Repository<S> {
         }
 
         let mut floors = Floors::on_disk(&files);
-        let timestamp_bytes = store.read(&layout::metadata_file(&RoleName::timestamp(), 0))?;
-        let Some(timestamp_bytes) = timestamp_bytes else {
-            return Self::create_online_roles(
-                store, signer, expiries, offline, succinct, floors, now,
-            );
-        };
         let file = layout::metadata_file(&RoleName::timestamp(), 0);
+        let newest_signing = if policy.trust_clock {
+            None
+        } else {
+            store.modified(&file)?
+        };
+        let unsigned = Repository {
+            store,
+            signer,
+            expiries: policy.expiries,
+            clock_tolerance: policy.clock_tolerance,
+            newest_signing,
+            offline,
+            succinct,
+            bin_roles: HashMap::new(),
+            snapshot: Metadata::new(Snapshot::new(
+                0,
+                Expires::after(now, policy.expiries.snapshot),
+                BTreeMap::new(),
+            )),
+            timestamp: Metadata::new(Timestamp::new(
+                0,
+                Expires::after(now, policy.expiries.timestamp),
+                MetaFile::new(0),
+            )),
+            retired: Vec::new(),
+            attempted: HashMap::new(),
+            rebuilt: false,
+        };
+        let Some(timestamp_bytes) = unsigned.store.read(&file)? else {
+            return unsigned.create_online_roles(floors, now);
+        };
         let timestamp: Metadata<Timestamp> = parse("timestamp", &file, &timestamp_bytes)?;
         floors.timestamp = floors.timestamp.max(timestamp.signed.version);
-        let retired = retired_online_keys(&store, &files, &offline)?;
+        let retired = retired_online_keys(&unsigned.store, &files, &unsigned.offline)?;
         if signed_only_by(timestamp.signatures(), &retired.timestamp) {
             tracing::warn!(
                 "the online metadata is signed by a key root no longer trusts (an online key \
                  rotation): re-signing every online role with the new key, versions bumped"
             );
-            return Self::create_online_roles(
-                store, signer, expiries, offline, succinct, floors, now,
-            );
+            return unsigned.create_online_roles(floors, now);
         }
+        let (store, offline, succinct) = (&unsigned.store, &unsigned.offline, &unsigned.succinct);
+        let root = &offline.root;
         root.signed
             .verify_delegate("timestamp", &timestamp)
             .map_err(untrusted("timestamp", &file))?;
@@ -277,9 +366,7 @@ impl<S: Store> Repository<S> {
                     "bin roles are signed by a key bins no longer delegates to: re-signing every \
                      online role with the new key, versions bumped"
                 );
-                return Self::create_online_roles(
-                    store, signer, expiries, offline, succinct, floors, now,
-                );
+                return unsigned.create_online_roles(floors, now);
             }
             offline
                 .bins
@@ -290,20 +377,14 @@ impl<S: Store> Repository<S> {
         }
 
         let mut repository = Repository {
-            store,
-            signer,
-            expiries,
-            offline,
-            succinct,
             bin_roles,
             snapshot,
             timestamp,
-            retired: Vec::new(),
-            rebuilt: false,
+            ..unsigned
         };
         repository.retire_unreachable(now)?;
         if repository.snapshot_is_behind() {
-            repository.commit(BTreeSet::new(), now)?;
+            repository.commit(BTreeSet::new(), BTreeMap::new(), now)?;
         }
         Ok(repository)
     }
@@ -311,53 +392,20 @@ impl<S: Store> Repository<S> {
     /// Signs every online role anew: on first open, and after the online key was rotated, when
     /// nothing signed by the old key can be trusted. Versions start above anything on disk, and
     /// the bin roles start empty: the caller republishes every page from its own records.
-    fn create_online_roles(
-        store: S,
-        signer: Arc<dyn Signer>,
-        expiries: Expiries,
-        offline: OfflineState,
-        succinct: SuccinctRoles,
-        floors: Floors,
-        now: SystemTime,
-    ) -> Result<Self> {
-        let bin_roles = succinct
+    fn create_online_roles(mut self, floors: Floors, now: SystemTime) -> Result<Self> {
+        let expires = Expires::after(now, self.expiries.bin_roles);
+        self.bin_roles = self
+            .succinct
             .role_names()
-            .map(|name| {
-                (
-                    name,
-                    Metadata::new(Targets::new(
-                        floors.bins,
-                        Expires::after(now, expiries.bin_roles),
-                    )),
-                )
-            })
+            .map(|name| (name, Metadata::new(Targets::new(floors.bins, expires))))
             .collect();
-        let mut repository = Repository {
-            store,
-            signer,
-            expiries,
-            offline,
-            succinct,
-            bin_roles,
-            snapshot: Metadata::new(Snapshot::new(
-                1,
-                Expires::after(now, expiries.snapshot),
-                BTreeMap::new(),
-            )),
-            timestamp: Metadata::new(Timestamp::new(
-                1,
-                Expires::after(now, expiries.timestamp),
-                MetaFile::new(1),
-            )),
-            retired: Vec::new(),
-            rebuilt: true,
-        };
-        let all: BTreeSet<RoleName> = repository.bin_roles.keys().cloned().collect();
-        repository.snapshot.signed.version = floors.snapshot;
-        repository.timestamp.signed.version = floors.timestamp;
-        repository.commit(all, now)?;
-        repository.retire_unreachable(now)?;
-        Ok(repository)
+        self.snapshot.signed.version = floors.snapshot;
+        self.timestamp.signed.version = floors.timestamp;
+        self.rebuilt = true;
+        let all: BTreeSet<RoleName> = self.bin_roles.keys().cloned().collect();
+        self.commit(all, BTreeMap::new(), now)?;
+        self.retire_unreachable(now)?;
+        Ok(self)
     }
 
     /// True when the online roles were signed anew at open (first open, or an online key
@@ -452,7 +500,7 @@ impl<S: Store> Repository<S> {
         for (role, version) in &installed {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
-        self.commit(BTreeSet::new(), now).map(Some)
+        self.commit(BTreeSet::new(), BTreeMap::new(), now).map(Some)
     }
 
     pub fn root(&self) -> &Metadata<Root> {
@@ -484,49 +532,112 @@ impl<S: Store> Repository<S> {
     }
 
     /// Publishes changed project pages: page files first, then the bin roles that list them,
-    /// then snapshot, then timestamp, each stage durable before the next starts.
+    /// then snapshot, then timestamp, each stage durable before the next starts. A page that
+    /// cannot be stored (a name the file system refuses, a directory that cannot be written) is
+    /// left out and returned in [`Published::rejected`]; the others are published all the same.
     pub fn publish(&mut self, changes: &[PageChange], now: SystemTime) -> Result<Published> {
-        let mut page_files = Vec::new();
-        let mut updates: BTreeMap<TargetPath, Option<TargetFile>> = BTreeMap::new();
-        for change in changes {
-            let target = layout::page_target(&change.project);
-            let file = change.page.as_ref().map(|page| {
-                let digest = ring::digest::digest(&ring::digest::SHA256, page);
-                let sha256 = HexDigest::from_bytes(digest.as_ref());
-                page_files.push((layout::target_file(&target, &sha256), page.clone()));
-                TargetFile::from_sha256(page.len() as u64, sha256)
-            });
-            updates.insert(target, file);
-        }
-        self.store.write_all(&page_files)?;
+        self.check_clock(now)?;
+        let mut pages: Vec<StagedPage> = changes
+            .iter()
+            .map(|change| {
+                let target = layout::page_target(&change.project);
+                let file = change.page.as_ref().map(|page| {
+                    let digest = ring::digest::digest(&ring::digest::SHA256, page);
+                    let sha256 = HexDigest::from_bytes(digest.as_ref());
+                    let stored = (layout::target_file(&target, &sha256), page.clone());
+                    (TargetFile::from_sha256(page.len() as u64, sha256), stored)
+                });
+                StagedPage {
+                    project: &change.project,
+                    target,
+                    file,
+                }
+            })
+            .collect();
+        let rejected = self.store_pages(&mut pages);
 
-        let mut changed = BTreeSet::new();
-        for (target, file) in updates {
-            let bin = self.succinct.role_for_target(target.as_str());
-            let role = self
-                .bin_roles
-                .get_mut(&bin)
-                .ok_or_else(|| Error::Missing(bin.to_string()))?;
+        let mut bins: BTreeMap<RoleName, Metadata<Targets>> = BTreeMap::new();
+        let mut retiring = Vec::new();
+        for StagedPage { target, file, .. } in pages {
+            let name = self.succinct.role_for_target(target.as_str());
+            let role = match bins.entry(name) {
+                std::collections::btree_map::Entry::Occupied(role) => role.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    let current = self
+                        .bin_roles
+                        .get(entry.key())
+                        .ok_or_else(|| Error::Missing(entry.key().to_string()))?;
+                    entry.insert(current.clone())
+                }
+            };
+            let new_sha256 = file
+                .as_ref()
+                .and_then(|(f, _)| f.hashes.get("sha256").cloned());
             let old = match file {
-                Some(file) => role.signed.targets.insert(target.clone(), file.clone()),
+                Some((file, _)) => role.signed.targets.insert(target.clone(), file),
                 None => role.signed.targets.remove(&target),
             };
             if let Some(old) = old
                 && let Some(sha256) = old.hashes.get("sha256")
+                && Some(sha256) != new_sha256.as_ref()
             {
-                self.retired
-                    .push((layout::target_file(&target, sha256), now));
+                retiring.push(layout::target_file(&target, sha256));
             }
-            changed.insert(bin);
         }
-        self.commit(changed, now)
+        if bins.is_empty() {
+            return Ok(Published {
+                timestamp_version: self.timestamp.signed.version,
+                snapshot_version: self.snapshot.signed.version,
+                bins_signed: 0,
+                rejected,
+            });
+        }
+        let mut published = self.commit(BTreeSet::new(), bins, now)?;
+        self.retired
+            .extend(retiring.into_iter().map(|file| (file, now)));
+        published.rejected = rejected;
+        Ok(published)
+    }
+
+    /// Writes the page files, all in one durable batch when it can; when the batch fails, page
+    /// by page, so that one page the store refuses is found, taken out of `pages` and reported
+    /// instead of stopping every other page with it.
+    fn store_pages(&self, pages: &mut Vec<StagedPage>) -> Vec<RejectedPage> {
+        let files: Vec<(String, Vec<u8>)> = pages
+            .iter()
+            .filter_map(|page| page.file.as_ref().map(|(_, stored)| stored.clone()))
+            .collect();
+        if files.is_empty() || self.store.write_all(&files).is_ok() {
+            return Vec::new();
+        }
+        let mut rejected = Vec::new();
+        pages.retain(|StagedPage { project, file, .. }| {
+            let Some((_, stored)) = file else {
+                return true;
+            };
+            match self.store.write_all(std::slice::from_ref(stored)) {
+                Ok(()) => true,
+                Err(error) => {
+                    rejected.push(RejectedPage {
+                        project: project.to_string(),
+                        error,
+                    });
+                    false
+                }
+            }
+        });
+        rejected
     }
 
     /// Re-signs online roles that have used half of their lifetime, so that they never expire
-    /// while the server runs. Returns `None` when nothing needed signing.
+    /// while the server runs, and roles that expire further ahead than their lifetime allows
+    /// (signed while the clock ran ahead). Returns `None` when nothing needed signing.
     pub fn refresh(&mut self, now: SystemTime) -> Result<Option<Published>> {
-        let due =
-            |expires: &Expires, lifetime: Duration| expires.to_system_time() <= now + lifetime / 2;
+        let tolerance = self.clock_tolerance;
+        let due = |expires: &Expires, lifetime: Duration| {
+            let expires = expires.to_system_time();
+            expires <= now + lifetime / 2 || expires > now + lifetime + tolerance
+        };
         let stale: BTreeSet<RoleName> = self
             .bin_roles
             .iter()
@@ -539,23 +650,162 @@ impl<S: Store> Repository<S> {
         {
             return Ok(None);
         }
-        self.commit(stale, now).map(Some)
+        self.commit(stale, BTreeMap::new(), now).map(Some)
     }
 
-    /// Signs and writes the `changed` bin roles, then a snapshot and a timestamp over them.
-    fn commit(&mut self, changed: BTreeSet<RoleName>, now: SystemTime) -> Result<Published> {
-        let mut bin_files = Vec::with_capacity(changed.len());
-        for name in &changed {
-            let role = self
-                .bin_roles
-                .get_mut(name)
-                .ok_or_else(|| Error::Missing(name.to_string()))?;
-            if role.signed.version > 0 {
-                self.retired
-                    .push((layout::metadata_file(name, role.signed.version), now));
+    /// How the clock compares with the signed metadata, if it disagrees beyond the tolerance.
+    pub fn clock_skew(&self, now: SystemTime) -> Option<ClockSkew> {
+        if let Some(newest) = self.newest_signing
+            && let Ok(by) = newest.duration_since(now)
+            && by > self.clock_tolerance
+        {
+            return Some(ClockSkew::Behind {
+                newest_signing: newest,
+                by,
+            });
+        }
+        let too_far = |role: &str, expires: &Expires, lifetime: Duration| {
+            let by = expires
+                .to_system_time()
+                .duration_since(now + lifetime)
+                .ok()?;
+            (by > self.clock_tolerance).then(|| ClockSkew::ExpiryTooFar {
+                role: role.to_string(),
+                by,
+            })
+        };
+        too_far(
+            "timestamp",
+            &self.timestamp.signed.expires,
+            self.expiries.timestamp,
+        )
+        .or_else(|| {
+            too_far(
+                "snapshot",
+                &self.snapshot.signed.expires,
+                self.expiries.snapshot,
+            )
+        })
+        .or_else(|| {
+            self.bin_roles.iter().find_map(|(name, role)| {
+                too_far(name.as_str(), &role.signed.expires, self.expiries.bin_roles)
+            })
+        })
+    }
+
+    /// Refuses to sign while the clock is behind the newest signed metadata: metadata signed now
+    /// could already be expired for every client with a correct clock.
+    fn check_clock(&self, now: SystemTime) -> Result<()> {
+        match self.clock_skew(now) {
+            Some(ClockSkew::Behind { newest_signing, by }) => Err(Error::ClockBehind {
+                newest_signing: Expires::after(newest_signing, Duration::ZERO).to_string(),
+                by_seconds: by.as_secs(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The next version of `role` after `current`, above any version a failed commit tried.
+    fn next_version(&self, role: &RoleName, current: u64) -> u64 {
+        current.max(self.attempted.get(role).copied().unwrap_or(0)) + 1
+    }
+
+    /// Signs and writes new versions of the `resign` bin roles and of the `changed` ones (bin
+    /// roles with new targets, built on copies), then a snapshot and a timestamp over them. The
+    /// repository's state changes only once the timestamp is written: a signer or store that
+    /// fails at any step leaves it as it was, and the next commit signs a complete snapshot with
+    /// versions above anything the failed one may have written.
+    fn commit(
+        &mut self,
+        resign: BTreeSet<RoleName>,
+        mut changed: BTreeMap<RoleName, Metadata<Targets>>,
+        now: SystemTime,
+    ) -> Result<Published> {
+        self.check_clock(now)?;
+        for name in resign {
+            if let std::collections::btree_map::Entry::Vacant(entry) = changed.entry(name) {
+                let current = self
+                    .bin_roles
+                    .get(entry.key())
+                    .ok_or_else(|| Error::Missing(entry.key().to_string()))?;
+                entry.insert(current.clone());
             }
-            role.signed.version += 1;
+        }
+        let snapshot_role = RoleName::snapshot();
+        let timestamp_role = RoleName::timestamp();
+        let mut versions: Vec<(RoleName, u64)> = Vec::with_capacity(changed.len() + 2);
+        for (name, role) in changed.iter_mut() {
+            let current = self.bin_roles.get(name).map_or(0, |r| r.signed.version);
+            role.signed.version = self.next_version(name, current);
             role.signed.expires = Expires::after(now, self.expiries.bin_roles);
+            versions.push((name.clone(), role.signed.version));
+        }
+        let snapshot_version = self.next_version(&snapshot_role, self.snapshot.signed.version);
+        let timestamp_version = self.next_version(&timestamp_role, self.timestamp.signed.version);
+        versions.push((snapshot_role.clone(), snapshot_version));
+        versions.push((timestamp_role.clone(), timestamp_version));
+
+        let result = self.sign_and_write(&mut changed, snapshot_version, timestamp_version, now);
+        let (snapshot, timestamp) = match result {
+            Ok(signed) => signed,
+            Err(error) => {
+                for (role, version) in versions {
+                    let attempted = self.attempted.entry(role).or_insert(0);
+                    *attempted = (*attempted).max(version);
+                }
+                return Err(error);
+            }
+        };
+
+        let mut retiring = Vec::new();
+        let mut retire_superseded = |role: &RoleName, current: u64, attempted: Option<u64>| {
+            let newest_superseded = attempted.unwrap_or(current).max(current);
+            let first = if current > 0 { current } else { current + 1 };
+            if role != &timestamp_role {
+                for version in first..=newest_superseded {
+                    retiring.push(layout::metadata_file(role, version));
+                }
+            }
+        };
+        let bins_signed = changed.len();
+        for (name, role) in changed {
+            let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
+            let attempted = self.attempted.remove(&name);
+            retire_superseded(&name, current, attempted);
+            self.bin_roles.insert(name, role);
+        }
+        for role in [&snapshot_role, &timestamp_role] {
+            let current = if role == &snapshot_role {
+                self.snapshot.signed.version
+            } else {
+                self.timestamp.signed.version
+            };
+            let attempted = self.attempted.remove(role);
+            retire_superseded(role, current, attempted);
+        }
+        self.retired
+            .extend(retiring.into_iter().map(|file| (file, now)));
+        self.snapshot = snapshot;
+        self.timestamp = timestamp;
+        self.newest_signing = Some(now);
+        Ok(Published {
+            timestamp_version: self.timestamp.signed.version,
+            snapshot_version: self.snapshot.signed.version,
+            bins_signed,
+            rejected: Vec::new(),
+        })
+    }
+
+    /// The writing half of [`Repository::commit`]: touches nothing but `changed` and the store.
+    fn sign_and_write(
+        &self,
+        changed: &mut BTreeMap<RoleName, Metadata<Targets>>,
+        snapshot_version: u64,
+        timestamp_version: u64,
+        now: SystemTime,
+    ) -> Result<(Metadata<Snapshot>, Metadata<Timestamp>)> {
+        let mut bin_files = Vec::with_capacity(changed.len());
+        for (name, role) in changed.iter_mut() {
             role.sign(self.signer.as_ref())?;
             bin_files.push((
                 layout::metadata_file(name, role.signed.version),
@@ -564,7 +814,7 @@ impl<S: Store> Repository<S> {
         }
         self.store.write_all(&bin_files)?;
 
-        let mut meta = std::mem::take(&mut self.snapshot.signed.meta);
+        let mut meta = self.snapshot.signed.meta.clone();
         meta.insert(
             "targets.json".into(),
             MetaFile::new(self.offline.targets.signed.version),
@@ -573,61 +823,53 @@ impl<S: Store> Repository<S> {
             format!("{BINS_ROLE}.json"),
             MetaFile::new(self.offline.bins.signed.version),
         );
-        for name in &changed {
-            meta.insert(
-                format!("{name}.json"),
-                MetaFile::new(self.bin_roles[name].signed.version),
-            );
+        for (name, role) in changed.iter() {
+            meta.insert(format!("{name}.json"), MetaFile::new(role.signed.version));
         }
-        let old_snapshot = self.snapshot.signed.version;
         let mut snapshot = Metadata::new(Snapshot::new(
-            old_snapshot + 1,
+            snapshot_version,
             Expires::after(now, self.expiries.snapshot),
             meta,
         ));
         snapshot.sign(self.signer.as_ref())?;
         let snapshot_bytes = snapshot.to_bytes()?;
         self.store.write_all(&[(
-            layout::metadata_file(&RoleName::snapshot(), snapshot.signed.version),
+            layout::metadata_file(&RoleName::snapshot(), snapshot_version),
             snapshot_bytes.clone(),
         )])?;
 
         let mut timestamp = Metadata::new(Timestamp::new(
-            self.timestamp.signed.version + 1,
+            timestamp_version,
             Expires::after(now, self.expiries.timestamp),
-            MetaFile::with_content(snapshot.signed.version, &snapshot_bytes),
+            MetaFile::with_content(snapshot_version, &snapshot_bytes),
         ));
         timestamp.sign(self.signer.as_ref())?;
         self.store.write_all(&[(
             layout::metadata_file(&RoleName::timestamp(), 0),
             timestamp.to_bytes()?,
         )])?;
-        if old_snapshot > 0 {
-            self.retired.push((
-                layout::metadata_file(&RoleName::snapshot(), old_snapshot),
-                now,
-            ));
-        }
-        self.snapshot = snapshot;
-        self.timestamp = timestamp;
-        Ok(Published {
-            timestamp_version: self.timestamp.signed.version,
-            snapshot_version: self.snapshot.signed.version,
-            bins_signed: changed.len(),
-        })
+        Ok((snapshot, timestamp))
     }
 
     /// Removes files that left the published state at least `grace` ago; clients that fetched
     /// the timestamp before them can still finish their update. Root versions are never removed.
+    /// A removal that fails keeps that file and every later one queued for the next call.
     pub fn collect_garbage(&mut self, now: SystemTime, grace: Duration) -> Result<usize> {
         let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
             .into_iter()
             .partition(|(_, since)| *since + grace <= now);
         self.retired = keep;
-        for (file, _) in &due {
-            self.store.remove(file)?;
+        let mut due = due.into_iter();
+        let mut removed = 0;
+        while let Some((file, since)) = due.next() {
+            if let Err(error) = self.store.remove(&file) {
+                self.retired.push((file, since));
+                self.retired.extend(due);
+                return Err(error);
+            }
+            removed += 1;
         }
-        Ok(due.len())
+        Ok(removed)
     }
 
     /// Marks every file the current timestamp cannot reach as retired from `now`: after a

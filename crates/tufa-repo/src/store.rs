@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 
@@ -23,6 +24,9 @@ pub trait Store: Send + Sync {
     fn remove(&self, path: &str) -> Result<()>;
     /// Every file under `dir`, as paths relative to the store.
     fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// When a file was last written, or `None` when it does not exist: evidence of the clock at
+    /// the last signing that does not depend on any configured lifetime.
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>>;
 }
 
 /// A [`Store`] on the local file system.
@@ -193,6 +197,15 @@ impl Store for FsStore {
         match fs::remove_file(&full) {
             Err(e) if e.kind() != ErrorKind::NotFound => Err(io("removing", &full)(e)),
             _ => Ok(()),
+        }
+    }
+
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
+        let full = self.root.join(path);
+        match fs::metadata(&full).and_then(|m| m.modified()) {
+            Ok(time) => Ok(Some(time)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading the time of", &full)(e)),
         }
     }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tufa_metadata::{
-    FileSigner, KeyAlgorithm, Metadata, Role, Root, Signer, Snapshot, Targets, Threshold,
-    Timestamp, generate_private_key,
+    FileSigner, HexDigest, KeyAlgorithm, Metadata, Role, Root, Signer, Snapshot, Targets,
+    Threshold, Timestamp, generate_private_key,
 };
 use tufa_repo::layout::{self, Expiries};
 use tufa_repo::*;
@@ -158,10 +158,10 @@ fn first_open_creates_every_bin_and_publishing_signs_pages() {
 fn online_roles_are_resigned_before_they_expire() {
     let fixture = ceremony(Expiries::default());
     let mut repo = fixture.open().unwrap();
-    assert_eq!(
+    assert!(
         repo.refresh(fixture.now + Duration::from_secs(3600))
-            .unwrap(),
-        None
+            .unwrap()
+            .is_none()
     );
     let later = fixture.now + Duration::from_secs(13 * 3600);
     let published = repo.refresh(later).unwrap().unwrap();
@@ -366,4 +366,392 @@ fn a_development_repository_opens_with_its_generated_online_key() {
     assert_eq!(repo.succinct_roles().bin_count(), 8);
     repo.publish(&[page("demo", "x")], now).unwrap();
     assert!(repo.page("demo").is_some());
+}
+
+/// A store on disk whose writes and removals fail on demand: before the write, or after it took
+/// effect (a sync or rename error reported late), for files whose path contains a pattern.
+#[derive(Clone)]
+struct FaultyStore {
+    inner: FsStore,
+    fault: Arc<std::sync::Mutex<Option<(Fault, &'static str)>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    WriteBefore,
+    WriteAfter,
+    Remove,
+}
+
+impl FaultyStore {
+    fn fail(&self, fault: Fault, pattern: &'static str) {
+        *self.fault.lock().unwrap() = Some((fault, pattern));
+    }
+
+    fn heal(&self) {
+        *self.fault.lock().unwrap() = None;
+    }
+
+    fn failing(&self, fault: Fault, path: &str) -> bool {
+        matches!(*self.fault.lock().unwrap(), Some((f, p)) if f == fault && path.contains(p))
+    }
+}
+
+fn injected(path: &str) -> Error {
+    Error::Io {
+        action: "writing (injected failure)",
+        path: path.into(),
+        source: std::io::Error::other("injected"),
+    }
+}
+
+impl Store for FaultyStore {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        if let Some((path, _)) = files
+            .iter()
+            .find(|(path, _)| self.failing(Fault::WriteBefore, path))
+        {
+            return Err(injected(path));
+        }
+        self.inner.write_all(files)?;
+        match files
+            .iter()
+            .find(|(path, _)| self.failing(Fault::WriteAfter, path))
+        {
+            Some((path, _)) => Err(injected(path)),
+            None => Ok(()),
+        }
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read(path)
+    }
+
+    fn remove(&self, path: &str) -> Result<()> {
+        if self.failing(Fault::Remove, path) {
+            return Err(injected(path));
+        }
+        self.inner.remove(path)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
+        self.inner.modified(path)
+    }
+}
+
+/// The online key, failing its `n`th signature from now on when armed.
+struct FaultySigner {
+    inner: Arc<FileSigner>,
+    fail_at: std::sync::atomic::AtomicI64,
+}
+
+impl FaultySigner {
+    fn fail_signature(&self, n: i64) {
+        self.fail_at.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Signer for FaultySigner {
+    fn public_key(&self) -> &tufa_metadata::Key {
+        self.inner.public_key()
+    }
+
+    fn key_id(&self) -> &tufa_metadata::KeyId {
+        self.inner.key_id()
+    }
+
+    fn sign(&self, message: &[u8]) -> tufa_metadata::Result<tufa_metadata::Signature> {
+        if self
+            .fail_at
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            return Err(tufa_metadata::Error::Signing(
+                "injected token failure".into(),
+            ));
+        }
+        self.inner.sign(message)
+    }
+}
+
+/// Every file the current timestamp reaches is on disk and verifies: opening the repository
+/// afresh checks signatures, thresholds and hashes of all of them.
+fn assert_complete(fixture: &Fixture, pages: &[(&str, &PageChange)]) -> Repository<FsStore> {
+    let repo = fixture
+        .open()
+        .unwrap_or_else(|e| panic!("the published repository no longer opens: {e}"));
+    let snapshot: Metadata<Snapshot> = read_metadata(
+        fixture.dir.path(),
+        &format!(
+            "metadata/{}.snapshot.json",
+            repo.timestamp().signed.snapshot_meta.version
+        ),
+    );
+    assert_eq!(snapshot.signed.meta.len(), 18, "snapshot lists every role");
+    for (project, change) in pages {
+        let target = repo.page(project).expect("page published");
+        assert_eq!(
+            target.hashes["sha256"].as_str(),
+            sha256(change.page.as_ref().unwrap())
+        );
+        assert!(
+            fixture
+                .path(&layout::target_file(
+                    &layout::page_target(project),
+                    &target.hashes["sha256"]
+                ))
+                .exists()
+        );
+    }
+    repo
+}
+
+#[test]
+fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_retry_publishes() {
+    // (what fails, which signature or path) for each step of a publish of one page:
+    // one bin role, then snapshot, then timestamp are signed and written in that order.
+    enum Step {
+        Signature(i64),
+        Store(Fault, &'static str),
+    }
+    let steps = [
+        ("signing the bin role", Step::Signature(1)),
+        ("signing snapshot", Step::Signature(2)),
+        ("signing timestamp", Step::Signature(3)),
+        (
+            "writing the page",
+            Step::Store(Fault::WriteBefore, "targets/simple/"),
+        ),
+        (
+            "writing the bin role",
+            Step::Store(Fault::WriteBefore, ".bin-"),
+        ),
+        (
+            "writing snapshot",
+            Step::Store(Fault::WriteBefore, "snapshot.json"),
+        ),
+        (
+            "writing timestamp",
+            Step::Store(Fault::WriteBefore, "timestamp.json"),
+        ),
+        (
+            "timestamp written, failure reported late",
+            Step::Store(Fault::WriteAfter, "timestamp.json"),
+        ),
+        (
+            "snapshot written, failure reported late",
+            Step::Store(Fault::WriteAfter, "snapshot.json"),
+        ),
+    ];
+    for (step, fault) in steps {
+        let fixture = ceremony(Expiries::default());
+        let store = FaultyStore {
+            inner: FsStore::open(fixture.dir.path()).unwrap(),
+            fault: Arc::default(),
+        };
+        let signer = Arc::new(FaultySigner {
+            inner: fixture.online.clone(),
+            fail_at: std::sync::atomic::AtomicI64::new(0),
+        });
+        let mut repo = Repository::open(
+            store.clone(),
+            signer.clone(),
+            Expiries::default(),
+            fixture.now,
+        )
+        .unwrap();
+        let first = page("requests", "1");
+        repo.publish(std::slice::from_ref(&first), fixture.now)
+            .unwrap();
+        let before = repo.timestamp().signed.version;
+
+        let second = page("requests", "2");
+        let numpy = page("numpy", "1");
+        match fault {
+            Step::Signature(n) => signer.fail_signature(n),
+            Step::Store(fault, pattern) => store.fail(fault, pattern),
+        }
+        let outcome = repo.publish(&[second.clone(), numpy.clone()], fixture.now);
+        let late = matches!(fault, Step::Store(Fault::WriteAfter, _));
+        match &outcome {
+            Err(_) => {}
+            Ok(published) if !published.rejected.is_empty() => {}
+            Ok(_) => panic!("{step}: the injected failure went unnoticed"),
+        }
+        // In memory nothing moved: the same state as before the attempt is what it reports.
+        assert_eq!(repo.timestamp().signed.version, before, "{step}");
+        assert_eq!(
+            repo.page("requests").unwrap().hashes["sha256"].as_str(),
+            sha256(first.page.as_ref().unwrap()),
+            "{step}"
+        );
+        // On disk the repository is complete, before (or, when the write took effect, after)
+        // the failed publish, and a restarted server opens it.
+        let reopened = fixture
+            .open()
+            .unwrap_or_else(|e| panic!("{step}: the server could not restart: {e}"));
+        let served = reopened.timestamp().signed.version;
+        assert!(
+            served == before || (late && served == before + 1),
+            "{step}: served timestamp {served}"
+        );
+        drop(reopened);
+
+        // The retry publishes a complete snapshot, with versions above the failed attempt.
+        match fault {
+            Step::Signature(_) => signer.fail_signature(0),
+            Step::Store(..) => store.heal(),
+        }
+        let published = repo
+            .publish(&[second.clone(), numpy.clone()], fixture.now)
+            .unwrap();
+        assert!(published.rejected.is_empty(), "{step}");
+        assert!(published.timestamp_version > served, "{step}");
+        assert_complete(&fixture, &[("requests", &second), ("numpy", &numpy)]);
+
+        // Garbage collection after the grace period removes only what nothing reaches.
+        let grace = Duration::from_secs(60);
+        repo.collect_garbage(fixture.now + grace, grace).unwrap();
+        assert_complete(&fixture, &[("requests", &second), ("numpy", &numpy)]);
+        assert!(
+            !fixture
+                .path(&layout::target_file(
+                    &layout::page_target("requests"),
+                    &HexDigest::new(sha256(first.page.as_ref().unwrap())).unwrap()
+                ))
+                .exists(),
+            "{step}: the superseded page is collected"
+        );
+    }
+}
+
+#[test]
+fn a_page_the_store_refuses_is_rejected_alone_and_a_failed_removal_is_retried() {
+    let fixture = ceremony(Expiries::default());
+    let store = FaultyStore {
+        inner: FsStore::open(fixture.dir.path()).unwrap(),
+        fault: Arc::default(),
+    };
+    let mut repo = Repository::open(
+        store.clone(),
+        fixture.online.clone(),
+        Expiries::default(),
+        fixture.now,
+    )
+    .unwrap();
+    // A name no file system stores (over NAME_MAX) next to ordinary ones.
+    let long = "x".repeat(300);
+    let published = repo
+        .publish(
+            &[page("requests", "1"), page(&long, "1"), page("numpy", "1")],
+            fixture.now,
+        )
+        .unwrap();
+    assert_eq!(published.rejected.len(), 1);
+    assert_eq!(published.rejected[0].project, long);
+    assert!(
+        published.rejected[0]
+            .error
+            .to_string()
+            .contains("File name too long"),
+        "{}",
+        published.rejected[0].error
+    );
+    assert!(repo.page(&long).is_none());
+    let requests = page("requests", "1");
+    let numpy = page("numpy", "1");
+    drop(repo);
+    let mut repo = assert_complete(&fixture, &[("requests", &requests), ("numpy", &numpy)]);
+
+    // A removal that fails keeps the file queued; the next collection removes it.
+    repo.publish(&[page("requests", "2")], fixture.now).unwrap();
+    let mut repo = {
+        drop(repo);
+        Repository::open(
+            store.clone(),
+            fixture.online.clone(),
+            Expiries::default(),
+            fixture.now,
+        )
+        .unwrap()
+    };
+    let old = fixture.path(&layout::target_file(
+        &layout::page_target("requests"),
+        &HexDigest::new(sha256(requests.page.as_ref().unwrap())).unwrap(),
+    ));
+    assert!(old.exists());
+    let grace = Duration::from_secs(60);
+    store.fail(Fault::Remove, "targets/simple/requests/");
+    assert!(repo.collect_garbage(fixture.now + grace, grace).is_err());
+    assert!(old.exists());
+    store.heal();
+    assert!(repo.collect_garbage(fixture.now + grace, grace).unwrap() > 0);
+    assert!(!old.exists());
+    assert_complete(&fixture, &[("numpy", &numpy)]);
+}
+
+#[test]
+fn the_clock_behind_the_newest_signing_pauses_signing_and_a_clock_that_ran_ahead_is_pulled_back() {
+    let fixture = ceremony(Expiries::default());
+    let day = Duration::from_secs(86_400);
+    // Signed while the clock ran 400 days ahead: expiries far beyond their lifetime.
+    let ahead = fixture.now + 400 * day;
+    let mut repo = fixture.open_at(ahead).unwrap();
+    repo.publish(&[page("requests", "1")], ahead).unwrap();
+    drop(repo);
+
+    // Back on the right clock: the file times show the last signing was now, so the served
+    // expiries are too far ahead and are re-signed within their lifetime.
+    let now = SystemTime::now();
+    let mut repo = fixture.open_at(now).unwrap();
+    assert!(matches!(
+        repo.clock_skew(now),
+        Some(ClockSkew::ExpiryTooFar { .. })
+    ));
+    repo.refresh(now).unwrap().expect("re-signed");
+    assert_eq!(repo.clock_skew(now), None);
+    for (role, _, expires) in repo.role_summary().into_iter().skip(3) {
+        assert!(
+            expires.to_system_time() <= now + day,
+            "{role} expires {expires}, beyond its lifetime"
+        );
+    }
+    drop(repo);
+
+    // A clock two days behind the newest signing: nothing is signed, the error names it.
+    let behind = SystemTime::now() - 2 * day;
+    let mut repo = fixture.open_at(behind).unwrap();
+    assert!(matches!(
+        repo.clock_skew(behind),
+        Some(ClockSkew::Behind { .. })
+    ));
+    let before = repo.timestamp().signed.version;
+    match repo.publish(&[page("numpy", "1")], behind) {
+        Err(Error::ClockBehind { by_seconds, .. }) => assert!(by_seconds >= 2 * 86_400 - 60),
+        other => panic!("signed with the clock behind: {other:?}"),
+    }
+    assert!(matches!(
+        repo.refresh(behind + day),
+        Err(Error::ClockBehind { .. })
+    ));
+    drop(repo);
+    let repo = fixture.open().unwrap();
+    assert_eq!(repo.timestamp().signed.version, before);
+
+    // The operator who knows the clock is right now says so once.
+    let mut repo = Repository::open(
+        FsStore::open(fixture.dir.path()).unwrap(),
+        fixture.online.clone(),
+        Policy {
+            trust_clock: true,
+            ..Policy::from(Expiries::default())
+        },
+        behind,
+    )
+    .unwrap();
+    repo.publish(&[page("numpy", "1")], behind).unwrap();
 }

@@ -6,6 +6,8 @@
 //! file, so changing a pin builds a fresh one. Test binaries run in parallel processes, hence the
 //! file lock around creation.
 
+mod apt;
+pub mod faketime;
 pub mod http;
 mod packages;
 mod server;

@@ -9,7 +9,7 @@
 //! variable in a running process is `unsafe` in Rust 2024, and the workspace forbids `unsafe`).
 
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -168,45 +168,15 @@ fn run_tests(hsm: &SoftHsm, tests: &[SoftHsmTest]) -> ExitCode {
     }
 }
 
-/// Installs the `softhsm2` package unless its tool and module are there, once per process and
-/// under a file lock across processes.
+/// Installs the `softhsm2` package unless its tool and module are there.
 fn ensure_installed() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        let present = || Path::new(SOFTHSM_MODULE).exists() && on_path(SOFTHSM_UTIL);
-        if present() {
-            return;
-        }
-        let target = crate::target_dir();
-        fs::create_dir_all(&target).expect("creating the target directory");
-        let lock = File::create(target.join("softhsm-install.lock")).expect("creating the lock");
-        lock.lock().expect("locking softhsm-install.lock");
-        if present() {
-            return;
-        }
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .output()
-                .map_err(|e| format!("running apt-get: {e}"))
-        };
-        // Try without refreshing the package lists first: it is much faster when they are fresh.
-        let installed = apt(&["install", "-y", "-q", "softhsm2"]);
-        let installed = match installed {
-            Ok(output) if output.status.success() => Ok(output),
-            _ => apt(&["update", "-q"]).and_then(|_| apt(&["install", "-y", "-q", "softhsm2"])),
-        };
-        match installed {
-            Ok(output) if output.status.success() && present() => {}
-            Ok(output) => panic!(
-                "installing softhsm2 with apt-get failed (the PKCS#11 tests need it; install it \
-                 as root with `apt-get install softhsm2`):\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-            Err(error) => panic!("{error}: the PKCS#11 tests need softhsm2 (apt-get)"),
-        }
+        crate::apt::ensure_package(
+            "softhsm2",
+            || Path::new(SOFTHSM_MODULE).exists() && on_path(SOFTHSM_UTIL),
+            "the PKCS#11 tests",
+        )
     });
 }
 

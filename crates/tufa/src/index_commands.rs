@@ -61,6 +61,14 @@ pub struct SigningArgs {
     /// How long metadata and targets that are no longer published stay, in seconds (default 3600).
     #[arg(long, env = "TUFA_GRACE")]
     grace: Option<u64>,
+    /// How far the clock may fall behind the newest signed metadata, in seconds, before signing
+    /// pauses (default 300): metadata signed by a clock that went back could already be expired.
+    #[arg(long, env = "TUFA_CLOCK_TOLERANCE")]
+    clock_tolerance: Option<u64>,
+    /// Trust the clock over the newest signed metadata, once, after fixing a clock that ran
+    /// ahead: online roles are re-signed with expiries counted from now.
+    #[arg(long)]
+    trust_clock: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +84,7 @@ struct ConfigFile {
     snapshot_expiry: Option<u64>,
     bin_expiry: Option<u64>,
     grace: Option<u64>,
+    clock_tolerance: Option<u64>,
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
@@ -214,6 +223,12 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
         bit_length,
         expiries,
         grace: seconds(args.grace, file.grace, defaults.grace),
+        clock_tolerance: seconds(
+            args.clock_tolerance,
+            file.clock_tolerance,
+            defaults.clock_tolerance,
+        ),
+        trust_clock: args.trust_clock,
     })
 }
 

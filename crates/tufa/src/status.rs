@@ -178,6 +178,18 @@ pub fn run(args: StatusArgs) -> Result<()> {
             );
         }
     }
+    if let Some(signed_at) = store.modified("metadata/timestamp.json")?
+        && let Ok(behind) = signed_at.duration_since(now)
+        && behind > tufa_repo::DEFAULT_CLOCK_TOLERANCE
+    {
+        eprintln!(
+            "warning: the clock is {} s behind the newest timestamp's signing: `tufa serve` \
+             pauses signing until the clock is fixed (or restarted with --trust-clock after a \
+             clock that ran ahead was corrected)",
+            behind.as_secs()
+        );
+    }
+    publishing(&args.data)?;
     for file in store.list(INCOMING_DIR)? {
         let Some(bytes) = store.read(&file)? else {
             continue;
@@ -194,4 +206,37 @@ pub fn run(args: StatusArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the database says of publishing: changes waiting to be signed, and projects whose page
+/// could not be published.
+fn publishing(data: &std::path::Path) -> Result<()> {
+    let path = data.join("tufa.db");
+    if !path.exists() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let database = tufa_index::Database::open(&path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        let last = database.last_serial().await?;
+        let signed = database.signed_serial().await?;
+        println!("serials: {last} recorded, {signed} signed");
+        let (count, projects) = database.unpublished(20).await?;
+        if count > 0 {
+            eprintln!(
+                "warning: {count} project(s) could not be published and are retried with back-off \
+                 (every other change is signed); fix the cause named below:"
+            );
+            for project in projects {
+                eprintln!(
+                    "  {} ({} attempts): {}",
+                    project.project, project.attempts, project.error
+                );
+            }
+        }
+        database.close().await;
+        anyhow::Ok(())
+    })
 }
