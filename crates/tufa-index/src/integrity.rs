@@ -43,6 +43,11 @@ pub const PAGES_READ_AT_START: usize = 10_000;
 /// write their staging file continuously and record it within seconds of the last byte.
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
+/// How `FsStore` names a file while it writes it.
+const TUF_TEMP_SUFFIX: &str = ".tufa-tmp";
+/// How `--repair` names a file it is about to remove.
+const ASIDE_SUFFIX: &str = ".tufa-repair";
+
 /// The fix for a database that does not match the repository.
 const DATABASE_FIX: &str = "Fix: restore the database backup taken with this repository (with \
      the server stopped); or start a new repository: move the repository, trusted-root.json and \
@@ -82,8 +87,9 @@ pub enum Mismatch {
         "the database {database} records changes signed up to serial {signed}, but the TUF \
          repository {repository} has no online metadata (no metadata/timestamp.json): it was \
          deleted or replaced. Fix: restore the repository from the backup taken with the \
-         database; or start with --accept-data-mismatch to sign every project of the database \
-         into this new repository, and give clients its root"
+         database; or, to sign every project of the database into a new repository (clients \
+         then need its root), install one (a ceremony's metadata; for a development repository, \
+         move dev-keys/ and trusted-root.json aside) and start with --accept-data-mismatch"
     )]
     RepositoryMissing {
         database: PathBuf,
@@ -356,8 +362,8 @@ pub enum Problem {
     Orphan { path: PathBuf },
 
     #[error(
-        "{path}: a partial upload left {minutes} minutes ago. Fix: `tufa verify --repair` \
-         removes it"
+        "{path}: a partial write left {minutes} minutes ago (by an upload or publisher that \
+         crashed). Fix: `tufa verify --repair` removes it"
     )]
     StaleStaging { path: PathBuf, minutes: u64 },
 }
@@ -505,7 +511,8 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     }
 
     check_orphans(&layout, database, &referenced, repair, now, &mut report).await?;
-    check_staging(&layout, repair, now, &mut report)?;
+    check_partial(list_dir(&layout.tmp)?, repair, now, &mut report)?;
+    check_partial(tuf_temporaries(&layout.tuf)?, repair, now, &mut report)?;
 
     let signed = database.signed_serial().await?;
     let last = database.last_serial().await?;
@@ -571,6 +578,7 @@ async fn check_orphans(
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
+            let name = name.strip_suffix(ASIDE_SUFFIX).unwrap_or(name);
             let sha256 = name.strip_suffix(".metadata").unwrap_or(name);
             let is_ours = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !is_ours {
@@ -618,7 +626,9 @@ async fn remove_orphan(
     if lock.references(sha256).await? {
         return Ok(());
     }
-    let aside = path.with_extension("tufa-repair");
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(ASIDE_SUFFIX);
+    let aside = PathBuf::from(aside);
     match fs::rename(path, &aside) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -634,21 +644,22 @@ async fn remove_orphan(
     Ok(())
 }
 
-/// Staging files in `tmp/`: uploads stream into them and rename or remove them within the
-/// request; one older than [`STALE_AFTER`] was left by a crash.
-fn check_staging(
-    layout: &Layout,
+/// Partial writes: uploads stream into `tmp/` and the publisher writes `*.tufa-tmp` beside each
+/// TUF file, and each renames or removes them within the request or batch; one older than
+/// [`STALE_AFTER`] was left by a crash.
+fn check_partial(
+    paths: Vec<PathBuf>,
     repair: bool,
     now: SystemTime,
     report: &mut Report,
 ) -> Result<()> {
-    for path in list_dir(&layout.tmp)? {
+    for path in paths {
         let Some(age) = age(&path, now) else {
             continue;
         };
         if age < STALE_AFTER {
             report.notes.push(format!(
-                "{}: an upload in progress (written {} s ago)",
+                "{}: a write in progress (written {} s ago)",
                 path.display(),
                 age.as_secs()
             ));
@@ -667,6 +678,23 @@ fn check_staging(
         }
     }
     Ok(())
+}
+
+/// The publisher's partial writes anywhere in the repository.
+fn tuf_temporaries(tuf: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![tuf.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for path in list_dir(&dir)? {
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().ends_with(TUF_TEMP_SUFFIX) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -204,9 +204,22 @@ fn an_older_database_backup_or_a_missing_repository_stops_the_server() {
         "no new repository was created"
     );
 
-    // With the matching pair back, it starts and python-tuf verifies the newest state.
-    fs::remove_dir_all(data.join("tuf")).ok();
-    fs::rename(dir.path().join("tuf-aside"), data.join("tuf")).unwrap();
+    // A new repository on purpose: every project of the database is signed into it.
+    for name in ["dev-keys", "trusted-root.json"] {
+        fs::rename(data.join(name), dir.path().join(format!("{name}-aside"))).unwrap();
+    }
+    let server = TufaServer::start(TUFA.as_ref(), &data, &["--accept-data-mismatch"]);
+    server.wait_until_signed();
+    let view = python_tuf(&server, &dir.path().join("python-tuf-new"), &["tufa-old"]);
+    assert_eq!(view["pages"]["tufa-old"]["meta"]["_last-serial"], newest);
+    drop(server);
+
+    // With the original pair back, it starts and python-tuf verifies the newest state.
+    for name in ["tuf", "dev-keys", "trusted-root.json"] {
+        let _ = fs::remove_dir_all(data.join(name));
+        let _ = fs::remove_file(data.join(name));
+        fs::rename(dir.path().join(format!("{name}-aside")), data.join(name)).unwrap();
+    }
     let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
     let view = python_tuf(&server, &dir.path().join("python-tuf"), &["tufa-old"]);
     assert_eq!(view["pages"]["tufa-old"]["meta"]["_last-serial"], newest);
@@ -271,6 +284,9 @@ fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
     let staging = data.join("tmp/upload-left-by-a-crash");
     fs::write(&staging, b"partial").unwrap();
     age_by(&staging, Duration::from_secs(3600));
+    let tuf_temp = data.join("tuf/metadata/9.snapshot.json.tufa-tmp");
+    fs::write(&tuf_temp, b"partial").unwrap();
+    age_by(&tuf_temp, Duration::from_secs(3600));
     let in_progress = data.join("tmp/upload-in-progress");
     fs::write(&in_progress, b"still arriving").unwrap();
 
@@ -284,15 +300,16 @@ fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
         ),
         format!("metadata/{bin_name} is missing"),
         format!("{}: no database row references", orphan.display()),
+        format!("{}: a partial write left 60 minutes ago", staging.display()),
         format!(
-            "{}: a partial upload left 60 minutes ago",
-            staging.display()
+            "{}: a partial write left 60 minutes ago",
+            tuf_temp.display()
         ),
-        "4 problem(s)".into(),
+        "5 problem(s)".into(),
     ] {
         assert!(report.contains(&expected), "{expected:?} in:\n{report}");
     }
-    assert_eq!(report.matches("Fix:").count(), 4, "{report}");
+    assert_eq!(report.matches("Fix:").count(), 5, "{report}");
     assert!(!report.contains(&format!("problem: {}", fresh_orphan.display())));
     assert!(!report.contains(&format!("problem: {}", in_progress.display())));
 
@@ -306,7 +323,11 @@ fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
         report.contains(&format!("removed {}", staging.display())),
         "{report}"
     );
-    assert!(!orphan.exists() && !staging.exists());
+    assert!(
+        report.contains(&format!("removed {}", tuf_temp.display())),
+        "{report}"
+    );
+    assert!(!orphan.exists() && !staging.exists() && !tuf_temp.exists());
     assert!(
         fresh_orphan.exists() && in_progress.exists(),
         "recent files stay"
