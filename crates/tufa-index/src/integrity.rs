@@ -153,8 +153,12 @@ struct PublishedPage {
     bin_expires: i64,
 }
 
+/// The project whose page `target` is, if it is a page.
 fn project_of(target: &str) -> Option<&str> {
-    target.strip_prefix("simple/")?.strip_suffix("/index.json")
+    target
+        .strip_prefix("simple/")?
+        .strip_suffix("/index.json")
+        .filter(|project| !project.is_empty() && !project.contains('/'))
 }
 
 fn published_pages(repository: &Repository<FsStore>) -> Vec<PublishedPage> {
@@ -1026,4 +1030,28 @@ fn list_unreachable(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Project;
+    use crate::name::Version;
+
+    #[test]
+    fn the_serial_is_read_from_pages_as_the_index_renders_them() {
+        let project = Project {
+            id: 1,
+            name: ProjectName::new("Demo.Project").unwrap(),
+            display_name: "Demo.Project".into(),
+            last_serial: 42,
+        };
+        let page = crate::pages::project_json(&project, &[Version::new("1.0").unwrap()], &[]);
+        assert_eq!(page_serial(&page), Some(42));
+        assert_eq!(page_serial(b"{}"), None);
+        let target = layout::page_target(project.name.as_str());
+        assert_eq!(project_of(target.as_str()), Some("demo-project"));
+        assert_eq!(project_of("simple//index.json"), None);
+        assert_eq!(project_of("simple/a/b/index.json"), None);
+    }
 }

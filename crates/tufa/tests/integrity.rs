@@ -353,8 +353,51 @@ fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
     let (healthy, report) = verify(&data, false);
     assert!(healthy, "{report}");
 
+    // A change the stopped server has not signed is pending, not wrong; a signed serial past
+    // the journal's end is.
+    let signed = server.wait_until_signed();
     drop(server);
+    let data_arg = data.to_str().unwrap();
+    common::ok(
+        tufa(&["yank", "--data", data_arg, "tufa-b", "1.0"]),
+        "tufa yank",
+    );
+    let (healthy, report) = verify(&data, false);
+    assert!(healthy, "{report}");
+    assert!(
+        report.contains(&format!(
+            "1 journal entr(ies) after the signed serial {signed} are pending"
+        )),
+        "{report}"
+    );
+    let set_signed = |serial: i64| {
+        let script = "import sqlite3, sys\n\
+            db = sqlite3.connect(sys.argv[1])\n\
+            db.execute('UPDATE signed SET serial = ?', (int(sys.argv[2]),))\n\
+            db.commit()\n";
+        let output = PythonEnv::shared()
+            .command("python")
+            .args(["-c", script, data.join("tufa.db").to_str().unwrap()])
+            .arg(serial.to_string())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", output_text(&output));
+    };
+    set_signed(signed + 5);
+    let (healthy, report) = verify(&data, false);
+    assert!(!healthy, "{report}");
+    assert!(
+        report.contains(&format!(
+            "the journal ends at serial {}, but the database marks serial {} as signed",
+            signed + 1,
+            signed + 5
+        )),
+        "{report}"
+    );
+    set_signed(signed);
+
     let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    server.wait_until_signed();
     let view = python_tuf(
         &server,
         &dir.path().join("python-tuf"),
@@ -363,5 +406,9 @@ fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
     assert_eq!(
         page_files(&view["pages"]["tufa-a"])["tufa_a-1.0-py3-none-any.whl"],
         sha256_hex(&good)
+    );
+    assert_eq!(
+        view["pages"]["tufa-b"]["files"][0]["yanked"], true,
+        "the pending yank was signed at start"
     );
 }
