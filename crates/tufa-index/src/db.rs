@@ -773,6 +773,7 @@ async fn journal(
 /// A distribution file as stored: what `tufa verify` checks on disk.
 #[derive(Clone, Debug)]
 pub struct StoredFile {
+    pub id: i64,
     pub filename: String,
     pub sha256: String,
     pub size: u64,
@@ -805,20 +806,24 @@ async fn references<'e>(
 
 /// Read-only queries for checking a data directory.
 impl Database {
-    /// Every distribution file recorded, by file name.
-    pub async fn stored_files(&self) -> Result<Vec<StoredFile>> {
+    /// Up to `limit` distribution files recorded, in row order from after row `after_id`.
+    pub async fn stored_files(&self, after_id: i64, limit: i64) -> Result<Vec<StoredFile>> {
         let rows = sqlx::query(
-            "SELECT filename, sha256, size, metadata_sha256 FROM files ORDER BY filename",
+            "SELECT id, filename, sha256, size, metadata_sha256 FROM files WHERE id > ?
+             ORDER BY id LIMIT ?",
         )
+        .bind(after_id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .iter()
             .map(|row| StoredFile {
-                filename: row.get(0),
-                sha256: row.get(1),
-                size: u64::try_from(row.get::<i64, _>(2)).unwrap_or(0),
-                metadata_sha256: row.get(3),
+                id: row.get(0),
+                filename: row.get(1),
+                sha256: row.get(2),
+                size: u64::try_from(row.get::<i64, _>(3)).unwrap_or(0),
+                metadata_sha256: row.get(4),
             })
             .collect())
     }

@@ -23,7 +23,7 @@ use tufa_metadata::{
 use tufa_repo::layout::{self, BINS_ROLE, METADATA_DIR, TARGETS_DIR};
 use tufa_repo::{FsStore, OfflineState, Repository, Store};
 
-use crate::db::Database;
+use crate::db::{Database, StoredFile};
 use crate::error::{Error, Result};
 use crate::name::ProjectName;
 use crate::signing::TUF_DIR;
@@ -42,6 +42,9 @@ pub const PAGES_READ_AT_START: usize = 10_000;
 /// A staging file or unreferenced distribution file this old is no upload in progress: uploads
 /// write their staging file continuously and record it within seconds of the last byte.
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// Rows read per query while checking files: bounded memory however many files there are.
+const FILES_PER_QUERY: i64 = 10_000;
 
 /// How `FsStore` names a file while it writes it.
 const TUF_TEMP_SUFFIX: &str = ".tufa-tmp";
@@ -327,6 +330,12 @@ pub enum Problem {
         state: String,
     },
 
+    #[error(
+        "the database records {sha256:?} as the sha256 of {filename}, which is no sha256: the \
+         database was modified. Fix: restore it from a backup"
+    )]
+    BadRow { filename: String, sha256: String },
+
     #[error("{path}: cannot be read: {source}")]
     Unreadable {
         path: PathBuf,
@@ -406,6 +415,13 @@ impl fmt::Display for Report {
     }
 }
 
+/// A hex sha256 as its 32 bytes: the set of referenced files takes half the memory.
+fn sha256_bytes(hex: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex, &mut bytes).ok()?;
+    Some(bytes)
+}
+
 fn age(path: &Path, now: SystemTime) -> Option<Duration> {
     let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
     Some(now.duration_since(modified).unwrap_or_default())
@@ -465,53 +481,17 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     let mut report = Report::default();
     let now = SystemTime::now();
 
-    let stored = database.stored_files().await?;
-    let referenced: HashSet<String> = stored.iter().map(|f| f.sha256.clone()).collect();
-    report.files_checked = stored.len();
-    for file in &stored {
-        let path = layout.file(&file.sha256);
-        let metadata_path = path.with_file_name(format!("{}.metadata", file.sha256));
-        match digest_file(&path) {
-            Err(source) => report.problems.push(Problem::Unreadable { path, source }),
-            Ok(None) => report.problems.push(Problem::FileMissing {
-                filename: file.filename.clone(),
-                path,
-            }),
-            Ok(Some((_, size))) if size != file.size => report.problems.push(Problem::FileSize {
-                filename: file.filename.clone(),
-                path,
-                expected: file.size,
-                actual: size,
-            }),
-            Ok(Some((sha256, _))) if sha256 != file.sha256 => {
-                report.problems.push(Problem::FileHash {
-                    filename: file.filename.clone(),
-                    path,
-                    expected: file.sha256.clone(),
-                    actual: sha256,
-                })
-            }
-            Ok(Some(_)) => {}
-        }
-        if let Some(expected) = &file.metadata_sha256 {
-            let path = metadata_path;
-            let state = match digest_file(&path) {
-                Err(source) => {
-                    report.problems.push(Problem::Unreadable { path, source });
-                    continue;
-                }
-                Ok(None) => "missing".to_string(),
-                Ok(Some((sha256, _))) if &sha256 != expected => {
-                    format!("changed (sha256 {sha256}, recorded {expected})")
-                }
-                Ok(Some(_)) => continue,
-            };
-            report.problems.push(Problem::MetadataFile {
-                filename: file.filename.clone(),
-                path,
-                state,
-            });
-        }
+    let mut referenced = HashSet::new();
+    let mut after = 0;
+    loop {
+        let batch = database.stored_files(after, FILES_PER_QUERY).await?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = last.id;
+        referenced.extend(batch.iter().filter_map(|file| sha256_bytes(&file.sha256)));
+        report.files_checked += batch.len();
+        check_files(&layout, &batch, &mut report);
     }
 
     check_orphans(&layout, database, &referenced, repair, now, &mut report).await?;
@@ -559,12 +539,69 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     Ok(report)
 }
 
+/// Each distribution file against its row: present, of the recorded size and sha256, with its
+/// core metadata file.
+fn check_files(layout: &Layout, files: &[StoredFile], report: &mut Report) {
+    for file in files {
+        if sha256_bytes(&file.sha256).is_none() {
+            report.problems.push(Problem::BadRow {
+                filename: file.filename.clone(),
+                sha256: file.sha256.clone(),
+            });
+            continue;
+        }
+        let path = layout.file(&file.sha256);
+        let metadata_path = path.with_file_name(format!("{}.metadata", file.sha256));
+        match digest_file(&path) {
+            Err(source) => report.problems.push(Problem::Unreadable { path, source }),
+            Ok(None) => report.problems.push(Problem::FileMissing {
+                filename: file.filename.clone(),
+                path,
+            }),
+            Ok(Some((_, size))) if size != file.size => report.problems.push(Problem::FileSize {
+                filename: file.filename.clone(),
+                path,
+                expected: file.size,
+                actual: size,
+            }),
+            Ok(Some((sha256, _))) if sha256 != file.sha256 => {
+                report.problems.push(Problem::FileHash {
+                    filename: file.filename.clone(),
+                    path,
+                    expected: file.sha256.clone(),
+                    actual: sha256,
+                })
+            }
+            Ok(Some(_)) => {}
+        }
+        if let Some(expected) = &file.metadata_sha256 {
+            let path = metadata_path;
+            let state = match digest_file(&path) {
+                Err(source) => {
+                    report.problems.push(Problem::Unreadable { path, source });
+                    continue;
+                }
+                Ok(None) => "missing".to_string(),
+                Ok(Some((sha256, _))) if &sha256 != expected => {
+                    format!("changed (sha256 {sha256}, recorded {expected})")
+                }
+                Ok(Some(_)) => continue,
+            };
+            report.problems.push(Problem::MetadataFile {
+                filename: file.filename.clone(),
+                path,
+                state,
+            });
+        }
+    }
+}
+
 /// Distribution files no row references. A file just renamed into place may be an upload about
 /// to record its row, so only files older than [`STALE_AFTER`] count.
 async fn check_orphans(
     layout: &Layout,
     database: &Database,
-    referenced: &HashSet<String>,
+    referenced: &HashSet<[u8; 32]>,
     repair: bool,
     now: SystemTime,
     report: &mut Report,
@@ -592,7 +629,7 @@ async fn check_orphans(
                 ));
                 continue;
             }
-            if referenced.contains(sha256) {
+            if sha256_bytes(sha256).is_some_and(|sha256| referenced.contains(&sha256)) {
                 continue;
             }
             if age(&path, now).is_none_or(|age| age < STALE_AFTER) {
@@ -717,8 +754,9 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// What the current timestamp reaches.
 struct Reachable {
-    /// Each page's project and bytes, verified against its bin role.
-    pages: BTreeMap<String, Vec<u8>>,
+    /// Each page's project and the serial it shows; `None` when the page did not verify
+    /// (already reported) or shows none.
+    pages: BTreeMap<String, Option<i64>>,
     reachable: HashSet<String>,
     /// Bin roles that did not verify (already reported): nothing is known of their pages.
     failed_bins: HashSet<RoleName>,
@@ -903,12 +941,10 @@ fn verify_tuf(
             };
             let stored = layout::target_file(target, sha256);
             reachable.insert(stored.clone());
-            // A page that fails is reported here; its project is left out of the comparison
-            // with the database by standing in with no bytes.
             match read(&stored) {
                 Err(reason) => {
                     problem(format!("{reason} ({file} lists it)"));
-                    pages.insert(project.to_string(), Vec::new());
+                    pages.insert(project.to_string(), None);
                 }
                 Ok(bytes) => {
                     let actual = ring::digest::digest(&ring::digest::SHA256, &bytes);
@@ -918,9 +954,9 @@ fn verify_tuf(
                         problem(format!(
                             "{stored} does not match the length and sha256 {file} records for it"
                         ));
-                        pages.insert(project.to_string(), Vec::new());
+                        pages.insert(project.to_string(), None);
                     } else {
-                        pages.insert(project.to_string(), bytes);
+                        pages.insert(project.to_string(), page_serial(&bytes));
                     }
                 }
             }
@@ -950,11 +986,7 @@ async fn compare_pages(
         .into_iter()
         .map(|(name, serial)| (name.to_string(), serial))
         .collect();
-    for (project, bytes) in pages {
-        if bytes.is_empty() {
-            continue;
-        }
-        let published = page_serial(bytes);
+    for (project, &published) in pages {
         match known.get(project) {
             None => report.problems.push(
                 Mismatch::UnknownProjects {
