@@ -215,6 +215,7 @@ pub(crate) async fn check_published(
     repository: &Repository<FsStore>,
     accept: bool,
 ) -> Result<Reserved> {
+    let started = std::time::Instant::now();
     let pages = published_pages(repository);
     if pages.is_empty() {
         return Ok(Reserved::default());
@@ -266,6 +267,7 @@ pub(crate) async fn check_published(
             sample.push((page.project.clone(), path, known[&page.project]));
         }
     }
+    let read = sample.len();
     let behind = tokio::task::spawn_blocking(move || {
         sample.into_iter().find_map(|(project, path, recorded)| {
             let published = page_serial(&fs::read(&path).ok()?)?;
@@ -287,6 +289,12 @@ pub(crate) async fn check_published(
         }
         tracing::warn!("starting anyway (--accept-data-mismatch): {mismatch}");
     }
+    tracing::info!(
+        pages = pages.len(),
+        read,
+        milliseconds = started.elapsed().as_millis() as u64,
+        "the database matches the published repository"
+    );
     Ok(reserved)
 }
 
