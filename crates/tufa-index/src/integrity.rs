@@ -43,6 +43,9 @@ pub const PAGES_READ_AT_START: usize = 10_000;
 /// write their staging file continuously and record it within seconds of the last byte.
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
+/// How many unreachable TUF files a report names (it counts them all).
+const UNREACHABLE_SHOWN: usize = 20;
+
 /// Rows read per query while checking files: bounded memory however many files there are.
 const FILES_PER_QUERY: i64 = 10_000;
 
@@ -1062,11 +1065,17 @@ fn list_unreachable(
     }
     unreachable.sort();
     if !unreachable.is_empty() {
+        let shown = unreachable.len().min(UNREACHABLE_SHOWN);
+        let more = if unreachable.len() > shown {
+            ", ..."
+        } else {
+            ""
+        };
         report.notes.push(format!(
             "{} TUF file(s) the current timestamp does not reach, removed by the running server \
-             after its grace period: {}",
+             after its grace period: {}{more}",
             unreachable.len(),
-            unreachable.join(", ")
+            unreachable[..shown].join(", ")
         ));
     }
     Ok(())
