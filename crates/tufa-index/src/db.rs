@@ -881,3 +881,82 @@ async fn journal(
         .await?;
     Ok(serial)
 }
+
+/// A distribution file as stored: what `tufa verify` checks on disk.
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    pub id: i64,
+    pub filename: String,
+    pub sha256: String,
+    pub size: u64,
+    /// sha256 of the PEP 658 metadata file stored beside it, if any.
+    pub metadata_sha256: Option<String>,
+}
+
+/// The database's write lock, held while `tufa verify --repair` removes a file no row
+/// references: no upload can record a row for it meanwhile. Released when dropped.
+pub struct WriteLock(sqlx::Transaction<'static, sqlx::Sqlite>);
+
+impl WriteLock {
+    /// Whether a row references the distribution file with this sha256.
+    pub async fn references(&mut self, sha256: &str) -> Result<bool> {
+        references(&mut *self.0, sha256).await
+    }
+}
+
+async fn references<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    sha256: &str,
+) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)")
+            .bind(sha256)
+            .fetch_one(executor)
+            .await?,
+    )
+}
+
+/// Read-only queries for checking a data directory.
+impl Database {
+    /// Up to `limit` distribution files recorded, in row order from after row `after_id`.
+    pub async fn stored_files(&self, after_id: i64, limit: i64) -> Result<Vec<StoredFile>> {
+        let rows = sqlx::query(
+            "SELECT id, filename, sha256, size, metadata_sha256 FROM files WHERE id > ?
+             ORDER BY id LIMIT ?",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredFile {
+                id: row.get(0),
+                filename: row.get(1),
+                sha256: row.get(2),
+                size: u64::try_from(row.get::<i64, _>(3)).unwrap_or(0),
+                metadata_sha256: row.get(4),
+            })
+            .collect())
+    }
+
+    /// Whether a row references the distribution file with this sha256.
+    pub async fn references(&self, sha256: &str) -> Result<bool> {
+        references(&self.pool, sha256).await
+    }
+
+    /// How many journal entries come after `serial`.
+    pub async fn journal_count_after(&self, serial: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE serial > ?")
+                .bind(serial)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Takes the write lock (waiting up to the busy timeout for a writer to finish).
+    pub async fn write_lock(&self) -> Result<WriteLock> {
+        Ok(WriteLock(self.pool.begin_with("BEGIN IMMEDIATE").await?))
+    }
+}

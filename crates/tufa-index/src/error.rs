@@ -64,6 +64,9 @@ pub enum Error {
 
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    #[error(transparent)]
+    DataMismatch(#[from] crate::integrity::Mismatch),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

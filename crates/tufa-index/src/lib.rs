@@ -10,6 +10,7 @@ pub mod coremeta;
 pub mod db;
 pub mod dist;
 mod error;
+pub mod integrity;
 pub mod name;
 pub mod negotiate;
 mod page_cache;
@@ -44,6 +45,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How to sign; `None` runs an index without TUF metadata.
     pub signing: Option<SigningConfig>,
+    /// Start although the database and the published repository disagree (see
+    /// [`integrity::Mismatch`]): the operator's explicit choice, never a default.
+    pub accept_data_mismatch: bool,
 }
 
 /// One index: its database and files.
@@ -54,27 +58,47 @@ pub struct Index {
     pub blobs: Blobs,
     pages: page_cache::PageCache,
     pub signing: Option<Signing>,
+    /// Names with signed pages the database does not know, which no upload may take.
+    reserved: integrity::Reserved,
 }
 
 impl Index {
-    /// Opens the index in `config.data_dir`, initializing an empty directory.
+    /// Opens the index in `config.data_dir`, initializing an empty directory. When signing,
+    /// refuses a database that does not match the published repository (see [`integrity`]).
     pub async fn open(config: Config) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(error::io("creating the data directory", &config.data_dir))?;
-        let database = Database::open(&config.data_dir.join("tufa.db")).await?;
+        let database = Database::open(&config.data_dir.join(integrity::DATABASE_FILE)).await?;
         let blobs = Blobs::open(&config.data_dir)?;
+        let accept = config.accept_data_mismatch;
+        if config.signing.is_some() {
+            integrity::check_repository_present(&config.data_dir, &database, accept).await?;
+        }
         let signing = config
             .signing
             .as_ref()
             .map(|signing| Signing::open(&config.data_dir, signing))
             .transpose()?;
+        let reserved = match &signing {
+            Some(signing) => {
+                let repository = signing.repository().lock().await;
+                integrity::check_published(&config.data_dir, &database, &repository, accept).await?
+            }
+            None => integrity::Reserved::default(),
+        };
         Ok(Index {
             config,
             database,
             blobs,
             pages: page_cache::PageCache::default(),
             signing,
+            reserved,
         })
+    }
+
+    /// Names no upload may create: signed by the repository, unknown to the database.
+    pub fn reserved(&self) -> &integrity::Reserved {
+        &self.reserved
     }
 
     /// A project's simple page, JSON (PEP 691; also its TUF target) or HTML (PEP 503), with the

@@ -423,6 +423,7 @@ async fn legacy_upload(
         &identity,
         multipart,
         index.config.max_upload_size,
+        index.reserved(),
     )
     .await
     {

@@ -255,6 +255,11 @@ impl Signing {
         })
     }
 
+    /// The repository, for the start-up check of the database against what it publishes.
+    pub(crate) fn repository(&self) -> &Mutex<Repository<FsStore>> {
+        &self.repository
+    }
+
     /// Every role's version and expiry (see [`Repository::role_summary`]).
     pub async fn role_summary(&self) -> Vec<(String, u64, tufa_metadata::Expires)> {
         self.repository.lock().await.role_summary()

@@ -17,6 +17,7 @@ use crate::coremeta::CoreMetadata;
 use crate::db::{AddRefused, Added, Database, FileRecord, Identity, NewFile, now_micros};
 use crate::dist::{DistFilename, DistKind};
 use crate::error::{Error, Invalid};
+use crate::integrity::Reserved;
 use crate::name::{ProjectName, Version};
 
 type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
@@ -58,6 +59,13 @@ pub enum UploadError {
         name: String,
         metadata: String,
     },
+    #[error(
+        "The project name '{0}' has pages signed by this index's TUF repository that its database \
+         does not know (the database was lost or restored from an older backup): it is reserved, \
+         so that nobody publishes other files under a name clients already trust. The operator \
+         releases it by restoring the database backup that matches the repository"
+    )]
+    SignedName(String),
     #[error("{0}")]
     Internal(#[from] Error),
 }
@@ -69,6 +77,7 @@ impl UploadError {
             UploadError::BadToken
             | UploadError::TokenScope { .. }
             | UploadError::Refused(AddRefused::NotOwner { .. }) => 403,
+            UploadError::SignedName(_) => 409,
             UploadError::Internal(_) => 500,
             _ => 400,
         }
@@ -296,6 +305,7 @@ pub async fn upload(
     identity: &Identity,
     multipart: Multipart,
     limit: u64,
+    reserved: &Reserved,
 ) -> Result<Uploaded, UploadError> {
     let form = read_form(multipart, blobs, limit).await?;
     match form.field(":action") {
@@ -321,6 +331,9 @@ pub async fn upload(
         });
     }
     database.may_upload(identity, &dist.project).await??;
+    if reserved.contains(&dist.project) {
+        return Err(UploadError::SignedName(dist.project.to_string()));
+    }
     let filetype = form.required("filetype")?;
     if DistKind::from_packagetype(filetype) != Some(dist.kind) {
         return Err(bad_form(format!(

@@ -68,6 +68,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         max_upload_size: DEFAULT_MAX_UPLOAD_SIZE,
         public_url: None,
         signing: Some(signing),
+        accept_data_mismatch: false,
     };
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?

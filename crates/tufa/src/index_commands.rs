@@ -32,6 +32,12 @@ pub struct ServeArgs {
     /// URL clients reach the index at, used for absolute URLs in the JSON API.
     #[arg(long, env = "TUFA_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Start although the database and the TUF repository disagree (a lost database, an older
+    /// backup, a deleted repository), instead of refusing: project names with signed pages the
+    /// database does not know stay reserved, and a new repository gets every project signed
+    /// into it. Run `tufa verify` first.
+    #[arg(long)]
+    accept_data_mismatch: bool,
     #[command(flatten)]
     signing: SigningArgs,
 }
@@ -253,6 +259,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .unwrap_or(DEFAULT_MAX_UPLOAD_SIZE),
         public_url: args.public_url.or(file.public_url),
         signing: Some(signing),
+        accept_data_mismatch: args.accept_data_mismatch,
     };
     log_to_stderr();
     runtime()?.block_on(async move {

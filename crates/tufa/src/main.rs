@@ -10,6 +10,7 @@ mod proxy;
 mod roles;
 mod status;
 mod tuf_client;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,10 @@ enum Command {
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
     Proxy(proxy::ProxyArgs),
+    /// Check a data directory: every stored file against the database, the TUF repository
+    /// against its signatures and the database, the journal against the signed serial; list
+    /// orphans (`--repair` removes them). Safe beside a running server.
+    Verify(verify::VerifyArgs),
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::TufClient(args) => tuf_client::run(args),
     };
     match result {
