@@ -997,7 +997,20 @@ async fn compare_pages(
         .into_iter()
         .map(|(name, serial)| (name.to_string(), serial))
         .collect();
+    // The publisher set these aside after a failure and retries them: behind on purpose.
+    let (_, waiting) = database.unpublished(i64::MAX).await?;
+    let waiting: BTreeMap<String, String> =
+        waiting.into_iter().map(|w| (w.project, w.error)).collect();
+    for (project, error) in &waiting {
+        report.notes.push(format!(
+            "{project} could not be published and is retried with back-off ({error}); fix the \
+             cause and the running server publishes it"
+        ));
+    }
     for (project, &published) in pages {
+        if waiting.contains_key(project) {
+            continue;
+        }
         match known.get(project) {
             None => report.problems.push(
                 Mismatch::UnknownProjects {
@@ -1035,6 +1048,7 @@ async fn compare_pages(
             .succinct
             .role_for_target(layout::page_target(project).as_str());
         if recorded <= signed
+            && !waiting.contains_key(project)
             && !pages.contains_key(project)
             && !published.failed_bins.contains(&bin)
         {

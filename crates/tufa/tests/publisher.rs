@@ -113,6 +113,11 @@ fn a_project_whose_page_cannot_be_stored_is_set_aside_and_every_other_change_is_
         "{text}"
     );
 
+    let verify = common::tufa(&["verify", "--data", data.to_str().unwrap()]);
+    let text = common::output_text(&verify);
+    assert!(verify.status.success(), "{text}");
+    assert!(text.contains("blocked could not be published"), "{text}");
+
     // Once the cause is fixed, the retry publishes it without any new change.
     fs::remove_file(&blocker).unwrap();
     wait_for(&server, "the blocked project published", |s| {
