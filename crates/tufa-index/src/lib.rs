@@ -5,7 +5,9 @@
 //! pip, uv and twine talk to it with no flags or plugins. Everything a client sees is derived from
 //! the database, which records an upload only once its file is durable on disk.
 
+mod auth;
 mod blobs;
+pub mod connections;
 pub mod coremeta;
 pub mod db;
 pub mod dist;
@@ -25,6 +27,7 @@ use axum::body::Bytes;
 use crate::name::ProjectName;
 use crate::signing::{Signing, SigningConfig};
 
+pub use auth::format_micros;
 pub use blobs::Blobs;
 pub use db::Database;
 pub use error::{Error, Invalid, Result};
@@ -54,6 +57,7 @@ pub struct Index {
     pub blobs: Blobs,
     pages: page_cache::PageCache,
     pub signing: Option<Signing>,
+    failed_logins: auth::FailedLogins,
 }
 
 impl Index {
@@ -74,6 +78,7 @@ impl Index {
             blobs,
             pages: page_cache::PageCache::default(),
             signing,
+            failed_logins: auth::FailedLogins::default(),
         })
     }
 
