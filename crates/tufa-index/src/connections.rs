@@ -19,14 +19,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -257,11 +259,17 @@ async fn connection(
             let mut router = router.clone();
             let busy = Busy::new(Arc::clone(&activity));
             async move {
-                let mut request = request.map(|body| BodyDeadline::new(body, limits));
+                let too_slow = Arc::new(OnceLock::new());
+                let mut request =
+                    request.map(|body| BodyDeadline::new(body, limits, Arc::clone(&too_slow)));
                 request.extensions_mut().insert(ConnectInfo(peer));
-                let response: Result<_, Infallible> = router.call(request).await;
+                let response: Result<Response, Infallible> = router.call(request).await;
                 drop(busy);
-                response
+                // However the handler reported the failed body, the client learns why.
+                match too_slow.get() {
+                    Some(error) => Ok(request_timeout(error)),
+                    None => response,
+                }
             }
         })
     };
@@ -295,6 +303,25 @@ async fn connection(
             }
         }
     }
+}
+
+/// 408 with the reason in the status line, closing the connection (the rest of the body is
+/// not read).
+fn request_timeout(error: &BodyTooSlow) -> Response {
+    let reason = format!("Request Timeout: {error}");
+    let mut response = (
+        StatusCode::REQUEST_TIMEOUT,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONNECTION, "close"),
+        ],
+        format!("408 {reason}\n"),
+    )
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(crate::reason_phrase(&reason));
+    response
 }
 
 /// When bytes last moved on a connection, and how many of its requests are being handled.
@@ -421,10 +448,12 @@ struct BodyDeadline<B> {
     received: u64,
     limits: Limits,
     timer: Pin<Box<Sleep>>,
+    /// Set when the deadline passed, for the connection to answer 408.
+    too_slow: Arc<OnceLock<BodyTooSlow>>,
 }
 
 /// A request body arrived slower than the server accepts.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error(
     "the request body arrived too slowly ({received} bytes in {seconds} s; this server needs \
      {rate} bytes/s after the first {grace} s)"
@@ -437,7 +466,7 @@ struct BodyTooSlow {
 }
 
 impl<B> BodyDeadline<B> {
-    fn new(inner: B, limits: Limits) -> Self {
+    fn new(inner: B, limits: Limits, too_slow: Arc<OnceLock<BodyTooSlow>>) -> Self {
         let started = Instant::now();
         BodyDeadline {
             inner,
@@ -445,6 +474,7 @@ impl<B> BodyDeadline<B> {
             received: 0,
             limits,
             timer: Box::pin(tokio::time::sleep_until(started + limits.body_timeout)),
+            too_slow,
         }
     }
 
@@ -480,12 +510,16 @@ where
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTooSlow {
-                    received: this.received,
-                    seconds: this.started.elapsed().as_secs(),
-                    rate: this.limits.min_body_rate,
-                    grace: this.limits.body_timeout.as_secs(),
-                })))),
+                Poll::Ready(()) => {
+                    let error = BodyTooSlow {
+                        received: this.received,
+                        seconds: this.started.elapsed().as_secs(),
+                        rate: this.limits.min_body_rate,
+                        grace: this.limits.body_timeout.as_secs(),
+                    };
+                    let _ = this.too_slow.set(error.clone());
+                    Poll::Ready(Some(Err(Box::new(error))))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }
