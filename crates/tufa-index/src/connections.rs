@@ -6,9 +6,9 @@
 //!
 //! - a header timeout: a request's headers must be complete this long after the connection opens
 //!   or the previous response ends, however slowly they trickle (hyper's `header_read_timeout`);
-//! - an idle timeout: a connection on which no byte moves while no request is being handled is
-//!   closed (kept-alive connections between requests, stalled headers, clients that stop reading
-//!   a response);
+//! - an idle timeout: a connection on which no byte moves while no request is in progress
+//!   (kept-alive connections between requests, stalled headers), or whose client takes nothing
+//!   written to it, is closed; a response that streams from a slow source may pause;
 //! - a body deadline with a minimum rate, as Apache's `mod_reqtimeout`: a request body gets
 //!   `body_timeout`, extended by one second per `min_body_rate` bytes received, so a slow body
 //!   cannot hold a temporary file and a descriptor indefinitely while a fast one is never cut;
@@ -67,7 +67,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// A request's headers must arrive within this time.
     pub header_timeout: Duration,
-    /// A connection with no bytes moving and no request in progress is closed after this time.
+    /// A connection with no bytes moving and no request in progress, or whose client takes
+    /// nothing written to it, is closed after this time.
     pub idle_timeout: Duration,
     /// Time a request body gets before it must keep up with `min_body_rate`.
     pub body_timeout: Duration,
@@ -264,12 +265,19 @@ async fn connection(
                     request.map(|body| BodyDeadline::new(body, limits, Arc::clone(&too_slow)));
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let response: Result<Response, Infallible> = router.call(request).await;
-                drop(busy);
                 // However the handler reported the failed body, the client learns why.
-                match too_slow.get() {
-                    Some(error) => Ok(request_timeout(error)),
-                    None => response,
-                }
+                let response = match too_slow.get() {
+                    Some(error) => request_timeout(error),
+                    None => response.unwrap_or_else(|never| match never {}),
+                };
+                // The request stays in progress until its response is sent: a response that
+                // streams from a slow source may pause, a client that stops reading may not.
+                Ok::<_, Infallible>(response.map(|body| {
+                    axum::body::Body::new(WhileBusy {
+                        inner: body,
+                        _busy: busy,
+                    })
+                }))
             }
         })
     };
@@ -324,12 +332,16 @@ fn request_timeout(error: &BodyTooSlow) -> Response {
     response
 }
 
-/// When bytes last moved on a connection, and how many of its requests are being handled.
+/// When bytes last moved on a connection, since when a write waits for the client, and how
+/// many of its requests are in progress.
 #[derive(Debug)]
 struct Activity {
     origin: Instant,
     /// Milliseconds from `origin` to the last read or write that moved bytes.
     last_millis: AtomicU64,
+    /// Milliseconds from `origin`, plus one, to when the client stopped taking what is written
+    /// to it; 0 while writes go through.
+    blocked_millis: AtomicU64,
     busy: AtomicUsize,
 }
 
@@ -338,30 +350,61 @@ impl Activity {
         Activity {
             origin: Instant::now(),
             last_millis: AtomicU64::new(0),
+            blocked_millis: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
         }
     }
 
+    fn millis(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
     fn touch(&self) {
-        let millis = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_millis.store(millis, Ordering::Relaxed);
+        self.last_millis.store(self.millis(), Ordering::Relaxed);
+    }
+
+    fn write_blocked(&self) {
+        let _ = self.blocked_millis.compare_exchange(
+            0,
+            self.millis() + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn write_unblocked(&self) {
+        self.blocked_millis.store(0, Ordering::Relaxed);
     }
 
     fn last(&self) -> Instant {
         self.origin + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
     }
 
-    /// When the connection may next have been idle for `timeout`.
-    fn idle_check(&self, timeout: Duration) -> Instant {
-        if self.busy.load(Ordering::Relaxed) > 0 {
-            Instant::now() + timeout
-        } else {
-            self.last() + timeout
+    fn blocked_since(&self) -> Option<Instant> {
+        match self.blocked_millis.load(Ordering::Relaxed) {
+            0 => None,
+            millis => Some(self.origin + Duration::from_millis(millis - 1)),
         }
     }
 
+    /// When the connection may next have been idle for `timeout`.
+    fn idle_check(&self, timeout: Duration) -> Instant {
+        let since = match (self.busy.load(Ordering::Relaxed), self.blocked_since()) {
+            (_, Some(blocked)) => blocked,
+            (0, None) => self.last(),
+            (_, None) => Instant::now(),
+        };
+        since + timeout
+    }
+
+    /// Idle: nothing in progress and no byte moved for `timeout`, or a client that has taken
+    /// nothing written to it for `timeout`.
     fn is_idle(&self, timeout: Duration) -> bool {
-        self.busy.load(Ordering::Relaxed) == 0 && self.last().elapsed() >= timeout
+        let quiet = self.busy.load(Ordering::Relaxed) == 0 && self.last().elapsed() >= timeout;
+        let stuck = self
+            .blocked_since()
+            .is_some_and(|since| since.elapsed() >= timeout);
+        quiet || stuck
     }
 }
 
@@ -382,10 +425,50 @@ impl Drop for Busy {
     }
 }
 
+/// A response body that keeps its request in progress until hyper has sent or dropped it.
+struct WhileBusy {
+    inner: axum::body::Body,
+    _busy: Busy,
+}
+
+impl HttpBody for WhileBusy {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A socket that records when bytes move.
 struct Watched<T> {
     inner: T,
     activity: Arc<Activity>,
+}
+
+impl<T> Watched<T> {
+    fn wrote(&self, result: &Poll<std::io::Result<usize>>) {
+        match result {
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(written) => {
+                self.activity.write_unblocked();
+                if matches!(written, Ok(n) if *n > 0) {
+                    self.activity.touch();
+                }
+            }
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
@@ -410,9 +493,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&result);
         result
     }
 
@@ -422,9 +503,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&result);
         result
     }
 

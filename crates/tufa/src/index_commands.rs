@@ -51,8 +51,8 @@ pub struct ConnectionArgs {
     /// Seconds a client has to send a request's headers [default: 30].
     #[arg(long, env = "TUFA_HEADER_TIMEOUT")]
     header_timeout: Option<u64>,
-    /// Seconds a connection may sit with no bytes moving and no request in progress, kept-alive
-    /// connections included [default: 15].
+    /// Seconds a connection may sit with no bytes moving and no request in progress (kept-alive
+    /// connections included), or with its client taking nothing written to it [default: 15].
     #[arg(long, env = "TUFA_IDLE_TIMEOUT")]
     idle_timeout: Option<u64>,
     /// Seconds a request body gets before it must keep up with --min-body-rate [default: 30].

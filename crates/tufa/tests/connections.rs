@@ -216,6 +216,19 @@ fn a_thousand_slow_connections_do_not_starve_the_index() {
             }
         })
     };
+    // A client that asks and asks but never reads the answers.
+    let not_reading = {
+        let mut stream = connect(&server.url);
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let metrics = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\n\r\n",
+            host(&server.url)
+        );
+        let _ = stream.write_all(metrics.repeat(2000).as_bytes());
+        stream
+    };
     let oversized: Vec<TcpStream> = (0..5)
         .map(|_| {
             let head = format!(
@@ -283,9 +296,11 @@ fn a_thousand_slow_connections_do_not_starve_the_index() {
             "{answer}"
         );
     }
+    // Every descriptor is let go, that of the client that never reads included.
     wait_until("the server lets go of the descriptors", || {
         descriptors(server.pid()) < 100
     });
+    drop(not_reading);
     wait_until("the slow uploads' temporary files are removed", || {
         temporary_files(&data) == 0
     });
