@@ -16,18 +16,11 @@ mod tokens;
 
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
 
-/// The schema version a database is brought to when opened: `SCHEMA` is version 1, and each of
-/// `MIGRATIONS` brings a database from the version before it to its own.
-const SCHEMA_VERSION: i64 = 2;
+/// Each step takes the schema from its position in the list to the next version (the first
+/// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
+const MIGRATIONS: &[&str] = &[SCHEMA, TOKEN_LIFETIMES];
 
-/// Version 2: tokens expire, are revoked rather than deleted (so `tufa token list` shows them),
-/// and record when they were last used. Existing tokens keep working: none expires.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE tokens ADD COLUMN expires INTEGER;
-     ALTER TABLE tokens ADD COLUMN revoked INTEGER;
-     ALTER TABLE tokens ADD COLUMN last_used INTEGER;",
-)];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const SCHEMA: &str = "
 CREATE TABLE users (
@@ -85,6 +78,14 @@ CREATE TABLE signed (
     serial INTEGER NOT NULL
 );
 INSERT INTO signed (id, serial) VALUES (1, 0);
+";
+
+/// Tokens expire, are revoked rather than deleted (so `tufa token list` shows them), and record
+/// when they were last used. Existing tokens keep working: none expires.
+const TOKEN_LIFETIMES: &str = "
+ALTER TABLE tokens ADD COLUMN expires INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked INTEGER;
+ALTER TABLE tokens ADD COLUMN last_used INTEGER;
 ";
 
 /// Microseconds since the Unix epoch: how times are stored.
@@ -226,11 +227,9 @@ impl Database {
                  ({SCHEMA_VERSION}): upgrade tufa"
             )));
         }
-        if version == 0 {
-            sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-        }
-        for (_, migration) in MIGRATIONS.iter().filter(|(to, _)| *to > version.max(1)) {
-            sqlx::raw_sql(migration).execute(&mut *tx).await?;
+        let done = usize::try_from(version).unwrap_or(0);
+        for step in &MIGRATIONS[done..] {
+            sqlx::raw_sql(step).execute(&mut *tx).await?;
         }
         if version != SCHEMA_VERSION {
             sqlx::query(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

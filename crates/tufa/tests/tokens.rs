@@ -67,7 +67,15 @@ fn listed(list: &str, id: &str) -> String {
         .to_string()
 }
 
+/// Waits until the server's log has every request so far (a marker request logged after them),
+/// then checks that no token is in it.
 fn assert_not_logged(server: &TufaServer, tokens: &[&str]) {
+    http::get(&format!("{}/simple/end-of-test/", server.url), &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("/simple/end-of-test/") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = server.log();
     for token in tokens {
         let secret = token.trim_start_matches("tufa-");
