@@ -6,16 +6,19 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
+mod tokens;
+
+pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
+
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
-const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED];
+const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED, TOKEN_LIFETIMES];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -98,6 +101,14 @@ pub struct Unpublished {
     /// Microseconds since the epoch of the first failure.
     pub since: i64,
 }
+
+/// Tokens expire, are revoked rather than deleted (so `tufa token list` shows them), and record
+/// when they were last used. Existing tokens keep working: none expires.
+const TOKEN_LIFETIMES: &str = "
+ALTER TABLE tokens ADD COLUMN expires INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked INTEGER;
+ALTER TABLE tokens ADD COLUMN last_used INTEGER;
+";
 
 /// Microseconds since the Unix epoch: how times are stored.
 pub fn now_micros() -> i64 {
@@ -202,13 +213,6 @@ fn check_user_name(user: &str) -> Result<()> {
     Ok(())
 }
 
-fn token_digest(token: &str) -> String {
-    hex::encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        token.as_bytes(),
-    ))
-}
-
 /// The database of one index, shared by request handlers and commands.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -258,40 +262,6 @@ impl Database {
         Ok(())
     }
 
-    /// Creates a token for `user` (creating the user if needed) and returns it; only its hash is
-    /// stored, so it cannot be shown again.
-    pub async fn create_token(&self, user: &str, project: Option<&ProjectName>) -> Result<String> {
-        check_user_name(user)?;
-        let mut secret = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut secret)
-            .map_err(|_| Error::Config("the system random number generator failed".into()))?;
-        use base64::Engine;
-        let token = format!(
-            "tufa-{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-        );
-        let now = now_micros();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)")
-            .bind(user)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO tokens (user_id, sha256, project, created)
-             SELECT id, ?, ?, ? FROM users WHERE name = ?",
-        )
-        .bind(token_digest(&token))
-        .bind(project.map(ProjectName::as_str))
-        .bind(now)
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(token)
-    }
-
     /// The identity of `user` with no project limit, creating the user if needed: what a
     /// command acting for the user (an import) uploads as.
     pub async fn user(&self, user: &str) -> Result<Identity> {
@@ -310,23 +280,6 @@ impl Database {
             user: user.to_string(),
             project: None,
         })
-    }
-
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Identity>> {
-        let row = sqlx::query(
-            "SELECT users.id, users.name, tokens.project FROM tokens
-             JOIN users ON users.id = tokens.user_id WHERE tokens.sha256 = ?",
-        )
-        .bind(token_digest(token))
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|row| Identity {
-            user_id: row.get(0),
-            user: row.get(1),
-            project: row
-                .get::<Option<String>, _>(2)
-                .and_then(|name| ProjectName::new(&name).ok()),
-        }))
     }
 
     /// Every project with its last serial, by name.

@@ -5,7 +5,9 @@
 //! pip, uv and twine talk to it with no flags or plugins. Everything a client sees is derived from
 //! the database, which records an upload only once its file is durable on disk.
 
+mod auth;
 mod blobs;
+pub mod connections;
 pub mod coremeta;
 pub mod db;
 pub mod dist;
@@ -26,6 +28,7 @@ use axum::body::Bytes;
 use crate::name::ProjectName;
 use crate::signing::{Signing, SigningConfig};
 
+pub use auth::format_micros;
 pub use blobs::Blobs;
 pub use db::Database;
 pub use error::{Error, Invalid, Result};
@@ -60,6 +63,7 @@ pub struct Index {
     pub signing: Option<Signing>,
     /// Names with signed pages the database does not know, which no upload may take.
     reserved: integrity::Reserved,
+    failed_logins: auth::FailedLogins,
 }
 
 impl Index {
@@ -93,6 +97,7 @@ impl Index {
             pages: page_cache::PageCache::default(),
             signing,
             reserved,
+            failed_logins: auth::FailedLogins::default(),
         })
     }
 

@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use serde::Deserialize;
 
 use crate::Index;
-use crate::db::{FileRecord, Identity};
+use crate::auth::{AuthError, identify};
+use crate::connections::Limits;
+use crate::db::FileRecord;
 use crate::error::Error;
 use crate::name::{ProjectName, Version};
 use crate::negotiate::{Format, negotiate};
@@ -28,6 +29,8 @@ const LAST_SERIAL: &str = "x-pypi-last-serial";
 pub struct ApiError {
     status: StatusCode,
     reason: String,
+    /// Seconds for `Retry-After`, on a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,6 +38,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             reason: reason.into(),
+            retry_after: None,
         }
     }
 
@@ -47,6 +51,18 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         tracing::error!("internal error: {error}");
         ApiError::new(500, format!("Internal server error: {error}"))
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Upload(error) => error.into(),
+            error => ApiError {
+                retry_after: error.retry_after(),
+                ..ApiError::new(error.status(), error.to_string())
+            },
+        }
     }
 }
 
@@ -84,6 +100,11 @@ impl IntoResponse for ApiError {
             format!("{} {}\n", self.status.as_u16(), self.reason),
         )
             .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -125,10 +146,11 @@ pub fn router(index: Arc<Index>) -> Router {
         .with_state(index)
 }
 
-/// One line per request, as operators of devpi or nginx expect to find.
+/// One line per request, as operators of devpi or nginx expect to find. A token pasted into a
+/// URL by mistake is not written down.
 pub async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let path = redact_tokens(request.uri().path());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     tracing::info!(
@@ -137,6 +159,31 @@ pub async fn access_log(request: axum::extract::Request, next: axum::middleware:
         started.elapsed().as_micros()
     );
     response
+}
+
+/// `text` with anything shaped like an API token (`tufa-` and 43 URL-safe base64 characters)
+/// replaced by `tufa-[redacted]`.
+fn redact_tokens(text: &str) -> String {
+    const SECRET_LENGTH: usize = 43;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("tufa-") {
+        let (before, candidate) = rest.split_at(at);
+        out.push_str(before);
+        let secret = candidate["tufa-".len()..]
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            .count();
+        if secret >= SECRET_LENGTH {
+            out.push_str("tufa-[redacted]");
+            rest = &candidate["tufa-".len() + secret..];
+        } else {
+            out.push_str("tufa-");
+            rest = &candidate["tufa-".len()..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 async fn home() -> Response {
@@ -383,40 +430,13 @@ async fn release_json(
     }
 }
 
-async fn identify(index: &Index, headers: &HeaderMap) -> Result<Identity, UploadError> {
-    let credentials = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-        })
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or(UploadError::Unauthenticated)?;
-    let (user, token) = credentials
-        .split_once(':')
-        .ok_or(UploadError::Unauthenticated)?;
-    if user != "__token__" || token.is_empty() {
-        return Err(UploadError::Unauthenticated);
-    }
-    index
-        .database
-        .authenticate(token)
-        .await?
-        .ok_or(UploadError::BadToken)
-}
-
 async fn legacy_upload(
     State(index): State<Arc<Index>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     multipart: Multipart,
 ) -> ApiResult {
-    let identity = identify(&index, &headers).await?;
+    let identity = identify(&index, &headers, client.ip()).await?;
     match upload(
         &index.database,
         &index.blobs,
@@ -626,15 +646,30 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         .into_response())
 }
 
-/// Serves the index on `listener` until `shutdown` completes.
+/// Serves the index on `listener`, with `limits` on every connection, until `shutdown`
+/// completes.
 pub async fn serve(
     index: Arc<Index>,
     listener: tokio::net::TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
-    let app = router(index).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::connections::serve(listener, router(index), limits, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_tokens;
+
+    #[test]
+    fn tokens_in_paths_are_redacted() {
+        let token = "tufa-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde";
+        assert_eq!(
+            redact_tokens(&format!("/simple/{token}/")),
+            "/simple/tufa-[redacted]/"
+        );
+        assert_eq!(redact_tokens("/simple/tufa-index/"), "/simple/tufa-index/");
+        assert_eq!(redact_tokens("/tufa-tufa-"), "/tufa-tufa-");
+    }
 }

@@ -4,7 +4,6 @@
 //! A refusal answers with an error status whose reason phrase and body carry the client's
 //! error, which names the attack ("rollback attack: ..."), and is logged.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -246,14 +245,13 @@ async fn file(
     Ok(response)
 }
 
-/// Serves the proxy on `listener` until `shutdown` completes.
+/// Serves the proxy on `listener`, with `limits` on every connection, until `shutdown`
+/// completes.
 pub async fn serve(
     proxy: Arc<Proxy>,
     listener: tokio::net::TcpListener,
+    limits: tufa_index::connections::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(proxy).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    tufa_index::connections::serve(listener, router(proxy), limits, shutdown).await
 }

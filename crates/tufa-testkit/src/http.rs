@@ -45,12 +45,29 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<RawResponse, String> {
+    let (host, _) = host_and_path(url);
+    let stream = TcpStream::connect(host).map_err(|e| format!("connecting: {e}"))?;
+    try_request_on(stream, method, url, headers, body)
+}
+
+fn host_and_path(url: &str) -> (&str, &str) {
     let rest = url.strip_prefix("http://").expect("http:// URL");
-    let (host, path) = match rest.find('/') {
+    match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
-    };
-    let mut stream = TcpStream::connect(host).map_err(|e| format!("connecting: {e}"))?;
+    }
+}
+
+/// Like [`try_request`], on a connection the caller opened (from another source address, for
+/// example).
+pub fn try_request_on(
+    mut stream: TcpStream,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<RawResponse, String> {
+    let (host, path) = host_and_path(url);
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;

@@ -211,6 +211,11 @@ impl TufaProxy {
         self.log.lock().unwrap().clone()
     }
 
+    /// The proxy's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the proxy at once (SIGKILL).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

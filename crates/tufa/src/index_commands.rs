@@ -10,14 +10,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
+use tufa_index::connections::Limits;
+use tufa_index::db::{Revocation, TokenId, TokenInfo};
 use tufa_index::name::{ProjectName, Version};
 use tufa_index::signing::{OnlineKey, SigningConfig, TRUSTED_ROOT_FILE};
-use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Database, Index};
+use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Database, Index, format_micros};
 use tufa_repo::Expiries;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// TOML config file with any of: data, listen, max_upload_size, public_url.
+    /// TOML config file with any of: data, listen, max_upload_size, public_url, max_connections,
+    /// header_timeout, idle_timeout, body_timeout, min_body_rate, and the signing settings.
     #[arg(long, env = "TUFA_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (database and files); initialized on first run.
@@ -39,7 +42,66 @@ pub struct ServeArgs {
     #[arg(long)]
     accept_data_mismatch: bool,
     #[command(flatten)]
+    connections: ConnectionArgs,
+    #[command(flatten)]
     signing: SigningArgs,
+}
+
+/// The bounds on every connection, for the commands that serve HTTP (`serve`, `proxy`).
+#[derive(Args)]
+pub struct ConnectionArgs {
+    /// Connections served at once; more are answered 503 and closed [default: 4096, lowered to
+    /// fit the limit on open files].
+    #[arg(long, env = "TUFA_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers [default: 30].
+    #[arg(long, env = "TUFA_HEADER_TIMEOUT")]
+    header_timeout: Option<u64>,
+    /// Seconds a connection may sit with no bytes moving and no request in progress (kept-alive
+    /// connections included), or with its client taking nothing written to it [default: 15].
+    #[arg(long, env = "TUFA_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// Seconds a request body gets before it must keep up with --min-body-rate [default: 30].
+    #[arg(long, env = "TUFA_BODY_TIMEOUT")]
+    body_timeout: Option<u64>,
+    /// Bytes per second a request body must average after --body-timeout; each byte received
+    /// extends its deadline [default: 1024].
+    #[arg(long, env = "TUFA_MIN_BODY_RATE")]
+    min_body_rate: Option<u64>,
+}
+
+impl ConnectionArgs {
+    /// The limits from these flags, then `file`, then the defaults.
+    fn limits_with(&self, file: &ConfigFile) -> Result<Limits> {
+        let defaults = Limits::default();
+        let seconds = |arg: Option<u64>, file: Option<u64>, default: Duration| {
+            arg.or(file).map_or(default, Duration::from_secs)
+        };
+        let limits = Limits {
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
+            header_timeout: seconds(
+                self.header_timeout,
+                file.header_timeout,
+                defaults.header_timeout,
+            ),
+            idle_timeout: seconds(self.idle_timeout, file.idle_timeout, defaults.idle_timeout),
+            body_timeout: seconds(self.body_timeout, file.body_timeout, defaults.body_timeout),
+            min_body_rate: self
+                .min_body_rate
+                .or(file.min_body_rate)
+                .unwrap_or(defaults.min_body_rate),
+        };
+        limits.check()?;
+        Ok(limits)
+    }
+
+    /// The limits from these flags and the defaults.
+    pub fn limits(&self) -> Result<Limits> {
+        self.limits_with(&ConfigFile::default())
+    }
 }
 
 /// How the index signs, for the commands that sign (`serve`, `import`).
@@ -84,6 +146,11 @@ struct ConfigFile {
     listen: Option<String>,
     max_upload_size: Option<u64>,
     public_url: Option<String>,
+    max_connections: Option<usize>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    body_timeout: Option<u64>,
+    min_body_rate: Option<u64>,
     online_key: Option<PathBuf>,
     bin_bits: Option<u32>,
     timestamp_expiry: Option<u64>,
@@ -134,7 +201,83 @@ pub enum TokenCommand {
         /// Limit the token to uploads to this one project.
         #[arg(long)]
         project: Option<String>,
+        /// When the token stops working: a duration from now (`90m`, `12h`, `30d`) or a time
+        /// (RFC 3339 `2027-01-31T12:00:00Z`, or a date `2027-01-31` meaning its start in UTC).
+        /// Without it the token works until revoked.
+        #[arg(long, value_parser = parse_expiry)]
+        expires: Option<Expiry>,
     },
+    /// List every token (never the token itself): ID, user, project scope, created, expires, last
+    /// used (to the minute), and whether it is active, expired or revoked.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Revoke a token by the ID `tufa token list` shows; a running server refuses it from its
+    /// next request.
+    Revoke {
+        #[command(flatten)]
+        data: DataArg,
+        /// The token's ID.
+        id: TokenId,
+    },
+}
+
+/// When a token expires, as given to `--expires`.
+#[derive(Clone, Copy, Debug)]
+pub enum Expiry {
+    After(Duration),
+    At(time::OffsetDateTime),
+}
+
+impl Expiry {
+    fn micros(self, now: time::OffsetDateTime) -> Result<i64> {
+        let at = match self {
+            Expiry::After(duration) => now
+                .checked_add(time::Duration::try_from(duration).context("--expires is too far")?)
+                .context("--expires is too far in the future")?,
+            Expiry::At(at) => at,
+        };
+        if at <= now {
+            anyhow::bail!(
+                "--expires {} is in the past: give a later time or a duration such as 30d",
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            );
+        }
+        i64::try_from(at.unix_timestamp_nanos() / 1000).context("--expires is too far")
+    }
+}
+
+fn parse_expiry(text: &str) -> std::result::Result<Expiry, String> {
+    use time::format_description::well_known::Rfc3339;
+    let help = "use a duration (90m, 12h, 30d) or a time (2027-01-31T12:00:00Z, 2027-01-31)";
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(Expiry::At(at));
+    }
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(date) = time::Date::parse(text, date_format) {
+        return Ok(Expiry::At(date.midnight().assume_utc()));
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: {help}"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration or a time: {help}"))?;
+    let unit_seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?} is not a duration or a time: {help}")),
+    };
+    match number.checked_mul(unit_seconds) {
+        Some(0) => Err(format!("{text:?} would expire at once: {help}")),
+        Some(seconds) => Ok(Expiry::After(Duration::from_secs(seconds))),
+        None => Err(format!("{text:?} is too long: {help}")),
+    }
 }
 
 /// A release, or one file of it, in an index.
@@ -244,6 +387,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         None => ConfigFile::default(),
     };
     let signing = signing_config(&args.signing, &file)?;
+    let limits = args.connections.limits_with(&file)?;
     let data_dir = args.data.or(file.data).context(
         "no data directory: pass --data DIR, set TUFA_DATA, or set `data` in the config file",
     )?;
@@ -279,7 +423,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             "tufa: serving {} at http://{address}/ (pip/uv: --index-url http://{address}/simple/, twine: --repository-url http://{address}/legacy/)",
             config.data_dir.display()
         );
-        tufa_index::serve(Arc::new(index), listener, shutdown_signal())
+        tufa_index::serve(Arc::new(index), listener, limits, shutdown_signal())
             .await
             .context("serving HTTP")
     })
@@ -304,26 +448,103 @@ pub(crate) async fn shutdown_signal() {
 }
 
 pub fn token(command: TokenCommand) -> Result<()> {
-    match command {
-        TokenCommand::Create {
-            data,
-            user,
-            project,
-        } => runtime()?.block_on(async move {
-            let project = project
-                .map(|p| ProjectName::new(&p))
-                .transpose()
-                .context("--project")?;
-            let database = data.database().await?;
-            let token = database
-                .create_token(&user, project.as_ref())
-                .await
-                .context("creating the token")?;
-            database.close().await;
-            println!("{token}");
-            Ok(())
-        }),
+    runtime()?.block_on(async move {
+        match command {
+            TokenCommand::Create {
+                data,
+                user,
+                project,
+                expires,
+            } => {
+                let project = project
+                    .map(|p| ProjectName::new(&p))
+                    .transpose()
+                    .context("--project")?;
+                let expires = expires
+                    .map(|e| e.micros(time::OffsetDateTime::now_utc()))
+                    .transpose()?;
+                let database = data.database().await?;
+                let token = database
+                    .create_token(&user, project.as_ref(), expires)
+                    .await
+                    .context("creating the token")?;
+                database.close().await;
+                println!("{token}");
+            }
+            TokenCommand::List { data } => {
+                let database = data.database().await?;
+                let tokens = database.tokens().await.context("listing the tokens")?;
+                database.close().await;
+                print!("{}", token_table(&tokens, tufa_index::db::now_micros()));
+            }
+            TokenCommand::Revoke { data, id } => {
+                let database = data.database().await?;
+                let outcome = database
+                    .revoke_token(id)
+                    .await
+                    .context("revoking the token")?;
+                database.close().await;
+                match outcome {
+                    Revocation::Revoked => eprintln!("revoked token {id}"),
+                    Revocation::AlreadyRevoked { revoked_micros } => eprintln!(
+                        "token {id} was already revoked at {}",
+                        format_micros(revoked_micros)
+                    ),
+                    Revocation::NoSuchToken => anyhow::bail!(
+                        "no token with ID {id} in {}: `tufa token list` shows the IDs",
+                        data.data.display()
+                    ),
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The tokens as a table with a header, one line each.
+fn token_table(tokens: &[TokenInfo], now_micros: i64) -> String {
+    let mut rows = vec![[
+        "ID".to_string(),
+        "USER".into(),
+        "PROJECT".into(),
+        "CREATED".into(),
+        "EXPIRES".into(),
+        "LAST USED".into(),
+        "STATUS".into(),
+    ]];
+    for token in tokens {
+        let status = if token.revoked_micros.is_some() {
+            "revoked"
+        } else if token.expires_micros.is_some_and(|e| e <= now_micros) {
+            "expired"
+        } else {
+            "active"
+        };
+        let time_or = |micros: Option<i64>, none: &str| micros.map_or(none.into(), format_micros);
+        rows.push([
+            token.id.to_string(),
+            token.user.clone(),
+            token.project.clone().unwrap_or_else(|| "(any)".into()),
+            format_micros(token.created_micros),
+            time_or(token.expires_micros, "never"),
+            time_or(token.last_used_micros, "never"),
+            status.into(),
+        ]);
     }
+    let widths: Vec<usize> = (0..7)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// Yanks with `Some(reason)`, un-yanks with `None`, and says how many files changed.

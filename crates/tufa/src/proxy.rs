@@ -29,6 +29,8 @@ pub struct ProxyArgs {
     /// Bound on connecting to the index and on each metadata request, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    #[command(flatten)]
+    connections: crate::index_commands::ConnectionArgs,
 }
 
 fn default_cache(index: &str) -> Result<PathBuf> {
@@ -54,6 +56,7 @@ pub fn run(args: ProxyArgs) -> Result<()> {
         refresh_interval: Duration::from_millis(args.refresh_interval_ms),
         timeout: Duration::from_secs(args.timeout.max(1)),
     };
+    let limits = args.connections.limits()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -72,8 +75,13 @@ pub fn run(args: ProxyArgs) -> Result<()> {
                  (pip/uv: --index-url http://{address}/simple/); cache {}",
                 cache_dir.display()
             );
-            tufa_proxy::serve(proxy, listener, crate::index_commands::shutdown_signal())
-                .await
-                .context("serving HTTP")
+            tufa_proxy::serve(
+                proxy,
+                listener,
+                limits,
+                crate::index_commands::shutdown_signal(),
+            )
+            .await
+            .context("serving HTTP")
         })
 }
