@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::name::{ProjectName, Version};
 use crate::negotiate::{Format, negotiate};
 use crate::pages;
-use crate::upload::{UploadError, Uploaded, upload};
+use crate::upload::{UploadError, Uploaded, max_form_bytes, upload};
 
 const LAST_SERIAL: &str = "x-pypi-last-serial";
 
@@ -43,19 +43,36 @@ impl ApiError {
     }
 }
 
+/// A 500 answer: the whole error goes to the log under a new id, and the answer names only the
+/// kind of failure and that id, so that it shows no paths or other details of the server.
+fn internal_error(error: &Error) -> ApiError {
+    use ring::rand::SecureRandom;
+    let mut random = [0u8; 6];
+    // A failing system RNG leaves zeros: the id is only for finding the log line.
+    let _ = ring::rand::SystemRandom::new().fill(&mut random);
+    let id = hex::encode(random);
+    tracing::error!(error_id = %id, "internal error: {error}");
+    ApiError::new(
+        500,
+        format!(
+            "Internal Server Error: {} (error id {id}; the server log has the details)",
+            error.kind()
+        ),
+    )
+}
+
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        tracing::error!("internal error: {error}");
-        ApiError::new(500, format!("Internal server error: {error}"))
+        internal_error(&error)
     }
 }
 
 impl From<UploadError> for ApiError {
     fn from(error: UploadError) -> Self {
-        if let UploadError::Internal(inner) = &error {
-            tracing::error!("upload failed: {inner}");
+        match &error {
+            UploadError::Internal(inner) => internal_error(inner),
+            _ => ApiError::new(error.status(), error.to_string()),
         }
-        ApiError::new(error.status(), error.to_string())
     }
 }
 
@@ -100,6 +117,9 @@ impl IntoResponse for ApiError {
 type ApiResult<T = Response> = Result<T, ApiError>;
 
 pub fn router(index: Arc<Index>) -> Router {
+    let upload_limit = DefaultBodyLimit::max(
+        usize::try_from(max_form_bytes(index.config.max_upload_size)).unwrap_or(usize::MAX),
+    );
     Router::new()
         .route("/", get(home))
         .route("/simple", get(add_slash))
@@ -113,14 +133,8 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/metrics", get(metrics))
         .route("/pypi/{project}/json", get(project_json))
         .route("/pypi/{project}/{version}/json", get(release_json))
-        .route(
-            "/legacy/",
-            post(legacy_upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/legacy",
-            post(legacy_upload).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/legacy/", post(legacy_upload).layer(upload_limit))
+        .route("/legacy", post(legacy_upload).layer(upload_limit))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(index)
 }
