@@ -331,6 +331,13 @@ fn check_structure(file: File) -> Result<u64, String> {
                 }
                 break;
             }
+            _ if at == 0 => {
+                return Err(
+                    "not a valid zip archive: it does not start with a zip record (an \
+                            archive with other data before it is refused too)"
+                        .into(),
+                );
+            }
             _ => {
                 return Err(format!(
                     "byte {at} is outside any zip record (zip confusion: data between entries, \
@@ -529,15 +536,14 @@ pub fn check(path: &Path, filename: &str) -> Result<(), Invalid> {
         reason,
     };
     let open = || File::open(path).map_err(|e| invalid(format!("cannot read it: {e}")));
-    // Something that is no zip at all is named as such before its records are walked.
-    let mut archive = zip::ZipArchive::new(BufReader::new(open()?))
-        .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
     let unpacked = check_structure(open()?).map_err(invalid)?;
     if unpacked > MAX_UNPACKED_BYTES {
         return Err(invalid(format!(
             "it unpacks to {unpacked} bytes, more than the limit of {MAX_UNPACKED_BYTES}"
         )));
     }
+    let mut archive = zip::ZipArchive::new(BufReader::new(open()?))
+        .map_err(|e| invalid(format!("not a valid zip archive: {e}")))?;
     check_record(&mut archive).map_err(invalid)
 }
 
