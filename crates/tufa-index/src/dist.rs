@@ -5,12 +5,11 @@ use crate::error::Invalid;
 use crate::name::{ProjectName, Version};
 
 /// The longest project name an upload may use, in bytes (names are ASCII) as spelled, which is
-/// never shorter than the normalized name. Clients store a project's TUF target
-/// `simple/<name>/index.json` as one file named `quote(path, safe="")` (python-tuf, and go-tuf
-/// likewise): `simple%2F<name>%2Findex.json`, the name plus 22 bytes, which must fit the 255
-/// bytes a file name may have on Linux (`NAME_MAX`), macOS and Windows. A longer name would be
-/// signed but no client could store its page. PyPI sets no limit of its own; its longest names
-/// are far shorter.
+/// never shorter than the normalized name. python-tuf stores a project's TUF target
+/// `simple/<name>/index.json` as one file named `quote(path, safe="")`,
+/// `simple%2F<name>%2Findex.json`: the name plus 22 bytes, which must fit the 255 bytes a file
+/// name may have on Linux (`NAME_MAX`), macOS and Windows. A longer name would be signed, but no
+/// such client could store its page. PyPI sets no length limit of its own.
 pub const MAX_PROJECT_NAME_LEN: usize = 255 - "simple%2F%2Findex.json".len();
 /// The longest version an upload may use, in bytes. PEP 440 sets no limit; real versions, dated
 /// development releases with local labels included, take a few dozen bytes. The version is also

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -428,14 +428,14 @@ async fn identify(index: &Index, headers: &HeaderMap) -> Result<Identity, Upload
 async fn legacy_upload(
     State(index): State<Arc<Index>>,
     headers: HeaderMap,
-    multipart: Multipart,
+    request: axum::extract::Request,
 ) -> ApiResult {
     let identity = identify(&index, &headers).await?;
     match upload(
         &index.database,
         &index.blobs,
         &identity,
-        multipart,
+        request,
         index.config.max_upload_size,
     )
     .await

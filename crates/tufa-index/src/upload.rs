@@ -7,9 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
 
+use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, Multipart};
+use axum::extract::{FromRequest, Request};
 use blake2::Digest;
 use tokio::io::AsyncWriteExt;
 
@@ -36,11 +41,10 @@ const KEPT_FIELDS: [&str; 7] = [
 /// A kept field's limit: names, versions, digests and the like are far shorter.
 const MAX_KEPT_FIELD_BYTES: u64 = 4 * 1024;
 /// The long description is core metadata's body, which the index refuses beyond 16 MiB
-/// (`coremeta`); PyPI sets no limit of its own on it, and the longest READMEs are a few hundred
-/// KiB.
+/// (`coremeta`), so a longer one could not match the file's; PyPI sets no limit of its own on it.
 const MAX_DESCRIPTION_BYTES: u64 = 16 * 1024 * 1024;
-/// Any other field: PyPI limits only `summary` (512 characters); a `license` holding a whole
-/// license text is the longest real one, tens of KiB.
+/// Any other field: PyPI limits only `summary` (512 characters); the longest real values are
+/// whole license texts in `license`, tens of KiB.
 const MAX_FIELD_BYTES: u64 = 1024 * 1024;
 /// All fields but the file together: the description at its limit plus as much again.
 const MAX_FORM_TEXT_BYTES: u64 = 2 * MAX_DESCRIPTION_BYTES;
@@ -105,6 +109,10 @@ pub enum UploadError {
     FormTooLarge { limit: u64 },
     #[error("Payload Too Large: the upload is over {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error(
+        "The upload body holds more than {limit} bytes outside form fields (a preamble or part headers)"
+    )]
+    Unparsed { limit: u64 },
     #[error("The form has more than {limit} fields")]
     TooManyFields { limit: usize },
     #[error(
@@ -269,131 +277,223 @@ impl Form {
     }
 }
 
-/// What a broken or cut-off request body means to the uploader.
-fn body_error(error: axum::extract::multipart::MultipartError, limit: u64) -> UploadError {
-    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        UploadError::BodyTooLarge {
-            limit: max_form_bytes(limit),
+/// Bytes of the body the multipart parser may hold that have not come out as field content:
+/// boundaries and part headers (a few hundred bytes each) and what it read ahead (one read of
+/// the connection, well under 1 MiB). The parser keeps a preamble or a part header in memory
+/// until it ends, so a body that sends more than this without a field to show for it is cut off.
+const MAX_UNPARSED_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Counts the bytes of the body the multipart parser holds that have not come out as content.
+#[derive(Default)]
+struct Meter {
+    unparsed: AtomicU64,
+    cut_off: AtomicBool,
+}
+
+impl Meter {
+    /// Counts bytes given to the parser; false once it holds too many.
+    fn received(&self, bytes: usize) -> bool {
+        let unparsed = self.unparsed.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        if unparsed > MAX_UNPARSED_BYTES {
+            self.cut_off.store(true, Ordering::Relaxed);
+            return false;
         }
-    } else {
-        bad_form(format!(
-            "The upload body is malformed: {}",
-            error.body_text()
-        ))
+        true
+    }
+
+    /// Content came out of the parser.
+    fn parsed(&self, bytes: usize) {
+        let _ = self
+            .unparsed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held.saturating_sub(bytes as u64))
+            });
+    }
+
+    /// A new field started: the boundary and part headers before it are parsed.
+    fn field_started(&self) {
+        self.unparsed.store(0, Ordering::Relaxed);
     }
 }
 
-async fn stage(mut field: Field<'_>, blobs: &Blobs, limit: u64) -> Result<Staged, UploadError> {
-    let filename = field
-        .file_name()
-        .ok_or_else(|| bad_form("The 'content' part has no file name"))?
-        .to_string();
-    let path = blobs.staging_path();
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .await
-        .map_err(|e| UploadError::Internal(crate::error::io("creating", &path)(e)))?;
-    let mut staged = Staged::new(path, filename);
-    let mut digests = Digests::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| body_error(e, limit))? {
-        staged.size += chunk.len() as u64;
-        if staged.size > limit {
-            return Err(UploadError::TooLarge { limit });
+/// The request body, cut off once the multipart parser holds too much of it.
+struct MeteredBody {
+    inner: Body,
+    meter: Arc<Meter>,
+}
+
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+            && !self.meter.received(data.len())
+        {
+            return Poll::Ready(Some(Err(axum::Error::new(
+                "too much of the body outside form fields",
+            ))));
         }
-        digests.update(&chunk);
-        file.write_all(&chunk)
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads an upload form, each field within its limits, the file streamed to `tmp/`.
+struct FormReader<'a> {
+    blobs: &'a Blobs,
+    /// The largest file accepted.
+    limit: u64,
+    meter: Arc<Meter>,
+    /// Bytes of text fields so far.
+    text: u64,
+}
+
+impl FormReader<'_> {
+    /// What a broken or cut-off request body means to the uploader.
+    fn body_error(&self, error: axum::extract::multipart::MultipartError) -> UploadError {
+        if self.meter.cut_off.load(Ordering::Relaxed) {
+            UploadError::Unparsed {
+                limit: MAX_UNPARSED_BYTES,
+            }
+        } else if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            UploadError::BodyTooLarge {
+                limit: max_form_bytes(self.limit),
+            }
+        } else {
+            bad_form(format!(
+                "The upload body is malformed: {}",
+                error.body_text()
+            ))
+        }
+    }
+
+    async fn stage(&self, mut field: Field<'_>) -> Result<Staged, UploadError> {
+        let filename = field
+            .file_name()
+            .ok_or_else(|| bad_form("The 'content' part has no file name"))?
+            .to_string();
+        let path = self.blobs.staging_path();
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| UploadError::Internal(crate::error::io("creating", &path)(e)))?;
+        let mut staged = Staged::new(path, filename);
+        let mut digests = Digests::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| self.body_error(e))? {
+            self.meter.parsed(chunk.len());
+            staged.size += chunk.len() as u64;
+            if staged.size > self.limit {
+                return Err(UploadError::TooLarge { limit: self.limit });
+            }
+            digests.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
+        }
+        file.flush()
             .await
             .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
+        digests.finish(&mut staged);
+        Ok(staged)
     }
-    file.flush()
-        .await
-        .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
-    digests.finish(&mut staged);
-    Ok(staged)
-}
 
-/// Reads a text field chunk by chunk, refusing it as soon as it passes its limit or the form's;
-/// returns its text when the field is one the index keeps.
-async fn read_text(
-    mut field: Field<'_>,
-    name: &str,
-    form_text: &mut u64,
-    limit: u64,
-) -> Result<Option<String>, UploadError> {
-    let keep = KEPT_FIELDS.contains(&name);
-    let field_limit = match name {
-        _ if keep => MAX_KEPT_FIELD_BYTES,
-        "description" => MAX_DESCRIPTION_BYTES,
-        _ => MAX_FIELD_BYTES,
-    };
-    let mut value = Vec::new();
-    let mut size: u64 = 0;
-    while let Some(chunk) = field.chunk().await.map_err(|e| body_error(e, limit))? {
-        size += chunk.len() as u64;
-        *form_text += chunk.len() as u64;
-        if size > field_limit {
-            return Err(UploadError::FieldTooLarge {
-                field: name.to_string(),
-                limit: field_limit,
-            });
+    /// Reads a text field chunk by chunk, refusing it as soon as it passes its limit or the
+    /// form's; returns its text when the field is one the index keeps.
+    async fn read_text(
+        &mut self,
+        mut field: Field<'_>,
+        name: &str,
+    ) -> Result<Option<String>, UploadError> {
+        let keep = KEPT_FIELDS.contains(&name);
+        let field_limit = match name {
+            _ if keep => MAX_KEPT_FIELD_BYTES,
+            "description" => MAX_DESCRIPTION_BYTES,
+            _ => MAX_FIELD_BYTES,
+        };
+        let mut value = Vec::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = field.chunk().await.map_err(|e| self.body_error(e))? {
+            self.meter.parsed(chunk.len());
+            size += chunk.len() as u64;
+            self.text += chunk.len() as u64;
+            if size > field_limit {
+                return Err(UploadError::FieldTooLarge {
+                    field: name.to_string(),
+                    limit: field_limit,
+                });
+            }
+            if self.text > MAX_FORM_TEXT_BYTES {
+                return Err(UploadError::FormTooLarge {
+                    limit: MAX_FORM_TEXT_BYTES,
+                });
+            }
+            if keep {
+                value.extend_from_slice(&chunk);
+            }
         }
-        if *form_text > MAX_FORM_TEXT_BYTES {
-            return Err(UploadError::FormTooLarge {
-                limit: MAX_FORM_TEXT_BYTES,
-            });
+        if !keep {
+            return Ok(None);
         }
-        if keep {
-            value.extend_from_slice(&chunk);
-        }
+        String::from_utf8(value)
+            .map(Some)
+            .map_err(|_| bad_form(format!("The form field '{name}' is not UTF-8 text")))
     }
-    if !keep {
-        return Ok(None);
-    }
-    String::from_utf8(value)
-        .map(Some)
-        .map_err(|_| bad_form(format!("The form field '{name}' is not UTF-8 text")))
-}
 
-async fn read_form(
-    mut multipart: Multipart,
-    blobs: &Blobs,
-    limit: u64,
-) -> Result<Form, UploadError> {
-    let mut form = Form {
-        fields: HashMap::new(),
-        content: None,
-    };
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut count = 0;
-    let mut form_text = 0;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| body_error(e, limit))?
-    {
-        count += 1;
-        if count > MAX_FORM_FIELDS {
-            return Err(UploadError::TooManyFields {
-                limit: MAX_FORM_FIELDS,
-            });
+    async fn read(mut self, request: Request) -> Result<Form, UploadError> {
+        let meter = Arc::clone(&self.meter);
+        let request = request.map(|inner| Body::new(MeteredBody { inner, meter }));
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| bad_form(format!("The upload is not a form: {}", e.body_text())))?;
+        let mut form = Form {
+            fields: HashMap::new(),
+            content: None,
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut count = 0;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| self.body_error(e))?
+        {
+            self.meter.field_started();
+            count += 1;
+            if count > MAX_FORM_FIELDS {
+                return Err(UploadError::TooManyFields {
+                    limit: MAX_FORM_FIELDS,
+                });
+            }
+            let name = field.name().unwrap_or_default().to_string();
+            if !REPEATABLE_FIELDS.contains(&name.as_str()) && !seen.insert(name.clone()) {
+                return Err(if name == "content" {
+                    bad_form("Upload one file per request")
+                } else {
+                    UploadError::DuplicateField(name)
+                });
+            }
+            if name == "content" {
+                form.content = Some(self.stage(field).await?);
+            } else if let Some(value) = self.read_text(field, &name).await? {
+                form.fields.insert(name, value);
+            }
         }
-        let name = field.name().unwrap_or_default().to_string();
-        if !REPEATABLE_FIELDS.contains(&name.as_str()) && !seen.insert(name.clone()) {
-            return Err(if name == "content" {
-                bad_form("Upload one file per request")
-            } else {
-                UploadError::DuplicateField(name)
-            });
-        }
-        if name == "content" {
-            form.content = Some(stage(field, blobs, limit).await?);
-        } else if let Some(value) = read_text(field, &name, &mut form_text, limit).await? {
-            form.fields.insert(name, value);
-        }
+        Ok(form)
     }
-    Ok(form)
 }
 
 fn check_digests(form: &Form, staged: &Staged) -> Result<(), UploadError> {
@@ -433,10 +533,16 @@ pub async fn upload(
     database: &Database,
     blobs: &Blobs,
     identity: &Identity,
-    multipart: Multipart,
+    request: Request,
     limit: u64,
 ) -> Result<Uploaded, UploadError> {
-    let form = read_form(multipart, blobs, limit).await?;
+    let reader = FormReader {
+        blobs,
+        limit,
+        meter: Arc::default(),
+        text: 0,
+    };
+    let form = reader.read(request).await?;
     match form.field(":action") {
         Some("file_upload") => {}
         Some(other) => {

@@ -152,21 +152,48 @@ fn names_longer_than_clients_can_store_are_refused_and_the_longest_is_signed() {
     );
 }
 
+const BOUNDARY: &str = "tufa-huge-field";
+
 /// Sends an upload whose `description` is `size` bytes, made as it is sent, and returns the
 /// answer and how much of the body went out before it came.
 fn send_huge_description(server: &TufaServer, token: &str, size: usize) -> (String, usize) {
-    let boundary = "tufa-huge-field";
     let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\":action\"\r\n\r\nfile_upload\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n"
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\":action\"\r\n\r\nfile_upload\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"description\"\r\n\r\n"
     );
-    let tail = format!("\r\n--{boundary}--\r\n");
+    send_streamed(
+        server,
+        token,
+        &head,
+        size,
+        &format!("\r\n--{BOUNDARY}--\r\n"),
+    )
+}
+
+/// Sends a form body of `size` bytes before any boundary, then a form.
+fn send_raw_body(server: &TufaServer, token: &str, size: usize) -> (String, usize) {
+    let form = format!(
+        "\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\":action\"\r\n\r\nfile_upload\r\n\
+         --{BOUNDARY}--\r\n"
+    );
+    send_streamed(server, token, "", size, &form)
+}
+
+/// Sends `head`, then `size` bytes made as they are sent, then `tail`, stopping early once an
+/// answer comes; returns the answer and how many of the `size` bytes went out.
+fn send_streamed(
+    server: &TufaServer,
+    token: &str,
+    head: &str,
+    size: usize,
+    tail: &str,
+) -> (String, usize) {
     let host = server.url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(host).unwrap();
     write!(
         stream,
         "POST /legacy/ HTTP/1.1\r\nHost: {host}\r\nAuthorization: {}\r\n\
-         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{head}",
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n{head}",
         http::basic_auth(token),
         head.len() + size + tail.len()
     )
@@ -214,6 +241,18 @@ fn form_fields_are_bounded_and_duplicates_refused() {
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
     assert!(
         answer.contains("the form field 'description' is over its limit of 16777216 bytes"),
+        "{answer}"
+    );
+    assert!(sent < 128 * 1024 * 1024, "refused only after {sent} bytes");
+    let peak = peak_rss_kib(server.pid());
+    assert!(peak < 64 * 1024, "peak memory {peak} KiB");
+
+    // Bytes that are no field (here a preamble before the first boundary) are cut off early
+    // too, not kept by the multipart parser until a boundary comes.
+    let (answer, sent) = send_raw_body(&server, &alice, 512 * 1024 * 1024);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.contains("The upload body holds more than 2097152 bytes outside form fields"),
         "{answer}"
     );
     assert!(sent < 128 * 1024 * 1024, "refused only after {sent} bytes");
