@@ -202,6 +202,14 @@ pub enum AddRefused {
     NotOwner { user: String, project: String },
     #[error("Only one sdist may be uploaded per release: {version} of '{project}' already has one")]
     SecondSdist { project: String, version: String },
+    #[error(
+        "Version {version} of '{project}' is the same PEP 440 version as the existing release {existing}: upload it as {existing}"
+    )]
+    VersionSpelling {
+        project: String,
+        version: String,
+        existing: String,
+    },
 }
 
 fn check_user_name(user: &str) -> Result<()> {
@@ -327,6 +335,16 @@ impl Database {
             .collect::<Result<Vec<_>>>()?;
         releases.sort_by(|a, b| a.version.cmp(&b.version));
         Ok(releases)
+    }
+
+    /// Whether any recorded file has this content, so that its stored bytes must stay.
+    pub async fn stores_file(&self, sha256: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM files WHERE sha256 = ?)")
+                .bind(sha256)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn file(&self, filename: &str) -> Result<Option<FileRecord>> {
@@ -730,6 +748,25 @@ async fn check_new_file(
         }
         None => None,
     };
+    if let (Some(project_id), None) = (project_id, release_id) {
+        // `1.0` and `1.0.0` are one version to installers: a second spelling would split a
+        // release in two, each looking complete.
+        let versions: Vec<String> =
+            sqlx::query_scalar("SELECT version FROM releases WHERE project_id = ?")
+                .bind(project_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        if let Some(existing) = versions
+            .into_iter()
+            .find(|v| Version::new(v).is_ok_and(|v| v.cmp(&new.version).is_eq()))
+        {
+            return Ok(Err(AddRefused::VersionSpelling {
+                project: new.project.to_string(),
+                version: new.version.to_string(),
+                existing,
+            }));
+        }
+    }
     if let Some(release_id) = release_id
         && file.packagetype == "sdist"
     {

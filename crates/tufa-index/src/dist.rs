@@ -4,6 +4,22 @@
 use crate::error::Invalid;
 use crate::name::{ProjectName, Version};
 
+/// The longest project name an upload may use, in bytes (names are ASCII) as spelled, which is
+/// never shorter than the normalized name. python-tuf stores a project's TUF target
+/// `simple/<name>/index.json` as one file named `quote(path, safe="")`,
+/// `simple%2F<name>%2Findex.json`: the name plus 22 bytes, which must fit the 255 bytes a file
+/// name may have on Linux (`NAME_MAX`), macOS and Windows. A longer name would be signed, but no
+/// such client could store its page. PyPI sets no length limit of its own.
+pub const MAX_PROJECT_NAME_LEN: usize = 255 - "simple%2F%2Findex.json".len();
+/// The longest version an upload may use, in bytes. PEP 440 sets no limit; real versions, dated
+/// development releases with local labels included, take a few dozen bytes. The version is also
+/// part of every file name, so [`MAX_FILENAME_LEN`] bounds it together with the project name.
+pub const MAX_VERSION_LEN: usize = 128;
+/// The longest distribution file name, in bytes: pip and uv save a downloaded file under its own
+/// name (`pip download`, caches, `--find-links` directories), so it must fit `NAME_MAX`, 255
+/// bytes. The `.dist-info` directory an installer creates is shorter than a wheel's file name.
+pub const MAX_FILENAME_LEN: usize = 255;
+
 /// The two kinds of file an index accepts, with the `filetype` form value twine and uv send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DistKind {
@@ -46,8 +62,64 @@ fn invalid(filename: &str, reason: impl Into<String>) -> Invalid {
     }
 }
 
+fn too_long(filename: &str, what: &str, length: usize, limit: usize, why: &str) -> Invalid {
+    invalid(
+        filename,
+        format!("the {what} is {length} bytes long, over the limit of {limit} bytes ({why})"),
+    )
+}
+
 impl DistFilename {
+    /// Parses an uploaded file's name, refusing names, versions and file names longer than
+    /// clients can store.
     pub fn parse(filename: &str) -> Result<Self, Invalid> {
+        let dist = Self::parse_unbounded(filename)?;
+        let name = dist.name_as_spelled();
+        if name.len() > MAX_PROJECT_NAME_LEN {
+            return Err(too_long(
+                filename,
+                "project name",
+                name.len(),
+                MAX_PROJECT_NAME_LEN,
+                "clients store its TUF target as simple%2F<name>%2Findex.json, a file name of at \
+                 most 255 bytes",
+            ));
+        }
+        if dist.version.as_str().len() > MAX_VERSION_LEN {
+            return Err(too_long(
+                filename,
+                "version",
+                dist.version.as_str().len(),
+                MAX_VERSION_LEN,
+                "PEP 440 versions are far shorter",
+            ));
+        }
+        if filename.len() > MAX_FILENAME_LEN {
+            return Err(too_long(
+                filename,
+                "file name",
+                filename.len(),
+                MAX_FILENAME_LEN,
+                "pip and uv store the file under this name, and a file name has at most 255 bytes",
+            ));
+        }
+        Ok(dist)
+    }
+
+    /// The project name as the file name spells it.
+    fn name_as_spelled(&self) -> &str {
+        let stem = self
+            .filename
+            .strip_suffix(".whl")
+            .or_else(|| self.filename.strip_suffix(".tar.gz"))
+            .unwrap_or(&self.filename);
+        match self.kind {
+            DistKind::Wheel => stem.split('-').next().unwrap_or(stem),
+            DistKind::Sdist => stem.rsplit_once('-').map_or(stem, |(name, _)| name),
+        }
+    }
+
+    fn parse_unbounded(filename: &str) -> Result<Self, Invalid> {
         let allowed =
             |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '!');
         if filename.is_empty() || filename.starts_with('.') || !filename.chars().all(allowed) {
@@ -136,6 +208,9 @@ mod tests {
         assert_eq!(sdist.version.as_str(), "1.0.0rc1");
         let legacy = DistFilename::parse("tufa-demo-1.0.tar.gz").unwrap();
         assert_eq!(legacy.project.as_str(), "tufa-demo");
+        let longest = "a".repeat(MAX_PROJECT_NAME_LEN);
+        let at_limit = DistFilename::parse(&format!("{longest}-1.0-py3-none-any.whl")).unwrap();
+        assert_eq!(at_limit.project.as_str(), longest);
     }
 
     #[test]
@@ -150,6 +225,22 @@ mod tests {
             ("../demo-1.0.tar.gz", "path separators"),
             ("demo 1-1.0.tar.gz", "ASCII letters"),
             ("-1.0.tar.gz", "invalid project name"),
+            (
+                &format!("{}-1.0.tar.gz", "a".repeat(MAX_PROJECT_NAME_LEN + 1)),
+                "the project name is 234 bytes long, over the limit of 233 bytes",
+            ),
+            (
+                &format!("{}ab-1.0.tar.gz", "a-".repeat(116)),
+                "the project name is 234 bytes long",
+            ),
+            (
+                &format!("demo-1{}-py3-none-any.whl", ".0".repeat(64)),
+                "the version is 129 bytes long, over the limit of 128 bytes",
+            ),
+            (
+                &format!("{}-1.{}-py3-none-any.whl", "a".repeat(200), "0".repeat(60)),
+                "the file name is 280 bytes long, over the limit of 255 bytes",
+            ),
         ] {
             let error = DistFilename::parse(name).unwrap_err().to_string();
             assert!(error.contains(reason), "{name}: {error}");

@@ -69,6 +69,26 @@ pub enum Error {
     DataMismatch(#[from] crate::integrity::Mismatch),
 }
 
+impl Error {
+    /// What failed, in words that reveal nothing of the server (no paths, no SQL): what an HTTP
+    /// answer may say, while the log holds the whole error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Database(_) => "database error",
+            Error::Io { .. } => "storage error",
+            Error::Invalid(_) => "invalid stored data",
+            Error::NoProject(_) | Error::NoRelease { .. } | Error::NoFile { .. } => {
+                "missing record"
+            }
+            Error::Tuf(_) => "TUF repository error",
+            Error::Pkcs11(_) => "online key error",
+            Error::SigningBusy(_) => "signing busy",
+            Error::Config(_) => "internal error",
+            Error::DataMismatch(_) => "data directory mismatch",
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn io(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::name::{ProjectName, Version};
 use crate::negotiate::{Format, negotiate};
 use crate::pages;
-use crate::upload::{UploadError, Uploaded, upload};
+use crate::upload::{UploadError, Uploaded, max_form_bytes, upload};
 
 const LAST_SERIAL: &str = "x-pypi-last-serial";
 
@@ -47,10 +47,27 @@ impl ApiError {
     }
 }
 
+/// A 500 answer: the whole error goes to the log under a new id, and the answer names only the
+/// kind of failure and that id, so that it shows no paths or other details of the server.
+fn internal_error(error: &Error) -> ApiError {
+    use ring::rand::SecureRandom;
+    let mut random = [0u8; 6];
+    // A failing system RNG leaves zeros: the id is only for finding the log line.
+    let _ = ring::rand::SystemRandom::new().fill(&mut random);
+    let id = hex::encode(random);
+    tracing::error!(error_id = %id, "internal error: {error}");
+    ApiError::new(
+        500,
+        format!(
+            "Internal Server Error: {} (error id {id}; the server log has the details)",
+            error.kind()
+        ),
+    )
+}
+
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        tracing::error!("internal error: {error}");
-        ApiError::new(500, format!("Internal server error: {error}"))
+        internal_error(&error)
     }
 }
 
@@ -68,10 +85,10 @@ impl From<AuthError> for ApiError {
 
 impl From<UploadError> for ApiError {
     fn from(error: UploadError) -> Self {
-        if let UploadError::Internal(inner) = &error {
-            tracing::error!("upload failed: {inner}");
+        match &error {
+            UploadError::Internal(inner) => internal_error(inner),
+            _ => ApiError::new(error.status(), error.to_string()),
         }
-        ApiError::new(error.status(), error.to_string())
     }
 }
 
@@ -121,6 +138,9 @@ impl IntoResponse for ApiError {
 type ApiResult<T = Response> = Result<T, ApiError>;
 
 pub fn router(index: Arc<Index>) -> Router {
+    let upload_limit = DefaultBodyLimit::max(
+        usize::try_from(max_form_bytes(index.config.max_upload_size)).unwrap_or(usize::MAX),
+    );
     Router::new()
         .route("/", get(home))
         .route("/simple", get(add_slash))
@@ -134,14 +154,8 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/metrics", get(metrics))
         .route("/pypi/{project}/json", get(project_json))
         .route("/pypi/{project}/{version}/json", get(release_json))
-        .route(
-            "/legacy/",
-            post(legacy_upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/legacy",
-            post(legacy_upload).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/legacy/", post(legacy_upload).layer(upload_limit))
+        .route("/legacy", post(legacy_upload).layer(upload_limit))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(index)
 }
@@ -434,14 +448,14 @@ async fn legacy_upload(
     State(index): State<Arc<Index>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    multipart: Multipart,
+    request: axum::extract::Request,
 ) -> ApiResult {
     let identity = identify(&index, &headers, client.ip()).await?;
     match upload(
         &index.database,
         &index.blobs,
         &identity,
-        multipart,
+        request,
         index.config.max_upload_size,
         index.reserved(),
     )

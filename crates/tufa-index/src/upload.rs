@@ -5,22 +5,85 @@
 //! file name and the form fields. The upload is acknowledged only after the file and its database
 //! rows are durable; every refusal leaves the data directory as it was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
 
+use axum::body::{Body, Bytes};
 use axum::extract::multipart::{Field, Multipart};
+use axum::extract::{FromRequest, Request};
 use blake2::Digest;
 use tokio::io::AsyncWriteExt;
 
 use crate::blobs::Blobs;
 use crate::coremeta::CoreMetadata;
 use crate::db::{AddRefused, Added, Database, FileRecord, Identity, NewFile, now_micros};
-use crate::dist::{DistFilename, DistKind};
+use crate::dist::{DistFilename, DistKind, MAX_PROJECT_NAME_LEN};
 use crate::error::{Error, Invalid};
 use crate::integrity::Reserved;
 use crate::name::{ProjectName, Version};
 
 type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
+
+/// The form fields the index reads; only these are kept in memory. Everything else the index
+/// takes from the file itself, so other fields are read, bounded, and dropped.
+const KEPT_FIELDS: [&str; 7] = [
+    ":action",
+    "name",
+    "version",
+    "filetype",
+    "md5_digest",
+    "sha256_digest",
+    "blake2_256_digest",
+];
+/// A kept field's limit: names, versions, digests and the like are far shorter.
+const MAX_KEPT_FIELD_BYTES: u64 = 4 * 1024;
+/// The long description is core metadata's body, which the index refuses beyond 16 MiB
+/// (`coremeta`), so a longer one could not match the file's; PyPI sets no limit of its own on it.
+const MAX_DESCRIPTION_BYTES: u64 = 16 * 1024 * 1024;
+/// Any other field: PyPI limits only `summary` (512 characters); the longest real values are
+/// whole license texts in `license`, tens of KiB.
+const MAX_FIELD_BYTES: u64 = 1024 * 1024;
+/// All fields but the file together: the description at its limit plus as much again.
+const MAX_FORM_TEXT_BYTES: u64 = 2 * MAX_DESCRIPTION_BYTES;
+/// Fields in one form: each classifier, dependency and project URL is a field of its own, and
+/// large projects send a few hundred.
+const MAX_FORM_FIELDS: usize = 10_000;
+/// Multipart boundaries and part headers, per field: a generous bound of the form's overhead.
+const MAX_PART_OVERHEAD_BYTES: u64 = 1024;
+
+/// Core metadata's multiple-use fields, which twine and uv send once per value; every other
+/// field must come once, as Warehouse requires, or a second value could say something else than
+/// the one checked.
+const REPEATABLE_FIELDS: [&str; 16] = [
+    "classifiers",
+    "platform",
+    "supported_platform",
+    "requires_dist",
+    "provides_dist",
+    "obsoletes_dist",
+    "requires_external",
+    "project_urls",
+    "provides_extra",
+    "provides_extras",
+    "dynamic",
+    "license_file",
+    "license_files",
+    "requires",
+    "provides",
+    "obsoletes",
+];
+
+/// The largest request body an upload may send: the file at `max_upload_size` and the rest of
+/// the form at its limits. Bigger bodies are cut off as soon as they pass it.
+pub fn max_form_bytes(max_upload_size: u64) -> u64 {
+    max_upload_size
+        .saturating_add(MAX_FORM_TEXT_BYTES)
+        .saturating_add(MAX_FORM_FIELDS as u64 * MAX_PART_OVERHEAD_BYTES)
+}
 
 /// Why an upload was refused. The text goes into the HTTP status line, where twine shows it.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +100,26 @@ pub enum UploadError {
     Refused(#[from] AddRefused),
     #[error("File too large: the limit is {limit} bytes")]
     TooLarge { limit: u64 },
+    #[error(
+        "Payload Too Large: the form field '{field}' is over its limit of {limit} bytes; the index reads the release's metadata from the file"
+    )]
+    FieldTooLarge { field: String, limit: u64 },
+    #[error(
+        "Payload Too Large: the form's fields other than the file are over {limit} bytes together"
+    )]
+    FormTooLarge { limit: u64 },
+    #[error("Payload Too Large: the upload is over {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error(
+        "The upload body holds more than {limit} bytes outside form fields (a preamble or part headers)"
+    )]
+    Unparsed { limit: u64 },
+    #[error("The form has more than {limit} fields")]
+    TooManyFields { limit: usize },
+    #[error(
+        "The form field '{0}' appears more than once; send it once (a second value could differ from the one checked)"
+    )]
+    DuplicateField(String),
     #[error("{0}")]
     Invalid(#[from] Invalid),
     #[error("{0}")]
@@ -78,6 +161,9 @@ impl UploadError {
             | UploadError::TokenScope { .. }
             | UploadError::Refused(AddRefused::NotOwner { .. }) => 403,
             UploadError::SignedName(_) => 409,
+            UploadError::FieldTooLarge { .. }
+            | UploadError::FormTooLarge { .. }
+            | UploadError::BodyTooLarge { .. } => 413,
             UploadError::Internal(_) => 500,
             _ => 400,
         }
@@ -200,70 +286,223 @@ impl Form {
     }
 }
 
-async fn stage(mut field: Field<'_>, blobs: &Blobs, limit: u64) -> Result<Staged, UploadError> {
-    let filename = field
-        .file_name()
-        .ok_or_else(|| bad_form("The 'content' part has no file name"))?
-        .to_string();
-    let path = blobs.staging_path();
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .await
-        .map_err(|e| UploadError::Internal(crate::error::io("creating", &path)(e)))?;
-    let mut staged = Staged::new(path, filename);
-    let mut digests = Digests::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| bad_form(format!("The upload body is malformed: {e}")))?
-    {
-        staged.size += chunk.len() as u64;
-        if staged.size > limit {
-            return Err(UploadError::TooLarge { limit });
-        }
-        digests.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
-    digests.finish(&mut staged);
-    Ok(staged)
+/// Bytes of the body the multipart parser may hold that have not come out as field content:
+/// boundaries and part headers (a few hundred bytes each) and what it read ahead (one read of
+/// the connection, well under 1 MiB). The parser keeps a preamble or a part header in memory
+/// until it ends, so a body that sends more than this without a field to show for it is cut off.
+const MAX_UNPARSED_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Counts the bytes of the body the multipart parser holds that have not come out as content.
+#[derive(Default)]
+struct Meter {
+    unparsed: AtomicU64,
+    cut_off: AtomicBool,
 }
 
-async fn read_form(
-    mut multipart: Multipart,
-    blobs: &Blobs,
+impl Meter {
+    /// Counts bytes given to the parser; false once it holds too many.
+    fn received(&self, bytes: usize) -> bool {
+        let unparsed = self.unparsed.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        if unparsed > MAX_UNPARSED_BYTES {
+            self.cut_off.store(true, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Content came out of the parser.
+    fn parsed(&self, bytes: usize) {
+        let _ = self
+            .unparsed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held.saturating_sub(bytes as u64))
+            });
+    }
+
+    /// A new field started: the boundary and part headers before it are parsed.
+    fn field_started(&self) {
+        self.unparsed.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The request body, cut off once the multipart parser holds too much of it.
+struct MeteredBody {
+    inner: Body,
+    meter: Arc<Meter>,
+}
+
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+            && !self.meter.received(data.len())
+        {
+            return Poll::Ready(Some(Err(axum::Error::new(
+                "too much of the body outside form fields",
+            ))));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads an upload form, each field within its limits, the file streamed to `tmp/`.
+struct FormReader<'a> {
+    blobs: &'a Blobs,
+    /// The largest file accepted.
     limit: u64,
-) -> Result<Form, UploadError> {
-    let mut form = Form {
-        fields: HashMap::new(),
-        content: None,
-    };
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| bad_form(format!("The upload body is malformed: {e}")))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "content" {
-            if form.content.is_some() {
-                return Err(bad_form("Upload one file per request"));
+    meter: Arc<Meter>,
+    /// Bytes of text fields so far.
+    text: u64,
+}
+
+impl FormReader<'_> {
+    /// What a broken or cut-off request body means to the uploader.
+    fn body_error(&self, error: axum::extract::multipart::MultipartError) -> UploadError {
+        if self.meter.cut_off.load(Ordering::Relaxed) {
+            UploadError::Unparsed {
+                limit: MAX_UNPARSED_BYTES,
             }
-            form.content = Some(stage(field, blobs, limit).await?);
+        } else if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            UploadError::BodyTooLarge {
+                limit: max_form_bytes(self.limit),
+            }
         } else {
-            let value = field
-                .text()
-                .await
-                .map_err(|e| bad_form(format!("The form field '{name}' is malformed: {e}")))?;
-            form.fields.entry(name).or_insert(value);
+            bad_form(format!(
+                "The upload body is malformed: {}",
+                error.body_text()
+            ))
         }
     }
-    Ok(form)
+
+    async fn stage(&self, mut field: Field<'_>) -> Result<Staged, UploadError> {
+        let filename = field
+            .file_name()
+            .ok_or_else(|| bad_form("The 'content' part has no file name"))?
+            .to_string();
+        let path = self.blobs.staging_path();
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| UploadError::Internal(crate::error::io("creating", &path)(e)))?;
+        let mut staged = Staged::new(path, filename);
+        let mut digests = Digests::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| self.body_error(e))? {
+            self.meter.parsed(chunk.len());
+            staged.size += chunk.len() as u64;
+            if staged.size > self.limit {
+                return Err(UploadError::TooLarge { limit: self.limit });
+            }
+            digests.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| UploadError::Internal(crate::error::io("writing", &staged.path)(e)))?;
+        digests.finish(&mut staged);
+        Ok(staged)
+    }
+
+    /// Reads a text field chunk by chunk, refusing it as soon as it passes its limit or the
+    /// form's; returns its text when the field is one the index keeps.
+    async fn read_text(
+        &mut self,
+        mut field: Field<'_>,
+        name: &str,
+    ) -> Result<Option<String>, UploadError> {
+        let keep = KEPT_FIELDS.contains(&name);
+        let field_limit = match name {
+            _ if keep => MAX_KEPT_FIELD_BYTES,
+            "description" => MAX_DESCRIPTION_BYTES,
+            _ => MAX_FIELD_BYTES,
+        };
+        let mut value = Vec::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = field.chunk().await.map_err(|e| self.body_error(e))? {
+            self.meter.parsed(chunk.len());
+            size += chunk.len() as u64;
+            self.text += chunk.len() as u64;
+            if size > field_limit {
+                return Err(UploadError::FieldTooLarge {
+                    field: name.to_string(),
+                    limit: field_limit,
+                });
+            }
+            if self.text > MAX_FORM_TEXT_BYTES {
+                return Err(UploadError::FormTooLarge {
+                    limit: MAX_FORM_TEXT_BYTES,
+                });
+            }
+            if keep {
+                value.extend_from_slice(&chunk);
+            }
+        }
+        if !keep {
+            return Ok(None);
+        }
+        String::from_utf8(value)
+            .map(Some)
+            .map_err(|_| bad_form(format!("The form field '{name}' is not UTF-8 text")))
+    }
+
+    async fn read(mut self, request: Request) -> Result<Form, UploadError> {
+        let meter = Arc::clone(&self.meter);
+        let request = request.map(|inner| Body::new(MeteredBody { inner, meter }));
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| bad_form(format!("The upload is not a form: {}", e.body_text())))?;
+        let mut form = Form {
+            fields: HashMap::new(),
+            content: None,
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut count = 0;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| self.body_error(e))?
+        {
+            self.meter.field_started();
+            count += 1;
+            if count > MAX_FORM_FIELDS {
+                return Err(UploadError::TooManyFields {
+                    limit: MAX_FORM_FIELDS,
+                });
+            }
+            let name = field.name().unwrap_or_default().to_string();
+            if !REPEATABLE_FIELDS.contains(&name.as_str()) && !seen.insert(name.clone()) {
+                return Err(if name == "content" {
+                    bad_form("Upload one file per request")
+                } else {
+                    UploadError::DuplicateField(name)
+                });
+            }
+            if name == "content" {
+                form.content = Some(self.stage(field).await?);
+            } else if let Some(value) = self.read_text(field, &name).await? {
+                form.fields.insert(name, value);
+            }
+        }
+        Ok(form)
+    }
 }
 
 fn check_digests(form: &Form, staged: &Staged) -> Result<(), UploadError> {
@@ -303,11 +542,17 @@ pub async fn upload(
     database: &Database,
     blobs: &Blobs,
     identity: &Identity,
-    multipart: Multipart,
+    request: Request,
     limit: u64,
     reserved: &Reserved,
 ) -> Result<Uploaded, UploadError> {
-    let form = read_form(multipart, blobs, limit).await?;
+    let reader = FormReader {
+        blobs,
+        limit,
+        meter: Arc::default(),
+        text: 0,
+    };
+    let form = reader.read(request).await?;
     match form.field(":action") {
         Some("file_upload") => {}
         Some(other) => {
@@ -383,6 +628,89 @@ pub async fn import_file(
     record(database, blobs, identity, &staged, dist).await
 }
 
+/// Stored files that uploads have moved into place but not yet recorded, by sha256, with how
+/// many uploads hold each. An upload that loses a race removes its file only when no other upload
+/// holds it and no row refers to it; the lock is held from that check to the removal, so an
+/// upload of the same content waits rather than losing the file it is about to record.
+static IN_FLIGHT: LazyLock<tokio::sync::Mutex<HashMap<String, usize>>> =
+    LazyLock::new(Default::default);
+
+fn let_go(in_flight: &mut HashMap<String, usize>, sha256: &str) {
+    if let Some(count) = in_flight.get_mut(sha256) {
+        *count -= 1;
+        if *count == 0 {
+            in_flight.remove(sha256);
+        }
+    }
+}
+
+/// One upload's hold on a stored file, from before it is moved into place until it is recorded
+/// or abandoned.
+struct Claim {
+    sha256: String,
+    settled: bool,
+}
+
+impl Claim {
+    async fn take(sha256: &str) -> Claim {
+        *IN_FLIGHT
+            .lock()
+            .await
+            .entry(sha256.to_string())
+            .or_insert(0) += 1;
+        Claim {
+            sha256: sha256.to_string(),
+            settled: false,
+        }
+    }
+
+    /// The file is recorded: its row keeps it from now on.
+    async fn recorded(mut self) {
+        self.settled = true;
+        let_go(&mut *IN_FLIGHT.lock().await, &self.sha256);
+    }
+
+    /// The upload failed after moving its file into place (a racing upload took the file name):
+    /// removes the file, and its metadata file, unless they are someone else's too.
+    async fn abandoned(mut self, database: &Database, blobs: &Blobs) {
+        self.settled = true;
+        let mut in_flight = IN_FLIGHT.lock().await;
+        if in_flight.get(&self.sha256) == Some(&1) {
+            match database.stores_file(&self.sha256).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    for path in [blobs.path(&self.sha256), blobs.metadata_path(&self.sha256)] {
+                        match tokio::fs::remove_file(&path).await {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                tracing::warn!("removing {}: {e}", path.display());
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "keeping unrecorded file {}: cannot check whether it is used: {e}",
+                    self.sha256
+                ),
+            }
+        }
+        let_go(&mut in_flight, &self.sha256);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // A request dropped mid-way (the client went away) leaves its file unrecorded: invisible,
+        // and reused if the same content is uploaded again.
+        if !self.settled
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let sha256 = std::mem::take(&mut self.sha256);
+            runtime.spawn(async move { let_go(&mut *IN_FLIGHT.lock().await, &sha256) });
+        }
+    }
+}
+
 /// Reads the core metadata from a staged file, checks it against the file name, records the
 /// file and moves it into place: the common end of an upload and an import.
 async fn record(
@@ -394,18 +722,29 @@ async fn record(
 ) -> Result<Uploaded, UploadError> {
     let path = staged.path.clone();
     let for_metadata = dist.clone();
-    let metadata =
-        tokio::task::spawn_blocking(move || CoreMetadata::from_archive(&path, &for_metadata))
-            .await
-            .map_err(|e| {
-                UploadError::Internal(Error::Config(format!("metadata reader failed: {e}")))
-            })??;
+    let metadata = tokio::task::spawn_blocking(move || {
+        if for_metadata.kind == DistKind::Wheel {
+            crate::wheel::check(&path, &for_metadata.filename)?;
+        }
+        CoreMetadata::from_archive(&path, &for_metadata)
+    })
+    .await
+    .map_err(|e| UploadError::Internal(Error::Config(format!("metadata reader failed: {e}"))))??;
     if metadata.name != dist.project {
         return Err(UploadError::MetadataMismatch {
             field: "project name",
             name: dist.project.to_string(),
             metadata: metadata.name.to_string(),
         });
+    }
+    if metadata.display_name.len() > MAX_PROJECT_NAME_LEN {
+        return Err(UploadError::Invalid(Invalid::Metadata {
+            filename: dist.filename.clone(),
+            reason: format!(
+                "the Name field is {} bytes long, over the limit of {MAX_PROJECT_NAME_LEN} bytes",
+                metadata.display_name.len()
+            ),
+        }));
     }
     if metadata.version != dist.version {
         return Err(UploadError::MetadataMismatch {
@@ -440,23 +779,43 @@ async fn record(
         return Ok(Uploaded::Unchanged);
     }
     // Durable before the row that makes it visible; a row is never without its file. Should a
-    // racing upload win between the check and the transaction, this file stays unreferenced:
-    // invisible, and reused if the same content is uploaded again.
+    // racing upload win between the check and the transaction, the claim removes this file again.
+    let claim = Claim::take(&staged.sha256).await;
     let blobs_for_move = blobs.clone();
     let staged_path = staged.path.clone();
     let sha256 = staged.sha256.clone();
     let metadata_bytes = metadata.bytes;
-    tokio::task::spawn_blocking(move || -> Result<(), Error> {
+    let moved = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         if metadata_sha256.is_some() {
             blobs_for_move.write(&blobs_for_move.metadata_path(&sha256), &metadata_bytes)?;
         }
         blobs_for_move.commit(&staged_path, &blobs_for_move.path(&sha256))
     })
     .await
-    .map_err(|e| UploadError::Internal(Error::Config(format!("file writer failed: {e}"))))??;
-    let serial = match database.add_file(identity, &new).await?? {
-        Added::Unchanged => return Ok(Uploaded::Unchanged),
-        Added::New { serial } => serial,
+    .map_err(|e| UploadError::Internal(Error::Config(format!("file writer failed: {e}"))))
+    .and_then(|moved| moved.map_err(UploadError::Internal));
+    let added = match moved {
+        Ok(()) => database.add_file(identity, &new).await,
+        Err(error) => {
+            claim.abandoned(database, blobs).await;
+            return Err(error);
+        }
     };
-    Ok(Uploaded::New { serial })
+    match added {
+        Ok(Ok(added)) => {
+            claim.recorded().await;
+            Ok(match added {
+                Added::Unchanged => Uploaded::Unchanged,
+                Added::New { serial } => Uploaded::New { serial },
+            })
+        }
+        Ok(Err(refused)) => {
+            claim.abandoned(database, blobs).await;
+            Err(refused.into())
+        }
+        Err(error) => {
+            claim.abandoned(database, blobs).await;
+            Err(error.into())
+        }
+    }
 }

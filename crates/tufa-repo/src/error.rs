@@ -43,6 +43,11 @@ pub enum Error {
     )]
     Missing(String),
 
+    #[error(
+        "{0} is missing, but the repository's signed metadata refers to it: restore it from a backup of the data directory (`tufa verify --data DIR` lists anything else missing); do not run `tufa ceremony`, which starts a new repository clients do not trust"
+    )]
+    MissingFile(String),
+
     #[error("the online key {keyid} is not trusted for {role}: {fix}")]
     OnlineKeyNotTrusted {
         keyid: String,

@@ -333,7 +333,7 @@ impl<S: Store> Repository<S> {
         let file = layout::metadata_file(&RoleName::snapshot(), snapshot_meta.version);
         let bytes = store
             .read(&file)?
-            .ok_or_else(|| Error::Missing(file.clone()))?;
+            .ok_or_else(|| Error::MissingFile(file.clone()))?;
         if MetaFile::with_content(snapshot_meta.version, &bytes).hashes != snapshot_meta.hashes
             && snapshot_meta.hashes.is_some()
         {
@@ -355,11 +355,11 @@ impl<S: Store> Repository<S> {
                 .signed
                 .role_meta(&name)
                 .map(|m| m.version)
-                .ok_or_else(|| Error::Missing(format!("{name} in snapshot")))?;
+                .ok_or_else(|| Error::MissingFile(format!("the entry for {name} in {file}")))?;
             let file = layout::metadata_file(&name, version);
             let bytes = store
                 .read(&file)?
-                .ok_or_else(|| Error::Missing(file.clone()))?;
+                .ok_or_else(|| Error::MissingFile(file.clone()))?;
             let bin: Metadata<Targets> = parse(name.as_str(), &file, &bytes)?;
             if signed_only_by(bin.signatures(), &retired.bins) {
                 tracing::warn!(
@@ -922,13 +922,14 @@ pub(crate) fn load_root_chain(store: &impl Store, files: &[String]) -> Result<Me
     for (expected, version) in (1..).zip(versions) {
         let file = layout::metadata_file(&RoleName::root(), version);
         if version != expected {
-            return Err(Error::Missing(format!(
-                "root version {expected} (found {file} after a gap)"
+            return Err(Error::MissingFile(layout::metadata_file(
+                &RoleName::root(),
+                expected,
             )));
         }
         let bytes = store
             .read(&file)?
-            .ok_or_else(|| Error::Missing(file.clone()))?;
+            .ok_or_else(|| Error::MissingFile(file.clone()))?;
         let root: Metadata<Root> = parse("root", &file, &bytes)?;
         if root.signed.version != version {
             return Err(Error::Mismatch {

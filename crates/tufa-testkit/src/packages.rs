@@ -84,26 +84,67 @@ impl Project<'_> {
     }
 }
 
-/// A minimal valid wheel built in memory (a module and its `METADATA`), for tests and benchmarks
-/// that need many distinct files faster than a build backend makes them.
+/// A minimal valid wheel built in memory (a module, `METADATA`, `WHEEL` and a `RECORD` listing
+/// them), for tests and benchmarks that need many distinct files faster than a build backend makes
+/// them.
 pub fn minimal_wheel(name: &str, version: &str) -> Vec<u8> {
-    use std::io::Write;
     let module = name.to_lowercase().replace(['-', '.'], "_");
+    wheel_with(
+        name,
+        version,
+        &[(
+            format!("{module}/__init__.py"),
+            format!("__version__ = {version:?}\n").into_bytes(),
+        )],
+    )
+}
+
+/// A valid wheel holding `files` (path in the archive, content) besides its `.dist-info`, every
+/// file listed in `RECORD` with its sha256 and size, as installers and PyPI check them.
+pub fn wheel_with(name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
     let mut buffer = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut buffer);
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file(format!("{module}/__init__.py"), options)
-        .unwrap();
-    zip.write_all(format!("__version__ = {version:?}\n").as_bytes())
-        .unwrap();
-    zip.start_file(format!("{module}-{version}.dist-info/METADATA"), options)
-        .unwrap();
-    write!(
-        zip,
-        "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
-    )
-    .unwrap();
+    for (path, content) in wheel_entries(name, version, files) {
+        zip.start_file(path, options).unwrap();
+        zip.write_all(&content).unwrap();
+    }
     zip.finish().unwrap();
     buffer.into_inner()
+}
+
+/// The entries of [`wheel_with`]'s wheel, in archive order with `RECORD` last, for tests that
+/// write the archive themselves.
+pub fn wheel_entries(
+    name: &str,
+    version: &str,
+    files: &[(String, Vec<u8>)],
+) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let stem = format!("{}-{version}", name.to_lowercase().replace(['-', '.'], "_"));
+    let dist_info = format!("{stem}.dist-info");
+    let mut all: Vec<(String, Vec<u8>)> = files.to_vec();
+    all.push((
+        format!("{dist_info}/METADATA"),
+        format!(
+            "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
+        )
+        .into_bytes(),
+    ));
+    all.push((
+        format!("{dist_info}/WHEEL"),
+        b"Wheel-Version: 1.0\nGenerator: tufa-testkit\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+            .to_vec(),
+    ));
+    let mut record = String::new();
+    for (path, content) in &all {
+        let digest = ring::digest::digest(&ring::digest::SHA256, content);
+        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        record.push_str(&format!("{path},sha256={hash},{}\n", content.len()));
+    }
+    record.push_str(&format!("{dist_info}/RECORD,,\n"));
+    all.push((format!("{dist_info}/RECORD"), record.into_bytes()));
+    all
 }
