@@ -7,7 +7,7 @@
 //! - [`Updater`]: the I/O around it. It reads and writes the local cache (`<role>.json`, exactly
 //!   the bytes verified), fetches through a [`Fetcher`] with a byte limit on every download, and
 //!   searches delegations lazily: of PEP 458's 16,384 bins it fetches only the one a target hashes
-//!   to.
+//!   to. A refreshed state is shared between threads: lookups of different targets run at once.
 //! - [`HttpFetcher`]: blocking HTTP(S) with rustls, timeouts and byte limits.
 //!
 //! ```no_run
@@ -19,7 +19,7 @@
 //!     HttpFetcher::default(),
 //!     UpdaterConfig::default(),
 //! );
-//! let mut refreshed = updater.refresh(std::time::SystemTime::now())?;
+//! let refreshed = updater.refresh(std::time::SystemTime::now())?;
 //! let info = refreshed.target_info("simple/requests/index.json")?;
 //! let page = refreshed.download_target(
 //!     &info,

@@ -6,16 +6,17 @@
 //!
 //! - `trust`: each project page is the TUF target `simple/<name>/index.json`, verified by
 //!   tufa-client from the trusted root down (rollback, freeze, mix-and-match, arbitrary
-//!   software, endless data). One worker owns the trusted state, so a refresh is shared by all
-//!   concurrent requests and reused for a short interval.
+//!   software, endless data). One refresh is shared by all concurrent requests and reused for a
+//!   short interval; lookups of different projects run at once.
 //! - `page`: the verified page, served as PEP 691 JSON or PEP 503 HTML with file URLs on the
 //!   proxy; only files with a sha256 and size are passed on.
 //! - `files`: each file is checked against that sha256 and size while it streams; a file that
 //!   fails ends in a broken response, never a complete wrong file. Verified files are cached by
 //!   content, so later installs need no download.
 //!
-//! With the index unreachable (and only then), pages come from the cached metadata for as long
-//! as it is unexpired; any verification failure is an error, never a fallback.
+//! With the index unreachable, or not answering a refresh within the refresh deadline (and only
+//! then), pages come from the cached metadata for as long as it is unexpired; any verification
+//! failure is an error, never a fallback.
 
 mod files;
 mod page;
@@ -41,6 +42,9 @@ pub struct Config {
     pub refresh_interval: Duration,
     /// Bound on connecting to the index and on each metadata request.
     pub timeout: Duration,
+    /// How long a request waits for a refresh before the index counts as unreachable and the
+    /// cached metadata, while unexpired, answers instead.
+    pub refresh_deadline: Duration,
 }
 
 /// Why the proxy cannot start.
@@ -53,8 +57,6 @@ pub enum Error {
     },
     #[error("initializing the cache: {0}")]
     Cache(#[from] tufa_client::Error),
-    #[error("starting the TUF worker: {0}")]
-    Worker(std::io::Error),
 }
 
 /// A running proxy's state, shared by its requests.
@@ -84,13 +86,13 @@ impl Proxy {
             HttpFetcher::new(config.timeout),
             UpdaterConfig::default(),
         );
-        let trust = trust::Trust::start(trust::Settings {
+        let trust = trust::Trust::new(trust::Settings {
             updater,
             targets_url: format!("{index_url}/tuf/targets/"),
             targets_dir: config.cache_dir.join("targets"),
             refresh_interval: config.refresh_interval,
-        })
-        .map_err(Error::Worker)?;
+            refresh_deadline: config.refresh_deadline,
+        });
         Ok(Arc::new(Proxy {
             index_url,
             trust,

@@ -29,6 +29,10 @@ pub struct ProxyArgs {
     /// Bound on connecting to the index and on each metadata request, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// How long a request waits for a refresh of the TUF metadata before the index counts as
+    /// unreachable and the cached metadata, while unexpired, answers instead, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    refresh_deadline_ms: u64,
 }
 
 fn default_cache(index: &str) -> Result<PathBuf> {
@@ -53,6 +57,7 @@ pub fn run(args: ProxyArgs) -> Result<()> {
         cache_dir: cache_dir.clone(),
         refresh_interval: Duration::from_millis(args.refresh_interval_ms),
         timeout: Duration::from_secs(args.timeout.max(1)),
+        refresh_deadline: Duration::from_millis(args.refresh_deadline_ms),
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -4,14 +4,19 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
 use common::{TUFA, installed, ok, output_text as text, pip, token, twine, uv};
+use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
+use tufa_repo::layout::Expiries;
+use tufa_repo::{FsStore, PageChange, Repository, key_paths, load_signer};
 use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer};
 use tufa_testkit::{http, sha256_hex};
 
@@ -487,4 +492,175 @@ fn an_expired_timestamp_is_a_freeze_attack_with_nothing_installed() {
         "freeze attack: timestamp expired at",
         true,
     );
+}
+
+// ---- Limits and deadlines, against repositories built with tufa-repo ----
+
+const JSON: &str = "application/vnd.pypi.simple.v1+json";
+
+/// A PEP 691 page for `project` listing `files` (name and content), each at `/files/<name>`.
+fn page_json(project: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, content)| {
+            serde_json::json!({
+                "filename": name,
+                "url": format!("/files/{name}"),
+                "hashes": {"sha256": sha256_hex(content)},
+                "size": content.len(),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": project,
+        "files": files,
+    }))
+    .unwrap()
+}
+
+/// A signed repository laid out as an index serves it (`tuf/metadata`, `tuf/targets`), built
+/// with tufa-repo under `dir`, with one page per project. Returns the trusted root's path.
+fn signed_repository(dir: &Path, pages: Vec<(String, Vec<u8>)>) -> PathBuf {
+    let now = SystemTime::now();
+    let store = FsStore::open(dir.join("tuf")).unwrap();
+    let keys = dir.join("keys");
+    create_development_repository(&store, &keys, 4, Expiries::default(), now).unwrap();
+    let online = load_signer(&key_paths(&keys.join(ONLINE_KEY)).0, None).unwrap();
+    let mut repository =
+        Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
+    let changes: Vec<PageChange> = pages
+        .into_iter()
+        .map(|(project, page)| PageChange {
+            project,
+            page: Some(page),
+        })
+        .collect();
+    repository.publish(&changes, now).unwrap();
+    dir.join("tuf/metadata/1.root.json")
+}
+
+/// An index on 127.0.0.1 that serves the files under `root`, except the requests `hostile`
+/// answers itself (returning true), the way a misbehaving index would. One thread per
+/// connection; threads still busy when the test ends end with the test process.
+fn hostile_index(
+    root: PathBuf,
+    hostile: impl Fn(&str, &mut TcpStream) -> bool + Send + Sync + 'static,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let hostile = Arc::new(hostile);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let (root, hostile) = (root.clone(), Arc::clone(&hostile));
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let path = request.split(' ').nth(1).unwrap_or("/").to_string();
+                if hostile(&path, &mut stream) {
+                    return;
+                }
+                let file = (!path.contains("..") && !path.contains('%'))
+                    .then(|| fs::read(root.join(path.trim_start_matches('/'))).ok())
+                    .flatten();
+                let _ = match file {
+                    Some(body) => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|()| stream.write_all(&body)),
+                    None => stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn a_hanging_index_holds_up_neither_a_cached_page_nor_other_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let projects: Vec<String> = (0..9).map(|i| format!("project-{i}")).collect();
+    let root = signed_repository(
+        dir.path(),
+        projects
+            .iter()
+            .map(|p| (p.clone(), page_json(p, &[])))
+            .collect(),
+    );
+    // Once hanging, the index accepts connections and reads requests, and answers none of
+    // them for 30 s.
+    let hanging = Arc::new(AtomicBool::new(false));
+    let hang = Arc::clone(&hanging);
+    let index = hostile_index(dir.path().to_path_buf(), move |_, _| {
+        let hangs = hang.load(Ordering::SeqCst);
+        if hangs {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        hangs
+    });
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &index,
+        &root,
+        &dir.path().join("cache"),
+        &["--refresh-interval-ms", REFRESH_MS],
+    );
+    let page = |project: &str| {
+        http::get(
+            &format!("{}{project}/", proxy.simple_url()),
+            &[("Accept", JSON)],
+        )
+    };
+    let first = page("project-0");
+    assert_eq!(first.status, 200, "{}", first.reason);
+
+    hanging.store(true, Ordering::SeqCst);
+    std::thread::sleep(AFTER_REFRESH);
+    // Eight requests for pages the proxy never verified wait for the hanging index...
+    let waiting: Vec<TcpStream> = projects[1..]
+        .iter()
+        .map(|project| {
+            let address = proxy.url.trim_start_matches("http://");
+            let mut stream = TcpStream::connect(address).unwrap();
+            write!(
+                stream,
+                "GET /simple/{project}/ HTTP/1.1\r\nHost: {address}\r\nAccept: {JSON}\r\n\r\n"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...and hold up no one: the page the proxy verified before comes from its cache, within
+    // the refresh deadline (500 ms by default).
+    let started = Instant::now();
+    let cached = page("project-0");
+    let took = started.elapsed();
+    assert_eq!(cached.status, 200, "{}\n{}", cached.reason, proxy.log());
+    assert_eq!(cached.json()["name"], "project-0");
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}:\n{}",
+        proxy.log()
+    );
+    assert!(
+        proxy
+            .log()
+            .contains("no answer within the refresh deadline of 500 ms"),
+        "{}",
+        proxy.log()
+    );
+    drop(waiting);
 }
