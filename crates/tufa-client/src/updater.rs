@@ -19,7 +19,9 @@ use crate::verify::{check_hashes, check_length};
 /// Limits, with python-tuf's `UpdaterConfig` defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdaterConfig {
-    /// How many new root versions one refresh follows (spec 5.3.3's Y).
+    /// How many new root versions one refresh follows (spec 5.3.3's Y). As in python-tuf, a
+    /// refresh that reaches the limit stops there without an error and goes on with the newest
+    /// root it verified; the next refresh continues the chain.
     pub max_root_rotations: u32,
     /// How many targets roles one target search visits, the top-level one included (5.6.7.1).
     pub max_delegations: usize,
@@ -38,7 +40,8 @@ pub struct UpdaterConfig {
 impl Default for UpdaterConfig {
     fn default() -> Self {
         UpdaterConfig {
-            max_root_rotations: 32,
+            // python-tuf since 5.1 and go-tuf v2 allow 256.
+            max_root_rotations: 256,
             max_delegations: 32,
             root_max_length: 512_000,
             timestamp_max_length: 16_384,
@@ -113,21 +116,29 @@ impl<F: Fetcher + Clone> Updater<F> {
         MetadataDir::new(metadata_dir.to_path_buf()).write("root", root_bytes)
     }
 
+    /// Fetches at most `limit` bytes. The limit is checked here, once for every fetcher, rather
+    /// than trusted to each implementation: one that ignores it still cannot make the client
+    /// accept endless data.
     fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
-        self.fetcher.fetch(url, limit).map_err(|e| match e {
+        let endless = || Error::EndlessData {
+            url: url.into(),
+            limit,
+        };
+        let bytes = self.fetcher.fetch(url, limit).map_err(|e| match e {
             FetchError::Status(status) => Error::HttpStatus {
                 url: url.into(),
                 status,
             },
-            FetchError::TooLarge => Error::EndlessData {
-                url: url.into(),
-                limit,
-            },
+            FetchError::TooLarge => endless(),
             FetchError::Transport(message) => Error::Fetch {
                 url: url.into(),
                 message,
             },
-        })
+        })?;
+        if bytes.len() as u64 > limit {
+            return Err(endless());
+        }
+        Ok(bytes)
     }
 
     fn fetch_metadata(&self, role: &str, version: Option<u64>, limit: u64) -> Result<Vec<u8>> {

@@ -212,6 +212,43 @@ fn root_rotations_per_refresh_are_capped() {
 }
 
 #[test]
+fn a_chain_of_100_root_versions_with_new_keys_each_loads_in_one_refresh() {
+    let sim = Sim::new();
+    for _ in 0..99 {
+        sim.repo().rotate("root", vec![key()], 1);
+    }
+    let client = Client::new(&sim);
+    client.updater.refresh(SystemTime::now()).unwrap();
+    assert_eq!(client.cached_version("root"), Some(100));
+    assert!(
+        sim.requests()
+            .contains(&"metadata/101.root.json".to_string())
+    );
+}
+
+#[test]
+fn root_rotation_stops_at_256_versions_without_error_and_goes_on_with_the_root_reached() {
+    let sim = Sim::new();
+    for _ in 0..257 {
+        let mut repo = sim.repo();
+        repo.root.version += 1;
+        repo.publish_root();
+    }
+    let client = Client::new(&sim);
+    assert_eq!(client.updater.config().max_root_rotations, 256);
+    // As python-tuf does: the refresh stops at the limit and completes with root 257.
+    client.updater.refresh(SystemTime::now()).unwrap();
+    assert_eq!(client.cached_version("root"), Some(257));
+    assert!(
+        !sim.requests()
+            .contains(&"metadata/258.root.json".to_string())
+    );
+    assert_eq!(client.cached_version("timestamp"), Some(1));
+    client.updater.refresh(SystemTime::now()).unwrap();
+    assert_eq!(client.cached_version("root"), Some(258));
+}
+
+#[test]
 fn intermediate_roots_may_be_expired_but_the_final_one_may_not() {
     let now = SystemTime::now();
     let sim = Sim::new();
@@ -336,6 +373,39 @@ fn endless_timestamp_is_cut_off_at_the_default_limit() {
         refresh_err(&client),
         Error::EndlessData { limit: 16_384, .. }
     ));
+}
+
+#[test]
+fn more_than_the_limit_is_refused_by_the_updater_whatever_the_fetcher_returns() {
+    // The simulated repository's fetcher ignores the limit, so these reach the updater whole.
+    let sim = Sim::new();
+    let client = Client::new(&sim);
+    sim.repo()
+        .served
+        .insert("2.root.json".into(), vec![b' '; 512_001]);
+    let err = refresh_err(&client);
+    assert!(
+        matches!(&err, Error::EndlessData { url, limit: 512_000 } if url.ends_with("/2.root.json")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("endless data attack: "),
+        "{err}"
+    );
+    assert_eq!(client.cached_version("root"), Some(1));
+    {
+        let mut repo = sim.repo();
+        repo.served.remove("2.root.json");
+        let mut bytes = repo.metadata_file("1.targets.json").unwrap();
+        bytes.push(b' ');
+        repo.served.insert("1.targets.json".into(), bytes);
+    }
+    let err = refresh_err(&client);
+    assert!(
+        matches!(&err, Error::EndlessData { url, .. } if url.ends_with("/1.targets.json")),
+        "{err}"
+    );
+    assert_eq!(client.cached_version("targets"), None);
 }
 
 // ---- 5.5: snapshot ----
