@@ -413,8 +413,8 @@ impl<F: Fetcher + Clone> Refreshed<F> {
         ))
     }
 
-    /// Downloads a target into `target_dir` (spec 5.7), as one file whose name is the
-    /// percent-encoded target path, so the same target always lands at the same path. A cached
+    /// Downloads a target into `target_dir` (spec 5.7), as one file named after the target path
+    /// ([`crate::target_file_name`]), so the same target always lands at the same path. A cached
     /// copy whose length and hashes still match is returned without downloading.
     pub fn download_target(
         &self,

@@ -7,7 +7,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use tufa_client::{Error, FetchError, Fetcher, Updater, UpdaterConfig, target_file_name};
+use tufa_client::{
+    Error, FetchError, Fetcher, MAX_FILE_NAME, Updater, UpdaterConfig, target_file_name,
+};
 use tufa_metadata::{PathMatcher, Signer, Threshold};
 
 fn refresh_err(client: &Client<'_>) -> Error {
@@ -1072,6 +1074,52 @@ fn unusual_target_names_download_into_one_directory() {
         std::fs::read_dir(client.targets_dir()).unwrap().count(),
         names.len()
     );
+}
+
+#[test]
+fn names_too_long_for_a_file_name_are_stored_under_bounded_names_and_reused() {
+    // A 300-character delegated role and a 240-character project: percent-encoded they are
+    // longer than the 255 bytes a file name may have.
+    let role_name = "r".repeat(300);
+    let page = format!("simple/{}/index.json", "p".repeat(240));
+    let sim = Sim::new();
+    {
+        let mut repo = sim.repo();
+        let paths = PathMatcher::Paths(vec!["simple/*/index.json".into()]);
+        repo.delegate("targets", &role_name, paths, false);
+        repo.add_target(&role_name, &page, b"the page");
+        repo.update_snapshot();
+    }
+    let client = Client::new(&sim);
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let info = refreshed.target_info(&page).unwrap();
+    assert_eq!(info.role.as_str(), role_name);
+    let artifact = refreshed
+        .download_target(&info, TARGETS_URL, &client.targets_dir())
+        .unwrap();
+    assert!(artifact.downloaded);
+    assert_eq!(artifact.content, b"the page");
+    assert_eq!(std::fs::read(&artifact.path).unwrap(), b"the page");
+    let stored = artifact.path.file_name().unwrap().to_str().unwrap();
+    assert_eq!(stored.len(), MAX_FILE_NAME, "{stored}");
+    assert!(
+        client
+            .cached_files()
+            .iter()
+            .all(|name| name.len() <= MAX_FILE_NAME)
+    );
+    assert_eq!(client.cached_files().len(), 5);
+
+    // The next cycle finds both in the cache.
+    drop(refreshed);
+    sim.clear_requests();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let info = refreshed.target_info(&page).unwrap();
+    let again = refreshed
+        .download_target(&info, TARGETS_URL, &client.targets_dir())
+        .unwrap();
+    assert!(!again.downloaded);
+    assert!(delegated_requests(&sim).is_empty(), "{:?}", sim.requests());
 }
 
 /// Holds every request for one file until released; answers the others from `sim` at once.

@@ -589,6 +589,33 @@ fn hostile_index(
 }
 
 #[test]
+fn a_project_name_too_long_for_a_file_name_is_served_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    // Percent-encoded as one file name, `simple/<name>/index.json` would be 262 bytes.
+    let name = format!("long-{}", "n".repeat(235));
+    let root = signed_repository(
+        dir.path(),
+        vec![(name.clone(), page_json(&name, &[("long-1.0.tar.gz", b"x")]))],
+    );
+    let index = StaticServer::start(dir.path());
+    let cache = dir.path().join("cache");
+    let proxy = TufaProxy::start(TUFA.as_ref(), &index.url(), &root, &cache, &[]);
+    let page = http::get(
+        &format!("{}{name}/", proxy.simple_url()),
+        &[("Accept", JSON)],
+    );
+    assert_eq!(page.status, 200, "{}\n{}", page.reason, proxy.log());
+    assert_eq!(page.json()["name"], name.as_str());
+    assert_eq!(page.json()["files"][0]["filename"], "long-1.0.tar.gz");
+    let stored: Vec<String> = fs::read_dir(cache.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].len() <= tufa_client::MAX_FILE_NAME, "{stored:?}");
+}
+
+#[test]
 fn a_hanging_index_holds_up_neither_a_cached_page_nor_other_projects() {
     let dir = tempfile::tempdir().unwrap();
     let projects: Vec<String> = (0..9).map(|i| format!("project-{i}")).collect();
