@@ -16,7 +16,8 @@
 //!
 //! With the index unreachable, or not answering a refresh within the refresh deadline (and only
 //! then), pages come from the cached metadata for as long as it is unexpired; any verification
-//! failure is an error, never a fallback.
+//! failure is an error, never a fallback. File downloads have an overall deadline and a minimum
+//! rate (slow retrieval), and only complete, verified files are cached.
 
 mod files;
 mod page;
@@ -40,11 +41,17 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// How long one refresh of the TUF metadata serves requests before the next.
     pub refresh_interval: Duration,
-    /// Bound on connecting to the index and on each metadata request.
+    /// Bound on connecting to the index, on each metadata request, and on a file download
+    /// that sends nothing; also the window over which a download's rate is measured.
     pub timeout: Duration,
     /// How long a request waits for a refresh before the index counts as unreachable and the
     /// cached metadata, while unexpired, answers instead.
     pub refresh_deadline: Duration,
+    /// Bound on one file download: the time spent waiting for the index's response and bytes,
+    /// not for the installer to take them.
+    pub download_deadline: Duration,
+    /// Bytes per second a file download must average over each `timeout` window.
+    pub download_min_rate: u64,
 }
 
 /// Why the proxy cannot start.
@@ -93,10 +100,18 @@ impl Proxy {
             refresh_interval: config.refresh_interval,
             refresh_deadline: config.refresh_deadline,
         });
+        let files = files::FileStore::new(
+            config.cache_dir.join("files"),
+            files::Pace {
+                stall: config.timeout,
+                deadline: config.download_deadline,
+                min_rate: config.download_min_rate,
+            },
+        );
         Ok(Arc::new(Proxy {
             index_url,
             trust,
-            files: files::FileStore::new(config.cache_dir.join("files"), config.timeout),
+            files,
         }))
     }
 }

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 mod common;
@@ -690,4 +690,134 @@ fn a_hanging_index_holds_up_neither_a_cached_page_nor_other_projects() {
         proxy.log()
     );
     drop(waiting);
+}
+
+#[test]
+fn slow_downloads_are_cut_off_with_a_clear_error_and_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let (drip, steady) = ("slow-1.0.tar.gz", "slow-1.0-py3-none-any.whl");
+    let mut other = content.clone();
+    other.reverse();
+    let root = signed_repository(
+        dir.path(),
+        vec![(
+            "slow".to_string(),
+            page_json("slow", &[(drip, &content), (steady, &other)]),
+        )],
+    );
+    fs::create_dir_all(dir.path().join("files")).unwrap();
+    fs::write(dir.path().join("files").join(drip), &content).unwrap();
+    fs::write(dir.path().join("files").join(steady), &other).unwrap();
+    // Files come with their full length announced, then 1 byte/s (the drip) or 500 bytes/s
+    // (steady, fast enough for the minimum rate but not for the deadline), for at most 30 s.
+    // Each records how long it was sent before the proxy hung up.
+    let hung_up: Arc<Mutex<Vec<(String, Duration)>>> = Arc::default();
+    let record = Arc::clone(&hung_up);
+    let files = dir.path().join("files");
+    let index = hostile_index(dir.path().to_path_buf(), move |path, stream| {
+        let Some(name) = path.strip_prefix("/files/") else {
+            return false;
+        };
+        let body = fs::read(files.join(name)).unwrap();
+        let step = if name == drip { 1 } else { 500 };
+        let started = Instant::now();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        for chunk in body.chunks(step).take(30) {
+            if stream
+                .write_all(chunk)
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                record
+                    .lock()
+                    .unwrap()
+                    .push((name.to_string(), started.elapsed()));
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        true
+    });
+    let cache = dir.path().join("cache");
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &index,
+        &root,
+        &cache,
+        &[
+            "--timeout",
+            "2",
+            "--download-min-rate",
+            "100",
+            "--download-deadline",
+            "4",
+        ],
+    );
+    let page = http::get(&format!("{}slow/", proxy.simple_url()), &[("Accept", JSON)]);
+    assert_eq!(page.status, 200, "{}", page.reason);
+    let urls: Vec<String> = page.json()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["url"].as_str().unwrap().to_string())
+        .collect();
+    let downloads: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = urls
+            .iter()
+            .map(|url| {
+                let url = format!("{}{url}", proxy.url);
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    (http::get(&url, &[]), started.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (response, took) in &downloads {
+        // The status went out before the body: the body breaks off short.
+        assert_eq!(response.status, 200, "{}", response.reason);
+        assert!(response.body.len() < content.len());
+        assert!(*took < Duration::from_secs(20), "{took:?}");
+    }
+    let log = proxy.log();
+    let dripped = format!("slow retrieval attack: {drip} of slow came at ");
+    assert!(
+        log.split(&dripped).nth(1).is_some_and(|rest| rest
+            .contains("bytes/s, below the minimum of 100 bytes/s; the download was stopped")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "slow retrieval attack: {steady} of slow was not complete after 4s, the download \
+             deadline; the download was stopped"
+        )),
+        "{log}"
+    );
+    // The proxy hung up on both, long before they would have ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hung_up.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hung_up = hung_up.lock().unwrap().clone();
+    assert_eq!(hung_up.len(), 2, "{hung_up:?}");
+    assert!(
+        hung_up
+            .iter()
+            .all(|(_, after)| *after < Duration::from_secs(15))
+    );
+    // Nothing was cached, not even in part.
+    for bytes in [&content, &other] {
+        let sha = sha256_hex(bytes);
+        let shard = cache.join("files").join(&sha[..2]);
+        let left: Vec<_> = fs::read_dir(&shard)
+            .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
