@@ -148,7 +148,7 @@ fn bench(c: &mut Criterion) {
                         HttpFetcher::default(),
                         UpdaterConfig::default(),
                     );
-                    let mut refreshed = updater.refresh(SystemTime::now()).expect("refreshing");
+                    let refreshed = updater.refresh(SystemTime::now()).expect("refreshing");
                     for path in &paths {
                         refreshed.target_info(path).expect("looking up a target");
                     }

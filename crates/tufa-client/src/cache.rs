@@ -10,7 +10,7 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, io};
-use crate::names::metadata_file;
+use crate::names::metadata_cache_file;
 
 /// Writes `bytes` to `path` atomically. With `durable`, the data reaches the disk before the
 /// rename, so that a crash leaves the old file or the new one, never an empty one.
@@ -40,7 +40,8 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The metadata directory: one unversioned, percent-encoded `<role>.json` per trusted role.
+/// The metadata directory: one unversioned, percent-encoded `<role>.json` per trusted role
+/// (shortened when too long for a file name).
 #[derive(Debug, Clone)]
 pub(crate) struct MetadataDir {
     dir: PathBuf,
@@ -56,7 +57,7 @@ impl MetadataDir {
     }
 
     fn file(&self, role: &str) -> PathBuf {
-        self.dir.join(metadata_file(role, None))
+        self.dir.join(metadata_cache_file(role))
     }
 
     pub(crate) fn read(&self, role: &str) -> Result<Option<Vec<u8>>> {

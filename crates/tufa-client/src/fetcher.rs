@@ -9,15 +9,16 @@ use std::time::Duration;
 pub enum FetchError {
     /// The server answered with a non-success status; 403 and 404 mean "no such file".
     Status(u16),
-    /// The response went past the byte limit (endless data).
+    /// The response went past the byte limit (endless data), and reading stopped there.
     TooLarge,
     /// Connection, TLS, timeout or protocol failure.
     Transport(String),
 }
 
-/// Fetches a URL, refusing to return more than `max_length` bytes. The limit is part of the
-/// trait because it is a security property (endless-data defense), not a tuning knob: every
-/// implementation must stop reading once it is passed.
+/// Fetches a URL, returning at most `max_length` bytes. An implementation should stop reading
+/// once the limit is passed (and answer [`FetchError::TooLarge`]), so that endless data costs no
+/// memory; the updater refuses longer answers itself, so a fetcher that does not still cannot
+/// make the client accept them.
 pub trait Fetcher {
     fn fetch(&self, url: &str, max_length: u64) -> Result<Vec<u8>, FetchError>;
 }

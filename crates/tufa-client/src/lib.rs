@@ -5,9 +5,10 @@
 //!   (signatures, thresholds, rollback, freeze, mix-and-match, lengths and hashes). No I/O, and
 //!   the time is passed in.
 //! - [`Updater`]: the I/O around it. It reads and writes the local cache (`<role>.json`, exactly
-//!   the bytes verified), fetches through a [`Fetcher`] with a byte limit on every download, and
-//!   searches delegations lazily: of PEP 458's 16,384 bins it fetches only the one a target hashes
-//!   to.
+//!   the bytes verified, under file names bounded by [`MAX_FILE_NAME`]), fetches through a
+//!   [`Fetcher`] with a byte limit on every download that it enforces itself, and searches
+//!   delegations lazily: of PEP 458's 16,384 bins it fetches only the one a target hashes to.
+//!   A refreshed state is shared between threads: lookups of different targets run at once.
 //! - [`HttpFetcher`]: blocking HTTP(S) with rustls, timeouts and byte limits.
 //!
 //! ```no_run
@@ -19,7 +20,7 @@
 //!     HttpFetcher::default(),
 //!     UpdaterConfig::default(),
 //! );
-//! let mut refreshed = updater.refresh(std::time::SystemTime::now())?;
+//! let refreshed = updater.refresh(std::time::SystemTime::now())?;
 //! let info = refreshed.target_info("simple/requests/index.json")?;
 //! let page = refreshed.download_target(
 //!     &info,
@@ -60,5 +61,5 @@ mod verify;
 
 pub use error::{Error, Result};
 pub use fetcher::{FetchError, Fetcher, HttpFetcher};
-pub use names::{encode_component, target_file_name};
+pub use names::{MAX_FILE_NAME, encode_component, target_file_name};
 pub use updater::{Artifact, Refreshed, TargetInfo, Updater, UpdaterConfig};

@@ -4,9 +4,10 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use tufa_metadata::{Metadata, RoleName, Snapshot, TargetFile, TargetPath, Targets};
+use tufa_metadata::{Metadata, RoleName, Snapshot, TargetFile, TargetPath};
 
 use crate::cache::{MetadataDir, read_optional, write_atomic};
 use crate::error::{Error, Result};
@@ -18,7 +19,9 @@ use crate::verify::{check_hashes, check_length};
 /// Limits, with python-tuf's `UpdaterConfig` defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdaterConfig {
-    /// How many new root versions one refresh follows (spec 5.3.3's Y).
+    /// How many new root versions one refresh follows (spec 5.3.3's Y). As in python-tuf, a
+    /// refresh that reaches the limit stops there without an error and goes on with the newest
+    /// root it verified; the next refresh continues the chain.
     pub max_root_rotations: u32,
     /// How many targets roles one target search visits, the top-level one included (5.6.7.1).
     pub max_delegations: usize,
@@ -37,7 +40,8 @@ pub struct UpdaterConfig {
 impl Default for UpdaterConfig {
     fn default() -> Self {
         UpdaterConfig {
-            max_root_rotations: 32,
+            // python-tuf since 5.1 and go-tuf v2 allow 256.
+            max_root_rotations: 256,
             max_delegations: 32,
             root_max_length: 512_000,
             timestamp_max_length: 16_384,
@@ -66,7 +70,7 @@ pub struct Artifact {
 }
 
 /// A TUF client for one repository: where its metadata is cached and where it is served.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Updater<F> {
     fetcher: F,
     config: UpdaterConfig,
@@ -82,7 +86,7 @@ fn with_trailing_slash(url: &str) -> String {
     }
 }
 
-impl<F: Fetcher> Updater<F> {
+impl<F: Fetcher + Clone> Updater<F> {
     /// `metadata_dir` must hold a trusted `root.json` by the time [`Updater::refresh`] runs.
     pub fn new(
         metadata_dir: impl Into<PathBuf>,
@@ -112,21 +116,29 @@ impl<F: Fetcher> Updater<F> {
         MetadataDir::new(metadata_dir.to_path_buf()).write("root", root_bytes)
     }
 
+    /// Fetches at most `limit` bytes. The limit is checked here, once for every fetcher, rather
+    /// than trusted to each implementation: one that ignores it still cannot make the client
+    /// accept endless data.
     fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
-        self.fetcher.fetch(url, limit).map_err(|e| match e {
+        let endless = || Error::EndlessData {
+            url: url.into(),
+            limit,
+        };
+        let bytes = self.fetcher.fetch(url, limit).map_err(|e| match e {
             FetchError::Status(status) => Error::HttpStatus {
                 url: url.into(),
                 status,
             },
-            FetchError::TooLarge => Error::EndlessData {
-                url: url.into(),
-                limit,
-            },
+            FetchError::TooLarge => endless(),
             FetchError::Transport(message) => Error::Fetch {
                 url: url.into(),
                 message,
             },
-        })
+        })?;
+        if bytes.len() as u64 > limit {
+            return Err(endless());
+        }
+        Ok(bytes)
     }
 
     fn fetch_metadata(&self, role: &str, version: Option<u64>, limit: u64) -> Result<Vec<u8>> {
@@ -137,7 +149,7 @@ impl<F: Fetcher> Updater<F> {
     /// One update cycle of the client workflow (spec 5.1 to 5.6.6) with `now` as the fixed
     /// update start time: root, timestamp, snapshot and top-level targets. Delegated roles are
     /// loaded later, when a target search reaches them.
-    pub fn refresh(&self, now: SystemTime) -> Result<Refreshed<'_, F>> {
+    pub fn refresh(&self, now: SystemTime) -> Result<Refreshed<F>> {
         let root_bytes = self
             .cache
             .read("root")?
@@ -192,10 +204,10 @@ impl<F: Fetcher> Updater<F> {
             self.cache.write("snapshot", &bytes)?;
         }
 
-        let mut trusted = snapshot.finish()?;
-        self.load_targets_role(&mut trusted, &RoleName::targets(), None)?;
+        let trusted = Mutex::new(snapshot.finish()?);
+        self.load_targets_role(&trusted, &RoleName::targets(), None)?;
         Ok(Refreshed {
-            updater: self,
+            updater: self.clone(),
             trusted,
         })
     }
@@ -205,7 +217,7 @@ impl<F: Fetcher> Updater<F> {
     /// verified as on a refresh and expiry is checked at `now`, so this works only while the
     /// cached timestamp, snapshot and targets are unexpired (the freeze bound TUF promises).
     /// Delegated roles found later are read from the cache too, or fetched if missing.
-    pub fn load_offline(&self, now: SystemTime) -> Result<Refreshed<'_, F>> {
+    pub fn load_offline(&self, now: SystemTime) -> Result<Refreshed<F>> {
         let not_cached = |role: &str| Error::NotLoaded {
             role: role.into(),
             reason: "it is not in the local cache",
@@ -247,66 +259,92 @@ impl<F: Fetcher> Updater<F> {
             .ok_or_else(|| not_cached("targets"))?;
         trusted.update_targets(&bytes)?;
         Ok(Refreshed {
-            updater: self,
-            trusted,
+            updater: self.clone(),
+            trusted: Mutex::new(trusted),
         })
     }
 
     /// Loads a targets role: already trusted in this cycle (re-verified against `delegator`),
     /// else from the cache if it still verifies, else from the repository (spec 5.6.1–5.6.6).
-    /// `delegator` is `None` for the top-level targets role, which root delegates.
+    /// `delegator` is `None` for the top-level targets role, which root delegates. The trusted
+    /// state is locked only to verify, never while fetching, so that lookups of other targets
+    /// go on while one waits for the repository.
     fn load_targets_role(
         &self,
-        trusted: &mut TrustedMetadata,
+        trusted: &Mutex<TrustedMetadata>,
         role: &RoleName,
         delegator: Option<&RoleName>,
     ) -> Result<()> {
-        let update = |trusted: &mut TrustedMetadata, bytes: &[u8]| match delegator {
-            None => trusted.update_targets(bytes),
-            Some(delegator) => trusted.update_delegated_targets(role, delegator, bytes),
+        let update = |bytes: &[u8]| {
+            let mut trusted = lock(trusted);
+            match delegator {
+                None => trusted.update_targets(bytes),
+                Some(delegator) => trusted.update_delegated_targets(role, delegator, bytes),
+            }
         };
         if let Some(delegator) = delegator
-            && trusted.delegated_targets(role, delegator)?.is_some()
+            && lock(trusted).delegated_targets(role, delegator)?.is_some()
         {
             return Ok(());
         }
         if let Some(bytes) = self.cache.read(role.as_str())? {
-            match update(trusted, &bytes) {
+            match update(&bytes) {
                 Ok(()) => return Ok(()),
                 Err(e) => tracing::debug!("cached {role} not used: {e}"),
             }
         }
-        let meta = trusted.role_meta(role)?;
-        let limit = meta.length.unwrap_or(self.config.targets_max_length);
-        let version = trusted
-            .root()
-            .signed
-            .consistent_snapshot()
-            .then_some(meta.version);
+        let (limit, version) = {
+            let trusted = lock(trusted);
+            let meta = trusted.role_meta(role)?;
+            let version = trusted
+                .root()
+                .signed
+                .consistent_snapshot()
+                .then_some(meta.version);
+            (
+                meta.length.unwrap_or(self.config.targets_max_length),
+                version,
+            )
+        };
         let bytes = self.fetch_metadata(role.as_str(), version, limit)?;
-        update(trusted, &bytes)?;
+        update(&bytes)?;
         self.cache.write(role.as_str(), &bytes)
     }
 }
 
-/// The trusted state after a successful refresh: one consistent view of the repository, in
-/// which targets are looked up and downloaded.
-#[derive(Debug)]
-pub struct Refreshed<'a, F> {
-    updater: &'a Updater<F>,
-    trusted: TrustedMetadata,
+/// The trusted state stays consistent whatever a panicking holder left undone: each update
+/// replaces a role only once it is verified.
+fn lock(trusted: &Mutex<TrustedMetadata>) -> MutexGuard<'_, TrustedMetadata> {
+    trusted.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<F: Fetcher> Refreshed<'_, F> {
-    pub fn trusted(&self) -> &TrustedMetadata {
-        &self.trusted
+/// The trusted state after a successful refresh: one consistent view of the repository, in
+/// which targets are looked up and downloaded. Shared between threads, it looks up and downloads
+/// several targets at once; delegated roles one lookup loads serve the others.
+#[derive(Debug)]
+pub struct Refreshed<F> {
+    updater: Updater<F>,
+    trusted: Mutex<TrustedMetadata>,
+}
+
+/// What one role of a target search says about the target.
+enum Visit {
+    Found(TargetFile),
+    /// The roles it delegates the target's path to, in order, and whether each is terminating.
+    Delegates(Vec<(RoleName, bool)>),
+}
+
+impl<F: Fetcher + Clone> Refreshed<F> {
+    /// The trusted metadata, locked: hold it briefly, as lookups wait for it.
+    pub fn trusted(&self) -> MutexGuard<'_, TrustedMetadata> {
+        lock(&self.trusted)
     }
 
     /// Finds `path` by a pre-order depth-first search of the delegation graph (spec 5.6.7):
     /// delegations in listed order, a terminating delegation ends the search below it, each role
     /// visited once, at most `max_delegations` roles. Delegated roles are fetched only when the
     /// search reaches them.
-    pub fn target_info(&mut self, path: &str) -> Result<TargetInfo> {
+    pub fn target_info(&self, path: &str) -> Result<TargetInfo> {
         let not_found = || Error::TargetNotFound { path: path.into() };
         let target = TargetPath::new(path).map_err(|_| not_found())?;
         let max = self.updater.config.max_delegations;
@@ -322,22 +360,18 @@ impl<F: Fetcher> Refreshed<'_, F> {
                     max,
                 });
             }
-            let metadata = self.load(&role, delegator.as_ref())?;
-            if let Some(file) = metadata.signed.targets.get(&target) {
-                return Ok(TargetInfo {
-                    path: target,
-                    file: file.clone(),
-                    role,
-                });
-            }
+            let delegates = match self.visit(&role, delegator.as_ref(), &target, path)? {
+                Visit::Found(file) => {
+                    return Ok(TargetInfo {
+                        path: target,
+                        file,
+                        role,
+                    });
+                }
+                Visit::Delegates(delegates) => delegates,
+            };
             let mut children = Vec::new();
-            for (child, terminating) in metadata
-                .signed
-                .delegations
-                .as_ref()
-                .map(|d| d.roles_for_target(path))
-                .unwrap_or_default()
-            {
+            for (child, terminating) in delegates {
                 children.push((child, Some(role.clone())));
                 if terminating {
                     stack.clear();
@@ -350,25 +384,37 @@ impl<F: Fetcher> Refreshed<'_, F> {
         Err(not_found())
     }
 
-    fn load(
-        &mut self,
+    fn visit(
+        &self,
         role: &RoleName,
         delegator: Option<&RoleName>,
-    ) -> Result<&Metadata<Targets>> {
+        target: &TargetPath,
+        path: &str,
+    ) -> Result<Visit> {
         if delegator.is_some() {
             self.updater
-                .load_targets_role(&mut self.trusted, role, delegator)?;
+                .load_targets_role(&self.trusted, role, delegator)?;
         }
-        self.trusted
-            .targets_role(role)
-            .ok_or_else(|| Error::NotLoaded {
-                role: role.to_string(),
-                reason: "refresh loads the top-level targets role",
-            })
+        let trusted = self.trusted();
+        let metadata = trusted.targets_role(role).ok_or_else(|| Error::NotLoaded {
+            role: role.to_string(),
+            reason: "refresh loads the top-level targets role",
+        })?;
+        if let Some(file) = metadata.signed.targets.get(target) {
+            return Ok(Visit::Found(file.clone()));
+        }
+        Ok(Visit::Delegates(
+            metadata
+                .signed
+                .delegations
+                .as_ref()
+                .map(|d| d.roles_for_target(path))
+                .unwrap_or_default(),
+        ))
     }
 
-    /// Downloads a target into `target_dir` (spec 5.7), as one file whose name is the
-    /// percent-encoded target path, so the same target always lands at the same path. A cached
+    /// Downloads a target into `target_dir` (spec 5.7), as one file named after the target path
+    /// ([`crate::target_file_name`]), so the same target always lands at the same path. A cached
     /// copy whose length and hashes still match is returned without downloading.
     pub fn download_target(
         &self,
@@ -398,8 +444,8 @@ impl<F: Fetcher> Refreshed<'_, F> {
                 downloaded: false,
             });
         }
-        let hash_prefix = (self.trusted.root().signed.consistent_snapshot()
-            && self.updater.config.prefix_targets_with_hash)
+        let consistent = self.trusted().root().signed.consistent_snapshot();
+        let hash_prefix = (consistent && self.updater.config.prefix_targets_with_hash)
             .then(|| {
                 info.file
                     .hashes

@@ -91,7 +91,7 @@ fn python_tuf_and_tufa_client_agree() {
         "simple/missing/index.json",
     ];
     let python = run_python(dir.path(), &server, &paths);
-    let mut refreshed = updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = updater.refresh(SystemTime::now()).unwrap();
     for path in paths {
         let expected = &python["targets"][path];
         match refreshed.target_info(path) {

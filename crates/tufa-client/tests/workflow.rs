@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use tufa_client::{Error, UpdaterConfig, target_file_name};
+use tufa_client::{
+    Error, FetchError, Fetcher, MAX_FILE_NAME, Updater, UpdaterConfig, target_file_name,
+};
 use tufa_metadata::{PathMatcher, Signer, Threshold};
 
 fn refresh_err(client: &Client<'_>) -> Error {
@@ -68,7 +71,7 @@ fn without_consistent_snapshots_files_have_unversioned_names() {
     sim.repo().add_target("targets", "dir/file.txt", b"content");
     sim.repo().update_snapshot();
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     let info = refreshed.target_info("dir/file.txt").unwrap();
     refreshed
         .download_target(&info, TARGETS_URL, &client.targets_dir())
@@ -211,6 +214,43 @@ fn root_rotations_per_refresh_are_capped() {
 }
 
 #[test]
+fn a_chain_of_100_root_versions_with_new_keys_each_loads_in_one_refresh() {
+    let sim = Sim::new();
+    for _ in 0..99 {
+        sim.repo().rotate("root", vec![key()], 1);
+    }
+    let client = Client::new(&sim);
+    client.updater.refresh(SystemTime::now()).unwrap();
+    assert_eq!(client.cached_version("root"), Some(100));
+    assert!(
+        sim.requests()
+            .contains(&"metadata/101.root.json".to_string())
+    );
+}
+
+#[test]
+fn root_rotation_stops_at_256_versions_without_error_and_goes_on_with_the_root_reached() {
+    let sim = Sim::new();
+    for _ in 0..257 {
+        let mut repo = sim.repo();
+        repo.root.version += 1;
+        repo.publish_root();
+    }
+    let client = Client::new(&sim);
+    assert_eq!(client.updater.config().max_root_rotations, 256);
+    // As python-tuf does: the refresh stops at the limit and completes with root 257.
+    client.updater.refresh(SystemTime::now()).unwrap();
+    assert_eq!(client.cached_version("root"), Some(257));
+    assert!(
+        !sim.requests()
+            .contains(&"metadata/258.root.json".to_string())
+    );
+    assert_eq!(client.cached_version("timestamp"), Some(1));
+    client.updater.refresh(SystemTime::now()).unwrap();
+    assert_eq!(client.cached_version("root"), Some(258));
+}
+
+#[test]
 fn intermediate_roots_may_be_expired_but_the_final_one_may_not() {
     let now = SystemTime::now();
     let sim = Sim::new();
@@ -335,6 +375,39 @@ fn endless_timestamp_is_cut_off_at_the_default_limit() {
         refresh_err(&client),
         Error::EndlessData { limit: 16_384, .. }
     ));
+}
+
+#[test]
+fn more_than_the_limit_is_refused_by_the_updater_whatever_the_fetcher_returns() {
+    // The simulated repository's fetcher ignores the limit, so these reach the updater whole.
+    let sim = Sim::new();
+    let client = Client::new(&sim);
+    sim.repo()
+        .served
+        .insert("2.root.json".into(), vec![b' '; 512_001]);
+    let err = refresh_err(&client);
+    assert!(
+        matches!(&err, Error::EndlessData { url, limit: 512_000 } if url.ends_with("/2.root.json")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("endless data attack: "),
+        "{err}"
+    );
+    assert_eq!(client.cached_version("root"), Some(1));
+    {
+        let mut repo = sim.repo();
+        repo.served.remove("2.root.json");
+        let mut bytes = repo.metadata_file("1.targets.json").unwrap();
+        bytes.push(b' ');
+        repo.served.insert("1.targets.json".into(), bytes);
+    }
+    let err = refresh_err(&client);
+    assert!(
+        matches!(&err, Error::EndlessData { url, .. } if url.ends_with("/1.targets.json")),
+        "{err}"
+    );
+    assert_eq!(client.cached_version("targets"), None);
 }
 
 // ---- 5.5: snapshot ----
@@ -556,7 +629,7 @@ fn downloads_are_verified_stored_at_a_fixed_path_and_not_fetched_twice() {
     sim.repo().add_target("targets", "dir/file.txt", b"content");
     sim.repo().update_snapshot();
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     let info = refreshed.target_info("dir/file.txt").unwrap();
     let artifact = refreshed
         .download_target(&info, TARGETS_URL, &client.targets_dir())
@@ -585,7 +658,7 @@ fn malicious_mirror_content_is_refused_and_not_stored() {
         .add_target("targets", "other.txt", b"other, also signed");
     sim.repo().update_snapshot();
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     let info = refreshed.target_info("good.txt").unwrap();
     let hash = info.file.hashes["sha256"].clone();
     // Wrong software: another signed artifact of the same length class, served in its place.
@@ -615,7 +688,7 @@ fn tampered_cached_artifact_is_downloaded_again() {
     sim.repo().add_target("targets", "a.txt", b"aaaa");
     sim.repo().update_snapshot();
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     let info = refreshed.target_info("a.txt").unwrap();
     std::fs::create_dir_all(client.targets_dir()).unwrap();
     std::fs::write(client.targets_dir().join("a.txt"), b"bbbb").unwrap();
@@ -630,7 +703,7 @@ fn tampered_cached_artifact_is_downloaded_again() {
 fn unknown_target_is_not_found() {
     let sim = Sim::new();
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert!(matches!(
         refreshed.target_info("missing"),
         Err(Error::TargetNotFound { .. })
@@ -669,7 +742,7 @@ fn delegations_are_searched_depth_first_in_listed_order() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     let info = refreshed.target_info("t").unwrap();
     assert_eq!(info.role.as_str(), "c");
     assert_eq!(delegated_requests(&sim), ["a", "c"]);
@@ -693,7 +766,7 @@ fn terminating_delegation_ends_the_search() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert!(matches!(
         refreshed.target_info("t"),
         Err(Error::TargetNotFound { .. })
@@ -713,7 +786,7 @@ fn terminating_delegation_below_a_role_ends_the_whole_search() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert!(refreshed.target_info("t").is_err());
     assert_eq!(delegated_requests(&sim), ["a", "c"]);
 }
@@ -729,7 +802,7 @@ fn non_terminating_delegation_continues_with_the_next() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert_eq!(refreshed.target_info("t").unwrap().role.as_str(), "b");
     assert_eq!(delegated_requests(&sim), ["a", "b"]);
 }
@@ -745,7 +818,7 @@ fn delegation_cycles_visit_each_role_once() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert!(matches!(
         refreshed.target_info("t"),
         Err(Error::TargetNotFound { .. })
@@ -769,7 +842,7 @@ fn search_gives_up_after_the_maximum_number_of_roles() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     // targets plus r1..r31 are 32 roles, the limit.
     assert_eq!(
         refreshed.target_info("shallow").unwrap().role.as_str(),
@@ -799,7 +872,7 @@ fn roles_are_trusted_only_for_their_delegated_paths() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert_eq!(refreshed.target_info("a/ok").unwrap().role.as_str(), "a");
     sim.clear_requests();
     assert!(matches!(
@@ -833,7 +906,7 @@ fn path_hash_prefixes_select_roles() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert_eq!(refreshed.target_info(path).unwrap().role.as_str(), "hit");
     assert_eq!(delegated_requests(&sim), ["hit"]);
 }
@@ -865,7 +938,7 @@ fn succinct_bins_fetch_only_the_bin_a_target_hashes_to() {
     };
     assert_ne!(first_bin, second_bin);
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert_eq!(
         refreshed.target_info(first).unwrap().role.as_str(),
         first_bin
@@ -880,7 +953,7 @@ fn succinct_bins_fetch_only_the_bin_a_target_hashes_to() {
     // The next cycle reads the bin from the cache instead of fetching it again.
     drop(refreshed);
     sim.clear_requests();
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     refreshed.target_info(first).unwrap();
     assert!(delegated_requests(&sim).is_empty());
     assert!(client.cached_files().contains(&format!("{first_bin}.json")));
@@ -903,7 +976,7 @@ fn a_role_reached_again_is_verified_against_its_new_delegator() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert_eq!(refreshed.target_info("x").unwrap().role.as_str(), "x");
     let err = refreshed.target_info("y").unwrap_err();
     assert!(
@@ -927,7 +1000,7 @@ fn delegated_role_signed_below_threshold_is_refused() {
         repo.update_snapshot();
     }
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     assert!(matches!(
         refreshed.target_info("t"),
         Err(Error::Signatures { .. })
@@ -952,7 +1025,7 @@ fn unusual_role_names_are_quoted_in_urls_and_file_names() {
         sim.repo().delegate("targets", name, all(), false);
         sim.repo().update_snapshot();
         let client = Client::new(&sim);
-        let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+        let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
         assert!(matches!(
             refreshed.target_info("missing"),
             Err(Error::TargetNotFound { .. })
@@ -985,7 +1058,7 @@ fn unusual_target_names_download_into_one_directory() {
     }
     sim.repo().update_snapshot();
     let client = Client::new(&sim);
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     for name in names {
         let info = refreshed.target_info(name).unwrap();
         let artifact = refreshed
@@ -1003,6 +1076,141 @@ fn unusual_target_names_download_into_one_directory() {
     );
 }
 
+#[test]
+fn names_too_long_for_a_file_name_are_stored_under_bounded_names_and_reused() {
+    // A 300-character delegated role and a 240-character project: percent-encoded they are
+    // longer than the 255 bytes a file name may have.
+    let role_name = "r".repeat(300);
+    let page = format!("simple/{}/index.json", "p".repeat(240));
+    let sim = Sim::new();
+    {
+        let mut repo = sim.repo();
+        let paths = PathMatcher::Paths(vec!["simple/*/index.json".into()]);
+        repo.delegate("targets", &role_name, paths, false);
+        repo.add_target(&role_name, &page, b"the page");
+        repo.update_snapshot();
+    }
+    let client = Client::new(&sim);
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let info = refreshed.target_info(&page).unwrap();
+    assert_eq!(info.role.as_str(), role_name);
+    let artifact = refreshed
+        .download_target(&info, TARGETS_URL, &client.targets_dir())
+        .unwrap();
+    assert!(artifact.downloaded);
+    assert_eq!(artifact.content, b"the page");
+    assert_eq!(std::fs::read(&artifact.path).unwrap(), b"the page");
+    let stored = artifact.path.file_name().unwrap().to_str().unwrap();
+    assert_eq!(stored.len(), MAX_FILE_NAME, "{stored}");
+    assert!(
+        client
+            .cached_files()
+            .iter()
+            .all(|name| name.len() <= MAX_FILE_NAME)
+    );
+    assert_eq!(client.cached_files().len(), 5);
+
+    // The next cycle finds both in the cache.
+    drop(refreshed);
+    sim.clear_requests();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let info = refreshed.target_info(&page).unwrap();
+    let again = refreshed
+        .download_target(&info, TARGETS_URL, &client.targets_dir())
+        .unwrap();
+    assert!(!again.downloaded);
+    assert!(delegated_requests(&sim).is_empty(), "{:?}", sim.requests());
+}
+
+/// Holds every request for one file until released; answers the others from `sim` at once.
+struct Held<'a> {
+    sim: &'a Sim,
+    file: String,
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl<'a> Held<'a> {
+    fn new(sim: &'a Sim, file: String) -> Self {
+        Held {
+            sim,
+            file,
+            state: Mutex::new((false, false)),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Waits (at most 10 s) until a request for the file is being held.
+    fn wait_until_holding(&self) -> bool {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, Duration::from_secs(10), |(holding, _)| !*holding)
+            .unwrap();
+        state.0
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Fetcher for Held<'_> {
+    fn fetch(&self, url: &str, max_length: u64) -> Result<Vec<u8>, FetchError> {
+        if url.ends_with(&self.file) {
+            let mut state = self.state.lock().unwrap();
+            state.0 = true;
+            self.changed.notify_all();
+            while !state.1 {
+                state = self.changed.wait(state).unwrap();
+            }
+        }
+        self.sim.fetch(url, max_length)
+    }
+}
+
+#[test]
+fn a_lookup_waiting_for_the_repository_holds_up_no_lookup_of_another_target() {
+    let sim = Sim::new();
+    let (first, second) = ("simple/a/index.json", "simple/b/index.json");
+    let (first_bin, second_bin) = {
+        let mut repo = sim.repo();
+        repo.delegate_succinct("targets", "bin", 10);
+        let succinct = match &repo.targets.delegations.as_ref().unwrap().roles {
+            tufa_metadata::DelegatedRoles::Succinct(s) => s.clone(),
+            _ => unreachable!(),
+        };
+        let bins = (
+            succinct.role_for_target(first).to_string(),
+            succinct.role_for_target(second).to_string(),
+        );
+        repo.add_target(&bins.0, first, b"a");
+        repo.add_target(&bins.1, second, b"b");
+        repo.update_snapshot();
+        bins
+    };
+    let held = Held::new(&sim, format!(".{first_bin}.json"));
+    let dir = tempfile::tempdir().unwrap();
+    Updater::<&Held>::initialize(dir.path(), &sim.trusted_root()).unwrap();
+    let updater = Updater::new(dir.path(), METADATA_URL, &held, UpdaterConfig::default());
+    let refreshed = updater.refresh(SystemTime::now()).unwrap();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| refreshed.target_info(first));
+        assert!(held.wait_until_holding());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let shared = &refreshed;
+        scope.spawn(move || {
+            let _ = sender.send(shared.target_info(second));
+        });
+        let other = receiver.recv_timeout(Duration::from_secs(10));
+        held.release();
+        let other = other.expect("the second lookup waited for the first one's fetch");
+        assert_eq!(other.unwrap().role.as_str(), second_bin);
+        assert_eq!(waiting.join().unwrap().unwrap().role.as_str(), first_bin);
+    });
+}
+
 // ---- Offline use of the cache ----
 
 #[test]
@@ -1015,14 +1223,14 @@ fn offline_load_uses_only_the_cache_and_stops_at_expiry() {
         client.updater.load_offline(SystemTime::now()).unwrap_err(),
         Error::NotLoaded { ref role, .. } if role == "timestamp"
     ));
-    let mut refreshed = client.updater.refresh(SystemTime::now()).unwrap();
+    let refreshed = client.updater.refresh(SystemTime::now()).unwrap();
     let info = refreshed.target_info("page.json").unwrap();
     refreshed
         .download_target(&info, TARGETS_URL, &client.targets_dir())
         .unwrap();
     sim.clear_requests();
 
-    let mut offline = client.updater.load_offline(SystemTime::now()).unwrap();
+    let offline = client.updater.load_offline(SystemTime::now()).unwrap();
     let info = offline.target_info("page.json").unwrap();
     let page = offline
         .download_target(&info, TARGETS_URL, &client.targets_dir())

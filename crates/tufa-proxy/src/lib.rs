@@ -6,16 +6,18 @@
 //!
 //! - `trust`: each project page is the TUF target `simple/<name>/index.json`, verified by
 //!   tufa-client from the trusted root down (rollback, freeze, mix-and-match, arbitrary
-//!   software, endless data). One worker owns the trusted state, so a refresh is shared by all
-//!   concurrent requests and reused for a short interval.
+//!   software, endless data). One refresh is shared by all concurrent requests and reused for a
+//!   short interval; lookups of different projects run at once.
 //! - `page`: the verified page, served as PEP 691 JSON or PEP 503 HTML with file URLs on the
 //!   proxy; only files with a sha256 and size are passed on.
 //! - `files`: each file is checked against that sha256 and size while it streams; a file that
 //!   fails ends in a broken response, never a complete wrong file. Verified files are cached by
 //!   content, so later installs need no download.
 //!
-//! With the index unreachable (and only then), pages come from the cached metadata for as long
-//! as it is unexpired; any verification failure is an error, never a fallback.
+//! With the index unreachable, or not answering a refresh within the refresh deadline (and only
+//! then), pages come from the cached metadata for as long as it is unexpired; any verification
+//! failure is an error, never a fallback. File downloads have an overall deadline and a minimum
+//! rate (slow retrieval), and only complete, verified files are cached.
 
 mod files;
 mod page;
@@ -39,8 +41,17 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// How long one refresh of the TUF metadata serves requests before the next.
     pub refresh_interval: Duration,
-    /// Bound on connecting to the index and on each metadata request.
+    /// Bound on connecting to the index, on each metadata request, and on a file download
+    /// that sends nothing; also the window over which a download's rate is measured.
     pub timeout: Duration,
+    /// How long a request waits for a refresh before the index counts as unreachable and the
+    /// cached metadata, while unexpired, answers instead.
+    pub refresh_deadline: Duration,
+    /// Bound on one file download: the time spent waiting for the index's response and bytes,
+    /// not for the installer to take them.
+    pub download_deadline: Duration,
+    /// Bytes per second a file download must average over each `timeout` window.
+    pub download_min_rate: u64,
 }
 
 /// Why the proxy cannot start.
@@ -53,8 +64,6 @@ pub enum Error {
     },
     #[error("initializing the cache: {0}")]
     Cache(#[from] tufa_client::Error),
-    #[error("starting the TUF worker: {0}")]
-    Worker(std::io::Error),
 }
 
 /// A running proxy's state, shared by its requests.
@@ -84,17 +93,25 @@ impl Proxy {
             HttpFetcher::new(config.timeout),
             UpdaterConfig::default(),
         );
-        let trust = trust::Trust::start(trust::Settings {
+        let trust = trust::Trust::new(trust::Settings {
             updater,
             targets_url: format!("{index_url}/tuf/targets/"),
             targets_dir: config.cache_dir.join("targets"),
             refresh_interval: config.refresh_interval,
-        })
-        .map_err(Error::Worker)?;
+            refresh_deadline: config.refresh_deadline,
+        });
+        let files = files::FileStore::new(
+            config.cache_dir.join("files"),
+            files::Pace {
+                stall: config.timeout,
+                deadline: config.download_deadline,
+                min_rate: config.download_min_rate,
+            },
+        );
         Ok(Arc::new(Proxy {
             index_url,
             trust,
-            files: files::FileStore::new(config.cache_dir.join("files"), config.timeout),
+            files,
         }))
     }
 }

@@ -1,19 +1,21 @@
-//! The TUF side of the proxy: one worker thread owns the updater and the trusted metadata, and
-//! answers page lookups in order.
+//! The TUF side of the proxy: trusted metadata shared by every request, refreshed at most once
+//! per refresh interval, and the verified pages.
 //!
-//! One owner means one refresh at a time, shared by every request: a request that finds the
-//! trusted state older than the refresh interval refreshes it, and the requests queued behind it
-//! reuse the result. Lookups after a refresh are mostly memory reads (the bin role and the page
-//! are cached), so serializing them costs little next to what it saves: no lock juggling around
-//! a state machine that fetches while it verifies.
+//! Lookups of different projects run at once, each on a blocking thread: the trusted state is
+//! locked only to verify, never while the index is asked for something (tufa-client's
+//! `Refreshed`), so a project whose bin role or page the index is slow to send holds up no
+//! other. One refresh runs at a time and every request that finds the trusted state older than
+//! the refresh interval shares it, but waits for it only up to the refresh deadline: an index
+//! that accepts connections and never answers then counts as unreachable, and pages come from
+//! the cached metadata while it is unexpired, as with an index that is down. The refresh goes on
+//! in the background, bounded by the fetch timeout, and its result serves the next requests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tufa_client::{Error as ClientError, HttpFetcher, Refreshed, Updater};
 use tufa_index::name::ProjectName;
 use tufa_metadata::HexDigest;
@@ -54,118 +56,220 @@ fn classify(error: ClientError) -> PageError {
     }
 }
 
-struct Lookup {
-    project: ProjectName,
-    reply: oneshot::Sender<Result<Arc<VerifiedPage>, PageError>>,
+fn stopped() -> PageError {
+    PageError::Unreachable("a TUF task of the proxy stopped".into())
 }
 
-/// Handle to the worker; cheap to share between requests.
-#[derive(Debug)]
-pub struct Trust {
-    lookups: mpsc::Sender<Lookup>,
-}
-
-/// Where the worker finds things.
+/// Where the trusted state comes from, and how fresh it must be.
 pub struct Settings {
     pub updater: Updater<HttpFetcher>,
     pub targets_url: String,
     pub targets_dir: PathBuf,
     pub refresh_interval: Duration,
+    /// How long a request waits for a refresh before the index counts as unreachable.
+    pub refresh_deadline: Duration,
 }
 
-impl Trust {
-    pub fn start(settings: Settings) -> std::io::Result<Trust> {
-        let (lookups, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("tufa-proxy-tuf".into())
-            .spawn(move || worker(settings, queue))?;
-        Ok(Trust { lookups })
-    }
+/// Handle to the trusted state; cheap to share between requests.
+pub struct Trust {
+    shared: Arc<Shared>,
+}
 
-    /// The verified page of `project`, from metadata at most one refresh interval old (or, with
-    /// the index unreachable, from the unexpired cache).
-    pub async fn page(&self, project: &ProjectName) -> Result<Arc<VerifiedPage>, PageError> {
-        let (reply, answer) = oneshot::channel();
-        let gone = || PageError::Unreachable("the TUF worker of the proxy stopped".into());
-        self.lookups
-            .send(Lookup {
-                project: project.clone(),
-                reply,
-            })
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust").finish_non_exhaustive()
     }
 }
 
-struct State<'a> {
-    updater: &'a Updater<HttpFetcher>,
-    targets_url: &'a str,
-    targets_dir: &'a std::path::Path,
-    refresh_interval: Duration,
-    current: Option<Refreshed<'a, HttpFetcher>>,
-    checked_at: Option<Instant>,
+struct Shared {
+    settings: Settings,
+    state: Mutex<State>,
+}
+
+/// One trusted view of the index (from a refresh, or from the cache when the index is
+/// unreachable), and when it was made.
+struct Generation {
+    refreshed: Refreshed<HttpFetcher>,
+    made: Instant,
+}
+
+type Outcome = Option<Result<Arc<Generation>, PageError>>;
+
+struct Refreshing {
+    started: Instant,
+    /// `Some` once the refresh is over.
+    done: watch::Receiver<Outcome>,
+}
+
+struct State {
+    current: Option<Arc<Generation>>,
+    refreshing: Option<Refreshing>,
+    /// Refreshes completed so far: a fallback found while a refresh ran must not replace what
+    /// that refresh concluded, above all a verdict that the index is attacking.
+    completed: u64,
     /// The last verified page of each project, with the target hashes it was verified against.
     pages: HashMap<ProjectName, (BTreeMap<String, HexDigest>, Arc<VerifiedPage>)>,
 }
 
-fn worker(settings: Settings, queue: mpsc::Receiver<Lookup>) {
-    let mut state = State {
-        updater: &settings.updater,
-        targets_url: &settings.targets_url,
-        targets_dir: &settings.targets_dir,
-        refresh_interval: settings.refresh_interval,
-        current: None,
-        checked_at: None,
-        pages: HashMap::new(),
-    };
-    while let Ok(lookup) = queue.recv() {
-        let answer = state.page(&lookup.project);
-        let _ = lookup.reply.send(answer);
+impl Trust {
+    pub fn new(settings: Settings) -> Trust {
+        Trust {
+            shared: Arc::new(Shared {
+                settings,
+                state: Mutex::new(State {
+                    current: None,
+                    refreshing: None,
+                    completed: 0,
+                    pages: HashMap::new(),
+                }),
+            }),
+        }
+    }
+
+    /// The verified page of `project`, from metadata at most one refresh interval old (or, with
+    /// the index unreachable or not answering within the refresh deadline, from the unexpired
+    /// cache).
+    pub async fn page(&self, project: &ProjectName) -> Result<Arc<VerifiedPage>, PageError> {
+        let generation = self.generation().await?;
+        let shared = Arc::clone(&self.shared);
+        let project = project.clone();
+        tokio::task::spawn_blocking(move || shared.page(&generation, &project))
+            .await
+            .map_err(|_| stopped())?
+    }
+
+    async fn generation(&self) -> Result<Arc<Generation>, PageError> {
+        let (mut done, waited, completed) = {
+            let mut state = self.shared.lock();
+            if let Some(current) = &state.current
+                && current.made.elapsed() < self.shared.settings.refresh_interval
+            {
+                return Ok(Arc::clone(current));
+            }
+            let refreshing = match &state.refreshing {
+                Some(refreshing) => refreshing,
+                None => self.start_refresh(&mut state),
+            };
+            (
+                refreshing.done.clone(),
+                refreshing.started.elapsed(),
+                state.completed,
+            )
+        };
+        let deadline = self.shared.settings.refresh_deadline;
+        let wait = deadline.saturating_sub(waited);
+        if let Ok(outcome) = tokio::time::timeout(wait, outcome(&mut done)).await {
+            return outcome;
+        }
+        let shared = Arc::clone(&self.shared);
+        let fallback = tokio::task::spawn_blocking(move || shared.fallback(completed))
+            .await
+            .map_err(|_| stopped())?;
+        match fallback {
+            Some(generation) => Ok(generation),
+            // Nothing cached can stand in, or the refresh has just concluded: its outcome is
+            // the answer. The fetch timeout bounds the wait.
+            None => outcome(&mut done).await,
+        }
+    }
+
+    fn start_refresh<'a>(&self, state: &'a mut State) -> &'a Refreshing {
+        let (sender, done) = watch::channel(None);
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let outcome = shared.refresh();
+            {
+                let mut state = shared.lock();
+                state.refreshing = None;
+                state.completed += 1;
+                state.current = outcome.as_ref().ok().cloned();
+            }
+            let _ = sender.send(Some(outcome));
+        });
+        state.refreshing.insert(Refreshing {
+            started: Instant::now(),
+            done,
+        })
     }
 }
 
-impl<'a> State<'a> {
-    /// Makes `current` trusted metadata no older than the refresh interval.
-    fn refresh(&mut self) -> Result<(), PageError> {
-        if self.current.is_some()
-            && self
-                .checked_at
-                .is_some_and(|at| at.elapsed() < self.refresh_interval)
-        {
-            return Ok(());
-        }
-        let now = SystemTime::now();
-        self.current = None;
-        self.checked_at = None;
-        let refreshed = match self.updater.refresh(now) {
-            Ok(refreshed) => refreshed,
-            Err(error) if unreachable(&error) => match self.updater.load_offline(now) {
-                Ok(cached) => {
-                    tracing::warn!(
-                        "the index is unreachable ({error}); serving from the cached TUF \
-                         metadata, which expires at {}",
-                        cached.trusted().timestamp().signed.expires
-                    );
-                    cached
-                }
-                Err(offline) => {
-                    return Err(PageError::Unreachable(format!(
-                        "{error}; the cached TUF metadata cannot stand in: {offline}"
-                    )));
-                }
-            },
-            Err(error) => return Err(PageError::Refused(error.to_string())),
-        };
-        self.current = Some(refreshed);
-        self.checked_at = Some(Instant::now());
-        Ok(())
+async fn outcome(done: &mut watch::Receiver<Outcome>) -> Result<Arc<Generation>, PageError> {
+    let outcome = done
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| stopped())?;
+    outcome.clone().unwrap_or_else(|| Err(stopped()))
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update of the state is a single assignment, so a panic cannot leave it torn.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn page(&mut self, project: &ProjectName) -> Result<Arc<VerifiedPage>, PageError> {
-        self.refresh()?;
-        let Some(refreshed) = self.current.as_mut() else {
-            return Err(PageError::Unreachable("no trusted metadata".into()));
+    /// Refreshes from the index; with the index unreachable, loads the cached metadata instead.
+    fn refresh(&self) -> Result<Arc<Generation>, PageError> {
+        let now = SystemTime::now();
+        let refreshed = match self.settings.updater.refresh(now) {
+            Ok(refreshed) => refreshed,
+            Err(error) if unreachable(&error) => self.offline(now, &error.to_string())?,
+            Err(error) => return Err(PageError::Refused(error.to_string())),
         };
+        Ok(Arc::new(Generation {
+            refreshed,
+            made: Instant::now(),
+        }))
+    }
+
+    fn offline(&self, now: SystemTime, reason: &str) -> Result<Refreshed<HttpFetcher>, PageError> {
+        match self.settings.updater.load_offline(now) {
+            Ok(cached) => {
+                tracing::warn!(
+                    "the index is unreachable ({reason}); serving from the cached TUF metadata, \
+                     which expires at {}",
+                    cached.trusted().timestamp().signed.expires
+                );
+                Ok(cached)
+            }
+            Err(offline) => Err(PageError::Unreachable(format!(
+                "{reason}; the cached TUF metadata cannot stand in: {offline}"
+            ))),
+        }
+    }
+
+    /// The cached metadata standing in for a refresh that is past the deadline, made current
+    /// until the refresh concludes or the refresh interval passes. `None` when nothing cached
+    /// can stand in, or when a refresh concluded since `completed` was read.
+    fn fallback(&self, completed: u64) -> Option<Arc<Generation>> {
+        let reason = format!(
+            "no answer within the refresh deadline of {} ms",
+            self.settings.refresh_deadline.as_millis()
+        );
+        let refreshed = match self.offline(SystemTime::now(), &reason) {
+            Ok(refreshed) => refreshed,
+            Err(error) => {
+                tracing::warn!("{error}");
+                return None;
+            }
+        };
+        let generation = Arc::new(Generation {
+            refreshed,
+            made: Instant::now(),
+        });
+        let mut state = self.lock();
+        if state.completed != completed {
+            return None;
+        }
+        state.current = Some(Arc::clone(&generation));
+        Some(generation)
+    }
+
+    fn page(
+        &self,
+        generation: &Generation,
+        project: &ProjectName,
+    ) -> Result<Arc<VerifiedPage>, PageError> {
+        let refreshed = &generation.refreshed;
         let info = match refreshed.target_info(&format!("simple/{project}/index.json")) {
             Ok(info) => info,
             Err(ClientError::TargetNotFound { .. }) => {
@@ -173,17 +277,22 @@ impl<'a> State<'a> {
             }
             Err(error) => return Err(classify(error)),
         };
-        if let Some((hashes, page)) = self.pages.get(project)
+        if let Some((hashes, page)) = self.lock().pages.get(project)
             && *hashes == info.file.hashes
         {
             return Ok(Arc::clone(page));
         }
         let artifact = refreshed
-            .download_target(&info, self.targets_url, self.targets_dir)
+            .download_target(
+                &info,
+                &self.settings.targets_url,
+                &self.settings.targets_dir,
+            )
             .map_err(classify)?;
         let page =
             Arc::new(VerifiedPage::parse(project, &artifact.content).map_err(PageError::Refused)?);
-        self.pages
+        self.lock()
+            .pages
             .insert(project.clone(), (info.file.hashes, Arc::clone(&page)));
         Ok(page)
     }

@@ -69,7 +69,7 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         HttpFetcher::default(),
         UpdaterConfig::default(),
     );
-    let mut refreshed = updater
+    let refreshed = updater
         .refresh(SystemTime::now())
         .with_context(|| format!("updating TUF metadata from {index}"))?;
     let info = refreshed

@@ -26,9 +26,21 @@ pub struct ProxyArgs {
     /// How long one refresh of the TUF metadata serves requests, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     refresh_interval_ms: u64,
-    /// Bound on connecting to the index and on each metadata request, in seconds.
+    /// Bound on connecting to the index, on each metadata request, and on a file download that
+    /// sends nothing, in seconds; also the window a download's rate is measured over.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// How long a request waits for a refresh of the TUF metadata before the index counts as
+    /// unreachable and the cached metadata, while unexpired, answers instead, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    refresh_deadline_ms: u64,
+    /// Bound on one file download from the index (time spent waiting for the index, not for the
+    /// installer), in seconds.
+    #[arg(long, default_value_t = 3600)]
+    download_deadline: u64,
+    /// Bytes per second a file download from the index must average over each --timeout window.
+    #[arg(long, default_value_t = 1024)]
+    download_min_rate: u64,
     #[command(flatten)]
     connections: crate::index_commands::ConnectionArgs,
 }
@@ -55,6 +67,9 @@ pub fn run(args: ProxyArgs) -> Result<()> {
         cache_dir: cache_dir.clone(),
         refresh_interval: Duration::from_millis(args.refresh_interval_ms),
         timeout: Duration::from_secs(args.timeout.max(1)),
+        refresh_deadline: Duration::from_millis(args.refresh_deadline_ms),
+        download_deadline: Duration::from_secs(args.download_deadline.max(1)),
+        download_min_rate: args.download_min_rate,
     };
     let limits = args.connections.limits()?;
     tracing_subscriber::fmt()

@@ -63,7 +63,7 @@ pub fn run(args: TufClientArgs) -> Result<()> {
         HttpFetcher::default(),
         UpdaterConfig::default(),
     );
-    let mut refreshed = updater.refresh(SystemTime::now())?;
+    let refreshed = updater.refresh(SystemTime::now())?;
     if let Action::Download = args.action {
         let base_url = required(&args.target_base_url, "--target-base-url")?;
         let target_dir = required(&args.target_dir, "--target-dir")?;

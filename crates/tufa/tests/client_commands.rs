@@ -238,3 +238,53 @@ fn download_prints_verified_files_of_a_project() {
     assert_eq!(code(&missing), 1);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
+
+#[test]
+fn download_verifies_a_project_whose_name_is_too_long_for_a_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repository = index(dir.path());
+    // Percent-encoded as one file name, `simple/<name>/index.json` would be 262 bytes.
+    let name = format!("long-{}", "n".repeat(235));
+    repository
+        .publish(
+            &[PageChange {
+                project: name.clone(),
+                page: Some(PAGE.replace("demo-project", &name).into_bytes()),
+            }],
+            SystemTime::now(),
+        )
+        .unwrap();
+    let server = StaticServer::start(dir.path());
+    let cache = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tuf/metadata/1.root.json");
+    let run = || {
+        tufa(&[
+            "download",
+            "--index",
+            &server.url(),
+            "--root",
+            root.to_str().unwrap(),
+            "--cache",
+            cache.path().to_str().unwrap(),
+            &name,
+        ])
+    };
+    let output = run();
+    assert_eq!(code(&output), 0, "{output:?}");
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .contains("1234  demo_project-1.0-py3-none-any.whl\n")
+    );
+    let stored: Vec<String> = std::fs::read_dir(cache.path().join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].len() <= tufa_client::MAX_FILE_NAME, "{stored:?}");
+    // The stored page is found again: the second run downloads no target.
+    let before = server.requests().len();
+    assert_eq!(code(&run()), 0);
+    let new: Vec<String> = server.requests()[before..].to_vec();
+    assert!(new.iter().all(|r| !r.contains("/tuf/targets/")), "{new:?}");
+}

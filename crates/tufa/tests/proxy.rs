@@ -4,14 +4,19 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
 use common::{TUFA, installed, ok, output_text as text, pip, token, twine, uv};
+use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
+use tufa_repo::layout::Expiries;
+use tufa_repo::{FsStore, PageChange, Repository, key_paths, load_signer};
 use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer};
 use tufa_testkit::{http, sha256_hex};
 
@@ -487,4 +492,332 @@ fn an_expired_timestamp_is_a_freeze_attack_with_nothing_installed() {
         "freeze attack: timestamp expired at",
         true,
     );
+}
+
+// ---- Limits and deadlines, against repositories built with tufa-repo ----
+
+const JSON: &str = "application/vnd.pypi.simple.v1+json";
+
+/// A PEP 691 page for `project` listing `files` (name and content), each at `/files/<name>`.
+fn page_json(project: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(name, content)| {
+            serde_json::json!({
+                "filename": name,
+                "url": format!("/files/{name}"),
+                "hashes": {"sha256": sha256_hex(content)},
+                "size": content.len(),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": project,
+        "files": files,
+    }))
+    .unwrap()
+}
+
+/// A signed repository laid out as an index serves it (`tuf/metadata`, `tuf/targets`), built
+/// with tufa-repo under `dir`, with one page per project. Returns the trusted root's path.
+fn signed_repository(dir: &Path, pages: Vec<(String, Vec<u8>)>) -> PathBuf {
+    let now = SystemTime::now();
+    let store = FsStore::open(dir.join("tuf")).unwrap();
+    let keys = dir.join("keys");
+    create_development_repository(&store, &keys, 4, Expiries::default(), now).unwrap();
+    let online = load_signer(&key_paths(&keys.join(ONLINE_KEY)).0, None).unwrap();
+    let mut repository =
+        Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
+    let changes: Vec<PageChange> = pages
+        .into_iter()
+        .map(|(project, page)| PageChange {
+            project,
+            page: Some(page),
+        })
+        .collect();
+    repository.publish(&changes, now).unwrap();
+    dir.join("tuf/metadata/1.root.json")
+}
+
+/// An index on 127.0.0.1 that serves the files under `root`, except the requests `hostile`
+/// answers itself (returning true), the way a misbehaving index would. One thread per
+/// connection; threads still busy when the test ends end with the test process.
+fn hostile_index(
+    root: PathBuf,
+    hostile: impl Fn(&str, &mut TcpStream) -> bool + Send + Sync + 'static,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let hostile = Arc::new(hostile);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let (root, hostile) = (root.clone(), Arc::clone(&hostile));
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let path = request.split(' ').nth(1).unwrap_or("/").to_string();
+                if hostile(&path, &mut stream) {
+                    return;
+                }
+                let file = (!path.contains("..") && !path.contains('%'))
+                    .then(|| fs::read(root.join(path.trim_start_matches('/'))).ok())
+                    .flatten();
+                let _ = match file {
+                    Some(body) => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|()| stream.write_all(&body)),
+                    None => stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    ),
+                };
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn a_project_name_too_long_for_a_file_name_is_served_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    // Percent-encoded as one file name, `simple/<name>/index.json` would be 262 bytes.
+    let name = format!("long-{}", "n".repeat(235));
+    let root = signed_repository(
+        dir.path(),
+        vec![(name.clone(), page_json(&name, &[("long-1.0.tar.gz", b"x")]))],
+    );
+    let index = StaticServer::start(dir.path());
+    let cache = dir.path().join("cache");
+    let proxy = TufaProxy::start(TUFA.as_ref(), &index.url(), &root, &cache, &[]);
+    let page = http::get(
+        &format!("{}{name}/", proxy.simple_url()),
+        &[("Accept", JSON)],
+    );
+    assert_eq!(page.status, 200, "{}\n{}", page.reason, proxy.log());
+    assert_eq!(page.json()["name"], name.as_str());
+    assert_eq!(page.json()["files"][0]["filename"], "long-1.0.tar.gz");
+    let stored: Vec<String> = fs::read_dir(cache.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].len() <= tufa_client::MAX_FILE_NAME, "{stored:?}");
+}
+
+#[test]
+fn a_hanging_index_holds_up_neither_a_cached_page_nor_other_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let projects: Vec<String> = (0..9).map(|i| format!("project-{i}")).collect();
+    let root = signed_repository(
+        dir.path(),
+        projects
+            .iter()
+            .map(|p| (p.clone(), page_json(p, &[])))
+            .collect(),
+    );
+    // Once hanging, the index accepts connections and reads requests, and answers none of
+    // them for 30 s.
+    let hanging = Arc::new(AtomicBool::new(false));
+    let hang = Arc::clone(&hanging);
+    let index = hostile_index(dir.path().to_path_buf(), move |_, _| {
+        let hangs = hang.load(Ordering::SeqCst);
+        if hangs {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        hangs
+    });
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &index,
+        &root,
+        &dir.path().join("cache"),
+        &["--refresh-interval-ms", REFRESH_MS],
+    );
+    let page = |project: &str| {
+        http::get(
+            &format!("{}{project}/", proxy.simple_url()),
+            &[("Accept", JSON)],
+        )
+    };
+    let first = page("project-0");
+    assert_eq!(first.status, 200, "{}", first.reason);
+
+    hanging.store(true, Ordering::SeqCst);
+    std::thread::sleep(AFTER_REFRESH);
+    // Eight requests for pages the proxy never verified wait for the hanging index...
+    let waiting: Vec<TcpStream> = projects[1..]
+        .iter()
+        .map(|project| {
+            let address = proxy.url.trim_start_matches("http://");
+            let mut stream = TcpStream::connect(address).unwrap();
+            write!(
+                stream,
+                "GET /simple/{project}/ HTTP/1.1\r\nHost: {address}\r\nAccept: {JSON}\r\n\r\n"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // ...and hold up no one: the page the proxy verified before comes from its cache, within
+    // the refresh deadline (500 ms by default).
+    let started = Instant::now();
+    let cached = page("project-0");
+    let took = started.elapsed();
+    assert_eq!(cached.status, 200, "{}\n{}", cached.reason, proxy.log());
+    assert_eq!(cached.json()["name"], "project-0");
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}:\n{}",
+        proxy.log()
+    );
+    assert!(
+        proxy
+            .log()
+            .contains("no answer within the refresh deadline of 500 ms"),
+        "{}",
+        proxy.log()
+    );
+    drop(waiting);
+}
+
+#[test]
+fn slow_downloads_are_cut_off_with_a_clear_error_and_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let (drip, steady) = ("slow-1.0.tar.gz", "slow-1.0-py3-none-any.whl");
+    let mut other = content.clone();
+    other.reverse();
+    let root = signed_repository(
+        dir.path(),
+        vec![(
+            "slow".to_string(),
+            page_json("slow", &[(drip, &content), (steady, &other)]),
+        )],
+    );
+    fs::create_dir_all(dir.path().join("files")).unwrap();
+    fs::write(dir.path().join("files").join(drip), &content).unwrap();
+    fs::write(dir.path().join("files").join(steady), &other).unwrap();
+    // Files come with their full length announced, then 1 byte/s (the drip) or 500 bytes/s
+    // (steady, fast enough for the minimum rate but not for the deadline), for at most 30 s.
+    // Each records how long it was sent before the proxy hung up.
+    let hung_up: Arc<Mutex<Vec<(String, Duration)>>> = Arc::default();
+    let record = Arc::clone(&hung_up);
+    let files = dir.path().join("files");
+    let index = hostile_index(dir.path().to_path_buf(), move |path, stream| {
+        let Some(name) = path.strip_prefix("/files/") else {
+            return false;
+        };
+        let body = fs::read(files.join(name)).unwrap();
+        let step = if name == drip { 1 } else { 500 };
+        let started = Instant::now();
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        for chunk in body.chunks(step).take(30) {
+            if stream
+                .write_all(chunk)
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                record
+                    .lock()
+                    .unwrap()
+                    .push((name.to_string(), started.elapsed()));
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        true
+    });
+    let cache = dir.path().join("cache");
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &index,
+        &root,
+        &cache,
+        &[
+            "--timeout",
+            "2",
+            "--download-min-rate",
+            "100",
+            "--download-deadline",
+            "4",
+        ],
+    );
+    let page = http::get(&format!("{}slow/", proxy.simple_url()), &[("Accept", JSON)]);
+    assert_eq!(page.status, 200, "{}", page.reason);
+    let urls: Vec<String> = page.json()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["url"].as_str().unwrap().to_string())
+        .collect();
+    let downloads: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = urls
+            .iter()
+            .map(|url| {
+                let url = format!("{}{url}", proxy.url);
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    (http::get(&url, &[]), started.elapsed())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (response, took) in &downloads {
+        // The status went out before the body: the body breaks off short.
+        assert_eq!(response.status, 200, "{}", response.reason);
+        assert!(response.body.len() < content.len());
+        assert!(*took < Duration::from_secs(20), "{took:?}");
+    }
+    let log = proxy.log();
+    let dripped = format!("slow retrieval attack: {drip} of slow came at ");
+    assert!(
+        log.split(&dripped).nth(1).is_some_and(|rest| rest
+            .contains("bytes/s, below the minimum of 100 bytes/s; the download was stopped")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "slow retrieval attack: {steady} of slow was not complete after 4s, the download \
+             deadline; the download was stopped"
+        )),
+        "{log}"
+    );
+    // The proxy hung up on both, long before they would have ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hung_up.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hung_up = hung_up.lock().unwrap().clone();
+    assert_eq!(hung_up.len(), 2, "{hung_up:?}");
+    assert!(
+        hung_up
+            .iter()
+            .all(|(_, after)| *after < Duration::from_secs(15))
+    );
+    // Nothing was cached, not even in part.
+    for bytes in [&content, &other] {
+        let sha = sha256_hex(bytes);
+        let shard = cache.join("files").join(&sha[..2]);
+        let left: Vec<_> = fs::read_dir(&shard)
+            .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
