@@ -92,7 +92,9 @@ pub enum UploadError {
         "Invalid or non-existent authentication information: upload with username __token__ and an API token as the password (create one with `tufa token create`)"
     )]
     Unauthenticated,
-    #[error("Invalid API token: this index does not know it (mistyped, or from another index); create one with `tufa token create`")]
+    #[error(
+        "Invalid API token: this index does not know it (mistyped, or from another index); create one with `tufa token create`"
+    )]
     BadToken,
     #[error("This API token is limited to project '{scope}' and cannot upload to '{project}'")]
     TokenScope { scope: String, project: String },

@@ -67,6 +67,27 @@ impl TufaServer {
         format!("{}/simple/", self.url)
     }
 
+    /// Uploads a minimal wheel of `project` `version` with `token`, as twine would, and returns
+    /// the answer.
+    pub fn upload_wheel(
+        &self,
+        token: &str,
+        project: &str,
+        version: &str,
+    ) -> crate::http::RawResponse {
+        let (content_type, body) =
+            crate::http::wheel_upload(project, version, &crate::minimal_wheel(project, version));
+        crate::http::request(
+            "POST",
+            &self.upload_url(),
+            &[
+                ("Content-Type", &content_type),
+                ("Authorization", &crate::http::basic_auth(token)),
+            ],
+            &body,
+        )
+    }
+
     /// The upload URL twine takes as `--repository-url`.
     pub fn upload_url(&self) -> String {
         format!("{}/legacy/", self.url)

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{TUFA, token};
-use tufa_testkit::http::{self, RawResponse};
-use tufa_testkit::{TufaProxy, TufaServer, minimal_wheel};
+use tufa_testkit::http;
+use tufa_testkit::{TufaProxy, TufaServer};
 
 /// How long the tests wait for something the server must do after its timeouts: generous, as
 /// the machine may be busy.
@@ -110,20 +110,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what} within {PATIENCE:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn upload(server: &TufaServer, token: &str, project: &str, version: &str) -> RawResponse {
-    let (content_type, body) =
-        http::wheel_upload(project, version, &minimal_wheel(project, version));
-    http::request(
-        "POST",
-        &server.upload_url(),
-        &[
-            ("Content-Type", &content_type),
-            ("Authorization", &http::basic_auth(token)),
-        ],
-        &body,
-    )
 }
 
 fn upload_head(server: &TufaServer, authorization: Option<&str>) -> Vec<u8> {
@@ -251,7 +237,7 @@ fn a_thousand_slow_connections_do_not_starve_the_index() {
         http::get(&format!("{}/status", server.url), &[]).status,
         200
     );
-    let uploaded = upload(&server, &alice, "steady", "1.0");
+    let uploaded = server.upload_wheel(&alice, "steady", "1.0");
     assert_eq!(uploaded.status, 200, "{uploaded:?}");
     assert!(
         descriptors(server.pid()) >= 800,

@@ -9,9 +9,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
 
 use common::{TUFA, page_files, python_tuf, token};
 use tufa_testkit::http::{self, RawResponse};
@@ -719,24 +717,7 @@ fn internal_errors_show_no_server_paths_and_missing_files_name_the_fix() {
         .max_by_key(|n| n.split('.').next().unwrap().parse::<u64>().unwrap())
         .unwrap();
     fs::remove_file(metadata.join(&snapshot)).unwrap();
-    let mut child = Command::new(TUFA)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tufa serve started without {snapshot}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = common::serve_refused(&data);
     assert!(
         stderr.contains(&format!("{snapshot} is missing"))
             && stderr.contains("restore it from a backup of the data directory"),

@@ -4,12 +4,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 mod common;
 
-use common::{TUFA, output_text, page_files, python_tuf, token, tufa, twine};
+use common::{TUFA, output_text, page_files, python_tuf, serve_refused, token, tufa, twine};
 use tufa_testkit::{Built, Project, PythonEnv, TufaServer, sha256_hex};
 
 fn build(dir: &Path, name: &str, version: &str, payload: &str) -> Built {
@@ -29,38 +28,6 @@ fn upload(server: &TufaServer, token: &str, built: &Built) {
         "twine upload failed:\n{}",
         output_text(&output)
     );
-}
-
-/// Runs `tufa serve` on `data`, which must exit with an error before it listens; returns what it
-/// printed. A server that starts instead is killed after 60 s and the test fails.
-fn serve_refused(data: &Path) -> String {
-    let mut child = Command::new(TUFA)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "tufa serve started instead of refusing the data directory:\n{}",
-                output_text(&output)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    let text = output_text(&output);
-    assert!(!output.status.success(), "{text}");
-    assert!(
-        !text.contains("tufa: serving"),
-        "it must not serve at all:\n{text}"
-    );
-    text
 }
 
 fn database_files(data: &Path) -> Vec<PathBuf> {

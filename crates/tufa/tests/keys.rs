@@ -81,18 +81,10 @@ fn ceremony_signed_separately(keys_dir: &Path, out: &Path) {
 }
 
 fn upload(server: &TufaServer, token: &str, project: &str, version: &str) -> String {
-    let wheel = minimal_wheel(project, version);
-    let (content_type, body) = http::wheel_upload(project, version, &wheel);
-    let auth = http::basic_auth(token);
-    let response = http::request(
-        "POST",
-        &server.upload_url(),
-        &[("Content-Type", &content_type), ("Authorization", &auth)],
-        &body,
-    );
+    let response = server.upload_wheel(token, project, version);
     assert_eq!(response.status, 200, "{}", response.reason);
     server.wait_until_signed();
-    sha256_hex(&wheel)
+    sha256_hex(&minimal_wheel(project, version))
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

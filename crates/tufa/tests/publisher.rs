@@ -11,20 +11,10 @@ mod common;
 
 use common::{TUFA, python_tuf, token};
 use tufa_testkit::faketime::clock_offset_env;
-use tufa_testkit::{TufaServer, http, minimal_wheel};
+use tufa_testkit::{TufaServer, http};
 
 fn upload(server: &TufaServer, token: &str, project: &str, version: &str) {
-    let (content_type, body) =
-        http::wheel_upload(project, version, &minimal_wheel(project, version));
-    let response = http::request(
-        "POST",
-        &server.upload_url(),
-        &[
-            ("Content-Type", &content_type),
-            ("Authorization", &http::basic_auth(token)),
-        ],
-        &body,
-    );
+    let response = server.upload_wheel(token, project, version);
     assert_eq!(response.status, 200, "{}", response.reason);
 }
 

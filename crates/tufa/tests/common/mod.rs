@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tufa_testkit::{PythonEnv, TufaServer};
@@ -199,4 +200,36 @@ pub fn installed(target: &Path) -> Vec<String> {
         .collect();
     found.sort();
     found
+}
+
+/// Runs `tufa serve` on `data`, which must exit with an error before it listens; returns what it
+/// printed. A server that starts instead is killed after 60 s and the test fails.
+pub fn serve_refused(data: &Path) -> String {
+    let mut child = Command::new(TUFA)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "tufa serve started instead of refusing the data directory:\n{}",
+                output_text(&output)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = output_text(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        !text.contains("tufa: serving"),
+        "it must not serve at all:\n{text}"
+    );
+    text
 }
