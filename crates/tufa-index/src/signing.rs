@@ -18,7 +18,9 @@ use tufa_metadata::Signer;
 use tufa_pkcs11::Pkcs11Signer;
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
-use tufa_repo::{ClockSkew, FsStore, PageChange, Policy, Published, Repository, load_signer};
+use tufa_repo::{
+    ClockSkew, FsStore, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, load_signer,
+};
 
 use crate::error::{Error, Result, io};
 use crate::name::ProjectName;
@@ -383,7 +385,9 @@ impl Signing {
                 "re-signed online roles before expiry"
             );
         }
-        let removed = tokio::task::block_in_place(|| repository.collect_garbage(now, self.grace))?;
+        let removed = tokio::task::block_in_place(|| {
+            repository.collect_garbage(now, self.grace, GARBAGE_PER_ROUND)
+        })?;
         if removed > 0 {
             tracing::info!(removed, "removed metadata and targets no longer published");
         }
