@@ -103,6 +103,9 @@ pub struct Repository<S: Store> {
     /// may be on disk or even served (a write can fail after it took effect), so it is never
     /// signed again with other content, and its files are retired once a commit succeeds.
     attempted: HashMap<RoleName, u64>,
+    /// Bin roles whose attempted versions a later commit retired while leaving the role as it
+    /// was: the highest such version, still never signed again.
+    retired_attempts: HashMap<RoleName, u64>,
     rebuilt: bool,
 }
 
@@ -325,6 +328,7 @@ impl<S: Store> Repository<S> {
             retired: VecDeque::new(),
             retired_bytes: 0,
             attempted: HashMap::new(),
+            retired_attempts: HashMap::new(),
             rebuilt: false,
         };
         let Some(timestamp_bytes) = unsigned.store.read(&file)? else {
@@ -729,7 +733,11 @@ impl<S: Store> Repository<S> {
 
     /// The next version of `role` after `current`, above any version a failed commit tried.
     fn next_version(&self, role: &RoleName, current: u64) -> u64 {
-        current.max(self.attempted.get(role).copied().unwrap_or(0)) + 1
+        let tried = |versions: &HashMap<RoleName, u64>| versions.get(role).copied().unwrap_or(0);
+        current
+            .max(tried(&self.attempted))
+            .max(tried(&self.retired_attempts))
+            + 1
     }
 
     /// Signs and writes new versions of the `resign` bin roles and of the `changed` ones (bin
@@ -780,20 +788,26 @@ impl<S: Store> Repository<S> {
         };
 
         let mut retiring = Vec::new();
-        let mut retire_superseded = |role: &RoleName, current: u64, attempted: Option<u64>| {
-            let newest_superseded = attempted.unwrap_or(current).max(current);
-            let first = if current > 0 { current } else { current + 1 };
-            if role != &timestamp_role {
-                for version in first..=newest_superseded {
+        // The version superseded, and what failed commits wrote above it and nobody retired yet.
+        let mut retire_superseded =
+            |role: &RoleName, current: u64, attempted: Option<u64>, retired: Option<u64>| {
+                if role == &timestamp_role {
+                    return;
+                }
+                if current > 0 {
+                    retiring.push(layout::metadata_file(role, current));
+                }
+                let first = current.max(retired.unwrap_or(0)) + 1;
+                for version in first..=attempted.unwrap_or(0) {
                     retiring.push(layout::metadata_file(role, version));
                 }
-            }
-        };
+            };
         let bins_signed = changed.len();
         for (name, role) in changed {
             let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
             let attempted = self.attempted.remove(&name);
-            retire_superseded(&name, current, attempted);
+            let retired = self.retired_attempts.remove(&name);
+            retire_superseded(&name, current, attempted, retired);
             self.bin_roles.insert(name, role);
         }
         for role in [&snapshot_role, &timestamp_role] {
@@ -803,7 +817,17 @@ impl<S: Store> Repository<S> {
                 self.timestamp.signed.version
             };
             let attempted = self.attempted.remove(role);
-            retire_superseded(role, current, attempted);
+            retire_superseded(role, current, attempted, None);
+        }
+        // Bin roles this commit left as they were: what failed commits wrote of them is
+        // unreachable from the new snapshot.
+        for (name, attempted) in std::mem::take(&mut self.attempted) {
+            let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
+            let retired = self.retired_attempts.get(&name).copied().unwrap_or(0);
+            for version in current.max(retired) + 1..=attempted {
+                retiring.push(layout::metadata_file(&name, version));
+            }
+            self.retired_attempts.insert(name, attempted.max(retired));
         }
         self.snapshot = snapshot;
         self.timestamp = timestamp;

@@ -288,8 +288,17 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
     store.fail(Fault::WriteBefore, "snapshot");
     assert!(repo.publish(&[page("flask", "1")], fixture.now).is_err());
     store.heal();
-    // The next success retires what the failed attempt wrote of its bin role and snapshot.
-    repo.publish(&[page("flask", "2")], fixture.now).unwrap();
+    // The next success retires what the failed attempt wrote of its snapshot and bin role, even
+    // when it changes another bin role.
+    let bin_of = |project: &str| {
+        repo.succinct_roles()
+            .role_for_target(layout::page_target(project).as_str())
+    };
+    let other = ["django", "numpy", "pandas", "scipy", "torch"]
+        .into_iter()
+        .find(|project| bin_of(project) != bin_of("flask"))
+        .unwrap();
+    repo.publish(&[page(other, "1")], fixture.now).unwrap();
     let flask = fixture.path(&layout::target_file(
         &layout::page_target("flask"),
         &HexDigest::new(sha256(page("flask", "1").page.as_ref().unwrap())).unwrap(),
@@ -320,10 +329,19 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
     assert_eq!(repo.awaiting_removal(), (0, 0));
     assert_eq!(unreachable(&fixture, &repo), (vec![], 0));
     assert!(!flask.exists());
+    // When the bin role of the failed attempt changes at last, only its superseded version waits.
+    repo.publish(&[page("flask", "3")], fixture.now).unwrap();
+    let (files, bytes) = unreachable(&fixture, &repo);
+    assert_eq!(files.len(), 2, "the bin role and the snapshot: {files:?}");
+    assert_eq!(repo.awaiting_removal(), (files.len(), bytes));
     drop(repo);
     assert_complete(
         &fixture,
-        &[("requests", &first), ("numpy", &page("numpy", "4"))],
+        &[
+            ("requests", &first),
+            ("numpy", &page("numpy", "4")),
+            ("flask", &page("flask", "3")),
+        ],
     );
 }
 
