@@ -520,7 +520,11 @@ impl<S: Store> Repository<S> {
         for (role, version) in &installed {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
-        self.commit(BTreeSet::new(), BTreeMap::new(), now).map(Some)
+        let published = self.commit(BTreeSet::new(), BTreeMap::new(), now)?;
+        // The versions of targets and bins that the new snapshot no longer lists (rare enough
+        // for a listing of the repository).
+        self.retire_unreachable(now)?;
+        Ok(Some(published))
     }
 
     pub fn root(&self) -> &Metadata<Root> {
