@@ -95,10 +95,13 @@ pub struct Repository<S: Store> {
     bin_roles: HashMap<RoleName, Metadata<Targets>>,
     snapshot: Metadata<Snapshot>,
     timestamp: Metadata<Timestamp>,
-    /// Files no longer reachable from the current timestamp, oldest first.
-    retired: VecDeque<Retired>,
-    /// What removing every file in `retired` frees, in bytes.
-    retired_bytes: u64,
+    /// Each time a file left the published state, oldest first. A file published again and
+    /// retired again is listed twice; only its latest retirement (in `waiting`) counts.
+    retired: VecDeque<(String, SystemTime)>,
+    /// Every file waiting for removal: since when, and its size.
+    waiting: HashMap<String, Waiting>,
+    /// What removing every file in `waiting` frees, in bytes.
+    waiting_bytes: u64,
     /// The highest version of each role that a failed commit may have written. Such a version
     /// may be on disk or even served (a write can fail after it took effect), so it is never
     /// signed again with other content, and its files are retired once a commit succeeds.
@@ -111,8 +114,7 @@ pub struct Repository<S: Store> {
 
 /// A file waiting for its grace period to pass before it is removed.
 #[derive(Debug)]
-struct Retired {
-    file: String,
+struct Waiting {
     since: SystemTime,
     bytes: u64,
 }
@@ -326,7 +328,8 @@ impl<S: Store> Repository<S> {
                 MetaFile::new(0),
             )),
             retired: VecDeque::new(),
-            retired_bytes: 0,
+            waiting: HashMap::new(),
+            waiting_bytes: 0,
             attempted: HashMap::new(),
             retired_attempts: HashMap::new(),
             rebuilt: false,
@@ -902,8 +905,9 @@ impl<S: Store> Repository<S> {
 
     /// Removes up to `limit` files that left the published state at least `grace` ago; clients
     /// that fetched the timestamp before them can still finish their update. Root versions are
-    /// never removed, nor a file published again since it was retired (a page whose content came
-    /// back). A removal that fails keeps that file and every later one queued for the next call.
+    /// never removed, nor a file published again since it was retired (a page published again
+    /// by a retry), and a file retired again waits for its latest retirement's grace period. A
+    /// removal that fails keeps that file and every later one queued for the next call.
     pub fn collect_garbage(
         &mut self,
         now: SystemTime,
@@ -912,22 +916,26 @@ impl<S: Store> Repository<S> {
     ) -> Result<usize> {
         let mut removed = 0;
         while removed < limit
-            && let Some(next) = self.retired.front()
-            && next.since + grace <= now
+            && let Some((_, since)) = self.retired.front()
+            && *since + grace <= now
         {
-            let Some(next) = self.retired.pop_front() else {
+            let Some((file, since)) = self.retired.pop_front() else {
                 break;
             };
-            self.retired_bytes = self.retired_bytes.saturating_sub(next.bytes);
-            if self.is_published(&next.file) {
+            if self.waiting.get(&file).is_none_or(|w| w.since != since) {
                 continue;
             }
-            if let Err(error) = self.store.remove(&next.file) {
-                self.retired_bytes += next.bytes;
-                self.retired.push_front(next);
-                return Err(error);
+            let published = self.is_published(&file);
+            if !published {
+                if let Err(error) = self.store.remove(&file) {
+                    self.retired.push_front((file, since));
+                    return Err(error);
+                }
+                removed += 1;
             }
-            removed += 1;
+            if let Some(done) = self.waiting.remove(&file) {
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(done.bytes);
+            }
         }
         Ok(removed)
     }
@@ -935,7 +943,7 @@ impl<S: Store> Repository<S> {
     /// How many files wait for their grace period to pass, and how many bytes removing them
     /// frees.
     pub fn awaiting_removal(&self) -> (usize, u64) {
-        (self.retired.len(), self.retired_bytes)
+        (self.waiting.len(), self.waiting_bytes)
     }
 
     /// Queues `files` for removal from `now`, with the size each has now; a file that does not
@@ -948,12 +956,12 @@ impl<S: Store> Repository<S> {
                 // Unknown, but maybe there: removal will tell.
                 Err(_) => 0,
             };
-            self.retired_bytes += bytes;
-            self.retired.push_back(Retired {
-                file,
-                since: now,
-                bytes,
-            });
+            let waiting = Waiting { since: now, bytes };
+            if let Some(earlier) = self.waiting.insert(file.clone(), waiting) {
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(earlier.bytes);
+            }
+            self.waiting_bytes += bytes;
+            self.retired.push_back((file, now));
         }
     }
 
@@ -1033,7 +1041,7 @@ impl<S: Store> Repository<S> {
                 }
             }
         }
-        reachable.extend(self.retired.iter().map(|retired| retired.file.clone()));
+        reachable.extend(self.waiting.keys().cloned());
         let metadata = self.store.list(METADATA_DIR)?;
         let targets = self.store.list(TARGETS_DIR)?;
         let unreachable: Vec<String> = metadata

@@ -345,6 +345,47 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
     );
 }
 
+#[test]
+fn a_page_published_again_by_a_retry_and_superseded_later_gets_a_whole_grace_period() {
+    let fixture = ceremony(Expiries::default());
+    let store = FaultyStore {
+        inner: FsStore::open(fixture.dir.path()).unwrap(),
+        fault: Arc::default(),
+    };
+    let mut repo = Repository::open(
+        store.clone(),
+        fixture.online.clone(),
+        Expiries::default(),
+        fixture.now,
+    )
+    .unwrap();
+    let grace = Duration::from_secs(60);
+    repo.publish(&[page("requests", "1")], fixture.now).unwrap();
+    // The page of serial 2 is stored, then the publish fails: the page waits for removal.
+    store.fail(Fault::WriteBefore, "snapshot");
+    assert!(repo.publish(&[page("requests", "2")], fixture.now).is_err());
+    store.heal();
+    // The retry publishes the same page half a grace period later; serial 3 supersedes it then.
+    let later = fixture.now + grace / 2;
+    repo.publish(&[page("requests", "2")], later).unwrap();
+    repo.publish(&[page("requests", "3")], later).unwrap();
+    let second = fixture.path(&layout::target_file(
+        &layout::page_target("requests"),
+        &HexDigest::new(sha256(page("requests", "2").page.as_ref().unwrap())).unwrap(),
+    ));
+    repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+        .unwrap();
+    assert!(
+        second.exists(),
+        "removed a grace period after the failed attempt, only half a grace period after it \
+         left the published state"
+    );
+    repo.collect_garbage(later + grace, grace, usize::MAX)
+        .unwrap();
+    assert!(!second.exists());
+    assert_eq!(repo.awaiting_removal(), (0, 0));
+}
+
 fn expect_refusal(fixture: &Fixture, needle: &str) {
     match fixture.open() {
         Ok(_) => panic!("opened a repository that should be refused ({needle})"),
