@@ -646,7 +646,7 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         if let Some(disk) = signing.status.disk() {
             let _ = writeln!(
                 out,
-                "# HELP tufa_disk_bytes Bytes in the data directory by part (tuf: metadata and pages), as of tufa_disk_measured_timestamp_seconds.\n# TYPE tufa_disk_bytes gauge"
+                "# HELP tufa_disk_bytes Bytes in the data directory by part (tuf: metadata and pages; total: everything, the other parts included), as of tufa_disk_measured_timestamp_seconds.\n# TYPE tufa_disk_bytes gauge"
             );
             for (part, tally) in disk.parts() {
                 let _ = writeln!(out, "tufa_disk_bytes{{part=\"{part}\"}} {}", tally.bytes);

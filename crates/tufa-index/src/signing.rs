@@ -473,11 +473,9 @@ impl Signing {
             tokio::time::sleep(backoff).await;
         }
     }
-}
 
-impl Signing {
     /// Walks the data directory again and again, [`usage::refresh_interval`] apart, for
-    /// `/status`, `/metrics` and the log.
+    /// `/status` and `/metrics`.
     async fn measure_disk(index: Arc<crate::Index>) {
         let Some(signing) = index.signing.as_ref() else {
             return;
