@@ -12,6 +12,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{Result, io};
 
+/// The distribution files, in the data directory.
+pub(crate) const FILES_DIR: &str = "files";
+/// Uploads in progress, in the data directory.
+pub(crate) const STAGING_DIR: &str = "tmp";
+
 #[derive(Clone, Debug)]
 pub struct Blobs {
     files: PathBuf,
@@ -28,8 +33,8 @@ impl Blobs {
     /// Opens the store under the data directory, removing partial uploads a crash left in `tmp/`.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let blobs = Blobs {
-            files: data_dir.join("files"),
-            tmp: data_dir.join("tmp"),
+            files: data_dir.join(FILES_DIR),
+            tmp: data_dir.join(STAGING_DIR),
         };
         for dir in [&blobs.files, &blobs.tmp] {
             fs::create_dir_all(dir).map_err(io("creating", dir))?;

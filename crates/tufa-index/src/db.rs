@@ -221,6 +221,10 @@ fn check_user_name(user: &str) -> Result<()> {
     Ok(())
 }
 
+/// The largest WAL kept after a checkpoint, in bytes: SQLite's automatic checkpoint runs at
+/// 1,000 pages of 4 KiB.
+const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// The database of one index, shared by request handlers and commands.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -236,7 +240,11 @@ impl Database {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Without a limit the WAL keeps the size of its largest burst (an import, a reader
+            // that held back checkpoints) forever; with it, the next reset truncates it to the
+            // size the automatic checkpoint (every 1,000 pages) lets it reach anyway.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -695,6 +703,16 @@ impl Database {
             })
             .collect();
         Ok((count, listed))
+    }
+
+    /// Copies the WAL into the database and truncates it to nothing, unless a reader still
+    /// needs it (then SQLite leaves it for the next call): what an idle index does, so that its
+    /// data directory holds the database once, not once more in the WAL.
+    pub async fn truncate_wal(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

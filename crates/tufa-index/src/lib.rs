@@ -20,6 +20,7 @@ pub mod pages;
 mod server;
 pub mod signing;
 mod upload;
+pub mod usage;
 mod wheel;
 
 use std::path::PathBuf;

@@ -560,6 +560,7 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
     let body = match &index.signing {
         Some(signing) => {
             let (count, projects) = index.database.unpublished(20).await?;
+            let (awaiting_files, awaiting_bytes) = signing.status.awaiting_removal();
             serde_json::json!({
                 "last_serial": last_serial,
                 "signed_serial": signing.status.signed_serial.load(Ordering::Relaxed),
@@ -567,6 +568,8 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "signing_failure": signing.status.failure(),
                 "unpublished": {"count": count, "projects": projects},
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
+                "disk": signing.status.disk(),
+                "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
             })
         }
         None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),
@@ -574,7 +577,8 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
     Ok(axum::Json(body).into_response())
 }
 
-/// Prometheus metrics: when each role expires, and how far signing lags behind changes.
+/// Prometheus metrics: when each role expires, how far signing lags behind changes, and the
+/// disk the data directory takes (from the background walk, never walked per scrape).
 async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
     use std::fmt::Write;
     let last_serial = index.database.last_serial().await?;
@@ -630,6 +634,36 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
             out,
             "# HELP tufa_expiry_ahead_seconds How much later than its lifetime allows an online role expires (signed while the clock ran ahead).\n# TYPE tufa_expiry_ahead_seconds gauge\ntufa_expiry_ahead_seconds {too_far}"
         );
+        let (awaiting_files, awaiting_bytes) = signing.status.awaiting_removal();
+        let _ = writeln!(
+            out,
+            "# HELP tufa_awaiting_removal_files Files no longer published, removed once the grace period has passed.\n# TYPE tufa_awaiting_removal_files gauge\ntufa_awaiting_removal_files {awaiting_files}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tufa_awaiting_removal_bytes Bytes of the files no longer published, removed once the grace period has passed.\n# TYPE tufa_awaiting_removal_bytes gauge\ntufa_awaiting_removal_bytes {awaiting_bytes}"
+        );
+        if let Some(disk) = signing.status.disk() {
+            let _ = writeln!(
+                out,
+                "# HELP tufa_disk_bytes Bytes in the data directory by part (tuf: metadata and pages; total: everything, the other parts included), as of tufa_disk_measured_timestamp_seconds.\n# TYPE tufa_disk_bytes gauge"
+            );
+            for (part, tally) in disk.parts() {
+                let _ = writeln!(out, "tufa_disk_bytes{{part=\"{part}\"}} {}", tally.bytes);
+            }
+            let _ = writeln!(
+                out,
+                "# HELP tufa_disk_files Files in the data directory by part.\n# TYPE tufa_disk_files gauge"
+            );
+            for (part, tally) in disk.parts() {
+                let _ = writeln!(out, "tufa_disk_files{{part=\"{part}\"}} {}", tally.files);
+            }
+            let _ = writeln!(
+                out,
+                "# HELP tufa_disk_measured_timestamp_seconds When the data directory was last walked.\n# TYPE tufa_disk_measured_timestamp_seconds gauge\ntufa_disk_measured_timestamp_seconds {}",
+                disk.measured_at
+            );
+        }
         let roles = signing.role_summary().await;
         let _ = writeln!(
             out,

@@ -18,10 +18,13 @@ use tufa_metadata::Signer;
 use tufa_pkcs11::Pkcs11Signer;
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
-use tufa_repo::{ClockSkew, FsStore, PageChange, Policy, Published, Repository, load_signer};
+use tufa_repo::{
+    ClockSkew, FsStore, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, load_signer,
+};
 
 use crate::error::{Error, Result, io};
 use crate::name::ProjectName;
+use crate::usage::{self, DiskUsage};
 
 /// Where the online key is.
 #[derive(Clone, PartialEq, Eq)]
@@ -107,6 +110,11 @@ pub struct SigningStatus {
     pub failures: AtomicU64,
     /// How the clock disagrees with the signed metadata, if it does.
     pub clock: std::sync::Mutex<Option<ClockSkew>>,
+    /// Files that left the published state and wait for the grace period, and their bytes.
+    pub awaiting_removal_files: AtomicU64,
+    pub awaiting_removal_bytes: AtomicU64,
+    /// The data directory as the last background walk found it (see [`crate::usage`]).
+    pub disk: std::sync::Mutex<Option<DiskUsage>>,
 }
 
 impl SigningStatus {
@@ -117,6 +125,25 @@ impl SigningStatus {
 
     pub fn clock(&self) -> Option<ClockSkew> {
         self.clock.lock().ok().and_then(|c| c.clone())
+    }
+
+    pub fn disk(&self) -> Option<DiskUsage> {
+        self.disk.lock().ok().and_then(|d| d.clone())
+    }
+
+    /// `(files, bytes)` waiting for removal after the grace period.
+    pub fn awaiting_removal(&self) -> (u64, u64) {
+        (
+            self.awaiting_removal_files.load(Ordering::Relaxed),
+            self.awaiting_removal_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count_awaiting_removal(&self, repository: &Repository<FsStore>) {
+        let (files, bytes) = repository.awaiting_removal();
+        self.awaiting_removal_files
+            .store(files as u64, Ordering::Relaxed);
+        self.awaiting_removal_bytes.store(bytes, Ordering::Relaxed);
     }
 
     fn set_failure(&self, failure: Option<String>) {
@@ -174,6 +201,8 @@ const RETRY_LIMIT: i64 = 1_000;
 const MAX_PROJECT_BACKOFF: Duration = Duration::from_secs(300);
 /// The longest wait after a whole publishing attempt failed (a signer or disk that fails).
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often an idle publisher truncates the database's WAL (a no-op when nothing was written).
+const WAL_TRUNCATE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
@@ -244,6 +273,7 @@ impl Signing {
         status
             .timestamp_version
             .store(repository.timestamp().signed.version, Ordering::Relaxed);
+        status.count_awaiting_removal(&repository);
         Ok(Signing {
             republish: std::sync::atomic::AtomicBool::new(repository.rebuilt()),
             repository: Mutex::new(repository),
@@ -320,7 +350,9 @@ impl Signing {
             });
         }
         let published =
-            tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()))?;
+            tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()));
+        self.status.count_awaiting_removal(&repository);
+        let published = published?;
         self.published(&published);
         for rejected in &published.rejected {
             tracing::error!(
@@ -383,7 +415,11 @@ impl Signing {
                 "re-signed online roles before expiry"
             );
         }
-        let removed = tokio::task::block_in_place(|| repository.collect_garbage(now, self.grace))?;
+        let removed = tokio::task::block_in_place(|| {
+            repository.collect_garbage(now, self.grace, GARBAGE_PER_ROUND)
+        });
+        self.status.count_awaiting_removal(&repository);
+        let removed = removed?;
         if removed > 0 {
             tracing::info!(removed, "removed metadata and targets no longer published");
         }
@@ -398,7 +434,9 @@ impl Signing {
         let Some(signing) = index.signing.as_ref() else {
             return;
         };
+        tokio::spawn(Self::measure_disk(Arc::clone(&index)));
         let mut consecutive_failures: u32 = 0;
+        let mut wal_truncated = std::time::Instant::now();
         loop {
             let published = signing.publish_pending(&index).await;
             let maintained = signing.maintain().await;
@@ -412,6 +450,12 @@ impl Signing {
                 consecutive_failures = 0;
                 signing.status.set_failure(None);
                 if !more {
+                    if wal_truncated.elapsed() >= WAL_TRUNCATE_INTERVAL {
+                        wal_truncated = std::time::Instant::now();
+                        if let Err(error) = index.database.truncate_wal().await {
+                            tracing::warn!("the database's WAL could not be truncated: {error}");
+                        }
+                    }
                     signing.wait(Duration::from_secs(1)).await;
                 }
                 continue;
@@ -427,6 +471,35 @@ impl Signing {
             );
             signing.status.set_failure(Some(failure));
             tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Walks the data directory again and again, [`usage::refresh_interval`] apart, for
+    /// `/status` and `/metrics`.
+    async fn measure_disk(index: Arc<crate::Index>) {
+        let Some(signing) = index.signing.as_ref() else {
+            return;
+        };
+        loop {
+            let data_dir = index.config.data_dir.clone();
+            let measured = tokio::task::spawn_blocking(move || usage::measure(&data_dir))
+                .await
+                .map_err(|error| error.to_string())
+                .and_then(|measured| measured.map_err(|error| signing.public_reason(&error)));
+            let took = match measured {
+                Ok(disk) => {
+                    let took = Duration::from_millis(disk.took_ms);
+                    if let Ok(mut slot) = signing.status.disk.lock() {
+                        *slot = Some(disk);
+                    }
+                    took
+                }
+                Err(error) => {
+                    tracing::warn!("measuring the data directory failed: {error}");
+                    Duration::ZERO
+                }
+            };
+            tokio::time::sleep(usage::refresh_interval(took)).await;
         }
     }
 }

@@ -21,6 +21,7 @@ pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
 pub use layout::Expiries;
 pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{
-    ClockSkew, DEFAULT_CLOCK_TOLERANCE, PageChange, Policy, Published, RejectedPage, Repository,
+    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, PageChange, Policy, Published,
+    RejectedPage, Repository,
 };
 pub use store::{FsStore, Store};

@@ -5,7 +5,7 @@
 //! new timestamp, written in that order so that nothing published ever references a file that is
 //! not yet durable. [`Repository::refresh`] re-signs online roles before they expire.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -95,14 +95,34 @@ pub struct Repository<S: Store> {
     bin_roles: HashMap<RoleName, Metadata<Targets>>,
     snapshot: Metadata<Snapshot>,
     timestamp: Metadata<Timestamp>,
-    /// Files no longer reachable from the current timestamp, and since when.
-    retired: Vec<(String, SystemTime)>,
+    /// Each time a file left the published state, oldest first. A file published again and
+    /// retired again is listed twice; only its latest retirement (in `waiting`) counts.
+    retired: VecDeque<(String, SystemTime)>,
+    /// Every file waiting for removal: since when, and its size.
+    waiting: HashMap<String, Waiting>,
+    /// What removing every file in `waiting` frees, in bytes.
+    waiting_bytes: u64,
     /// The highest version of each role that a failed commit may have written. Such a version
     /// may be on disk or even served (a write can fail after it took effect), so it is never
     /// signed again with other content, and its files are retired once a commit succeeds.
     attempted: HashMap<RoleName, u64>,
+    /// Bin roles whose attempted versions a later commit retired while leaving the role as it
+    /// was: the highest such version, still never signed again.
+    retired_attempts: HashMap<RoleName, u64>,
     rebuilt: bool,
 }
+
+/// A file waiting for its grace period to pass before it is removed.
+#[derive(Debug)]
+struct Waiting {
+    since: SystemTime,
+    bytes: u64,
+}
+
+/// At most this many files are removed per call of [`Repository::collect_garbage`] by the
+/// publisher: a backlog (after a restart, or a re-signing of every bin role) is worked off over
+/// a few rounds instead of stalling the publishing between them.
+pub const GARBAGE_PER_ROUND: usize = 1_000;
 
 /// A page on its way into a bin role: its target, and the listing and stored file, or `None` when
 /// the project's target is withdrawn.
@@ -307,8 +327,11 @@ impl<S: Store> Repository<S> {
                 Expires::after(now, policy.expiries.timestamp),
                 MetaFile::new(0),
             )),
-            retired: Vec::new(),
+            retired: VecDeque::new(),
+            waiting: HashMap::new(),
+            waiting_bytes: 0,
             attempted: HashMap::new(),
+            retired_attempts: HashMap::new(),
             rebuilt: false,
         };
         let Some(timestamp_bytes) = unsigned.store.read(&file)? else {
@@ -500,7 +523,11 @@ impl<S: Store> Repository<S> {
         for (role, version) in &installed {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
-        self.commit(BTreeSet::new(), BTreeMap::new(), now).map(Some)
+        let published = self.commit(BTreeSet::new(), BTreeMap::new(), now)?;
+        // The versions of targets and bins that the new snapshot no longer lists (rare enough
+        // for a listing of the repository).
+        self.retire_unreachable(now)?;
+        Ok(Some(published))
     }
 
     pub fn root(&self) -> &Metadata<Root> {
@@ -558,6 +585,7 @@ impl<S: Store> Repository<S> {
 
         let mut bins: BTreeMap<RoleName, Metadata<Targets>> = BTreeMap::new();
         let mut retiring = Vec::new();
+        let mut written = Vec::new();
         for StagedPage { target, file, .. } in pages {
             let name = self.succinct.role_for_target(target.as_str());
             let role = match bins.entry(name) {
@@ -577,11 +605,10 @@ impl<S: Store> Repository<S> {
                 Some((file, _)) => role.signed.targets.insert(target.clone(), file),
                 None => role.signed.targets.remove(&target),
             };
-            if let Some(old) = old
-                && let Some(sha256) = old.hashes.get("sha256")
-                && Some(sha256) != new_sha256.as_ref()
-            {
-                retiring.push(layout::target_file(&target, sha256));
+            let old_sha256 = old.as_ref().and_then(|old| old.hashes.get("sha256"));
+            if old_sha256 != new_sha256.as_ref() {
+                retiring.extend(old_sha256.map(|sha256| layout::target_file(&target, sha256)));
+                written.extend(new_sha256.map(|sha256| layout::target_file(&target, &sha256)));
             }
         }
         if bins.is_empty() {
@@ -592,9 +619,15 @@ impl<S: Store> Repository<S> {
                 rejected,
             });
         }
-        let mut published = self.commit(BTreeSet::new(), bins, now)?;
-        self.retired
-            .extend(retiring.into_iter().map(|file| (file, now)));
+        let mut published = match self.commit(BTreeSet::new(), bins, now) {
+            Ok(published) => published,
+            Err(error) => {
+                // The new pages are on disk but nothing reaches them.
+                self.retire(written, now);
+                return Err(error);
+            }
+        };
+        self.retire(retiring, now);
         published.rejected = rejected;
         Ok(published)
     }
@@ -707,7 +740,11 @@ impl<S: Store> Repository<S> {
 
     /// The next version of `role` after `current`, above any version a failed commit tried.
     fn next_version(&self, role: &RoleName, current: u64) -> u64 {
-        current.max(self.attempted.get(role).copied().unwrap_or(0)) + 1
+        let tried = |versions: &HashMap<RoleName, u64>| versions.get(role).copied().unwrap_or(0);
+        current
+            .max(tried(&self.attempted))
+            .max(tried(&self.retired_attempts))
+            + 1
     }
 
     /// Signs and writes new versions of the `resign` bin roles and of the `changed` ones (bin
@@ -758,20 +795,26 @@ impl<S: Store> Repository<S> {
         };
 
         let mut retiring = Vec::new();
-        let mut retire_superseded = |role: &RoleName, current: u64, attempted: Option<u64>| {
-            let newest_superseded = attempted.unwrap_or(current).max(current);
-            let first = if current > 0 { current } else { current + 1 };
-            if role != &timestamp_role {
-                for version in first..=newest_superseded {
+        // The version superseded, and what failed commits wrote above it and nobody retired yet.
+        let mut retire_superseded =
+            |role: &RoleName, current: u64, attempted: Option<u64>, retired: Option<u64>| {
+                if role == &timestamp_role {
+                    return;
+                }
+                if current > 0 {
+                    retiring.push(layout::metadata_file(role, current));
+                }
+                let first = current.max(retired.unwrap_or(0)) + 1;
+                for version in first..=attempted.unwrap_or(0) {
                     retiring.push(layout::metadata_file(role, version));
                 }
-            }
-        };
+            };
         let bins_signed = changed.len();
         for (name, role) in changed {
             let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
             let attempted = self.attempted.remove(&name);
-            retire_superseded(&name, current, attempted);
+            let retired = self.retired_attempts.remove(&name);
+            retire_superseded(&name, current, attempted, retired);
             self.bin_roles.insert(name, role);
         }
         for role in [&snapshot_role, &timestamp_role] {
@@ -781,13 +824,22 @@ impl<S: Store> Repository<S> {
                 self.timestamp.signed.version
             };
             let attempted = self.attempted.remove(role);
-            retire_superseded(role, current, attempted);
+            retire_superseded(role, current, attempted, None);
         }
-        self.retired
-            .extend(retiring.into_iter().map(|file| (file, now)));
+        // Bin roles this commit left as they were: what failed commits wrote of them is
+        // unreachable from the new snapshot.
+        for (name, attempted) in std::mem::take(&mut self.attempted) {
+            let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
+            let retired = self.retired_attempts.get(&name).copied().unwrap_or(0);
+            for version in current.max(retired) + 1..=attempted {
+                retiring.push(layout::metadata_file(&name, version));
+            }
+            self.retired_attempts.insert(name, attempted.max(retired));
+        }
         self.snapshot = snapshot;
         self.timestamp = timestamp;
         self.newest_signing = Some(now);
+        self.retire(retiring, now);
         Ok(Published {
             timestamp_version: self.timestamp.signed.version,
             snapshot_version: self.snapshot.signed.version,
@@ -851,29 +903,121 @@ impl<S: Store> Repository<S> {
         Ok((snapshot, timestamp))
     }
 
-    /// Removes files that left the published state at least `grace` ago; clients that fetched
-    /// the timestamp before them can still finish their update. Root versions are never removed.
-    /// A removal that fails keeps that file and every later one queued for the next call.
-    pub fn collect_garbage(&mut self, now: SystemTime, grace: Duration) -> Result<usize> {
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
-            .into_iter()
-            .partition(|(_, since)| *since + grace <= now);
-        self.retired = keep;
-        let mut due = due.into_iter();
+    /// Removes up to `limit` files that left the published state at least `grace` ago; clients
+    /// that fetched the timestamp before them can still finish their update. Root versions are
+    /// never removed, nor a file published again since it was retired (a page published again
+    /// by a retry), and a file retired again waits for its latest retirement's grace period. A
+    /// removal that fails keeps that file and every later one queued for the next call.
+    pub fn collect_garbage(
+        &mut self,
+        now: SystemTime,
+        grace: Duration,
+        limit: usize,
+    ) -> Result<usize> {
         let mut removed = 0;
-        while let Some((file, since)) = due.next() {
-            if let Err(error) = self.store.remove(&file) {
-                self.retired.push((file, since));
-                self.retired.extend(due);
-                return Err(error);
+        while removed < limit
+            && let Some((_, since)) = self.retired.front()
+            && *since + grace <= now
+        {
+            let Some((file, since)) = self.retired.pop_front() else {
+                break;
+            };
+            if self.waiting.get(&file).is_none_or(|w| w.since != since) {
+                continue;
             }
-            removed += 1;
+            let published = self.is_published(&file);
+            if !published {
+                if let Err(error) = self.store.remove(&file) {
+                    self.retired.push_front((file, since));
+                    return Err(error);
+                }
+                removed += 1;
+            }
+            if let Some(done) = self.waiting.remove(&file) {
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(done.bytes);
+            }
         }
         Ok(removed)
     }
 
-    /// Marks every file the current timestamp cannot reach as retired from `now`: after a
-    /// restart nobody knows since when they were unreachable, so they get a full grace period.
+    /// How many files wait for their grace period to pass, and how many bytes removing them
+    /// frees.
+    pub fn awaiting_removal(&self) -> (usize, u64) {
+        (self.waiting.len(), self.waiting_bytes)
+    }
+
+    /// Queues `files` for removal from `now`, with the size each has now; a file that does not
+    /// exist (a write that failed before it took effect) has nothing to remove.
+    fn retire(&mut self, files: impl IntoIterator<Item = String>, now: SystemTime) {
+        for file in files {
+            let bytes = match self.store.size(&file) {
+                Ok(None) => continue,
+                Ok(Some(bytes)) => bytes,
+                // Unknown, but maybe there: removal will tell.
+                Err(_) => 0,
+            };
+            let waiting = Waiting { since: now, bytes };
+            if let Some(earlier) = self.waiting.insert(file.clone(), waiting) {
+                self.waiting_bytes = self.waiting_bytes.saturating_sub(earlier.bytes);
+            }
+            self.waiting_bytes += bytes;
+            self.retired.push_back((file, now));
+        }
+    }
+
+    /// True when the current timestamp reaches `file` (a path relative to the store), or it is
+    /// a root, which stays for clients that update from any earlier root.
+    fn is_published(&self, file: &str) -> bool {
+        if let Some(name) = file.strip_prefix(&format!("{METADATA_DIR}/")) {
+            if name == "timestamp.json" || name.ends_with(".root.json") {
+                return true;
+            }
+            let Some((version, role)) = name
+                .strip_suffix(".json")
+                .and_then(|name| name.split_once('.'))
+            else {
+                return false;
+            };
+            let Ok(version) = version.parse::<u64>() else {
+                return false;
+            };
+            let current = match role {
+                "snapshot" => Some(self.snapshot.signed.version),
+                "targets" => Some(self.offline.targets.signed.version),
+                BINS_ROLE => Some(self.offline.bins.signed.version),
+                bin => RoleName::new(bin)
+                    .ok()
+                    .and_then(|name| self.bin_roles.get(&name))
+                    .map(|role| role.signed.version),
+            };
+            return current == Some(version);
+        }
+        let Some(path) = file.strip_prefix(&format!("{TARGETS_DIR}/")) else {
+            return false;
+        };
+        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+        let Some((sha256, base)) = base.split_once('.') else {
+            return false;
+        };
+        let target = if dir.is_empty() {
+            base.to_string()
+        } else {
+            format!("{dir}/{base}")
+        };
+        let Ok(target) = TargetPath::new(target) else {
+            return false;
+        };
+        let bin = self.succinct.role_for_target(target.as_str());
+        self.bin_roles
+            .get(&bin)
+            .and_then(|role| role.signed.targets.get(&target))
+            .and_then(|listed| listed.hashes.get("sha256"))
+            .is_some_and(|listed| listed.as_str() == sha256)
+    }
+
+    /// Marks every file the current timestamp cannot reach (and not already waiting) as retired
+    /// from `now`: after a restart nobody knows since when they were unreachable, so they get a
+    /// full grace period.
     fn retire_unreachable(&mut self, now: SystemTime) -> Result<()> {
         let mut reachable: HashSet<String> = HashSet::new();
         reachable.insert(layout::metadata_file(&RoleName::timestamp(), 0));
@@ -897,16 +1041,16 @@ impl<S: Store> Repository<S> {
                 }
             }
         }
+        reachable.extend(self.waiting.keys().cloned());
         let metadata = self.store.list(METADATA_DIR)?;
         let targets = self.store.list(TARGETS_DIR)?;
-        self.retired.extend(
-            metadata
-                .into_iter()
-                .filter(|f| !f.ends_with(".root.json"))
-                .chain(targets)
-                .filter(|f| !reachable.contains(f))
-                .map(|f| (f, now)),
-        );
+        let unreachable: Vec<String> = metadata
+            .into_iter()
+            .filter(|f| !f.ends_with(".root.json"))
+            .chain(targets)
+            .filter(|f| !reachable.contains(f))
+            .collect();
+        self.retire(unreachable, now);
         Ok(())
     }
 }

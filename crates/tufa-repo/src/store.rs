@@ -27,6 +27,8 @@ pub trait Store: Send + Sync {
     /// When a file was last written, or `None` when it does not exist: evidence of the clock at
     /// the last signing that does not depend on any configured lifetime.
     fn modified(&self, path: &str) -> Result<Option<SystemTime>>;
+    /// A file's length in bytes, or `None` when it does not exist: what removing it frees.
+    fn size(&self, path: &str) -> Result<Option<u64>>;
 }
 
 /// A [`Store`] on the local file system.
@@ -133,8 +135,10 @@ fn in_parallel(paths: &[&Path], sync: impl Fn(&Path) -> Result<()> + Sync) -> Re
 /// waiting on the disk a million times.
 const SYNCFS_BATCH: usize = 64;
 
-impl Store for FsStore {
-    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+impl FsStore {
+    /// Writes `files` through temporary names, each recorded in `temps` until it is renamed
+    /// into place.
+    fn write_staged(&self, files: &[(String, Vec<u8>)], temps: &mut Vec<PathBuf>) -> Result<()> {
         let whole_filesystem = files.len() > SYNCFS_BATCH;
         let mut dirs = BTreeSet::new();
         let mut staged = Vec::with_capacity(files.len());
@@ -158,6 +162,7 @@ impl Store for FsStore {
                 target.file_name().unwrap_or_default().to_string_lossy()
             ));
             let mut file = File::create(&temp).map_err(io("creating", &temp))?;
+            temps.push(temp.clone());
             file.write_all(bytes).map_err(io("writing", &temp))?;
             staged.push((temp, target));
             dirs.insert(dir);
@@ -172,15 +177,34 @@ impl Store for FsStore {
                     .map_err(io("syncing", temp))
             })?;
         }
-        for (temp, target) in &staged {
-            fs::rename(temp, target).map_err(io("renaming", temp))?;
+        for (renamed, (temp, target)) in staged.iter().enumerate() {
+            if let Err(error) = fs::rename(temp, target) {
+                temps.drain(..renamed);
+                return Err(io("renaming", temp)(error));
+            }
         }
+        temps.clear();
         if whole_filesystem {
             self.sync_filesystem()
         } else {
             let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
             in_parallel(&dirs, sync_dir)
         }
+    }
+}
+
+impl Store for FsStore {
+    /// A batch that fails removes the temporary files it made, so that a disk that keeps failing
+    /// does not fill up with them until the next start.
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut temps = Vec::new();
+        let written = self.write_staged(files, &mut temps);
+        if written.is_err() {
+            for temp in temps {
+                let _ = fs::remove_file(temp);
+            }
+        }
+        written
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
@@ -206,6 +230,15 @@ impl Store for FsStore {
             Ok(time) => Ok(Some(time)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io("reading the time of", &full)(e)),
+        }
+    }
+
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        let full = self.root.join(path);
+        match fs::metadata(&full) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading the size of", &full)(e)),
         }
     }
 

@@ -192,12 +192,16 @@ fn superseded_files_are_removed_after_the_grace_period_but_roots_never() {
         .unwrap();
     let grace = Duration::from_secs(3600);
     assert_eq!(
-        repo.collect_garbage(fixture.now + grace / 2, grace)
+        repo.collect_garbage(fixture.now + grace / 2, grace, usize::MAX)
             .unwrap(),
         0
     );
     assert!(old_file.exists());
-    assert!(repo.collect_garbage(fixture.now + grace, grace).unwrap() > 0);
+    assert!(
+        repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+            .unwrap()
+            > 0
+    );
     assert!(!old_file.exists());
     assert!(!fixture.path("metadata/1.snapshot.json").exists());
     assert!(fixture.path("metadata/1.root.json").exists());
@@ -211,10 +215,175 @@ fn superseded_files_are_removed_after_the_grace_period_but_roots_never() {
     .unwrap();
     let restart = fixture.now + 2 * grace;
     let mut repo = fixture.open_at(restart).unwrap();
-    assert_eq!(repo.collect_garbage(restart, grace).unwrap(), 0);
-    assert_eq!(repo.collect_garbage(restart + grace, grace).unwrap(), 1);
+    assert_eq!(repo.collect_garbage(restart, grace, usize::MAX).unwrap(), 0);
+    assert_eq!(
+        repo.collect_garbage(restart + grace, grace, usize::MAX)
+            .unwrap(),
+        1
+    );
     assert!(!fixture.path("metadata/99.bin-0.json").exists());
     assert!(!fixture.path("metadata/2.root.json.tufa-tmp").exists());
+}
+
+/// Files under metadata/ and targets/ that the current timestamp does not reach (roots aside),
+/// and their total size.
+fn unreachable<S: Store>(fixture: &Fixture, repo: &Repository<S>) -> (Vec<String>, u64) {
+    let store = FsStore::beside_publisher(fixture.dir.path());
+    let mut reachable = vec![
+        "metadata/timestamp.json".to_string(),
+        format!(
+            "metadata/{}.snapshot.json",
+            repo.timestamp().signed.snapshot_meta.version
+        ),
+    ];
+    for (role, meta) in &repo.snapshot().signed.meta {
+        reachable.push(format!("metadata/{}.{role}", meta.version));
+    }
+    for name in repo.succinct_roles().role_names() {
+        for (target, file) in &repo.bin_role(&name).unwrap().signed.targets {
+            reachable.push(layout::target_file(target, &file.hashes["sha256"]));
+        }
+    }
+    let mut files: Vec<String> = store
+        .list("metadata")
+        .unwrap()
+        .into_iter()
+        .chain(store.list("targets").unwrap())
+        .filter(|f| !f.ends_with(".root.json") && !reachable.contains(f))
+        .collect();
+    files.sort();
+    let bytes = files
+        .iter()
+        .map(|f| fs::metadata(fixture.path(f)).unwrap().len())
+        .sum();
+    (files, bytes)
+}
+
+#[test]
+fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_published_again() {
+    let fixture = ceremony(Expiries::default());
+    let store = FaultyStore {
+        inner: FsStore::open(fixture.dir.path()).unwrap(),
+        fault: Arc::default(),
+    };
+    let mut repo = Repository::open(
+        store.clone(),
+        fixture.online.clone(),
+        Expiries::default(),
+        fixture.now,
+    )
+    .unwrap();
+    let grace = Duration::from_secs(60);
+    // A page whose content comes back is published again while its old file waits for removal.
+    let first = page("requests", "a");
+    for change in [&first, &page("requests", "b"), &first] {
+        repo.publish(std::slice::from_ref(change), fixture.now)
+            .unwrap();
+    }
+    for n in 0..5 {
+        repo.publish(&[page("numpy", &n.to_string())], fixture.now)
+            .unwrap();
+    }
+    // A publish that fails after its page was stored leaves a page nothing reaches: waiting too.
+    store.fail(Fault::WriteBefore, "snapshot");
+    assert!(repo.publish(&[page("flask", "1")], fixture.now).is_err());
+    store.heal();
+    // The next success retires what the failed attempt wrote of its snapshot and bin role, even
+    // when it changes another bin role.
+    let bin_of = |project: &str| {
+        repo.succinct_roles()
+            .role_for_target(layout::page_target(project).as_str())
+    };
+    let other = ["django", "numpy", "pandas", "scipy", "torch"]
+        .into_iter()
+        .find(|project| bin_of(project) != bin_of("flask"))
+        .unwrap();
+    repo.publish(&[page(other, "1")], fixture.now).unwrap();
+    let flask = fixture.path(&layout::target_file(
+        &layout::page_target("flask"),
+        &HexDigest::new(sha256(page("flask", "1").page.as_ref().unwrap())).unwrap(),
+    ));
+    assert!(flask.exists());
+
+    let (files, bytes) = unreachable(&fixture, &repo);
+    assert!(files.len() > 10, "{files:?}");
+    assert_eq!(
+        repo.awaiting_removal(),
+        (
+            files.len() + 1,
+            bytes + first.page.as_ref().unwrap().len() as u64
+        ),
+        "every unreachable file is queued with its size, and the page published again too: \
+         {files:?}"
+    );
+    assert_eq!(
+        repo.collect_garbage(fixture.now + grace, grace, 3).unwrap(),
+        3
+    );
+    assert_eq!(unreachable(&fixture, &repo).0.len(), files.len() - 3);
+    assert_eq!(
+        repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+            .unwrap(),
+        files.len() - 3
+    );
+    assert_eq!(repo.awaiting_removal(), (0, 0));
+    assert_eq!(unreachable(&fixture, &repo), (vec![], 0));
+    assert!(!flask.exists());
+    // When the bin role of the failed attempt changes at last, only its superseded version waits.
+    repo.publish(&[page("flask", "3")], fixture.now).unwrap();
+    let (files, bytes) = unreachable(&fixture, &repo);
+    assert_eq!(files.len(), 2, "the bin role and the snapshot: {files:?}");
+    assert_eq!(repo.awaiting_removal(), (files.len(), bytes));
+    drop(repo);
+    assert_complete(
+        &fixture,
+        &[
+            ("requests", &first),
+            ("numpy", &page("numpy", "4")),
+            ("flask", &page("flask", "3")),
+        ],
+    );
+}
+
+#[test]
+fn a_page_published_again_by_a_retry_and_superseded_later_gets_a_whole_grace_period() {
+    let fixture = ceremony(Expiries::default());
+    let store = FaultyStore {
+        inner: FsStore::open(fixture.dir.path()).unwrap(),
+        fault: Arc::default(),
+    };
+    let mut repo = Repository::open(
+        store.clone(),
+        fixture.online.clone(),
+        Expiries::default(),
+        fixture.now,
+    )
+    .unwrap();
+    let grace = Duration::from_secs(60);
+    repo.publish(&[page("requests", "1")], fixture.now).unwrap();
+    // The page of serial 2 is stored, then the publish fails: the page waits for removal.
+    store.fail(Fault::WriteBefore, "snapshot");
+    assert!(repo.publish(&[page("requests", "2")], fixture.now).is_err());
+    store.heal();
+    // The retry publishes the same page half a grace period later; serial 3 supersedes it then.
+    let later = fixture.now + grace / 2;
+    repo.publish(&[page("requests", "2")], later).unwrap();
+    repo.publish(&[page("requests", "3")], later).unwrap();
+    let second = fixture.path(&layout::target_file(
+        &layout::page_target("requests"),
+        &HexDigest::new(sha256(page("requests", "2").page.as_ref().unwrap())).unwrap(),
+    ));
+    repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+        .unwrap();
+    assert!(
+        second.exists(),
+        "removed a grace period after the failed attempt, only half a grace period after it \
+         left the published state"
+    );
+    repo.collect_garbage(later + grace, grace, usize::MAX)
+        .unwrap();
+    assert!(!second.exists());
+    assert_eq!(repo.awaiting_removal(), (0, 0));
 }
 
 fn expect_refusal(fixture: &Fixture, needle: &str) {
@@ -441,6 +610,10 @@ impl Store for FaultyStore {
     fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
         self.inner.modified(path)
     }
+
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        self.inner.size(path)
+    }
 }
 
 /// The online key, failing its `n`th signature from now on when armed.
@@ -615,7 +788,8 @@ fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_re
 
         // Garbage collection after the grace period removes only what nothing reaches.
         let grace = Duration::from_secs(60);
-        repo.collect_garbage(fixture.now + grace, grace).unwrap();
+        repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+            .unwrap();
         assert_complete(&fixture, &[("requests", &second), ("numpy", &numpy)]);
         assert!(
             !fixture
@@ -686,10 +860,17 @@ fn a_page_the_store_refuses_is_rejected_alone_and_a_failed_removal_is_retried() 
     assert!(old.exists());
     let grace = Duration::from_secs(60);
     store.fail(Fault::Remove, "targets/simple/requests/");
-    assert!(repo.collect_garbage(fixture.now + grace, grace).is_err());
+    assert!(
+        repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+            .is_err()
+    );
     assert!(old.exists());
     store.heal();
-    assert!(repo.collect_garbage(fixture.now + grace, grace).unwrap() > 0);
+    assert!(
+        repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
+            .unwrap()
+            > 0
+    );
     assert!(!old.exists());
     assert_complete(&fixture, &[("numpy", &numpy)]);
 }

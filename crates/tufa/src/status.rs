@@ -1,7 +1,10 @@
 //! `tufa status`: every role of the index's TUF repository with its version, expiry, keys and
-//! threshold, warnings for offline roles that expire soon, and signing requests still waiting.
+//! threshold, warnings for offline roles that expire soon, signing requests still waiting, and
+//! the disk the data directory takes (what the current timestamp reaches, and what waits for
+//! removal after the grace period).
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -134,6 +137,20 @@ pub fn run(args: StatusArgs) -> Result<()> {
             keys(&root.roles.timestamp.keyids, root.roles.timestamp.threshold),
         ),
     ];
+    let mut reachable: HashSet<String> = ["metadata/timestamp.json".to_string()]
+        .into_iter()
+        .chain(
+            snapshot
+                .signed
+                .meta
+                .iter()
+                .map(|(role, meta)| format!("metadata/{}.{role}", meta.version)),
+        )
+        .collect();
+    reachable.insert(format!(
+        "metadata/{}.snapshot.json",
+        timestamp.signed.snapshot_meta.version
+    ));
     let mut earliest: Option<(Expires, u64)> = None;
     let mut highest = 0;
     for name in succinct.role_names() {
@@ -142,6 +159,11 @@ pub fn run(args: StatusArgs) -> Result<()> {
         };
         let bin: Metadata<Targets> =
             read(&store, &format!("metadata/{}.{name}.json", meta.version))?;
+        for (target, file) in &bin.signed.targets {
+            if let Some(sha256) = file.hashes.get("sha256") {
+                reachable.insert(tufa_repo::layout::target_file(target, sha256));
+            }
+        }
         highest = highest.max(bin.signed.version);
         if earliest.is_none_or(|(e, _)| bin.signed.expires.unix_timestamp() < e.unix_timestamp()) {
             earliest = Some((bin.signed.expires, bin.signed.version));
@@ -189,6 +211,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
             behind.as_secs()
         );
     }
+    disk(&args.data, &store, &reachable)?;
     publishing(&args.data)?;
     for file in store.list(INCOMING_DIR)? {
         let Some(bytes) = store.read(&file)? else {
@@ -204,6 +227,53 @@ pub fn run(args: StatusArgs) -> Result<()> {
             }
             Err(error) => println!("pending {name}: cannot be installed: {error}"),
         }
+    }
+    Ok(())
+}
+
+/// The data directory by part, and the files under `tuf/` split into those the current timestamp
+/// reaches (with every root) and those waiting for removal.
+fn disk(data: &Path, store: &FsStore, reachable: &HashSet<String>) -> Result<()> {
+    let usage = tufa_index::usage::measure(data)?;
+    let mut current = tufa_index::usage::Tally::default();
+    let mut awaiting = tufa_index::usage::Tally::default();
+    for file in store
+        .list("metadata")?
+        .into_iter()
+        .chain(store.list("targets")?)
+    {
+        let Some(bytes) = store.size(&file)? else {
+            continue;
+        };
+        let tally = if reachable.contains(&file) || file.ends_with(".root.json") {
+            &mut current
+        } else {
+            &mut awaiting
+        };
+        tally.files += 1;
+        tally.bytes += bytes;
+    }
+    let rows = [
+        ("tuf/", usage.tuf),
+        ("  published", current),
+        ("  awaiting removal", awaiting),
+        ("files/", usage.distribution_files),
+        ("database", usage.database),
+        ("tmp/", usage.staging),
+        ("total", usage.total),
+    ];
+    for (part, tally) in rows {
+        println!(
+            "disk {part:<20} {:>10} files {:>14} bytes",
+            tally.files, tally.bytes
+        );
+    }
+    if awaiting.files > 0 {
+        println!(
+            "{} superseded files wait for removal: `tufa serve` removes them once the grace \
+             period (--grace) has passed since they were superseded or since it started",
+            awaiting.files
+        );
     }
     Ok(())
 }

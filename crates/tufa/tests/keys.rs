@@ -322,6 +322,20 @@ fn separate_signers_then_a_root_rotation_clients_follow() {
     });
     let status = ok(tufa(&["status", "--data", data_arg]), "tufa status");
     assert!(status.contains("warning: targets expires"), "{status}");
+    // The superseded targets waits for removal with the rest, as the server counts it.
+    let awaiting =
+        http::get(&format!("{}/status", server.url), &[]).json()["awaiting_removal"]["files"]
+            .as_u64()
+            .unwrap();
+    let counted = status
+        .lines()
+        .find_map(|line| {
+            line.trim_start_matches("disk")
+                .trim()
+                .strip_prefix("awaiting removal")
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
+    assert_eq!(counted, Some(awaiting), "{status}");
     assert!(!status.contains("warning: root"), "{status}");
     let view = python_tuf(&server, &python_cache, &["rotation-demo"]);
     assert_eq!(
