@@ -413,3 +413,45 @@ fn pip_uv_and_python_tuf_ask_for_gzip_and_get_the_signed_bytes() {
         .1;
     assert_eq!(target["coding"], "gzip", "{fetched:?}");
 }
+
+#[test]
+fn the_proxy_fetches_compressed_and_serves_its_pages_compressed() {
+    tufa_testkit::ensure_package(
+        "curl",
+        || Command::new("curl").arg("--version").output().is_ok(),
+        "the compression tests",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = index_with_project(dir.path());
+    let proxy = tufa_testkit::TufaProxy::start(
+        TUFA.as_ref(),
+        &server.url,
+        &server.data_dir.join("trusted-root.json"),
+        &dir.path().join("proxy-cache"),
+        &[],
+    );
+    let url = format!("{}/simple/{PROJECT}/", proxy.url);
+    for (name, accept) in [
+        ("proxy page JSON", "application/vnd.pypi.simple.v1+json"),
+        ("proxy page HTML", "text/html"),
+    ] {
+        let expected = curl(&url, &["-H", &format!("Accept: {accept}")]).body;
+        assert!(expected.len() >= 1024, "{name}: {} bytes", expected.len());
+        check_kind(&Kind {
+            name,
+            url: url.clone(),
+            accept,
+            expected,
+            immutable: false,
+        });
+    }
+    // The proxy asked the index for zstd, and verified what it decoded.
+    let log = server.log();
+    for file in [".snapshot.json ", ".index.json "] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(file) && l.contains(" 200 ") && l.ends_with("us zstd")),
+            "the proxy's fetch of *{file}came compressed:\n{log}"
+        );
+    }
+}
