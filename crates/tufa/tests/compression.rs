@@ -2,7 +2,7 @@
 //! JSON, the JSON API, timestamp, snapshot, a target) comes in the coding curl asks for, with
 //! `Vary`, an ETag per representation, 304 on `If-None-Match` and the right `Cache-Control`, and
 //! decodes to the signed bytes; pip, uv and python-tuf ask for gzip and work on what they get,
-//! and uv revalidates pages into 304s.
+//! and pip and uv revalidate pages into 304s.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -165,10 +165,17 @@ fn lines_with(log: &str, what: &str) -> Vec<String> {
         .collect()
 }
 
+/// `pip install` with an HTTP cache. pip keeps one for plain HTTP only from a trusted host.
 fn pip_cached(index: &str, target: &Path, cache: &Path) -> Output {
+    let host = index
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
     PythonEnv::shared()
         .command("pip")
-        .args(["install", "--index-url", index, "--cache-dir"])
+        .args(["install", "--index-url", index, "--trusted-host", host])
+        .arg("--cache-dir")
         .arg(cache)
         .arg("--target")
         .arg(target)
@@ -322,8 +329,7 @@ fn pip_uv_and_python_tuf_ask_for_gzip_and_get_the_signed_bytes() {
     let server = index_with_project(dir.path());
     let page = format!("GET /simple/{PROJECT}/ ");
 
-    // pip: the page comes gzipped. (pip's HTTP cache keeps no compressed page: CacheControl
-    // compares Content-Length with the decoded body, so pip fetches pages whole every time.)
+    // pip: the page comes gzipped; with its HTTP cache, the second install revalidates to a 304.
     let pip_cache = dir.path().join("pip-cache");
     let first = dir.path().join("pip-1");
     ok(
@@ -345,7 +351,14 @@ fn pip_uv_and_python_tuf_ask_for_gzip_and_get_the_signed_bytes() {
             .filter(|l| l.contains(" 304 "))
             .count()
     };
+    let second = dir.path().join("pip-2");
+    ok(
+        pip_cached(&server.simple_url(), &second, &pip_cache),
+        "pip install again",
+    );
+    assert_eq!(installed(&second), ["tufa_gz_demo-2.0"]);
     let after_pip = revalidated(&server.log());
+    assert!(after_pip >= 1, "pip revalidated: {}", server.log());
 
     // uv: compressed too, and with its cache the second install revalidates the page to a 304.
     let before = lines_with(&server.log(), &page).len();
