@@ -11,6 +11,7 @@ pub mod connections;
 pub mod coremeta;
 pub mod db;
 pub mod dist;
+pub mod encoding;
 mod error;
 pub mod integrity;
 pub mod name;
@@ -61,7 +62,7 @@ pub struct Index {
     pub config: Config,
     pub database: Database,
     pub blobs: Blobs,
-    pages: page_cache::PageCache,
+    answers: encoding::Cache<page_cache::Resource>,
     pub signing: Option<Signing>,
     /// Names with signed pages the database does not know, which no upload may take.
     reserved: integrity::Reserved,
@@ -96,7 +97,7 @@ impl Index {
             config,
             database,
             blobs,
-            pages: page_cache::PageCache::default(),
+            answers: encoding::Cache::new(page_cache::CAPACITY_BYTES),
             signing,
             reserved,
             failed_logins: auth::FailedLogins::default(),
@@ -115,11 +116,28 @@ impl Index {
         name: &ProjectName,
         json: bool,
     ) -> Result<Option<(i64, Bytes)>> {
+        Ok(self
+            .page(name, json)
+            .await?
+            .map(|(serial, page)| (serial, page.bytes().clone())))
+    }
+
+    /// [`Index::project_page`] as the cache keeps it, with its digest.
+    async fn page(
+        &self,
+        name: &ProjectName,
+        json: bool,
+    ) -> Result<Option<(i64, encoding::Rendered)>> {
         let Some(project) = self.database.project(name).await? else {
             return Ok(None);
         };
-        if let Some(body) = self.pages.get(name, json, project.last_serial) {
-            return Ok(Some((project.last_serial, body)));
+        let key = |serial| page_cache::Resource::Page {
+            project: name.clone(),
+            json,
+            serial,
+        };
+        if let Some(page) = self.answers.identity(&key(project.last_serial)) {
+            return Ok(Some((project.last_serial, page)));
         }
         let Some((project, versions, files)) = self.database.project_state(name).await? else {
             return Ok(None);
@@ -129,9 +147,9 @@ impl Index {
         } else {
             pages::project_html(&project, &files).into()
         };
-        self.pages
-            .put(name, json, project.last_serial, body.clone());
-        Ok(Some((project.last_serial, body)))
+        // Cached under the serial read with the files, which may be newer than the one above.
+        let page = self.answers.keep(key(project.last_serial), body);
+        Ok(Some((project.last_serial, page)))
     }
 
     /// Tells the publisher that the journal has grown.

@@ -1,52 +1,43 @@
-//! Rendered project pages, reused while the project's serial is unchanged.
+//! What the index keeps rendered and compressed, reused while the version it names is current.
 //!
 //! Rendering a page of 2,000 files costs milliseconds of database reads and formatting, and pip
 //! and uv ask for the same few pages over and over. Every change to a project moves its serial
-//! (uploads and yanks both write the journal), so a page cached under a serial is never stale.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use axum::body::Bytes;
+//! (uploads and yanks both write the journal), so a page cached under a serial is never stale;
+//! TUF files are named by version or hash, except `timestamp.json`, cached by its digest.
 
 use crate::name::ProjectName;
 
-/// At most this many bytes of pages are kept; past it, the cache starts over.
-const CAPACITY_BYTES: usize = 256 * 1024 * 1024;
+/// At most this many bytes of bodies, plain and compressed, are kept; past it the least recently
+/// used go first.
+pub const CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, Default)]
-pub struct PageCache {
-    inner: Mutex<Pages>,
-}
-
-#[derive(Debug, Default)]
-struct Pages {
-    by_project: HashMap<(ProjectName, bool), (i64, Bytes)>,
-    bytes: usize,
-}
-
-impl PageCache {
-    /// The page of `project` (JSON or HTML) rendered at `serial`, if cached.
-    pub fn get(&self, project: &ProjectName, json: bool, serial: i64) -> Option<Bytes> {
-        let pages = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match pages.by_project.get(&(project.clone(), json)) {
-            Some((cached, body)) if *cached == serial => Some(body.clone()),
-            _ => None,
-        }
-    }
-
-    pub fn put(&self, project: &ProjectName, json: bool, serial: i64, body: Bytes) {
-        let mut pages = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if pages.bytes + body.len() > CAPACITY_BYTES {
-            pages.by_project.clear();
-            pages.bytes = 0;
-        }
-        pages.bytes += body.len();
-        if let Some((_, old)) = pages
-            .by_project
-            .insert((project.clone(), json), (serial, body))
-        {
-            pages.bytes -= old.len();
-        }
-    }
+/// One version of one body the index serves.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A project's simple page (PEP 691 JSON, or HTML) at the project's serial.
+    Page {
+        project: ProjectName,
+        json: bool,
+        serial: i64,
+    },
+    /// The list of projects at the index's serial.
+    ProjectList { json: bool, serial: i64 },
+    /// Warehouse's JSON API for a project (its latest release, or the one named), with URLs
+    /// under `base`, at the project's serial.
+    Api {
+        project: ProjectName,
+        version: Option<String>,
+        base: String,
+        serial: i64,
+    },
+    /// A TUF file named by version or hash (all but `timestamp.json`), which never changes once
+    /// published; its size and modification time as well, so that whatever replaced the file on
+    /// disk is what is served.
+    TufFile {
+        path: String,
+        length: u64,
+        modified: Option<std::time::SystemTime>,
+    },
+    /// A TUF file that changes in place, by the SHA-256 of its content.
+    TufContent(String),
 }

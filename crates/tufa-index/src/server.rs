@@ -16,9 +16,11 @@ use crate::Index;
 use crate::auth::{AuthError, identify};
 use crate::connections::Limits;
 use crate::db::FileRecord;
+use crate::encoding::{self, Answer, Freshness, Rendered};
 use crate::error::Error;
 use crate::name::{ProjectName, Version};
 use crate::negotiate::{Format, negotiate};
+use crate::page_cache::Resource;
 use crate::pages;
 use crate::upload::{UploadError, Uploaded, max_form_bytes, upload};
 
@@ -160,15 +162,21 @@ pub fn router(index: Arc<Index>) -> Router {
         .with_state(index)
 }
 
-/// One line per request, as operators of devpi or nginx expect to find. A token pasted into a
-/// URL by mistake is not written down.
+/// One line per request, as operators of devpi or nginx expect to find, with the content coding
+/// of a compressed answer. A token pasted into a URL by mistake is not written down.
 pub async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = request.method().clone();
     let path = redact_tokens(request.uri().path());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
+    let coding = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|coding| format!(" {coding}"))
+        .unwrap_or_default();
     tracing::info!(
-        "{method} {path} {} {}us",
+        "{method} {path} {} {}us{coding}",
         response.status().as_u16(),
         started.elapsed().as_micros()
     );
@@ -249,15 +257,21 @@ fn choose(headers: &HeaderMap, query: &FormatQuery) -> ApiResult<Format> {
     })
 }
 
-fn page(format: Format, body: impl Into<Body>, serial: i64) -> Response {
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, format.content_type()),
-            (header::VARY, "Accept"),
-        ],
-        body.into(),
-    )
-        .into_response();
+/// A simple API page: compressed as the request prefers, revalidated on every use.
+async fn page(
+    index: &Index,
+    key: &Resource,
+    body: &Rendered,
+    format: Format,
+    serial: i64,
+    headers: &HeaderMap,
+) -> Response {
+    let answer = Answer {
+        content_type: format.content_type(),
+        freshness: Freshness::Revalidate,
+        negotiated: true,
+    };
+    let mut response = encoding::respond(&index.answers, key, body, headers, answer).await;
     response
         .headers_mut()
         .insert(LAST_SERIAL, HeaderValue::from(serial));
@@ -271,12 +285,24 @@ async fn simple_index(
 ) -> ApiResult {
     let format = choose(&headers, &query)?;
     let serial = index.database.last_serial().await?;
-    let projects = index.database.projects().await?;
-    let body = match format {
-        Format::Json => pages::index_json(&projects, serial),
-        Format::Html | Format::LegacyHtml => pages::index_html(&projects, serial).into_bytes(),
+    let key = Resource::ProjectList {
+        json: format == Format::Json,
+        serial,
     };
-    Ok(page(format, body, serial))
+    let body = match index.answers.identity(&key) {
+        Some(body) => body,
+        None => {
+            let projects = index.database.projects().await?;
+            let body = match format {
+                Format::Json => pages::index_json(&projects, serial),
+                Format::Html | Format::LegacyHtml => {
+                    pages::index_html(&projects, serial).into_bytes()
+                }
+            };
+            index.answers.keep(key.clone(), body)
+        }
+    };
+    Ok(page(&index, &key, &body, format, serial, &headers).await)
 }
 
 /// Resolves a project named in a URL, or answers with the redirect to its normalized spelling.
@@ -309,11 +335,17 @@ async fn simple_project(
         Err(redirect) => return Ok(redirect),
     };
     let format = choose(&headers, &query)?;
+    let json = format == Format::Json;
     let (serial, body) = index
-        .project_page(&name, format == Format::Json)
+        .page(&name, json)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
-    Ok(page(format, body, serial))
+    let key = Resource::Page {
+        project: name,
+        json,
+        serial,
+    };
+    Ok(page(&index, &key, &body, format, serial, &headers).await)
 }
 
 async fn file(
@@ -394,26 +426,44 @@ async fn warehouse(
         .project(name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
-    let releases = index.database.releases(project.id).await?;
-    let files = index.database.project_files(project.id).await?;
-    let release = match version {
-        Some(raw) => {
-            let wanted = Version::new(raw)
-                .map_err(|_| ApiError::not_found(format!("no release {raw:?}")))?;
-            releases.iter().find(|r| r.version == wanted)
+    let base = base_url(index, headers);
+    let key = Resource::Api {
+        project: name.clone(),
+        version: version.map(str::to_string),
+        base: base.clone(),
+        serial: project.last_serial,
+    };
+    let body = match index.answers.identity(&key) {
+        Some(body) => body,
+        None => {
+            let releases = index.database.releases(project.id).await?;
+            let files = index.database.project_files(project.id).await?;
+            let release = match version {
+                Some(raw) => {
+                    let wanted = Version::new(raw)
+                        .map_err(|_| ApiError::not_found(format!("no release {raw:?}")))?;
+                    releases.iter().find(|r| r.version == wanted)
+                }
+                None => pages::latest_release(&releases, &files),
+            }
+            .ok_or_else(|| ApiError::not_found(format!("no such release of {name:?}")))?;
+            let body = pages::warehouse_json(
+                &base,
+                &project,
+                &releases,
+                &files,
+                release,
+                version.is_none(),
+            );
+            index.answers.keep(key.clone(), body)
         }
-        None => pages::latest_release(&releases, &files),
-    }
-    .ok_or_else(|| ApiError::not_found(format!("no such release of {name:?}")))?;
-    let body = pages::warehouse_json(
-        &base_url(index, headers),
-        &project,
-        &releases,
-        &files,
-        release,
-        version.is_none(),
-    );
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    };
+    let answer = Answer {
+        content_type: "application/json",
+        freshness: Freshness::Revalidate,
+        negotiated: false,
+    };
+    let mut response = encoding::respond(&index.answers, &key, &body, headers, answer).await;
     response
         .headers_mut()
         .insert(LAST_SERIAL, HeaderValue::from(project.last_serial));
@@ -495,60 +545,101 @@ fn safe_component(component: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-async fn tuf_file(index: &Index, relative: &str) -> ApiResult {
+/// The bytes of the TUF file at `path`; `None` when there is none.
+async fn read_tuf(path: &std::path::Path) -> ApiResult<Option<Vec<u8>>> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source: e,
+        }
+        .into()),
+    }
+}
+
+async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResult {
     if index.signing.is_none() {
         return Err(ApiError::not_found("this index does not sign with TUF"));
     }
     if !relative.split('/').all(safe_component) {
         return Err(ApiError::not_found(format!("no TUF file {relative:?}")));
     }
+    let missing = || ApiError::not_found(format!("no TUF file {relative:?}"));
     let path = index
         .config
         .data_dir
         .join(crate::signing::TUF_DIR)
         .join(relative);
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!("no TUF file {relative:?}")));
-        }
-        Err(e) => {
-            return Err(Error::Io {
-                action: "reading",
-                path,
-                source: e,
+    // Everything but timestamp.json is named by version or hash and never changes: kept by
+    // name, and looked up on disk first, since superseded versions are removed.
+    let immutable =
+        relative != tufa_repo::layout::metadata_file(&tufa_metadata::RoleName::timestamp(), 0);
+    let (key, body) = if immutable {
+        let metadata = match tokio::fs::metadata(&path).await {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => {
+                return Err(Error::Io {
+                    action: "reading",
+                    path,
+                    source: e,
+                }
+                .into());
             }
-            .into());
-        }
-    };
-    // Everything but timestamp.json is named by version or hash and never changes.
-    let cache = if relative.ends_with("/timestamp.json") {
-        "no-cache"
+        };
+        let key = Resource::TufFile {
+            path: relative.to_string(),
+            length: metadata.len(),
+            modified: metadata.modified().ok(),
+        };
+        let body = match index.answers.identity(&key) {
+            Some(body) => body,
+            None => {
+                let bytes = read_tuf(&path).await?.ok_or_else(missing)?;
+                index.answers.keep(key.clone(), bytes)
+            }
+        };
+        (key, body)
     } else {
-        "public, max-age=31536000, immutable"
+        let body = Rendered::new(read_tuf(&path).await?.ok_or_else(missing)?);
+        (Resource::TufContent(body.digest().to_string()), body)
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, cache),
-        ],
-        bytes,
-    )
-        .into_response())
+    let answer = Answer {
+        content_type: "application/json",
+        freshness: if immutable {
+            Freshness::Immutable
+        } else {
+            Freshness::Revalidate
+        },
+        negotiated: false,
+    };
+    Ok(encoding::respond(&index.answers, &key, &body, headers, answer).await)
 }
 
-async fn tuf_metadata(State(index): State<Arc<Index>>, Path(file): Path<String>) -> ApiResult {
+async fn tuf_metadata(
+    State(index): State<Arc<Index>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     tuf_file(
         &index,
         &format!("{}/{file}", tufa_repo::layout::METADATA_DIR),
+        &headers,
     )
     .await
 }
 
-async fn tuf_target(State(index): State<Arc<Index>>, Path(path): Path<String>) -> ApiResult {
+async fn tuf_target(
+    State(index): State<Arc<Index>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     tuf_file(
         &index,
         &format!("{}/{path}", tufa_repo::layout::TARGETS_DIR),
+        &headers,
     )
     .await
 }
@@ -586,6 +677,12 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
     let _ = writeln!(
         out,
         "# HELP tufa_last_serial The newest change recorded in the journal.\n# TYPE tufa_last_serial gauge\ntufa_last_serial {last_serial}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tufa_answer_cache_bytes Rendered and compressed pages and TUF files kept in memory.\n# TYPE tufa_answer_cache_bytes gauge\ntufa_answer_cache_bytes {}\n# HELP tufa_compressions_total Answers compressed (once per version and coding while cached).\n# TYPE tufa_compressions_total counter\ntufa_compressions_total {}",
+        index.answers.bytes(),
+        index.answers.compressions()
     );
     if let Some(signing) = &index.signing {
         let signed = index.database.signed_serial().await?;

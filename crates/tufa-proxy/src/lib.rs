@@ -32,6 +32,9 @@ use tufa_client::{HttpFetcher, Updater, UpdaterConfig};
 
 pub use server::{router, serve};
 
+/// At most this many bytes of pages, plain and compressed, are kept in memory.
+const PAGE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// What a proxy needs to know to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -72,6 +75,8 @@ pub struct Proxy {
     index_url: String,
     trust: trust::Trust,
     files: files::FileStore,
+    /// The pages served, by project, version of the signed page, and format (JSON or not).
+    pages: tufa_index::encoding::Cache<(tufa_index::name::ProjectName, String, bool)>,
 }
 
 impl Proxy {
@@ -112,6 +117,7 @@ impl Proxy {
             index_url,
             trust,
             files,
+            pages: tufa_index::encoding::Cache::new(PAGE_CACHE_BYTES),
         }))
     }
 }

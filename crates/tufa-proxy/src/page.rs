@@ -47,6 +47,8 @@ pub struct PageFile {
 pub struct VerifiedPage {
     pub project: ProjectName,
     pub last_serial: Option<i64>,
+    /// The SHA-256 of the signed bytes: names this version of the page.
+    pub signed_sha256: String,
     /// The page as signed, for the fields the proxy passes on without knowing them.
     page: Map<String, Value>,
     pub files: Vec<PageFile>,
@@ -131,6 +133,7 @@ impl VerifiedPage {
         Ok(VerifiedPage {
             project: project.clone(),
             last_serial: page["meta"]["_last-serial"].as_i64(),
+            signed_sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)),
             page,
             files,
         })

@@ -1,5 +1,5 @@
 //! The proxy's HTTP face: the simple API (as the index serves it: negotiation, `Vary: Accept`,
-//! redirects to normalized names), and files, all verified.
+//! redirects to normalized names, compression once per signed version), and files, all verified.
 //!
 //! A refusal answers with an error status whose reason phrase and body carry the client's
 //! error, which names the attack ("rollback attack: ..."), and is logged.
@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use tufa_index::encoding::{self, Answer, Freshness};
 use tufa_index::name::ProjectName;
 use tufa_index::negotiate::{Format, negotiate};
 use tufa_index::{access_log, add_slash, reason_phrase, redirect, with_query};
@@ -157,18 +158,25 @@ async fn simple_project(
         )
     })?;
     let page = proxy.trust.page(&name).await?;
-    let body: Body = match format {
-        Format::Json => page.to_json().into(),
-        Format::Html | Format::LegacyHtml => page.to_html().into(),
+    let json = format == Format::Json;
+    let key = (name, page.signed_sha256.clone(), json);
+    let body = match proxy.pages.identity(&key) {
+        Some(body) => body,
+        None => {
+            let body = if json {
+                page.to_json()
+            } else {
+                page.to_html().into_bytes()
+            };
+            proxy.pages.keep(key.clone(), body)
+        }
     };
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, format.content_type()),
-            (header::VARY, "Accept"),
-        ],
-        body,
-    )
-        .into_response();
+    let answer = Answer {
+        content_type: format.content_type(),
+        freshness: Freshness::Revalidate,
+        negotiated: true,
+    };
+    let mut response = encoding::respond(&proxy.pages, &key, &body, &headers, answer).await;
     if let Some(serial) = page.last_serial {
         response
             .headers_mut()

@@ -13,6 +13,7 @@ mod packages;
 mod server;
 mod softhsm;
 
+pub use apt::ensure_package;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
 pub use server::{TufaProxy, TufaServer};
 pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};

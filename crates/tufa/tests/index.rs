@@ -618,7 +618,7 @@ fn simple_api_negotiates_redirects_and_reports_serials() {
         html.header("content-type"),
         Some("text/html; charset=utf-8")
     );
-    assert_eq!(html.header("vary"), Some("Accept"));
+    assert_eq!(html.header("vary"), Some("Accept, Accept-Encoding"));
     assert_eq!(html.header("x-pypi-last-serial"), Some("2"));
     for (accept, content_type) in [
         (

@@ -239,7 +239,7 @@ fn the_simple_api_negotiates_redirects_and_shares_one_refresh_between_concurrent
     for response in &responses {
         assert_eq!(response.status, 200, "{}", response.reason);
         assert_eq!(response.header("content-type"), Some(json));
-        assert_eq!(response.header("vary"), Some("Accept"));
+        assert_eq!(response.header("vary"), Some("Accept, Accept-Encoding"));
     }
     assert_eq!(
         fixture
