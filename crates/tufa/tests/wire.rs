@@ -28,8 +28,8 @@ const DELAYED_ACK: Duration = Duration::from_millis(40);
 /// Times through the files; with `PROJECTS` files, 100 requests per kind.
 const ROUNDS: usize = 25;
 
-/// Projects with one wheel each, of these sizes of incompressible payload: a body in one read
-/// and one TCP segment, in a few reads, and in many segments.
+/// Projects with one wheel each, of these sizes of incompressible payload: bodies from well under
+/// one TCP segment, where a held-back last write stalls most often, to many segments.
 const PROJECTS: [(&str, usize); 4] = [
     ("wire-tiny", 0),
     ("wire-small", 6_000),
