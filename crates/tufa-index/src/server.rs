@@ -26,6 +26,11 @@ use crate::upload::{UploadError, Uploaded, max_form_bytes, upload};
 
 const LAST_SERIAL: &str = "x-pypi-last-serial";
 
+/// Bytes of a distribution file read at a time. Each read is a trip to the blocking thread pool
+/// and each chunk a write to the socket: with tokio-util's default of 4 KiB, a 160 KB wheel took
+/// 40 of each.
+const FILE_CHUNK: usize = 64 * 1024;
+
 /// An error response: the status, and a reason that goes both into the status line and the body.
 #[derive(Debug)]
 pub struct ApiError {
@@ -386,7 +391,9 @@ async fn file(
             source: e,
         })?
         .len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file, FILE_CHUNK,
+    ));
     Ok((
         [
             (
