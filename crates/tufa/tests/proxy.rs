@@ -785,6 +785,12 @@ fn slow_downloads_are_cut_off_with_a_clear_error_and_never_cached() {
         assert!(response.body.len() < content.len());
         assert!(*took < Duration::from_secs(20), "{took:?}");
     }
+    // The proxy logs a refusal as it breaks the download off: give its log a moment to arrive.
+    let logged = |log: &str| log.matches("slow retrieval attack: ").count() >= 2;
+    let waited = Instant::now() + Duration::from_secs(10);
+    while !logged(&proxy.log()) && Instant::now() < waited {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = proxy.log();
     let dripped = format!("slow retrieval attack: {drip} of slow came at ");
     assert!(
