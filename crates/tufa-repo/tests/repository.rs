@@ -262,17 +262,7 @@ fn unreachable<S: Store>(fixture: &Fixture, repo: &Repository<S>) -> (Vec<String
 #[test]
 fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_published_again() {
     let fixture = ceremony(Expiries::default());
-    let store = FaultyStore {
-        inner: FsStore::open(fixture.dir.path()).unwrap(),
-        fault: Arc::default(),
-    };
-    let mut repo = Repository::open(
-        store.clone(),
-        fixture.online.clone(),
-        Expiries::default(),
-        fixture.now,
-    )
-    .unwrap();
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
     let grace = Duration::from_secs(60);
     // A page whose content comes back is published again while its old file waits for removal.
     let first = page("requests", "a");
@@ -348,17 +338,7 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
 #[test]
 fn a_page_published_again_by_a_retry_and_superseded_later_gets_a_whole_grace_period() {
     let fixture = ceremony(Expiries::default());
-    let store = FaultyStore {
-        inner: FsStore::open(fixture.dir.path()).unwrap(),
-        fault: Arc::default(),
-    };
-    let mut repo = Repository::open(
-        store.clone(),
-        fixture.online.clone(),
-        Expiries::default(),
-        fixture.now,
-    )
-    .unwrap();
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
     let grace = Duration::from_secs(60);
     repo.publish(&[page("requests", "1")], fixture.now).unwrap();
     // The page of serial 2 is stored, then the publish fails: the page waits for removal.
@@ -552,6 +532,18 @@ enum Fault {
     Remove,
 }
 
+impl Fixture {
+    /// The repository opened on a store whose faults the test sets, signed by `signer`.
+    fn open_faulty(&self, signer: Arc<dyn Signer>) -> (FaultyStore, Repository<FaultyStore>) {
+        let store = FaultyStore {
+            inner: FsStore::open(self.dir.path()).unwrap(),
+            fault: Arc::default(),
+        };
+        let repo = Repository::open(store.clone(), signer, Expiries::default(), self.now).unwrap();
+        (store, repo)
+    }
+}
+
 impl FaultyStore {
     fn fail(&self, fault: Fault, pattern: &'static str) {
         *self.fault.lock().unwrap() = Some((fault, pattern));
@@ -722,21 +714,11 @@ fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_re
     ];
     for (step, fault) in steps {
         let fixture = ceremony(Expiries::default());
-        let store = FaultyStore {
-            inner: FsStore::open(fixture.dir.path()).unwrap(),
-            fault: Arc::default(),
-        };
         let signer = Arc::new(FaultySigner {
             inner: fixture.online.clone(),
             fail_at: std::sync::atomic::AtomicI64::new(0),
         });
-        let mut repo = Repository::open(
-            store.clone(),
-            signer.clone(),
-            Expiries::default(),
-            fixture.now,
-        )
-        .unwrap();
+        let (store, mut repo) = fixture.open_faulty(signer.clone());
         let first = page("requests", "1");
         repo.publish(std::slice::from_ref(&first), fixture.now)
             .unwrap();
@@ -806,17 +788,7 @@ fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_re
 #[test]
 fn a_page_the_store_refuses_is_rejected_alone_and_a_failed_removal_is_retried() {
     let fixture = ceremony(Expiries::default());
-    let store = FaultyStore {
-        inner: FsStore::open(fixture.dir.path()).unwrap(),
-        fault: Arc::default(),
-    };
-    let mut repo = Repository::open(
-        store.clone(),
-        fixture.online.clone(),
-        Expiries::default(),
-        fixture.now,
-    )
-    .unwrap();
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
     // A name no file system stores (over NAME_MAX) next to ordinary ones.
     let long = "x".repeat(300);
     let published = repo

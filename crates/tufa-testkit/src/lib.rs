@@ -120,6 +120,51 @@ impl PythonEnv {
         );
         output
     }
+
+    /// Installs `requirements` with `tool` (`pip`, or `uv` for `uv pip`) from `index` into the
+    /// new directory `target` with no installer cache, as the install benchmarks time it, and
+    /// returns how long it took. Panics with the installer's output when it fails.
+    pub fn timed_install(
+        &self,
+        tool: &str,
+        index: &str,
+        target: &Path,
+        requirements: &[&str],
+    ) -> std::time::Duration {
+        let mut command = match tool {
+            "pip" => {
+                let mut command = self.command("pip");
+                command.args(["install", "--no-cache-dir", "--index-url", index]);
+                command
+            }
+            _ => {
+                let mut command = self.command("uv");
+                command
+                    .env("UV_NO_CONFIG", "1")
+                    .args(["pip", "install", "--no-cache", "--index-url", index])
+                    .arg("--python")
+                    .arg(self.bin("python"));
+                command
+            }
+        };
+        command.arg("--target").arg(target).args(requirements);
+        let started = std::time::Instant::now();
+        let output = command.output().expect("running the installer");
+        let elapsed = started.elapsed();
+        assert!(
+            output.status.success(),
+            "{tool} install from {index} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        elapsed
+    }
+}
+
+/// The median of measured times.
+pub fn median(mut times: Vec<std::time::Duration>) -> std::time::Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 /// The workspace's target directory, honouring `CARGO_TARGET_DIR` like cargo does.

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tufa_testkit::{PythonEnv, TufaProxy, TufaServer, http, target_dir};
+use tufa_testkit::{PythonEnv, TufaProxy, TufaServer, http, median, target_dir};
 
 /// Pure-Python wheels from PyPI: what `REQUIREMENTS` resolves to. Versions whose metadata
 /// twine accepts (it refuses `License-Expression` in metadata older than 2.4).
@@ -247,38 +247,11 @@ fn devpi(bin: &Path, dir: &Path, wheels: &[PathBuf]) -> (Running, String) {
     (running, format!("{url}/root/bench/+simple/"))
 }
 
-/// Installs `REQUIREMENTS` with `tool` from `index` into a new directory, with no cache, and
-/// returns how long it took.
+/// Installs `REQUIREMENTS` with `tool` from `index` into a new directory and returns how long
+/// it took, after checking that every wheel arrived.
 fn install(tool: &str, index: &str, dir: &Path, run: &str) -> Duration {
-    let env = PythonEnv::shared();
     let target = dir.join(format!("installed-{tool}-{run}"));
-    let mut command = match tool {
-        "pip" => {
-            let mut command = env.command("pip");
-            command.args(["install", "--no-cache-dir", "--index-url", index]);
-            command
-        }
-        _ => {
-            let mut command = env.command("uv");
-            command
-                .env("UV_NO_CONFIG", "1")
-                .args([
-                    "pip",
-                    "install",
-                    "--no-cache",
-                    "--index-url",
-                    index,
-                    "--python",
-                ])
-                .arg(env.bin("python"));
-            command
-        }
-    };
-    command.arg("--target").arg(&target).args(REQUIREMENTS);
-    let started = Instant::now();
-    let output = command.output().unwrap();
-    let elapsed = started.elapsed();
-    ok(output, &format!("{tool} install from {index}"));
+    let elapsed = PythonEnv::shared().timed_install(tool, index, &target, &REQUIREMENTS);
     let installed = fs::read_dir(&target)
         .unwrap()
         .filter(|entry| {
@@ -289,11 +262,6 @@ fn install(tool: &str, index: &str, dir: &Path, run: &str) -> Duration {
         .count();
     assert_eq!(installed, WHEELS.len(), "{tool} from {index}");
     elapsed
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
 
 fn main() {

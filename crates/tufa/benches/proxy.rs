@@ -16,48 +16,16 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tufa_testkit::{Project, PythonEnv, TufaProxy, TufaServer};
+use tufa_testkit::{Project, PythonEnv, TufaProxy, TufaServer, median};
 
 const PACKAGES: usize = 15;
 const RUNS: usize = 3;
 
 fn install(tool: &str, index: &str, dir: &Path, run: &str, packages: &[String]) -> Duration {
-    let env = PythonEnv::shared();
-    let target = dir.join(format!("{tool}-{run}"));
-    let mut command = match tool {
-        "pip" => {
-            let mut command = env.command("pip");
-            command.args(["install", "--no-cache-dir", "--index-url", index]);
-            command
-        }
-        _ => {
-            let mut command = env.command("uv");
-            command
-                .env("UV_CACHE_DIR", dir.join(format!("{tool}-{run}-cache")))
-                .env("UV_NO_CONFIG", "1")
-                .args(["pip", "install", "--index-url", index, "--python"])
-                .arg(env.bin("python"));
-            command
-        }
-    };
-    command.arg("--target").arg(&target).args(packages);
-    let started = Instant::now();
-    let output = command.output().unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        output.status.success(),
-        "{tool} install failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    elapsed
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    PythonEnv::shared().timed_install(tool, index, &dir.join(format!("{tool}-{run}")), &packages)
 }
 
 fn main() {
