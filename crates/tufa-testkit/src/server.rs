@@ -98,6 +98,12 @@ impl TufaServer {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it holds `needle` (waiting up to 10 s for it): the server writes a line
+    /// before or as it answers, but the test reads its stderr on another thread, a moment later.
+    pub fn log_containing(&self, needle: &str) -> String {
+        log_containing(&self.log, needle)
+    }
+
     /// Waits until every change the index has recorded is in signed TUF metadata, and returns
     /// that serial.
     pub fn wait_until_signed(&self) -> i64 {
@@ -132,6 +138,19 @@ impl TufaServer {
 impl Drop for TufaServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits up to 10 s for `needle` in a log the reader thread fills, and returns the log (with or
+/// without it: the caller's assertion reports what is missing).
+fn log_containing(log: &Mutex<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = log.lock().unwrap().clone();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -230,6 +249,11 @@ impl TufaProxy {
     /// What the proxy has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The log once it holds `needle` (see [`TufaServer::log_containing`]).
+    pub fn log_containing(&self, needle: &str) -> String {
+        log_containing(&self.log, needle)
     }
 
     /// The proxy's process ID.

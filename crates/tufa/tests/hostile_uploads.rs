@@ -689,7 +689,7 @@ fn internal_errors_show_no_server_paths_and_missing_files_name_the_fix() {
         .and_then(|rest| rest.split(';').next())
         .unwrap_or_else(|| panic!("no error id in {:?}", failed.reason))
         .to_string();
-    let log = server.log();
+    let log = server.log_containing(&id);
     let logged = log
         .lines()
         .find(|line| line.contains(&id))
