@@ -1,14 +1,12 @@
 //! `tufa tuf-client` and `tufa download` as processes, against a PEP 458 repository built with
 //! tufa-repo and served over real HTTP on 127.0.0.1.
 
+mod common;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
-use tufa_repo::layout::Expiries;
-use tufa_repo::{FsStore, PageChange, Repository, key_paths, load_signer};
+use tufa_repo::{FsStore, PageChange, Repository};
 use tufa_testkit::StaticServer;
 
 const PAGE: &str = r#"{"meta":{"api-version":"1.1"},"name":"demo-project","files":[
@@ -17,13 +15,7 @@ const PAGE: &str = r#"{"meta":{"api-version":"1.1"},"name":"demo-project","files
 
 /// A Tufa index layout under `dir/tuf/` with one project page, and its repository handle.
 fn index(dir: &Path) -> Repository<FsStore> {
-    let now = SystemTime::now();
-    let store = FsStore::open(dir.join("tuf")).unwrap();
-    let keys = dir.join("keys");
-    create_development_repository(&store, &keys, 4, Expiries::default(), now).unwrap();
-    let online = load_signer(&key_paths(&keys.join(ONLINE_KEY)).0, None).unwrap();
-    let mut repository =
-        Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
+    let mut repository = common::development_repository(dir);
     publish(&mut repository, PAGE);
     repository
 }

@@ -185,17 +185,7 @@ fn pip_cached(index: &str, target: &Path, cache: &Path) -> Output {
 }
 
 fn uv_cached(index: &str, target: &Path, cache: &Path) -> Output {
-    let env = PythonEnv::shared();
-    env.command("uv")
-        .env("UV_CACHE_DIR", cache)
-        .env("UV_NO_CONFIG", "1")
-        .args(["pip", "install", "--index-url", index, "--python"])
-        .arg(env.bin("python"))
-        .arg("--target")
-        .arg(target)
-        .arg(PROJECT)
-        .output()
-        .unwrap()
+    common::uv_with_cache(index, target, cache, &[PROJECT])
 }
 
 /// A signing index holding four versions of [`PROJECT`], so that its pages are worth compressing.

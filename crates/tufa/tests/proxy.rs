@@ -14,9 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 mod common;
 
 use common::{TUFA, installed, ok, output_text as text, pip, token, twine, uv};
-use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
-use tufa_repo::layout::Expiries;
-use tufa_repo::{FsStore, PageChange, Repository, key_paths, load_signer};
+use tufa_repo::PageChange;
 use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer};
 use tufa_testkit::{http, sha256_hex};
 
@@ -520,12 +518,7 @@ fn page_json(project: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
 /// with tufa-repo under `dir`, with one page per project. Returns the trusted root's path.
 fn signed_repository(dir: &Path, pages: Vec<(String, Vec<u8>)>) -> PathBuf {
     let now = SystemTime::now();
-    let store = FsStore::open(dir.join("tuf")).unwrap();
-    let keys = dir.join("keys");
-    create_development_repository(&store, &keys, 4, Expiries::default(), now).unwrap();
-    let online = load_signer(&key_paths(&keys.join(ONLINE_KEY)).0, None).unwrap();
-    let mut repository =
-        Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
+    let mut repository = common::development_repository(dir);
     let changes: Vec<PageChange> = pages
         .into_iter()
         .map(|(project, page)| PageChange {

@@ -177,9 +177,24 @@ pub fn pip(index_url: &str, target: &Path, requirements: &[&str]) -> Output {
 
 /// `uv pip install --target` into `target` from `index_url`, with a uv cache of its own.
 pub fn uv(index_url: &str, target: &Path, requirements: &[&str]) -> Output {
+    uv_with_cache(
+        index_url,
+        target,
+        &target.with_extension("uv-cache"),
+        requirements,
+    )
+}
+
+/// `uv pip install --target` into `target` from `index_url`, with the uv cache `cache`.
+pub fn uv_with_cache(
+    index_url: &str,
+    target: &Path,
+    cache: &Path,
+    requirements: &[&str],
+) -> Output {
     let env = PythonEnv::shared();
     env.command("uv")
-        .env("UV_CACHE_DIR", target.with_extension("uv-cache"))
+        .env("UV_CACHE_DIR", cache)
         .env("UV_NO_CONFIG", "1")
         .args(["pip", "install", "--index-url", index_url, "--python"])
         .arg(env.bin("python"))
@@ -232,4 +247,23 @@ pub fn serve_refused(data: &Path) -> String {
         "it must not serve at all:\n{text}"
     );
     text
+}
+
+/// A development repository laid out as an index serves it (`dir/tuf/`, keys in `dir/keys/`),
+/// built with tufa-repo, and the handle that publishes into it.
+pub fn development_repository(dir: &Path) -> tufa_repo::Repository<tufa_repo::FsStore> {
+    use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
+    let now = std::time::SystemTime::now();
+    let store = tufa_repo::FsStore::open(dir.join("tuf")).unwrap();
+    let keys = dir.join("keys");
+    create_development_repository(&store, &keys, 4, tufa_repo::Expiries::default(), now).unwrap();
+    let online =
+        tufa_repo::load_signer(&tufa_repo::key_paths(&keys.join(ONLINE_KEY)).0, None).unwrap();
+    tufa_repo::Repository::open(
+        store,
+        std::sync::Arc::new(online),
+        tufa_repo::Expiries::default(),
+        now,
+    )
+    .unwrap()
 }
