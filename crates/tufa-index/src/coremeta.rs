@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use crate::dist::{DistFilename, DistKind};
+use crate::dist::{Archive, DistFilename};
 use crate::error::Invalid;
 use crate::name::{ProjectName, Version};
 
@@ -120,10 +120,16 @@ impl CoreMetadata {
             reason,
         };
         let file = File::open(path).map_err(|e| archive_error(format!("cannot read it: {e}")))?;
-        let bytes = match dist.kind {
-            DistKind::Wheel => read_wheel_metadata(file).map_err(archive_error)?,
-            DistKind::Sdist => read_sdist_metadata(file).map_err(archive_error)?,
-        };
+        let reader = BufReader::new(file);
+        let bytes = match dist.archive {
+            Archive::Wheel => read_wheel_metadata(reader),
+            Archive::Zip => read_zip_sdist_metadata(reader),
+            Archive::TarGz => read_tar_metadata(flate2::read::GzDecoder::new(reader), ".tar.gz"),
+            Archive::TarBz2 => read_tar_metadata(bzip2::read::BzDecoder::new(reader), ".tar.bz2"),
+            Archive::TarXz => read_tar_metadata(liblzma::read::XzDecoder::new(reader), ".tar.xz"),
+            Archive::Tar => read_tar_metadata(reader, ".tar"),
+        }
+        .map_err(archive_error)?;
         CoreMetadata::parse(name, bytes)
     }
 }
@@ -140,9 +146,9 @@ fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn read_wheel_metadata(file: File) -> Result<Vec<u8>, String> {
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| format!("not a valid zip archive: {e}"))?;
+fn read_wheel_metadata(file: BufReader<File>) -> Result<Vec<u8>, String> {
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("not a valid zip archive: {e}"))?;
     let candidates: Vec<String> = archive
         .file_names()
         .filter_map(Result::ok)
@@ -164,24 +170,43 @@ fn read_wheel_metadata(file: File) -> Result<Vec<u8>, String> {
     read_limited(metadata, entry)
 }
 
-fn read_sdist_metadata(file: File) -> Result<Vec<u8>, String> {
-    let decoder = flate2::read::GzDecoder::new(BufReader::new(file)).take(MAX_SDIST_SCAN_BYTES);
-    let mut archive = tar::Archive::new(decoder);
+/// Whether an sdist entry is its `PKG-INFO`: `{name}-{version}/PKG-INFO`, one level deep.
+fn is_top_pkg_info(path: &Path) -> bool {
+    path.components().count() == 2 && path.ends_with("PKG-INFO")
+}
+
+fn read_tar_metadata(decoded: impl Read, format: &str) -> Result<Vec<u8>, String> {
+    let mut archive = tar::Archive::new(decoded.take(MAX_SDIST_SCAN_BYTES));
     let entries = archive
         .entries()
-        .map_err(|e| format!("not a valid .tar.gz archive: {e}"))?;
+        .map_err(|e| format!("not a valid {format} archive: {e}"))?;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("not a valid .tar.gz archive: {e}"))?;
+        let entry = entry.map_err(|e| format!("not a valid {format} archive: {e}"))?;
         let path = entry
             .path()
             .map_err(|e| format!("an entry has an invalid path: {e}"))?
             .into_owned();
-        let components: Vec<_> = path.components().collect();
-        if components.len() == 2 && path.ends_with("PKG-INFO") {
+        if is_top_pkg_info(&path) {
             return read_limited(entry, "PKG-INFO");
         }
     }
     Err("a source distribution must contain {name}-{version}/PKG-INFO".into())
+}
+
+/// A `.zip` sdist (setuptools' default on Windows until 2020): the same layout as a tarball.
+fn read_zip_sdist_metadata(file: BufReader<File>) -> Result<Vec<u8>, String> {
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("not a valid zip archive: {e}"))?;
+    let entry = archive
+        .file_names()
+        .filter_map(Result::ok)
+        .find(|name| is_top_pkg_info(Path::new(name.as_ref())))
+        .map(|name| name.into_owned())
+        .ok_or("a source distribution must contain {name}-{version}/PKG-INFO")?;
+    let metadata = archive
+        .by_name(&entry)
+        .map_err(|e| format!("cannot open {entry}: {e}"))?;
+    read_limited(metadata, "PKG-INFO")
 }
 
 #[cfg(test)]

@@ -44,11 +44,62 @@ impl DistKind {
     }
 }
 
+/// How a distribution file is packed. Uploads take only what PyPI takes today (wheels and
+/// `.tar.gz` sdists, PEPs 527 and 625); an import of an old directory also takes every sdist
+/// archive pip and uv still install.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Archive {
+    Wheel,
+    TarGz,
+    Zip,
+    TarBz2,
+    TarXz,
+    Tar,
+}
+
+/// Sdist suffixes pip and uv install (pip's `SUPPORTED_EXTENSIONS`), longest first so that
+/// `.tar.gz` wins over `.tar`.
+const SDIST_SUFFIXES: &[(&str, Archive)] = &[
+    (".tar.gz", Archive::TarGz),
+    (".tar.bz2", Archive::TarBz2),
+    (".tar.xz", Archive::TarXz),
+    (".tgz", Archive::TarGz),
+    (".tbz", Archive::TarBz2),
+    (".txz", Archive::TarXz),
+    (".zip", Archive::Zip),
+    (".tar", Archive::Tar),
+];
+
+/// Formats PyPI once took that no current installer installs, with what replaced them.
+const OBSOLETE_SUFFIXES: &[(&str, &str)] = &[
+    (
+        ".egg",
+        "pip stopped installing eggs; upload a wheel of the same release instead",
+    ),
+    (
+        ".exe",
+        "a Windows installer (bdist_wininst) is not installable by pip or uv",
+    ),
+    (
+        ".msi",
+        "a Windows installer (bdist_msi) is not installable by pip or uv",
+    ),
+    (
+        ".rpm",
+        "an RPM package (bdist_rpm) is not installable by pip or uv",
+    ),
+    (
+        ".dmg",
+        "a macOS disk image (bdist_dmg) is not installable by pip or uv",
+    ),
+];
+
 /// A valid distribution file name and what it claims.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DistFilename {
     pub filename: String,
     pub kind: DistKind,
+    pub archive: Archive,
     pub project: ProjectName,
     pub version: Version,
     /// The wheel's Python tag (`py3`, `cp312`), or `source` for an sdist, as Warehouse reports it.
@@ -73,6 +124,20 @@ impl DistFilename {
     /// Parses an uploaded file's name, refusing names, versions and file names longer than
     /// clients can store.
     pub fn parse(filename: &str) -> Result<Self, Invalid> {
+        let dist = Self::parse_importable(filename)?;
+        if !matches!(dist.archive, Archive::Wheel | Archive::TarGz) || filename.ends_with(".tgz") {
+            return Err(invalid(
+                filename,
+                "invalid file extension: use .whl for wheels or .tar.gz for source distributions \
+                 (PEP 625); older sdist formats are taken only by `tufa import`",
+            ));
+        }
+        Ok(dist)
+    }
+
+    /// [`DistFilename::parse`] for files being imported: also every older sdist archive pip and
+    /// uv install (`.zip`, `.tar.bz2`, `.tar.xz`, `.tgz`, `.tar`, ...).
+    pub fn parse_importable(filename: &str) -> Result<Self, Invalid> {
         let dist = Self::parse_unbounded(filename)?;
         let name = dist.name_as_spelled();
         if name.len() > MAX_PROJECT_NAME_LEN {
@@ -108,11 +173,7 @@ impl DistFilename {
 
     /// The project name as the file name spells it.
     fn name_as_spelled(&self) -> &str {
-        let stem = self
-            .filename
-            .strip_suffix(".whl")
-            .or_else(|| self.filename.strip_suffix(".tar.gz"))
-            .unwrap_or(&self.filename);
+        let stem = split_suffix(&self.filename).map_or(self.filename.as_str(), |(stem, _)| stem);
         match self.kind {
             DistKind::Wheel => stem.split('-').next().unwrap_or(stem),
             DistKind::Sdist => stem.rsplit_once('-').map_or(stem, |(name, _)| name),
@@ -128,16 +189,26 @@ impl DistFilename {
                 "a file name holds only ASCII letters, digits and '._-+!' (no path separators)",
             ));
         }
-        if let Some(stem) = filename.strip_suffix(".whl") {
-            return Self::parse_wheel(filename, stem);
+        match split_suffix(filename) {
+            Some((stem, Archive::Wheel)) => Self::parse_wheel(filename, stem),
+            Some((stem, archive)) => Self::parse_sdist(filename, stem, archive),
+            None => Err(
+                match OBSOLETE_SUFFIXES
+                    .iter()
+                    .find(|(suffix, _)| filename.ends_with(suffix))
+                {
+                    Some((suffix, why)) => invalid(
+                        filename,
+                        format!("invalid file extension: {suffix} is not taken, {why}"),
+                    ),
+                    None => invalid(
+                        filename,
+                        "invalid file extension: use .whl for wheels or .tar.gz for source \
+                     distributions (PEP 625)",
+                    ),
+                },
+            ),
         }
-        if let Some(stem) = filename.strip_suffix(".tar.gz") {
-            return Self::parse_sdist(filename, stem);
-        }
-        Err(invalid(
-            filename,
-            "invalid file extension: use .whl for wheels or .tar.gz for source distributions (PEP 625)",
-        ))
     }
 
     fn parse_wheel(filename: &str, stem: &str) -> Result<Self, Invalid> {
@@ -166,13 +237,14 @@ impl DistFilename {
         Ok(DistFilename {
             filename: filename.to_string(),
             kind: DistKind::Wheel,
+            archive: Archive::Wheel,
             project: ProjectName::new(name).map_err(|e| invalid(filename, e.to_string()))?,
             version: Version::new(version).map_err(|e| invalid(filename, e.to_string()))?,
             python_version: python_tag.to_string(),
         })
     }
 
-    fn parse_sdist(filename: &str, stem: &str) -> Result<Self, Invalid> {
+    fn parse_sdist(filename: &str, stem: &str, archive: Archive) -> Result<Self, Invalid> {
         let (name, version) = stem.rsplit_once('-').ok_or_else(|| {
             invalid(
                 filename,
@@ -182,11 +254,31 @@ impl DistFilename {
         Ok(DistFilename {
             filename: filename.to_string(),
             kind: DistKind::Sdist,
+            archive,
             project: ProjectName::new(name).map_err(|e| invalid(filename, e.to_string()))?,
             version: Version::new(version).map_err(|e| invalid(filename, e.to_string()))?,
             python_version: "source".to_string(),
         })
     }
+}
+
+/// Whether a file name ends like a distribution file, one `tufa import` takes or an obsolete
+/// format it refuses with the reason (anything else in a directory is not a distribution).
+pub fn looks_like_distribution(filename: &str) -> bool {
+    split_suffix(filename).is_some()
+        || OBSOLETE_SUFFIXES
+            .iter()
+            .any(|(suffix, _)| filename.ends_with(suffix))
+}
+
+/// The file name without its distribution suffix, and the archive that suffix names.
+fn split_suffix(filename: &str) -> Option<(&str, Archive)> {
+    if let Some(stem) = filename.strip_suffix(".whl") {
+        return Some((stem, Archive::Wheel));
+    }
+    SDIST_SUFFIXES
+        .iter()
+        .find_map(|(suffix, archive)| Some((filename.strip_suffix(suffix)?, *archive)))
 }
 
 #[cfg(test)]
@@ -214,10 +306,37 @@ mod tests {
     }
 
     #[test]
+    fn an_import_takes_every_sdist_archive_pip_installs() {
+        for (name, archive) in [
+            ("demo-1.0.zip", Archive::Zip),
+            ("demo-1.0.tar.bz2", Archive::TarBz2),
+            ("demo-1.0.tbz", Archive::TarBz2),
+            ("demo-1.0.tar.xz", Archive::TarXz),
+            ("demo-1.0.tgz", Archive::TarGz),
+            ("demo-1.0.tar", Archive::Tar),
+            ("demo-1.0.tar.gz", Archive::TarGz),
+        ] {
+            let dist = DistFilename::parse_importable(name).unwrap();
+            assert_eq!(
+                (dist.kind, dist.archive),
+                (DistKind::Sdist, archive),
+                "{name}"
+            );
+            assert_eq!(dist.version.as_str(), "1.0", "{name}");
+            assert_eq!(dist.project.as_str(), "demo", "{name}");
+        }
+        let refused = DistFilename::parse_importable("demo-1.0.win32.exe").unwrap_err();
+        assert!(refused.to_string().contains("not installable"), "{refused}");
+    }
+
+    #[test]
     fn bad_names_are_refused_with_reasons() {
         for (name, reason) in [
-            ("demo-1.0.zip", "invalid file extension"),
-            ("demo-1.0.exe", "invalid file extension"),
+            ("demo-1.0.zip", "taken only by `tufa import`"),
+            ("demo-1.0.tgz", "taken only by `tufa import`"),
+            ("demo-1.0.exe", "bdist_wininst"),
+            ("demo-1.0-py2.7.egg", "pip stopped installing eggs"),
+            ("demo-1.0.txt", "invalid file extension"),
             ("demo-1.0-py3.whl", "a wheel is named"),
             ("demo-1.0-x-py3-none-any.whl", "build tag"),
             ("demo-notaversion-py3-none-any.whl", "PEP 440"),

@@ -625,7 +625,7 @@ pub async fn import_file(
             .map_err(|e| {
                 UploadError::Internal(Error::Config(format!("file reader failed: {e}")))
             })??;
-    let dist = DistFilename::parse(&staged.filename)?;
+    let dist = DistFilename::parse_importable(&staged.filename)?;
     database.may_upload(identity, &dist.project).await??;
     record(database, blobs, identity, &staged, dist).await
 }

@@ -21,7 +21,9 @@ pub struct ImportArgs {
     user: String,
     #[command(flatten)]
     signing: SigningArgs,
-    /// The directory to import; searched recursively for `.whl` and `.tar.gz` files.
+    /// The directory to import; searched recursively for wheels and sdists (`.tar.gz`, and the
+    /// older `.zip`, `.tar.bz2`, `.tar.xz`, `.tgz`, `.tar` that pip still installs). Eggs and
+    /// installers (`.egg`, `.exe`, `.msi`, ...) are refused with the reason.
     directory: PathBuf,
 }
 
@@ -37,7 +39,7 @@ fn distributions(dir: &Path, found: &mut Vec<PathBuf>, skipped: &mut Vec<PathBuf
             .unwrap_or_default();
         if path.is_dir() {
             distributions(&path, found, skipped)?;
-        } else if name.ends_with(".whl") || name.ends_with(".tar.gz") {
+        } else if tufa_index::dist::looks_like_distribution(name) {
             found.push(path);
         } else {
             skipped.push(path);
@@ -103,7 +105,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
                 progress.finish_and_clear();
             }
             for path in &skipped {
-                eprintln!("skipped {}: not a .whl or .tar.gz", path.display());
+                eprintln!("skipped {}: not a distribution file", path.display());
             }
             for reason in &refused {
                 eprintln!("refused {reason}");

@@ -565,3 +565,99 @@ fn import_adds_a_packages_directory_and_signs_it_with_or_without_a_running_serve
     let view = python_tuf(&server, &dir.path().join("python-tuf"), &["import-one"]);
     assert_eq!(page_files(&view["pages"]["import-one"]).len(), 3);
 }
+
+/// pip and uv still install sdists packed the old ways; an import of an old directory takes them,
+/// reading `PKG-INFO` from each, and names what it refuses (eggs, Windows installers).
+#[test]
+fn import_takes_the_older_sdist_archives_pip_installs_and_names_what_it_refuses() {
+    let env = PythonEnv::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let packages = dir.path().join("packages");
+    fs::create_dir_all(&packages).unwrap();
+    let built = Project {
+        name: "legacy-sdist",
+        version: "1.0",
+        dependencies: &[],
+        payload: "a",
+    }
+    .build(env, dir.path());
+    // Python's own archive modules repack the real sdist under each older format and version.
+    let repack = env.run_script(
+        r#"
+import io, sys, tarfile, zipfile, pathlib
+source, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+with tarfile.open(source) as tar:
+    members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+def renamed(name, version):
+    return name.replace("legacy_sdist-1.0", f"legacy_sdist-{version}").replace(
+        "Version: 1.0", f"Version: {version}")
+for version, mode, suffix in [("2.0", "zip", ".zip"), ("3.0", "w:bz2", ".tar.bz2"),
+                              ("4.0", "w:xz", ".tar.xz"), ("5.0", "w:gz", ".tgz")]:
+    path = out / f"legacy_sdist-{version}{suffix}"
+    if mode == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for member, content in members:
+                if content is not None:
+                    archive.writestr(renamed(member.name, version),
+                                     renamed(content.decode(), version))
+    else:
+        with tarfile.open(path, mode) as archive:
+            for member, content in members:
+                member.name = renamed(member.name, version)
+                if content is None:
+                    archive.addfile(member)
+                else:
+                    data = renamed(content.decode(), version).encode()
+                    member.size = len(data)
+                    archive.addfile(member, io.BytesIO(data))
+"#,
+        &[built.sdist.to_str().unwrap(), packages.to_str().unwrap()],
+    );
+    assert!(
+        repack.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repack.stderr)
+    );
+    fs::write(packages.join("legacy_sdist-0.9-py2.7.egg"), "an egg").unwrap();
+    fs::write(packages.join("legacy_sdist-0.8.win32.exe"), "an installer").unwrap();
+    fs::write(packages.join("NOTES.txt"), "not a distribution").unwrap();
+
+    let output = tufa(&[
+        "import",
+        "--data",
+        data.to_str().unwrap(),
+        "--user",
+        "alice",
+        packages.to_str().unwrap(),
+    ]);
+    assert!(
+        !output.status.success(),
+        "the refused files fail the import"
+    );
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("imported 4 file(s)"), "{said}");
+    assert!(said.contains("pip stopped installing eggs"), "{said}");
+    assert!(said.contains("bdist_wininst"), "{said}");
+    assert!(said.contains("2 refused, 1 skipped"), "{said}");
+
+    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let view = python_tuf(&server, &dir.path().join("python-tuf"), &["legacy-sdist"]);
+    let files = page_files(&view["pages"]["legacy-sdist"]);
+    let names: BTreeSet<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "legacy_sdist-2.0.zip",
+            "legacy_sdist-3.0.tar.bz2",
+            "legacy_sdist-4.0.tar.xz",
+            "legacy_sdist-5.0.tgz",
+        ])
+    );
+    for name in names {
+        assert_eq!(
+            files[name],
+            sha256_hex(&fs::read(packages.join(name)).unwrap())
+        );
+    }
+}
