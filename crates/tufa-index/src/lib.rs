@@ -22,6 +22,7 @@ mod server;
 pub mod signing;
 mod upload;
 pub mod usage;
+pub mod verified;
 mod wheel;
 
 use std::path::PathBuf;
