@@ -21,6 +21,7 @@ pub mod pages;
 mod server;
 pub mod signing;
 mod upload;
+pub mod upstream;
 pub mod usage;
 pub mod verified;
 mod wheel;
