@@ -370,8 +370,8 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
     }
     if let Some(pattern) = mirror.private_pattern(name) {
         return Err(ApiError::not_found(format!(
-            "{name:?} is reserved for private uploads (it matches the private pattern \
-             {pattern:?}) and is never looked up upstream"
+            "'{name}' is reserved for private uploads (it matches the private pattern \
+             '{pattern}') and is never looked up upstream"
         )));
     }
     if index.reserved().contains(name) {
@@ -387,7 +387,7 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
         ApiError::new(
             504,
             format!(
-                "Gateway Timeout: upstream {} did not answer for {name:?} within {} s; the \
+                "Gateway Timeout: upstream {} did not answer for '{name}' within {} s; the \
                  fetch goes on, try again shortly",
                 mirror.upstream_root(),
                 crate::mirror::FETCH_WAIT.as_secs()
@@ -413,7 +413,7 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
         }
         crate::mirror::Outcome::Recorded { serial: None } | crate::mirror::Outcome::Local => Ok(()),
         crate::mirror::Outcome::NotFound => Err(ApiError::not_found(format!(
-            "no project {name:?} on this index or upstream ({})",
+            "no project '{name}' on this index or upstream ({})",
             mirror.upstream_root()
         ))),
         crate::mirror::Outcome::Failed(error) => {

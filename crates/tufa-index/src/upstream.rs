@@ -138,8 +138,25 @@ struct RawPage {
 struct RawMeta {
     #[serde(rename = "api-version")]
     api_version: String,
+    /// PyPI sends it as a string, Tufa as a number.
     #[serde(rename = "_last-serial")]
-    last_serial: Option<i64>,
+    last_serial: Option<RawSerial>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSerial {
+    Number(i64),
+    Text(String),
+}
+
+impl RawSerial {
+    fn value(self) -> Option<i64> {
+        match self {
+            RawSerial::Number(serial) => Some(serial),
+            RawSerial::Text(text) => text.parse().ok(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -351,7 +368,7 @@ pub fn parse_page(
         skipped,
         status,
         validators,
-        serial: header_serial.or(raw.meta.last_serial),
+        serial: header_serial.or(raw.meta.last_serial.and_then(RawSerial::value)),
     })
 }
 
@@ -396,6 +413,40 @@ fn check_file(page: &Url, project: &ProjectName, raw: RawFile) -> Result<Upstrea
     })
 }
 
+/// TLS roots from the system's trust store (`SSL_CERT_FILE`, else the Debian/Ubuntu/Fedora
+/// bundle), as pip, curl and git use them: an organization whose traffic goes through its own TLS
+/// proxy trusts that proxy's CA there. Without a readable bundle, the Mozilla roots built in.
+pub fn tls_config() -> ureq::tls::TlsConfig {
+    let candidates = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(std::path::PathBuf::from),
+        );
+    for path in candidates {
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect();
+        if !certs.is_empty() {
+            return ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build();
+        }
+    }
+    ureq::tls::TlsConfig::default()
+}
+
 /// One upstream index.
 #[derive(Clone, Debug)]
 pub struct Upstream {
@@ -419,6 +470,7 @@ impl Upstream {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(PAGE_DEADLINE))
             .max_redirects(0)
+            .tls_config(tls_config())
             .http_status_as_error(false)
             .user_agent(concat!("tufa-mirror/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -563,7 +615,7 @@ mod tests {
     #[test]
     fn a_page_parses_into_checked_files_with_every_field() {
         let page = parse(serde_json::json!({
-            "meta": {"api-version": "1.4", "_last-serial": 42},
+            "meta": {"api-version": "1.4", "_last-serial": "42"},
             "name": "Flask",
             "files": [
                 file("flask-3.0.0-py3-none-any.whl"),

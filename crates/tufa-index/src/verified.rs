@@ -188,6 +188,7 @@ impl Downloader {
             .timeout_connect(Some(pace.stall))
             .timeout_recv_response(Some(pace.stall))
             .timeout_per_read(Some(pace.stall))
+            .tls_config(crate::upstream::tls_config())
             .http_status_as_error(false)
             .user_agent(user_agent)
             .build()
