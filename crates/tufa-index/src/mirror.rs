@@ -26,7 +26,8 @@ use crate::verified::{Downloader, Pace};
 pub const FETCH_WAIT: Duration = Duration::from_secs(15);
 /// How long a request then waits for the recorded page to be signed.
 pub const SIGN_WAIT: Duration = Duration::from_secs(10);
-/// How long a request for a stale page waits for its refresh before the last page answers.
+/// How long a request for a stale page waits for its refresh, or for a page another request
+/// just mirrored to be signed, before the page as it is answers.
 pub const REFRESH_WAIT: Duration = Duration::from_secs(2);
 /// After a refresh was tried, how long before a request tries again (an upstream that is down
 /// must not make every request wait for it).

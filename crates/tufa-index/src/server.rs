@@ -363,6 +363,10 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
     match index.database.project(name).await? {
         Some(project) if project.mirror.is_some() => {
             crate::mirror::refresh_if_stale(index, name).await?;
+            // Mirrored a moment ago by another request: answer once it is signed, as the first
+            // request does, so that `tufa proxy` asking now finds the signed target.
+            crate::mirror::wait_signed(index, project.last_serial, crate::mirror::REFRESH_WAIT)
+                .await;
             return Ok(());
         }
         Some(_) => return Ok(()),
@@ -533,6 +537,7 @@ async fn mirror_file(
             Expected {
                 what: format!("the metadata of {filename} of {project} from upstream"),
                 sha256,
+                page: "pinned page",
                 size: None,
                 limit: crate::mirror::METADATA_LIMIT,
             },
@@ -543,6 +548,7 @@ async fn mirror_file(
             Expected {
                 what: format!("{filename} of {project} from upstream"),
                 sha256: record.sha256.clone(),
+                page: "pinned page",
                 size: Some(record.size),
                 limit: record.size,
             },

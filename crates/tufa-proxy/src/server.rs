@@ -220,6 +220,7 @@ async fn file(
             Expected {
                 what: format!("the metadata of {dist} of {name}"),
                 sha256: sha256.as_str().to_string(),
+                page: "verified page",
                 size: None,
                 limit: METADATA_LIMIT,
             },
@@ -230,6 +231,7 @@ async fn file(
             Expected {
                 what: format!("{dist} of {name}"),
                 sha256: listed.sha256.as_str().to_string(),
+                page: "verified page",
                 size: Some(listed.size),
                 limit: listed.size,
             },
