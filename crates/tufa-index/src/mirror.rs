@@ -428,6 +428,55 @@ pub async fn sweep(index: Arc<Index>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::testing::{answer, serve_after};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_first_requests_share_one_upstream_fetch() {
+        let sha = "a".repeat(64);
+        let page = format!(
+            r#"{{"meta": {{"api-version": "1.1"}}, "name": "demo", "files": [
+                {{"filename": "demo-1.0-py3-none-any.whl", "url": "/f/demo-1.0-py3-none-any.whl",
+                  "hashes": {{"sha256": "{sha}"}}, "size": 3}}]}}"#
+        );
+        let (root, requests) = serve_after(
+            vec![answer("200 OK", &[], &page), answer("200 OK", &[], &page)],
+            Duration::from_millis(300),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(
+            Index::open(crate::Config {
+                data_dir: dir.path().to_path_buf(),
+                max_upload_size: crate::DEFAULT_MAX_UPLOAD_SIZE,
+                public_url: None,
+                signing: None,
+                accept_data_mismatch: false,
+                mirror: Some(MirrorConfig {
+                    upstream: root.clone(),
+                    ttl: DEFAULT_TTL,
+                    private: Vec::new(),
+                }),
+            })
+            .await
+            .unwrap(),
+        );
+        let name = ProjectName::new("demo").unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (index, name) = (Arc::clone(&index), name.clone());
+            tasks.spawn(async move { refresh(&index, &name).await });
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            assert!(
+                matches!(outcome.unwrap(), Outcome::Recorded { serial: Some(1) }),
+                "every caller sees the one recording"
+            );
+        }
+        assert!(requests.recv().unwrap().starts_with("GET /simple/demo/ "));
+        assert!(requests.try_recv().is_err(), "one upstream request");
+        let project = index.database.project(&name).await.unwrap().unwrap();
+        assert_eq!(project.mirror.unwrap().tracks, format!("{root}demo/"));
+        assert_eq!(index.database.last_serial().await.unwrap(), 1);
+    }
 
     #[test]
     fn private_patterns_match_normalized_names() {

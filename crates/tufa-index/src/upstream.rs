@@ -582,8 +582,61 @@ impl Upstream {
     }
 }
 
+/// A loopback upstream for the tests of this crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A loopback server answering each connection with the next of `answers` (`{port}` in
+    /// them becomes its port); the requests it got.
+    pub(crate) fn serve(answers: Vec<String>) -> (String, std::sync::mpsc::Receiver<String>) {
+        serve_after(answers, std::time::Duration::ZERO)
+    }
+
+    /// Like [`serve`], answering each request `delay` after it came.
+    pub(crate) fn serve_after(
+        answers: Vec<String>,
+        delay: std::time::Duration,
+    ) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (sender, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    request.push_str(&line);
+                }
+                let _ = sender.send(request);
+                std::thread::sleep(delay);
+                let mut stream = stream;
+                let _ = stream.write_all(answer.replace("{port}", &port.to_string()).as_bytes());
+            }
+        });
+        (format!("http://127.0.0.1:{port}/simple/"), requests)
+    }
+
+    pub(crate) fn answer(status: &str, headers: &[&str], body: &str) -> String {
+        let mut head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for header in headers {
+            head.push_str(header);
+            head.push_str("\r\n");
+        }
+        format!("{head}\r\n{body}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{answer, serve};
     use super::*;
 
     fn name(text: &str) -> ProjectName {
@@ -729,45 +782,6 @@ mod tests {
         assert_eq!((version.as_str(), kind), ("3.5.0", "sdist"));
         assert!(classify("zope.interface-3.5.0.pdf", &project).is_err());
         assert!(classify("zope-3.5.0.zip", &project).is_err());
-    }
-
-    /// A loopback server answering each connection with the next of `answers` (`{port}` in
-    /// them becomes its port); the requests it got.
-    fn serve(answers: Vec<String>) -> (String, std::sync::mpsc::Receiver<String>) {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (sender, requests) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for answer in answers {
-                let (stream, _) = listener.accept().unwrap();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
-                        break;
-                    }
-                    request.push_str(&line);
-                }
-                let _ = sender.send(request);
-                let mut stream = stream;
-                let _ = stream.write_all(answer.replace("{port}", &port.to_string()).as_bytes());
-            }
-        });
-        (format!("http://127.0.0.1:{port}/simple/"), requests)
-    }
-
-    fn answer(status: &str, headers: &[&str], body: &str) -> String {
-        let mut head = format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
-        for header in headers {
-            head.push_str(header);
-            head.push_str("\r\n");
-        }
-        format!("{head}\r\n{body}")
     }
 
     fn empty_page(name: &str) -> String {
