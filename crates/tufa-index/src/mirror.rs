@@ -206,10 +206,11 @@ pub async fn refresh(index: &Arc<Index>, name: &ProjectName) -> Outcome {
                 let index = Arc::clone(index);
                 let name = name.clone();
                 tokio::spawn(async move {
+                    let _finished = Finished {
+                        index: Arc::clone(&index),
+                        name: name.clone(),
+                    };
                     let outcome = fetch_and_record(&index, &name).await;
-                    if let Some(mirror) = index.mirror.as_ref() {
-                        lock(&mirror.inflight).remove(&name);
-                    }
                     let _ = done.send(Some(outcome));
                 });
                 pending
@@ -222,6 +223,21 @@ pub async fn refresh(index: &Arc<Index>, name: &ProjectName) -> Outcome {
             url: mirror.upstream.project_url(name),
             reason: "the fetch task stopped".into(),
         }),
+    }
+}
+
+/// Ends a fetch's entry among those in flight however the fetch ends (a panic included), so
+/// that the next request starts a new one instead of waiting on one that is gone.
+struct Finished {
+    index: Arc<Index>,
+    name: ProjectName,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Some(mirror) = self.index.mirror.as_ref() {
+            lock(&mirror.inflight).remove(&self.name);
+        }
     }
 }
 
