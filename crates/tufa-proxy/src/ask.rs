@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tufa_index::name::ProjectName;
 
-/// How long one request to the index may take: the index waits up to 25 s for upstream and the
-/// publisher.
+/// How long one request to the index may take: the index waits up to 12 s for upstream and the
+/// publisher (`tufa_index::mirror::FIRST_REQUEST_WAIT`).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 /// A name is asked about at most once per this interval.
 pub const ASK_INTERVAL: Duration = Duration::from_secs(60);
