@@ -6,6 +6,7 @@ mod download;
 mod import;
 mod index_commands;
 mod keys;
+mod mirror;
 mod proxy;
 mod roles;
 mod status;
@@ -60,6 +61,9 @@ enum Command {
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
     Proxy(proxy::ProxyArgs),
+    /// Administer the upstream mirror (`tufa serve --upstream`).
+    #[command(subcommand)]
+    Mirror(mirror::MirrorCommand),
     /// Check a data directory: every stored file against the database, the TUF repository
     /// against its signatures and the database, the journal against the signed serial; list
     /// orphans (`--repair` removes them). Safe beside a running server.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => index_commands::serve(args),
+        Command::Mirror(command) => mirror::run(command),
         Command::Token(command) => index_commands::token(command),
         Command::Import(args) => import::run(args),
         Command::Yank(args) => index_commands::yank(args),
