@@ -59,7 +59,7 @@ pub enum Archive {
 
 /// Sdist suffixes pip and uv install (pip's `SUPPORTED_EXTENSIONS`), longest first so that
 /// `.tar.gz` wins over `.tar`.
-const SDIST_SUFFIXES: &[(&str, Archive)] = &[
+pub(crate) const SDIST_SUFFIXES: &[(&str, Archive)] = &[
     (".tar.gz", Archive::TarGz),
     (".tar.bz2", Archive::TarBz2),
     (".tar.xz", Archive::TarXz),
@@ -70,26 +70,32 @@ const SDIST_SUFFIXES: &[(&str, Archive)] = &[
     (".tar", Archive::Tar),
 ];
 
-/// Formats PyPI once took that no current installer installs, with what replaced them.
-const OBSOLETE_SUFFIXES: &[(&str, &str)] = &[
+/// Formats PyPI once took and still serves that no current installer installs: suffix,
+/// Warehouse's package type, and why an import refuses it (a mirror lists them as upstream does).
+pub(crate) const OBSOLETE_SUFFIXES: &[(&str, &str, &str)] = &[
     (
         ".egg",
+        "bdist_egg",
         "pip stopped installing eggs; upload a wheel of the same release instead",
     ),
     (
         ".exe",
+        "bdist_wininst",
         "a Windows installer (bdist_wininst) is not installable by pip or uv",
     ),
     (
         ".msi",
+        "bdist_msi",
         "a Windows installer (bdist_msi) is not installable by pip or uv",
     ),
     (
         ".rpm",
+        "bdist_rpm",
         "an RPM package (bdist_rpm) is not installable by pip or uv",
     ),
     (
         ".dmg",
+        "bdist_dmg",
         "a macOS disk image (bdist_dmg) is not installable by pip or uv",
     ),
 ];
@@ -195,9 +201,9 @@ impl DistFilename {
             None => Err(
                 match OBSOLETE_SUFFIXES
                     .iter()
-                    .find(|(suffix, _)| filename.ends_with(suffix))
+                    .find(|(suffix, _, _)| filename.ends_with(suffix))
                 {
-                    Some((suffix, why)) => invalid(
+                    Some((suffix, _, why)) => invalid(
                         filename,
                         format!("invalid file extension: {suffix} is not taken, {why}"),
                     ),
@@ -268,7 +274,7 @@ pub fn looks_like_distribution(filename: &str) -> bool {
     split_suffix(filename).is_some()
         || OBSOLETE_SUFFIXES
             .iter()
-            .any(|(suffix, _)| filename.ends_with(suffix))
+            .any(|(suffix, _, _)| filename.ends_with(suffix))
 }
 
 /// The file name without its distribution suffix, and the archive that suffix names.

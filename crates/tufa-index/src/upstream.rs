@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::dist::{OBSOLETE_SUFFIXES, SDIST_SUFFIXES};
 use crate::name::{ProjectName, Version};
 
 /// The largest project page read, in bytes. PyPI's largest JSON pages (projects with nightly
@@ -258,23 +259,13 @@ pub fn classify(
         let version = Version::new(parts[1]).map_err(|e| e.to_string())?;
         return Ok((version, "bdist_wheel", parts[parts.len() - 3].to_string()));
     }
-    const SDISTS: &[&str] = &[
-        ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar.Z", ".tar",
-    ];
-    const OTHERS: &[(&str, &str)] = &[
-        (".egg", "bdist_egg"),
-        (".exe", "bdist_wininst"),
-        (".msi", "bdist_msi"),
-        (".rpm", "bdist_rpm"),
-        (".dmg", "bdist_dmg"),
-    ];
-    let (stem, packagetype) = SDISTS
+    let (stem, packagetype) = SDIST_SUFFIXES
         .iter()
-        .find_map(|ext| filename.strip_suffix(ext).map(|stem| (stem, "sdist")))
+        .find_map(|(ext, _)| filename.strip_suffix(ext).map(|stem| (stem, "sdist")))
         .or_else(|| {
-            OTHERS
+            OBSOLETE_SUFFIXES
                 .iter()
-                .find_map(|(ext, kind)| filename.strip_suffix(ext).map(|stem| (stem, *kind)))
+                .find_map(|(ext, kind, _)| filename.strip_suffix(ext).map(|stem| (stem, *kind)))
         })
         .ok_or_else(|| "not a distribution file type".to_string())?;
     let rest = after_name(stem, project)
