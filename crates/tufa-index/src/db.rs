@@ -12,13 +12,15 @@ use sqlx::{Row, SqlitePool};
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
+mod cooldown;
 mod tokens;
 
+pub use cooldown::CooldownState;
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
 
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
-const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED, TOKEN_LIFETIMES];
+const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED, TOKEN_LIFETIMES, cooldown::COOLDOWN];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -11,10 +11,13 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use tufa_index::connections::Limits;
+use tufa_index::cooldown::{Policy, parse_duration};
 use tufa_index::db::{Revocation, TokenId, TokenInfo};
 use tufa_index::name::{ProjectName, Version};
 use tufa_index::signing::{OnlineKey, SigningConfig, TRUSTED_ROOT_FILE};
-use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Database, Index, format_micros};
+use tufa_index::{
+    Config, CooldownSetting, DEFAULT_MAX_UPLOAD_SIZE, Database, Index, format_micros,
+};
 use tufa_repo::Expiries;
 
 #[derive(Args)]
@@ -41,6 +44,15 @@ pub struct ServeArgs {
     /// into it. Run `tufa verify` first.
     #[arg(long)]
     accept_data_mismatch: bool,
+    /// Also publish the signed cooldown view at /cooldown/simple/: each project's files
+    /// uploaded at least this long ago (a duration: 30s, 10m, 12h, 7d), plus releases allowed
+    /// early and minus releases denied with `tufa cooldown`. Off by default.
+    #[arg(long, env = "TUFA_COOLDOWN", value_parser = parse_duration_arg)]
+    cooldown: Option<Duration>,
+    /// A project whose files enter the cooldown view at once: a glob on the normalized name
+    /// (`acme-*`), such as the organization's own projects. Repeat for several.
+    #[arg(long = "cooldown-exempt")]
+    cooldown_exempt: Vec<String>,
     #[command(flatten)]
     connections: ConnectionArgs,
     #[command(flatten)]
@@ -158,6 +170,10 @@ struct ConfigFile {
     bin_expiry: Option<u64>,
     grace: Option<u64>,
     clock_tolerance: Option<u64>,
+    /// A duration such as "7d".
+    cooldown: Option<String>,
+    #[serde(rename = "cooldown-exempt", alias = "cooldown_exempt")]
+    cooldown_exempt: Option<Vec<String>>,
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
@@ -171,11 +187,11 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
 pub struct DataArg {
     /// The index's data directory (as given to `tufa serve --data`).
     #[arg(long, env = "TUFA_DATA")]
-    data: PathBuf,
+    pub data: PathBuf,
 }
 
 impl DataArg {
-    async fn database(&self) -> Result<Database> {
+    pub async fn database(&self) -> Result<Database> {
         if !self.data.join("tufa.db").exists() {
             anyhow::bail!(
                 "{} holds no index (no tufa.db): pass the directory `tufa serve --data` uses",
@@ -259,24 +275,52 @@ fn parse_expiry(text: &str) -> std::result::Result<Expiry, String> {
     if let Ok(date) = time::Date::parse(text, date_format) {
         return Ok(Expiry::At(date.midnight().assume_utc()));
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit: {help}"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration or a time: {help}"))?;
-    let unit_seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?} is not a duration or a time: {help}")),
+    match parse_duration(text) {
+        Ok(Duration::ZERO) => Err(format!("{text:?} would expire at once: {help}")),
+        Ok(duration) => Ok(Expiry::After(duration)),
+        Err(_) => Err(format!("{text:?} is not a duration or a time: {help}")),
+    }
+}
+
+/// A duration option (`30s`, `10m`, `12h`, `7d`) that must be longer than nothing.
+fn parse_duration_arg(text: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("{text:?} is no duration: give at least 1s")),
+        duration => Ok(duration),
+    }
+}
+
+/// The cooldown policy from the command line, the environment and the config file.
+fn cooldown_policy(args: &ServeArgs, file: &ConfigFile) -> Result<Option<Policy>> {
+    let period = match (args.cooldown, &file.cooldown) {
+        (Some(period), _) => Some(period),
+        (None, Some(text)) => Some(
+            parse_duration_arg(text)
+                .map_err(anyhow::Error::msg)
+                .context("the config file's `cooldown`")?,
+        ),
+        (None, None) => None,
     };
-    match number.checked_mul(unit_seconds) {
-        Some(0) => Err(format!("{text:?} would expire at once: {help}")),
-        Some(seconds) => Ok(Expiry::After(Duration::from_secs(seconds))),
-        None => Err(format!("{text:?} is too long: {help}")),
+    let exempt = if args.cooldown_exempt.is_empty() {
+        file.cooldown_exempt.clone().unwrap_or_default()
+    } else {
+        args.cooldown_exempt.clone()
+    };
+    for pattern in &exempt {
+        let normalized = pattern
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-*?[]!".contains(c));
+        if pattern.is_empty() || !normalized {
+            anyhow::bail!(
+                "--cooldown-exempt {pattern:?}: a pattern matches normalized project names \
+                 (lowercase letters, digits and '-', with the globs * ? [...]), such as acme-*"
+            );
+        }
+    }
+    match period {
+        Some(period) => Ok(Some(Policy { period, exempt })),
+        None if exempt.is_empty() => Ok(None),
+        None => anyhow::bail!("--cooldown-exempt needs --cooldown DURATION (the cooldown view)"),
     }
 }
 
@@ -388,6 +432,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     };
     let signing = signing_config(&args.signing, &file)?;
     let limits = args.connections.limits_with(&file)?;
+    let cooldown = cooldown_policy(&args, &file)?;
     let data_dir = args.data.or(file.data).context(
         "no data directory: pass --data DIR, set TUFA_DATA, or set `data` in the config file",
     )?;
@@ -404,6 +449,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         public_url: args.public_url.or(file.public_url),
         signing: Some(signing),
         accept_data_mismatch: args.accept_data_mismatch,
+        cooldown: CooldownSetting::Set(cooldown),
     };
     log_to_stderr();
     runtime()?.block_on(async move {
@@ -423,6 +469,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             "tufa: serving {} at http://{address}/ (pip/uv: --index-url http://{address}/simple/, twine: --repository-url http://{address}/legacy/)",
             config.data_dir.display()
         );
+        if let Some(policy) = &index.cooldown {
+            eprintln!(
+                "tufa: cooldown view of files at least {} old at http://{address}/cooldown/simple/ \
+                 (signed as cooldown/<project>/index.json; verified: tufa proxy --view cooldown)",
+                tufa_index::cooldown::format_duration(policy.period)
+            );
+        }
         tufa_index::serve(Arc::new(index), listener, limits, shutdown_signal())
             .await
             .context("serving HTTP")

@@ -1,0 +1,271 @@
+//! The cooldown view's records: the operator's decisions on releases, the policy the view was
+//! last published under, and the boundary up to which files that crossed it are journaled.
+//! Projects are named by their normalized name (as in the journal), so these tables depend on
+//! nothing but `projects`, `releases` and `files`, whichever way a project's files arrived.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use super::{Database, FileRecord, Project, files_of, find_project, journal, now_micros};
+use crate::cooldown::{Decision, Override, Policy};
+use crate::error::{Error, Result};
+use crate::name::{ProjectName, Version};
+
+/// Decisions on releases (one per release), and the one row of cooldown state: the policy
+/// (period in seconds, exempt patterns one per line; NULL period: off) and the sweep cursor.
+pub(super) const COOLDOWN: &str = "
+CREATE TABLE cooldown_overrides (
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny')),
+    reason TEXT NOT NULL,
+    who TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (project, version)
+);
+CREATE TABLE cooldown_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    period INTEGER,
+    exempt TEXT NOT NULL,
+    swept INTEGER NOT NULL
+);
+INSERT INTO cooldown_state (id, period, exempt, swept) VALUES (1, NULL, '', 0);
+CREATE INDEX files_by_upload_time ON files (upload_time);
+";
+
+/// A project as its cooldown page shows it, read in one transaction.
+pub struct CooldownState {
+    pub project: Project,
+    pub versions: Vec<Version>,
+    pub files: Vec<FileRecord>,
+    pub overrides: Vec<Override>,
+    /// Files uploaded up to `swept - period` are in the view.
+    pub swept_micros: i64,
+}
+
+fn override_from(row: &sqlx::sqlite::SqliteRow) -> Result<Override> {
+    let decision: String = row.get(2);
+    Ok(Override {
+        project: super::stored_name(row.get(0))?,
+        version: Version::new(row.get::<&str, _>(1))?,
+        decision: Decision::parse(&decision)
+            .ok_or_else(|| Error::Config(format!("unknown cooldown decision {decision:?}")))?,
+        reason: row.get(3),
+        who: row.get(4),
+        time_micros: row.get(5),
+    })
+}
+
+const OVERRIDE_COLUMNS: &str =
+    "SELECT project, version, decision, reason, who, time FROM cooldown_overrides";
+
+impl Database {
+    /// The policy the view was last published under, if it is on.
+    pub async fn cooldown_policy(&self) -> Result<Option<Policy>> {
+        let row = sqlx::query("SELECT period, exempt FROM cooldown_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let period: Option<i64> = row.get(0);
+        let exempt: String = row.get(1);
+        Ok(period.map(|seconds| Policy {
+            period: Duration::from_secs(u64::try_from(seconds).unwrap_or(0)),
+            exempt: exempt.lines().map(str::to_string).collect(),
+        }))
+    }
+
+    /// Records `policy` as the one the view is published under. When it differs from the one
+    /// recorded (the view turned on or off, another period, other exemptions), every project's
+    /// view changes: each gets a journal entry, so the publisher signs (or withdraws) its
+    /// cooldown page, and the sweep starts from now. Returns how many projects were journaled.
+    pub async fn configure_cooldown(&self, policy: Option<&Policy>) -> Result<usize> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT period, exempt FROM cooldown_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let period = policy.map(|p| i64::try_from(p.period.as_secs()).unwrap_or(i64::MAX));
+        let exempt = policy.map(|p| p.exempt.join("\n")).unwrap_or_default();
+        if row.get::<Option<i64>, _>(0) == period && row.get::<String, _>(1) == exempt {
+            return Ok(0);
+        }
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM projects ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+        for name in &names {
+            journal(&mut tx, &super::stored_name(name)?, "cooldown policy").await?;
+        }
+        sqlx::query("UPDATE cooldown_state SET period = ?, exempt = ?, swept = ? WHERE id = 1")
+            .bind(period)
+            .bind(exempt)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(names.len())
+    }
+
+    /// Journals every project with a file whose upload time plus the period fell between the
+    /// last sweep and `now_micros`, and moves the cursor to `now_micros`: the view follows the
+    /// clock in signed steps, each a journal entry. A clock that went back sweeps nothing until
+    /// it passes the cursor again. Returns how many projects were journaled.
+    pub async fn sweep_cooldown(&self, policy: &Policy, now_micros: i64) -> Result<usize> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let swept: i64 = sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        if now_micros <= swept {
+            return Ok(0);
+        }
+        let period = policy.period_micros();
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT projects.name FROM files
+             JOIN releases ON releases.id = files.release_id
+             JOIN projects ON projects.id = releases.project_id
+             WHERE files.upload_time > ? AND files.upload_time <= ?
+             ORDER BY projects.name",
+        )
+        .bind(swept.saturating_sub(period))
+        .bind(now_micros.saturating_sub(period))
+        .fetch_all(&mut *tx)
+        .await?;
+        for name in &names {
+            journal(&mut tx, &super::stored_name(name)?, "cooldown boundary").await?;
+        }
+        sqlx::query("UPDATE cooldown_state SET swept = ? WHERE id = 1")
+            .bind(now_micros)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(names.len())
+    }
+
+    /// A project with its files, versions, decisions and the sweep cursor, as one consistent
+    /// state: what its cooldown page is rendered from.
+    pub async fn cooldown_state(&self, name: &ProjectName) -> Result<Option<CooldownState>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(project) = find_project(&mut *tx, name).await? else {
+            return Ok(None);
+        };
+        let files = files_of(&mut *tx, project.id).await?;
+        let mut versions =
+            sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
+                .bind(project.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|v| Version::new(v))
+                .collect::<Result<Vec<_>, _>>()?;
+        versions.sort();
+        let overrides = sqlx::query(&format!("{OVERRIDE_COLUMNS} WHERE project = ?"))
+            .bind(name.as_str())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(override_from)
+            .collect::<Result<Vec<_>>>()?;
+        let swept_micros: i64 = sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(CooldownState {
+            project,
+            versions,
+            files,
+            overrides,
+            swept_micros,
+        }))
+    }
+
+    /// Allows or denies a release in the cooldown view, replacing an earlier decision on it,
+    /// journaled in the same transaction so that the publisher signs it. The release must exist:
+    /// a decision on a version nobody uploaded would be a typo nobody notices.
+    pub async fn set_cooldown_override(
+        &self,
+        project: &ProjectName,
+        version: &Version,
+        decision: Decision,
+        reason: &str,
+        who: &str,
+    ) -> Result<()> {
+        if reason.trim().is_empty() {
+            return Err(Error::MissingReason);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        release_exists(&mut tx, project, version).await?;
+        sqlx::query(
+            "INSERT INTO cooldown_overrides (project, version, decision, reason, who, time)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (project, version) DO UPDATE
+             SET decision = excluded.decision, reason = excluded.reason, who = excluded.who,
+                 time = excluded.time",
+        )
+        .bind(project.as_str())
+        .bind(version.as_str())
+        .bind(decision.as_str())
+        .bind(reason.trim())
+        .bind(who)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let action = format!("cooldown {} {version}", decision.as_str());
+        journal(&mut tx, project, &action).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the decision on a release, journaled; the release then follows the period again.
+    pub async fn remove_cooldown_override(
+        &self,
+        project: &ProjectName,
+        version: &Version,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let removed =
+            sqlx::query("DELETE FROM cooldown_overrides WHERE project = ? AND version = ?")
+                .bind(project.as_str())
+                .bind(version.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if removed == 0 {
+            return Err(Error::NoDecision {
+                project: project.to_string(),
+                version: version.to_string(),
+            });
+        }
+        journal(&mut tx, project, &format!("cooldown clear {version}")).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every decision, by project and version.
+    pub async fn cooldown_overrides(&self) -> Result<Vec<Override>> {
+        let rows = sqlx::query(&format!("{OVERRIDE_COLUMNS} ORDER BY project, version"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(override_from).collect()
+    }
+}
+
+async fn release_exists(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    project: &ProjectName,
+    version: &Version,
+) -> Result<()> {
+    let Some(found) = find_project(&mut **tx, project).await? else {
+        return Err(Error::NoProject(project.to_string()));
+    };
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM releases WHERE project_id = ? AND version = ?")
+            .bind(found.id)
+            .bind(version.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    match known {
+        Some(_) => Ok(()),
+        None => Err(Error::NoRelease {
+            project: project.to_string(),
+            version: version.to_string(),
+        }),
+    }
+}
