@@ -255,6 +255,13 @@ fn the_cooldown_view_is_signed_follows_the_clock_and_the_operators_decisions() {
         [whl("tufa-late", "1.0")]
     );
 
+    // `tufa verify` checks the cooldown pages like the others, beside the running server.
+    let verified = ok(
+        tufa(&["verify", "--data", server.data_dir.to_str().unwrap()]),
+        "tufa verify",
+    );
+    assert!(!verified.contains("cooldown view"), "{verified}");
+
     // The proxy serves the cooldown view, verified: only what the view allows installs.
     let fresh = server.upload_wheel(&token, "tufa-cd", "3.0");
     assert_eq!(fresh.status, 200, "{}", fresh.reason);
@@ -390,4 +397,44 @@ fn a_repository_made_before_the_cooldown_view_must_delegate_it_first() {
     );
     let server = TufaServer::start(TUFA.as_ref(), &data, &["--cooldown", "7d"]);
     server.log_containing("cooldown view of files at least 7d old");
+    let token = token(&data, "alice", None);
+    let answer = server.upload_wheel(&token, "tufa-cd", "1.0");
+    assert_eq!(answer.status, 200, "{}", answer.reason);
+    server.wait_until_signed();
+    let cache = dir.path().join("python-tuf");
+    let pages = &python_tuf(&server, &cache, &["cooldown/tufa-cd"])["pages"];
+    assert_eq!(filenames(&pages["cooldown/tufa-cd"]), Vec::<String>::new());
+    drop(server);
+
+    // Turned off, the view is withdrawn: its targets and its URLs.
+    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    server.log_containing("every project's cooldown page is published again");
+    server.wait_until_signed();
+    let pages = &python_tuf(&server, &cache, &["cooldown/tufa-cd", "tufa-cd"])["pages"];
+    assert_eq!(pages["cooldown/tufa-cd"], Value::Null);
+    assert_eq!(filenames(&pages["tufa-cd"]), [whl("tufa-cd", "1.0")]);
+    let off = http::get(&format!("{}/cooldown/simple/tufa-cd/", server.url), &[]);
+    assert_eq!(off.status, 404);
+    assert!(off.reason.contains("--cooldown"), "{}", off.reason);
+    drop(server);
+
+    // Turned on again from the config file, with this project exempt: published again.
+    let config = dir.path().join("tufa.toml");
+    fs::write(
+        &config,
+        "cooldown = \"7d\"\ncooldown-exempt = [\"tufa-*\"]\n",
+    )
+    .unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &data,
+        &["--config", config.to_str().unwrap()],
+    );
+    server.wait_until_signed();
+    let pages = &python_tuf(&server, &cache, &["cooldown/tufa-cd"])["pages"];
+    assert_eq!(
+        filenames(&pages["cooldown/tufa-cd"]),
+        [whl("tufa-cd", "1.0")]
+    );
+    assert_eq!(pages["cooldown/tufa-cd"]["_tufa-cooldown"]["exempt"], true);
 }

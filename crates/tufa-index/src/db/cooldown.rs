@@ -106,17 +106,20 @@ impl Database {
 
     /// Journals every project with a file whose upload time plus the period fell between the
     /// last sweep and `now_micros`, and moves the cursor to `now_micros`: the view follows the
-    /// clock in signed steps, each a journal entry. A clock that went back sweeps nothing until
-    /// it passes the cursor again. Returns how many projects were journaled.
+    /// clock in signed steps, each a journal entry. A clock that went back moves the cursor back
+    /// too, journaling the projects whose files it had admitted early, so that a clock that once
+    /// ran ahead does not leave fresh files in the view. Returns how many projects were
+    /// journaled.
     pub async fn sweep_cooldown(&self, policy: &Policy, now_micros: i64) -> Result<usize> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let swept: i64 = sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
-        if now_micros <= swept {
+        if now_micros == swept {
             return Ok(0);
         }
         let period = policy.period_micros();
+        let (from, to) = (swept.min(now_micros), swept.max(now_micros));
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT projects.name FROM files
              JOIN releases ON releases.id = files.release_id
@@ -124,10 +127,15 @@ impl Database {
              WHERE files.upload_time > ? AND files.upload_time <= ?
              ORDER BY projects.name",
         )
-        .bind(swept.saturating_sub(period))
-        .bind(now_micros.saturating_sub(period))
+        .bind(from.saturating_sub(period))
+        .bind(to.saturating_sub(period))
         .fetch_all(&mut *tx)
         .await?;
+        // With nothing crossed the cursor stays: every page renders the same from it, and an
+        // idle index writes nothing.
+        if names.is_empty() && now_micros > swept {
+            return Ok(0);
+        }
         for name in &names {
             journal(&mut tx, &super::stored_name(name)?, "cooldown boundary").await?;
         }
