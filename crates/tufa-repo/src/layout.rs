@@ -151,8 +151,16 @@ mod tests {
         for view in View::ALL {
             let target = page_target(view, "demo-project");
             assert_eq!(page_of(target.as_str()), Some((view, "demo-project")));
-            let pattern: Vec<&str> = view.pattern().split('/').collect();
-            assert_eq!(pattern[0], view.as_str());
+            let components = target.as_str().split('/');
+            assert!(
+                view.pattern()
+                    .split('/')
+                    .zip(components)
+                    .all(|(pattern, component)| tufa_metadata::fnmatch(component, pattern))
+            );
+            for other in View::ALL.into_iter().filter(|&other| other != view) {
+                assert!(!target.as_str().starts_with(other.as_str()));
+            }
             assert_eq!(view.as_str().parse::<View>(), Ok(view));
         }
         assert_eq!(page_of("simple//index.json"), None);
