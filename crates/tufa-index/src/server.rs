@@ -732,6 +732,10 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
                 "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
+                "cooldown": index.cooldown.as_ref().map(|policy| serde_json::json!({
+                    "period": crate::cooldown::format_duration(policy.period),
+                    "exempt": policy.exempt,
+                })),
             })
         }
         None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),

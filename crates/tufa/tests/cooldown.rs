@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{TUFA, installed, ok, output_text, pip, python_tuf, token, tufa};
+use common::{TUFA, installed, ok, output_text, pip, python_tuf, token, tufa, uv};
 use serde_json::Value;
 use tufa_testkit::faketime::clock_offset_env;
 use tufa_testkit::{TufaProxy, TufaServer, http, minimal_wheel};
@@ -94,6 +94,11 @@ fn the_cooldown_view_is_signed_follows_the_clock_and_the_operators_decisions() {
         &["--cooldown", &period, "--cooldown-exempt", "acme-*"],
     );
     server.log_containing("cooldown view of files at least 1h old");
+    let status = http::get(&format!("{}/status", server.url), &[]).json();
+    assert_eq!(
+        status["cooldown"],
+        serde_json::json!({"period": "1h", "exempt": ["acme-*"]})
+    );
     let token = token(&server.data_dir, "alice", None);
 
     // 1.0 of tufa-cd is two periods old; 2.0 is a fresh upload; acme-tools is exempt.
@@ -138,6 +143,10 @@ fn the_cooldown_view_is_signed_follows_the_clock_and_the_operators_decisions() {
     let cooldown_url = format!("{}/cooldown/simple/", server.url);
     let target = dir.path().join("pip-cooldown");
     let output = pip(&cooldown_url, &target, &["tufa-cd"]);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(installed(&target), ["tufa_cd-1.0"]);
+    let target = dir.path().join("uv-cooldown");
+    let output = uv(&cooldown_url, &target, &["tufa-cd"]);
     assert!(output.status.success(), "{}", output_text(&output));
     assert_eq!(installed(&target), ["tufa_cd-1.0"]);
     let target = dir.path().join("pip-cooldown-fresh");
@@ -245,6 +254,22 @@ fn the_cooldown_view_is_signed_follows_the_clock_and_the_operators_decisions() {
     );
     server.log_containing("files crossed the cooldown boundary");
     server.wait_until_signed();
+    // For the record (not asserted): how long after its boundary the signed view had it.
+    let main: Value = http::get(
+        &format!("{}/simple/tufa-late/", server.url),
+        &[("Accept", JSON)],
+    )
+    .json();
+    let uploaded = time::OffsetDateTime::parse(
+        main["files"][0]["upload-time"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let boundary = uploaded + Duration::from_secs(PERIOD_SECONDS);
+    eprintln!(
+        "tufa-late was signed into the cooldown view within {} ms of its boundary",
+        (time::OffsetDateTime::now_utc() - boundary).whole_milliseconds()
+    );
     let verified = python_tuf(
         &server,
         &dir.path().join("python-tuf"),
