@@ -910,3 +910,38 @@ fn the_clock_behind_the_newest_signing_pauses_signing_and_a_clock_that_ran_ahead
     .unwrap();
     repo.publish(&[page("numpy", "1")], behind).unwrap();
 }
+
+/// A project's views go out together or not at all: a cooldown page the store refuses keeps the
+/// project's main page out too (never a cooldown view newer or older than its project), while
+/// every other project's views are published.
+#[test]
+fn a_project_whose_cooldown_page_is_refused_is_left_out_with_all_its_views() {
+    let fixture = ceremony(Expiries::default());
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
+    assert!(View::ALL.iter().all(|&view| repo.delegates(view)));
+    let view_page = |project: &str, view: View| PageChange {
+        view,
+        ..page(project, view.as_str())
+    };
+    store.fail(Fault::WriteBefore, "targets/cooldown/requests/");
+    let changes: Vec<PageChange> = ["requests", "numpy"]
+        .iter()
+        .flat_map(|project| View::ALL.map(|view| view_page(project, view)))
+        .collect();
+    let published = repo.publish(&changes, fixture.now).unwrap();
+    assert_eq!(published.rejected.len(), 1);
+    assert_eq!(published.rejected[0].project, "requests");
+    for view in View::ALL {
+        assert!(repo.page(view, "requests").is_none(), "{view}");
+        assert!(repo.page(view, "numpy").is_some(), "{view}");
+    }
+    store.heal();
+    repo.publish(&changes[..2], fixture.now).unwrap();
+    for change in &changes[..2] {
+        let listed = repo.page(change.view, "requests").unwrap();
+        assert_eq!(
+            listed.hashes["sha256"].as_str(),
+            sha256(change.page.as_ref().unwrap())
+        );
+    }
+}
