@@ -426,9 +426,32 @@ fn a_repository_made_before_the_cooldown_view_must_delegate_it_first() {
     let answer = server.upload_wheel(&token, "tufa-cd", "1.0");
     assert_eq!(answer.status, 200, "{}", answer.reason);
     server.wait_until_signed();
+    // A decision cleared: the release follows the period again.
+    ok(
+        cooldown(&server, &["allow", "tufa-cd", "1.0", "--reason", "urgent"]),
+        "tufa cooldown allow",
+    );
+    wait_for("the allow signed", Duration::from_secs(30), || {
+        server.wait_until_signed();
+        !filenames(&cooldown_page(&server, "tufa-cd")).is_empty()
+    });
+    ok(
+        cooldown(&server, &["clear", "tufa-cd", "1.0"]),
+        "tufa cooldown clear",
+    );
+    let refused = output_text(&cooldown(&server, &["clear", "tufa-cd", "1.0"]));
+    assert!(refused.contains("has no cooldown decision"), "{refused}");
+    wait_for("the clear signed", Duration::from_secs(30), || {
+        server.wait_until_signed();
+        filenames(&cooldown_page(&server, "tufa-cd")).is_empty()
+    });
     let cache = dir.path().join("python-tuf");
     let pages = &python_tuf(&server, &cache, &["cooldown/tufa-cd"])["pages"];
     assert_eq!(filenames(&pages["cooldown/tufa-cd"]), Vec::<String>::new());
+    assert_eq!(
+        pages["cooldown/tufa-cd"]["_tufa-cooldown"]["allowed"],
+        serde_json::json!([])
+    );
     drop(server);
 
     // Turned off, the view is withdrawn: its targets and its URLs.

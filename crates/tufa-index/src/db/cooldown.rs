@@ -277,3 +277,193 @@ async fn release_exists(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+
+    async fn database(dir: &std::path::Path) -> Database {
+        let database = Database::open(&dir.join("tufa.db")).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO users (id, name, created) VALUES (1, 'alice', 0);
+             INSERT INTO projects (id, name, display_name, owner_id, last_serial)
+                 VALUES (1, 'early', 'early', 1, 0), (2, 'late', 'late', 1, 0);
+             INSERT INTO releases (id, project_id, version, metadata, created)
+                 VALUES (1, 1, '1.0', x'', 0), (2, 2, '1.0', x'', 0);",
+        )
+        .execute(&database.pool)
+        .await
+        .unwrap();
+        for (id, release, uploaded) in [(1, 1, 100 * SECOND), (2, 2, 200 * SECOND)] {
+            sqlx::query(
+                "INSERT INTO files (id, release_id, filename, packagetype, python_version, size,
+                     sha256, md5, blake2_256, upload_time)
+                 VALUES (?, ?, ?, 'bdist_wheel', 'py3', 1, '', '', '', ?)",
+            )
+            .bind(id)
+            .bind(release)
+            .bind(format!("file-{id}.whl"))
+            .bind(uploaded)
+            .execute(&database.pool)
+            .await
+            .unwrap();
+        }
+        database
+    }
+
+    async fn swept(database: &Database) -> i64 {
+        sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
+            .fetch_one(&database.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn journaled(database: &Database, after: i64) -> Vec<(String, String)> {
+        sqlx::query_as("SELECT project, action FROM journal WHERE serial > ? ORDER BY serial")
+            .bind(after)
+            .fetch_all(&database.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sweep_journals_each_crossing_once_and_follows_a_clock_that_went_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = database(dir.path()).await;
+        let policy = Policy {
+            period: Duration::from_secs(50),
+            exempt: Vec::new(),
+        };
+        // Turning the view on journals every project and starts the cursor at the real now.
+        assert_eq!(database.configure_cooldown(Some(&policy)).await.unwrap(), 2);
+        assert_eq!(database.configure_cooldown(Some(&policy)).await.unwrap(), 0);
+        sqlx::query("UPDATE cooldown_state SET swept = ?")
+            .bind(120 * SECOND)
+            .execute(&database.pool)
+            .await
+            .unwrap();
+        let serial = database.last_serial().await.unwrap();
+
+        // Up to 160 s: "early" (100 s + 50 s) crossed; nothing else.
+        assert_eq!(
+            database
+                .sweep_cooldown(&policy, 160 * SECOND)
+                .await
+                .unwrap(),
+            1
+        );
+        let crossed = journaled(&database, serial).await;
+        assert_eq!(crossed, [("early".into(), "cooldown boundary".into())]);
+        assert_eq!(swept(&database).await, 160 * SECOND);
+        // Nothing crossed by 200 s: nothing written, the cursor stays.
+        assert_eq!(
+            database
+                .sweep_cooldown(&policy, 200 * SECOND)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(swept(&database).await, 160 * SECOND);
+        // By 260 s "late" (200 s + 50 s) crossed, journaled once.
+        assert_eq!(
+            database
+                .sweep_cooldown(&policy, 260 * SECOND)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            database
+                .sweep_cooldown(&policy, 261 * SECOND)
+                .await
+                .unwrap(),
+            0
+        );
+        // The clock back at 240 s: "late" is no longer old enough and is journaled again.
+        let serial = database.last_serial().await.unwrap();
+        assert_eq!(
+            database
+                .sweep_cooldown(&policy, 240 * SECOND)
+                .await
+                .unwrap(),
+            1
+        );
+        let withdrawn = journaled(&database, serial).await;
+        assert_eq!(withdrawn, [("late".into(), "cooldown boundary".into())]);
+        assert_eq!(swept(&database).await, 240 * SECOND);
+        let state = database
+            .cooldown_state(&ProjectName::new("late").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.swept_micros, 240 * SECOND);
+
+        // Turning the view off journals every project again, to withdraw their pages.
+        assert_eq!(database.configure_cooldown(None).await.unwrap(), 2);
+        assert_eq!(database.cooldown_policy().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn decisions_need_a_release_and_a_reason_and_are_journaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = database(dir.path()).await;
+        let project = ProjectName::new("early").unwrap();
+        let version = Version::new("1.0").unwrap();
+        let decide = |decision, reason: &'static str, version: &'static str| {
+            let (database, project) = (database.clone(), project.clone());
+            async move {
+                let version = Version::new(version).unwrap();
+                database
+                    .set_cooldown_override(&project, &version, decision, reason, "ops")
+                    .await
+            }
+        };
+        assert!(matches!(
+            decide(Decision::Allow, "fix", "2.0").await,
+            Err(Error::NoRelease { .. })
+        ));
+        assert!(matches!(
+            decide(Decision::Allow, "  ", "1.0").await,
+            Err(Error::MissingReason)
+        ));
+        let serial = database.last_serial().await.unwrap();
+        decide(Decision::Allow, "fix", "1.0").await.unwrap();
+        decide(Decision::Deny, "taken over", "1.0").await.unwrap();
+        let listed = database.cooldown_overrides().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].decision, listed[0].reason.as_str()),
+            (Decision::Deny, "taken over")
+        );
+        database
+            .remove_cooldown_override(&project, &version)
+            .await
+            .unwrap();
+        assert!(matches!(
+            database.remove_cooldown_override(&project, &version).await,
+            Err(Error::NoDecision { .. })
+        ));
+        let actions: Vec<String> = journaled(&database, serial)
+            .await
+            .into_iter()
+            .map(|(_, action)| action)
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "cooldown allow 1.0",
+                "cooldown deny 1.0",
+                "cooldown clear 1.0"
+            ]
+        );
+        let missing = ProjectName::new("missing").unwrap();
+        assert!(matches!(
+            database
+                .set_cooldown_override(&missing, &version, Decision::Deny, "x", "ops")
+                .await,
+            Err(Error::NoProject(_))
+        ));
+    }
+}
