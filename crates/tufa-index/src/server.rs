@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tufa_repo::View;
 
 use crate::Index;
 use crate::auth::{AuthError, identify};
@@ -23,7 +24,6 @@ use crate::negotiate::{Format, negotiate};
 use crate::page_cache::Resource;
 use crate::pages;
 use crate::upload::{UploadError, Uploaded, max_form_bytes, upload};
-use tufa_repo::View;
 
 const LAST_SERIAL: &str = "x-pypi-last-serial";
 

@@ -23,7 +23,8 @@ use tufa_repo::Expiries;
 #[derive(Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: data, listen, max_upload_size, public_url, max_connections,
-    /// header_timeout, idle_timeout, body_timeout, min_body_rate, and the signing settings.
+    /// header_timeout, idle_timeout, body_timeout, min_body_rate, the signing settings, cooldown
+    /// and cooldown-exempt.
     #[arg(long, env = "TUFA_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (database and files); initialized on first run.
@@ -50,8 +51,13 @@ pub struct ServeArgs {
     #[arg(long, env = "TUFA_COOLDOWN", value_parser = parse_duration_arg)]
     cooldown: Option<Duration>,
     /// A project whose files enter the cooldown view at once: a glob on the normalized name
-    /// (`acme-*`), such as the organization's own projects. Repeat for several.
-    #[arg(long = "cooldown-exempt")]
+    /// (`acme-*`), such as the organization's own projects. Repeat for several (in the
+    /// environment, comma-separated).
+    #[arg(
+        long = "cooldown-exempt",
+        env = "TUFA_COOLDOWN_EXEMPT",
+        value_delimiter = ','
+    )]
     cooldown_exempt: Vec<String>,
     #[command(flatten)]
     connections: ConnectionArgs,
