@@ -88,16 +88,11 @@ pub struct Decided {
     pub time: String,
 }
 
-/// A release with files still waiting.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Waiting {
-    pub version: String,
-    /// When its next file enters the view (RFC 3339).
-    pub until: String,
-}
-
 /// What the page says of the view, under the private key `_tufa-cooldown` (PEP 691 leaves
 /// underscore keys to the index): enough for a user to see why a release is or is not there.
+/// Nothing in it changes with an upload that the view holds back, so that such an upload leaves
+/// the signed cooldown page as it is (see `tufa_repo::Repository::publish`), which is also why
+/// the page carries no `_last-serial`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Shown {
     pub period: String,
@@ -106,8 +101,6 @@ pub struct Shown {
     pub exempt: bool,
     pub allowed: Vec<Decided>,
     pub denied: Vec<Decided>,
-    #[serde(rename = "waiting")]
-    pub waiting: Vec<Waiting>,
 }
 
 /// A project's cooldown view: the files in it and what the page says of it.
@@ -140,21 +133,15 @@ pub fn filter(
     let (allowed, denied) = (decided(Decision::Allow), decided(Decision::Deny));
     let period = policy.period_micros();
     let cutoff = boundary_micros.saturating_sub(period);
-    let mut kept = Vec::new();
-    let mut waiting: BTreeMap<&str, i64> = BTreeMap::new();
-    for file in files {
-        let version = file.version.as_str();
-        if denied.contains_key(version) {
-            continue;
-        }
-        if exempt || allowed.contains_key(version) || file.upload_time_micros <= cutoff {
-            kept.push(file.clone());
-        } else {
-            let until = file.upload_time_micros.saturating_add(period);
-            let next = waiting.entry(version).or_insert(until);
-            *next = (*next).min(until);
-        }
-    }
+    let kept: Vec<FileRecord> = files
+        .iter()
+        .filter(|file| {
+            let version = file.version.as_str();
+            !denied.contains_key(version)
+                && (exempt || allowed.contains_key(version) || file.upload_time_micros <= cutoff)
+        })
+        .cloned()
+        .collect();
     let present: BTreeSet<&str> = kept.iter().map(|f| f.version.as_str()).collect();
     let shown_versions = versions
         .iter()
@@ -173,11 +160,6 @@ pub fn filter(
             })
             .collect()
     };
-    let mut waiting: Vec<(Version, i64)> = waiting
-        .into_iter()
-        .filter_map(|(v, until)| Some((Version::new(v).ok()?, until)))
-        .collect();
-    waiting.sort();
     Filtered {
         files: kept,
         versions: shown_versions,
@@ -187,13 +169,6 @@ pub fn filter(
             exempt,
             allowed: listed(&allowed),
             denied: listed(&denied),
-            waiting: waiting
-                .into_iter()
-                .map(|(version, until)| Waiting {
-                    version: version.to_string(),
-                    until: crate::pages::rfc3339(until),
-                })
-                .collect(),
         },
     }
 }
@@ -298,13 +273,6 @@ mod tests {
         let crossed = at(150 * SECOND);
         assert_eq!(kept(&crossed), ["1.0", "1.1"]);
         assert_eq!(crossed.versions, versions(&["1.0", "1.1"]));
-        assert_eq!(
-            crossed.shown.waiting,
-            [Waiting {
-                version: "2.0".into(),
-                until: crate::pages::rfc3339(250 * SECOND)
-            }]
-        );
         assert_eq!(crossed.shown.period, "100s");
         assert!(!crossed.shown.exempt);
     }
@@ -323,7 +291,6 @@ mod tests {
         assert_eq!(filtered.shown.allowed[0].version, "2.0");
         assert_eq!(filtered.shown.allowed[0].reason, "allow 2.0");
         assert_eq!(filtered.shown.denied[0].version, "1.1");
-        assert!(filtered.shown.waiting.is_empty());
     }
 
     #[test]

@@ -150,8 +150,9 @@ struct JsonPage<'a> {
 struct JsonMeta {
     #[serde(rename = "api-version")]
     api_version: &'static str,
-    #[serde(rename = "_last-serial")]
-    last_serial: i64,
+    /// Left out of cooldown pages (see [`crate::cooldown::Shown`]).
+    #[serde(rename = "_last-serial", skip_serializing_if = "Option::is_none")]
+    last_serial: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -222,7 +223,7 @@ fn render_json(
     let page = JsonPage {
         meta: JsonMeta {
             api_version: API_VERSION,
-            last_serial: project.last_serial,
+            last_serial: cooldown.is_none().then_some(project.last_serial),
         },
         name: project.name.as_str(),
         versions: versions.iter().map(Version::as_str).collect(),

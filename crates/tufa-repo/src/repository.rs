@@ -594,6 +594,9 @@ impl<S: Store> Repository<S> {
                 }
             })
             .collect();
+        // A page exactly as published (a cooldown page an upload left as it was, a retry of a
+        // page that went out) needs neither a write nor a bin role signed anew.
+        pages.retain(|page| !self.is_listed(page));
         let rejected = self.store_pages(&mut pages);
 
         let mut bins: BTreeMap<RoleName, Metadata<Targets>> = BTreeMap::new();
@@ -643,6 +646,21 @@ impl<S: Store> Repository<S> {
         self.retire(retiring, now);
         published.rejected = rejected;
         Ok(published)
+    }
+
+    /// Whether the bin role already lists `page` as it is staged (or, for a withdrawal, does not
+    /// list it).
+    fn is_listed(&self, page: &StagedPage) -> bool {
+        let bin = self.succinct.role_for_target(page.target.as_str());
+        let listed = self
+            .bin_roles
+            .get(&bin)
+            .and_then(|role| role.signed.targets.get(&page.target));
+        match (&page.file, listed) {
+            (Some((staged, _)), Some(listed)) => staged == listed,
+            (None, None) => true,
+            _ => false,
+        }
     }
 
     /// Writes the page files, all in one durable batch when it can; when the batch fails,

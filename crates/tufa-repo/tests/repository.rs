@@ -937,6 +937,12 @@ fn a_project_whose_cooldown_page_is_refused_is_left_out_with_all_its_views() {
     }
     store.heal();
     repo.publish(&changes[..2], fixture.now).unwrap();
+    // Pages exactly as published (a cooldown page an upload left unchanged) are not signed again.
+    let before = repo.timestamp().signed.version;
+    let again = repo.publish(&changes, fixture.now).unwrap();
+    assert_eq!((again.bins_signed, again.timestamp_version), (0, before));
+    let changed = vec![page("numpy", "2"), view_page("numpy", View::Cooldown)];
+    assert_eq!(repo.publish(&changed, fixture.now).unwrap().bins_signed, 1);
     for change in &changes[..2] {
         let listed = repo.page(change.view, "requests").unwrap();
         assert_eq!(
