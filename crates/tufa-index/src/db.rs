@@ -604,21 +604,9 @@ impl Database {
         name: &ProjectName,
     ) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
         let mut tx = self.pool.begin().await?;
-        let Some(project) = find_project(&mut *tx, name).await? else {
-            return Ok(None);
-        };
-        let files = files_of(&mut *tx, project.id).await?;
-        let mut versions =
-            sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
-                .bind(project.id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|v| Version::new(v))
-                .collect::<Result<Vec<_>, _>>()?;
-        versions.sort();
+        let state = project_state_in(&mut tx, name).await?;
         tx.commit().await?;
-        Ok(Some((project, versions, files)))
+        Ok(state)
     }
 
     /// Records that `project` could not be published: tried again after a back-off that doubles
@@ -851,6 +839,27 @@ async fn find_project<'e>(
         })
     })
     .transpose()
+}
+
+/// A project with its files and release versions, within the caller's transaction.
+async fn project_state_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &ProjectName,
+) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
+    let Some(project) = find_project(&mut **tx, name).await? else {
+        return Ok(None);
+    };
+    let files = files_of(&mut **tx, project.id).await?;
+    let mut versions =
+        sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
+            .bind(project.id)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|v| Version::new(v))
+            .collect::<Result<Vec<_>, _>>()?;
+    versions.sort();
+    Ok(Some((project, versions, files)))
 }
 
 async fn files_of<'e>(

@@ -2,7 +2,8 @@
 //!
 //! The journal is the queue. An upload or yank appends to it in the same transaction as the
 //! change, so an acknowledged change is never lost; the publisher (one per data directory, held
-//! by a file lock) drains it in batches: the changed projects' JSON pages become targets, then
+//! by a file lock) drains it in batches: the changed projects' JSON pages (the main page and, with
+//! the cooldown view on, the cooldown page, see [`crate::cooldown`]) become targets, then
 //! the bin roles listing them, then snapshot, then timestamp, each durable before the next
 //! ([`tufa_repo::Repository::publish`]). Only then does the signed serial advance; a crash in
 //! between publishes the same pages again after the restart, which is harmless.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Database, FileRecord, Project, files_of, find_project, journal, now_micros};
+use super::{Database, FileRecord, Project, find_project, journal, now_micros, project_state_in};
 use crate::cooldown::{Decision, Override, Policy};
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
@@ -147,23 +147,13 @@ impl Database {
         Ok(names.len())
     }
 
-    /// A project with its files, versions, decisions and the sweep cursor, as one consistent
-    /// state: what its cooldown page is rendered from.
+    /// A project as [`Database::project_state`] reads it, with its decisions and the sweep
+    /// cursor, as one consistent state: what its cooldown page is rendered from.
     pub async fn cooldown_state(&self, name: &ProjectName) -> Result<Option<CooldownState>> {
         let mut tx = self.pool.begin().await?;
-        let Some(project) = find_project(&mut *tx, name).await? else {
+        let Some((project, versions, files)) = project_state_in(&mut tx, name).await? else {
             return Ok(None);
         };
-        let files = files_of(&mut *tx, project.id).await?;
-        let mut versions =
-            sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
-                .bind(project.id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|v| Version::new(v))
-                .collect::<Result<Vec<_>, _>>()?;
-        versions.sort();
         let overrides = sqlx::query(&format!("{OVERRIDE_COLUMNS} WHERE project = ?"))
             .bind(name.as_str())
             .fetch_all(&mut *tx)
