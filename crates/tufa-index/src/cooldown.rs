@@ -42,8 +42,7 @@ impl Policy {
 }
 
 /// An operator's decision on one release.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Admitted before its files are old enough (an urgent fix).
     Allow,
