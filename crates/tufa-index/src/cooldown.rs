@@ -184,28 +184,38 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{seconds}s")
 }
 
+/// Why a duration was refused; each message says how to write one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("{0:?} has no unit: use a number and a unit: 30s, 10m, 12h, 7d")]
+    NoUnit(String),
+    #[error("{0:?} is not a duration: use a number and a unit: 30s, 10m, 12h, 7d")]
+    NotADuration(String),
+    #[error("{0:?} is too long: use a number and a unit: 30s, 10m, 12h, 7d")]
+    TooLong(String),
+}
+
 /// A duration written as a number and a unit: `30s`, `10m`, `12h`, `7d`. One syntax for every
 /// duration a tufa command takes.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let help = "use a number and a unit: 30s, 10m, 12h, 7d";
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit: {help}"))?;
+        .ok_or_else(|| BadDuration::NoUnit(text.into()))?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration: {help}"))?;
+        .map_err(|_| BadDuration::NotADuration(text.into()))?;
     let unit_seconds = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("{text:?} is not a duration: {help}")),
+        _ => return Err(BadDuration::NotADuration(text.into())),
     };
     number
         .checked_mul(unit_seconds)
         .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long: {help}"))
+        .ok_or_else(|| BadDuration::TooLong(text.into()))
 }
 
 #[cfg(test)]

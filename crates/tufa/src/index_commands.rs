@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use tufa_index::connections::Limits;
-use tufa_index::cooldown::{Policy, parse_duration};
+use tufa_index::cooldown::{BadDuration, Policy, parse_duration};
 use tufa_index::db::{Revocation, TokenId, TokenInfo};
 use tufa_index::name::{ProjectName, Version};
 use tufa_index::signing::{OnlineKey, SigningConfig, TRUSTED_ROOT_FILE};
@@ -284,13 +284,17 @@ fn parse_expiry(text: &str) -> std::result::Result<Expiry, String> {
     match parse_duration(text) {
         Ok(Duration::ZERO) => Err(format!("{text:?} would expire at once: {help}")),
         Ok(duration) => Ok(Expiry::After(duration)),
-        Err(_) => Err(format!("{text:?} is not a duration or a time: {help}")),
+        Err(BadDuration::NoUnit(_)) => Err(format!("{text:?} has no unit: {help}")),
+        Err(BadDuration::TooLong(_)) => Err(format!("{text:?} is too long: {help}")),
+        Err(BadDuration::NotADuration(_)) => {
+            Err(format!("{text:?} is not a duration or a time: {help}"))
+        }
     }
 }
 
 /// A duration option (`30s`, `10m`, `12h`, `7d`) that must be longer than nothing.
 fn parse_duration_arg(text: &str) -> std::result::Result<Duration, String> {
-    match parse_duration(text)? {
+    match parse_duration(text).map_err(|e| e.to_string())? {
         Duration::ZERO => Err(format!("{text:?} is no duration: give at least 1s")),
         duration => Ok(duration),
     }
