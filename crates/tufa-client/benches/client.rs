@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tufa_client::{HttpFetcher, Updater, UpdaterConfig};
 use tufa_metadata::{FileSigner, KeyAlgorithm, Signer, Threshold, generate_private_key};
-use tufa_repo::{CeremonyPlan, Expiries, FsStore, PageChange, Repository, RoleSpec, Store};
+use tufa_repo::{CeremonyPlan, Expiries, FsStore, PageChange, Repository, RoleSpec, Store, View};
 use tufa_testkit::{PythonEnv, StaticServer, target_dir};
 
 const BATCH: usize = 200_000;
@@ -81,6 +81,7 @@ fn repository(projects: usize) -> PathBuf {
         let batch: Vec<PageChange> = (done..projects.min(done + BATCH))
             .map(|n| PageChange {
                 project: format!("project-{n}"),
+                view: View::Simple,
                 page: Some(page(n)),
             })
             .collect();

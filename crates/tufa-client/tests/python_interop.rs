@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tufa_client::{Error, HttpFetcher, Updater, UpdaterConfig};
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
-use tufa_repo::{FsStore, PageChange, Repository, key_paths, load_signer};
+use tufa_repo::{FsStore, PageChange, Repository, View, key_paths, load_signer};
 use tufa_testkit::{PythonEnv, StaticServer};
 
 const PYTHON_CLIENT: &str = r#"
@@ -40,6 +40,7 @@ fn repository(dir: &Path) -> Repository<FsStore> {
     let changes: Vec<PageChange> = (0..20)
         .map(|i| PageChange {
             project: format!("project-{i}"),
+            view: View::Simple,
             page: Some(format!("{{\"files\":[],\"n\":{i}}}").into_bytes()),
         })
         .collect();
@@ -102,7 +103,9 @@ fn python_tuf_and_tufa_client_agree() {
                     info.file.hashes["sha256"].as_str(),
                     "{path}"
                 );
-                let page = repository.page(&path[7..path.len() - 11]).unwrap();
+                let page = repository
+                    .page(View::Simple, &path[7..path.len() - 11])
+                    .unwrap();
                 assert_eq!(page, &info.file);
             }
             Err(Error::TargetNotFound { .. }) => assert!(expected.is_null(), "{path}"),
@@ -127,6 +130,7 @@ fn python_tuf_and_tufa_client_agree() {
         .publish(
             &[PageChange {
                 project: "project-3".into(),
+                view: View::Simple,
                 page: Some(b"{\"files\":[],\"n\":\"new\"}".to_vec()),
             }],
             SystemTime::now(),

@@ -12,9 +12,11 @@ use sqlx::{Row, SqlitePool};
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
+mod cooldown;
 mod mirror;
 mod tokens;
 
+pub use cooldown::CooldownState;
 pub use mirror::{
     Adopted, MIRROR_USER, MirrorError, MirrorInfo, MirrorState, PinConflict, REMOVED_UPSTREAM,
     RecordOutcome, Recorded,
@@ -23,7 +25,13 @@ pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
 
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
-const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED, TOKEN_LIFETIMES, mirror::MIRROR];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA,
+    UNPUBLISHED,
+    TOKEN_LIFETIMES,
+    mirror::MIRROR,
+    cooldown::COOLDOWN,
+];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -622,21 +630,9 @@ impl Database {
         name: &ProjectName,
     ) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
         let mut tx = self.pool.begin().await?;
-        let Some(project) = find_project(&mut *tx, name).await? else {
-            return Ok(None);
-        };
-        let files = files_of(&mut *tx, project.id).await?;
-        let mut versions =
-            sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
-                .bind(project.id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|v| Version::new(v))
-                .collect::<Result<Vec<_>, _>>()?;
-        versions.sort();
+        let state = project_state_in(&mut tx, name).await?;
         tx.commit().await?;
-        Ok(Some((project, versions, files)))
+        Ok(state)
     }
 
     /// Records that `project` could not be published: tried again after a back-off that doubles
@@ -884,6 +880,27 @@ async fn find_project<'e>(
         })
     })
     .transpose()
+}
+
+/// A project with its files and release versions, within the caller's transaction.
+async fn project_state_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &ProjectName,
+) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
+    let Some(project) = find_project(&mut **tx, name).await? else {
+        return Ok(None);
+    };
+    let files = files_of(&mut **tx, project.id).await?;
+    let mut versions =
+        sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
+            .bind(project.id)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|v| Version::new(v))
+            .collect::<Result<Vec<_>, _>>()?;
+    versions.sort();
+    Ok(Some((project, versions, files)))
 }
 
 async fn files_of<'e>(

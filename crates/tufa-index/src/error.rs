@@ -67,6 +67,23 @@ pub enum Error {
 
     #[error(transparent)]
     DataMismatch(#[from] crate::integrity::Mismatch),
+
+    #[error("a cooldown decision needs a reason (--reason TEXT): the page shows it to every user")]
+    MissingReason,
+
+    #[error("{project} {version} has no cooldown decision to remove (see `tufa cooldown list`)")]
+    NoDecision { project: String, version: String },
+
+    #[error(
+        "the cooldown view cannot be signed: the TUF repository's targets role (version \
+         {targets_version}) does not delegate cooldown/*/index.json to bins (it was made before \
+         the cooldown view), so no client could verify the view. Fix: the targets key holders \
+         re-sign targets offline to delegate the cooldown pattern: `tufa roles prepare targets \
+         --data DIR --out targets.json` (it adds the pattern), `tufa sign targets.json --key \
+         KEY` by each, `tufa roles submit --data DIR targets.json`; then start with --cooldown \
+         again. Or start without --cooldown"
+    )]
+    CooldownNotDelegated { targets_version: u64 },
 }
 
 impl Error {
@@ -85,6 +102,8 @@ impl Error {
             Error::SigningBusy(_) => "signing busy",
             Error::Config(_) => "internal error",
             Error::DataMismatch(_) => "data directory mismatch",
+            Error::MissingReason | Error::NoDecision { .. } => "invalid cooldown decision",
+            Error::CooldownNotDelegated { .. } => "cooldown view not delegated",
         }
     }
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tufa_metadata::{
     DelegatedRoles, MetaFile, Metadata, RoleName, Snapshot, TargetFile, Targets, Timestamp,
 };
-use tufa_repo::layout::{self, BINS_ROLE, METADATA_DIR, TARGETS_DIR};
+use tufa_repo::layout::{self, BINS_ROLE, METADATA_DIR, TARGETS_DIR, View};
 use tufa_repo::{FsStore, OfflineState, Repository, Store};
 
 use crate::db::{Database, StoredFile};
@@ -153,18 +153,11 @@ pub(crate) async fn check_repository_present(
 
 /// One page the repository publishes.
 struct PublishedPage {
+    view: View,
     project: String,
     file: TargetFile,
     /// When its bin role expires: the later, the more recently it was signed.
     bin_expires: i64,
-}
-
-/// The project whose page `target` is, if it is a page.
-fn project_of(target: &str) -> Option<&str> {
-    target
-        .strip_prefix("simple/")?
-        .strip_suffix("/index.json")
-        .filter(|project| !project.is_empty() && !project.contains('/'))
 }
 
 fn published_pages(repository: &Repository<FsStore>) -> Vec<PublishedPage> {
@@ -174,8 +167,9 @@ fn published_pages(repository: &Repository<FsStore>) -> Vec<PublishedPage> {
             continue;
         };
         for (target, file) in &bin.signed.targets {
-            if let Some(project) = project_of(target.as_str()) {
+            if let Some((view, project)) = layout::page_of(target.as_str()) {
                 pages.push(PublishedPage {
+                    view,
                     project: project.to_string(),
                     file: file.clone(),
                     bin_expires: bin.signed.expires.unix_timestamp(),
@@ -204,9 +198,12 @@ fn page_serial(bytes: &[u8]) -> Option<i64> {
         .map(|page| page.meta.last_serial)
 }
 
-fn page_path(tuf: &Path, project: &str, file: &TargetFile) -> Option<PathBuf> {
+fn page_path(tuf: &Path, view: View, project: &str, file: &TargetFile) -> Option<PathBuf> {
     let sha256 = file.hashes.get("sha256")?;
-    Some(tuf.join(layout::target_file(&layout::page_target(project), sha256)))
+    Some(tuf.join(layout::target_file(
+        &layout::page_target(view, project),
+        sha256,
+    )))
 }
 
 /// After the repository is open: every project with a signed page must be in the database, with
@@ -237,6 +234,7 @@ pub(crate) async fn check_published(
         .map(|page| page.project.as_str())
         .collect();
     unknown.sort_unstable();
+    unknown.dedup();
     let mut reserved = Reserved::default();
     if !unknown.is_empty() {
         let mut examples: Vec<&str> = unknown.iter().take(5).copied().collect();
@@ -266,7 +264,7 @@ pub(crate) async fn check_published(
         .collect();
     candidates.sort_by_key(|page| std::cmp::Reverse(page.bin_expires));
     for page in candidates.into_iter().take(PAGES_READ_AT_START) {
-        if let Some(path) = page_path(&tuf, &page.project, &page.file) {
+        if let Some(path) = page_path(&tuf, page.view, &page.project, &page.file) {
             sample.push((page.project.clone(), path, known[&page.project]));
         }
     }
@@ -781,9 +779,9 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// What the current timestamp reaches.
 struct Reachable {
-    /// Each page's project and the serial it shows; `None` when the page did not verify
-    /// (already reported) or shows none.
-    pages: BTreeMap<String, Option<i64>>,
+    /// Each page's view and project and the serial it shows; `None` when the page did not
+    /// verify (already reported) or shows none.
+    pages: BTreeMap<(View, String), Option<i64>>,
     reachable: HashSet<String>,
     /// Bin roles that did not verify (already reported): nothing is known of their pages.
     failed_bins: HashSet<RoleName>,
@@ -953,15 +951,22 @@ fn verify_tuf(
             }
         };
         for (target, target_file) in &bin.signed.targets {
-            let project = project_of(target.as_str());
-            let Some(project) =
-                project.filter(|_| succinct.role_for_target(target.as_str()) == name)
+            let page = layout::page_of(target.as_str());
+            let Some((view, project)) =
+                page.filter(|_| succinct.role_for_target(target.as_str()) == name)
             else {
                 problem(format!(
                     "{file} lists {target}, which is not delegated to {name}"
                 ));
                 continue;
             };
+            if !tufa_repo::delegates(&offline.targets.signed, view) {
+                problem(format!(
+                    "{file} lists {target}, but targets does not delegate {} to bins: no client \
+                     can verify it",
+                    view.pattern()
+                ));
+            }
             let Some(sha256) = target_file.hashes.get("sha256") else {
                 problem(format!("{file} lists {target} without a sha256"));
                 continue;
@@ -971,7 +976,7 @@ fn verify_tuf(
             match read(&stored) {
                 Err(reason) => {
                     problem(format!("{reason} ({file} lists it)"));
-                    pages.insert(project.to_string(), None);
+                    pages.insert((view, project.to_string()), None);
                 }
                 Ok(bytes) => {
                     let actual = ring::digest::digest(&ring::digest::SHA256, &bytes);
@@ -981,9 +986,9 @@ fn verify_tuf(
                         problem(format!(
                             "{stored} does not match the length and sha256 {file} records for it"
                         ));
-                        pages.insert(project.to_string(), None);
+                        pages.insert((view, project.to_string()), None);
                     } else {
-                        pages.insert(project.to_string(), page_serial(&bytes));
+                        pages.insert((view, project.to_string()), page_serial(&bytes));
                     }
                 }
             }
@@ -1023,7 +1028,7 @@ async fn compare_pages(
              cause and the running server publishes it"
         ));
     }
-    for (project, &published) in pages {
+    for ((_, project), &published) in pages {
         if waiting.contains_key(project) {
             continue;
         }
@@ -1059,20 +1064,33 @@ async fn compare_pages(
             },
         }
     }
+    // The cooldown view's pages are expected only while the view is on (the policy the
+    // database records is the one the publisher signs under).
+    let views: &[View] = if database.cooldown_policy().await?.is_some() {
+        &View::ALL
+    } else {
+        &[View::Simple]
+    };
     for (project, &recorded) in &known {
-        let bin = published
-            .succinct
-            .role_for_target(layout::page_target(project).as_str());
-        if recorded <= signed
-            && !waiting.contains_key(project)
-            && !pages.contains_key(project)
-            && !published.failed_bins.contains(&bin)
-        {
-            report.problems.push(Problem::RepositoryBehind {
-                project: project.clone(),
-                shows: "is missing".into(),
-                recorded,
-            });
+        for &view in views {
+            let bin = published
+                .succinct
+                .role_for_target(layout::page_target(view, project).as_str());
+            if recorded <= signed
+                && !waiting.contains_key(project)
+                && !pages.contains_key(&(view, project.clone()))
+                && !published.failed_bins.contains(&bin)
+            {
+                let shows = match view {
+                    View::Simple => "is missing".to_string(),
+                    View::Cooldown => "is missing from the cooldown view".to_string(),
+                };
+                report.problems.push(Problem::RepositoryBehind {
+                    project: project.clone(),
+                    shows,
+                    recorded,
+                });
+            }
         }
     }
     Ok(())
@@ -1129,9 +1147,5 @@ mod tests {
         let page = crate::pages::project_json(&project, &[Version::new("1.0").unwrap()], &[]);
         assert_eq!(page_serial(&page), Some(42));
         assert_eq!(page_serial(b"{}"), None);
-        let target = layout::page_target(project.name.as_str());
-        assert_eq!(project_of(target.as_str()), Some("demo-project"));
-        assert_eq!(project_of("simple//index.json"), None);
-        assert_eq!(project_of("simple/a/b/index.json"), None);
     }
 }

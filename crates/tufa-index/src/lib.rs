@@ -8,6 +8,7 @@
 mod auth;
 mod blobs;
 pub mod connections;
+pub mod cooldown;
 pub mod coremeta;
 pub mod db;
 pub mod dist;
@@ -30,6 +31,7 @@ mod wheel;
 use std::path::PathBuf;
 
 use axum::body::Bytes;
+use tufa_repo::View;
 
 use crate::name::ProjectName;
 use crate::signing::{Signing, SigningConfig};
@@ -59,6 +61,18 @@ pub struct Config {
     pub accept_data_mismatch: bool,
     /// Mirror projects with no local uploads from an upstream index; `None`: no upstream.
     pub mirror: Option<mirror::MirrorConfig>,
+    /// The cooldown view to publish.
+    pub cooldown: CooldownSetting,
+}
+
+/// Which cooldown view an index publishes.
+#[derive(Clone, Debug)]
+pub enum CooldownSetting {
+    /// The policy the database records (what `tufa serve` last started with): for commands
+    /// such as `tufa import` that sign without changing the view.
+    Keep,
+    /// This policy, or none to withdraw the view; a change republishes every project.
+    Set(Option<cooldown::Policy>),
 }
 
 /// One index: its database and files.
@@ -72,6 +86,8 @@ pub struct Index {
     pub mirror: Option<mirror::Mirror>,
     /// Names with signed pages the database does not know, which no upload may take.
     reserved: integrity::Reserved,
+    /// The cooldown view's policy, if it is published.
+    pub cooldown: Option<cooldown::Policy>,
     failed_logins: auth::FailedLogins,
 }
 
@@ -105,6 +121,29 @@ impl Index {
             .map(mirror::Mirror::new)
             .transpose()
             .map_err(Error::Config)?;
+        let cooldown = match &config.cooldown {
+            CooldownSetting::Keep => database.cooldown_policy().await?,
+            CooldownSetting::Set(policy) => policy.clone(),
+        };
+        if cooldown.is_some()
+            && let Some(signing) = &signing
+        {
+            let repository = signing.repository().lock().await;
+            if !repository.delegates(View::Cooldown) {
+                return Err(Error::CooldownNotDelegated {
+                    targets_version: repository.targets().signed.version,
+                });
+            }
+        }
+        if let CooldownSetting::Set(policy) = &config.cooldown {
+            let journaled = database.configure_cooldown(policy.as_ref()).await?;
+            if journaled > 0 {
+                tracing::info!(
+                    projects = journaled,
+                    "the cooldown policy changed: every project's cooldown page is published again"
+                );
+            }
+        }
         Ok(Index {
             config,
             database,
@@ -113,6 +152,7 @@ impl Index {
             signing,
             mirror,
             reserved,
+            cooldown,
             failed_logins: auth::FailedLogins::default(),
         })
     }
@@ -122,15 +162,17 @@ impl Index {
         &self.reserved
     }
 
-    /// A project's simple page, JSON (PEP 691; also its TUF target) or HTML (PEP 503), with the
-    /// serial it shows; `None` for an unknown project.
+    /// A project's simple page in `view`, JSON (PEP 691; also its TUF target) or HTML (PEP
+    /// 503), with the serial it shows; `None` for an unknown project, or for the cooldown view
+    /// when it is off.
     pub async fn project_page(
         &self,
+        view: View,
         name: &ProjectName,
         json: bool,
     ) -> Result<Option<(i64, Bytes)>> {
         Ok(self
-            .page(name, json)
+            .page(view, name, json)
             .await?
             .map(|(serial, page)| (serial, page.bytes().clone())))
     }
@@ -138,13 +180,22 @@ impl Index {
     /// [`Index::project_page`] as the cache keeps it, with its digest.
     async fn page(
         &self,
+        view: View,
         name: &ProjectName,
         json: bool,
     ) -> Result<Option<(i64, encoding::Rendered)>> {
+        let policy = match view {
+            View::Simple => None,
+            View::Cooldown => match &self.cooldown {
+                Some(policy) => Some(policy),
+                None => return Ok(None),
+            },
+        };
         let Some(project) = self.database.project(name).await? else {
             return Ok(None);
         };
         let key = |serial| page_cache::Resource::Page {
+            view,
             project: name.clone(),
             json,
             serial,
@@ -152,17 +203,42 @@ impl Index {
         if let Some(page) = self.answers.identity(&key(project.last_serial)) {
             return Ok(Some((project.last_serial, page)));
         }
-        let Some((project, versions, files)) = self.database.project_state(name).await? else {
-            return Ok(None);
-        };
-        let body: Bytes = if json {
-            pages::project_json(&project, &versions, &files).into()
-        } else {
-            pages::project_html(&project, &files).into()
+        let (serial, body): (i64, Bytes) = match policy {
+            None => {
+                let Some((project, versions, files)) = self.database.project_state(name).await?
+                else {
+                    return Ok(None);
+                };
+                let body = if json {
+                    pages::project_json(&project, &versions, &files).into()
+                } else {
+                    pages::project_html(&project, &files).into()
+                };
+                (project.last_serial, body)
+            }
+            Some(policy) => {
+                let Some(state) = self.database.cooldown_state(name).await? else {
+                    return Ok(None);
+                };
+                let view = cooldown::filter(
+                    policy,
+                    name,
+                    &state.versions,
+                    &state.files,
+                    &state.overrides,
+                    state.swept_micros,
+                );
+                let body = if json {
+                    pages::cooldown_json(&state.project, &view).into()
+                } else {
+                    pages::cooldown_html(&state.project, &view).into()
+                };
+                (state.project.last_serial, body)
+            }
         };
         // Cached under the serial read with the files, which may be newer than the one above.
-        let page = self.answers.keep(key(project.last_serial), body);
-        Ok(Some((project.last_serial, page)))
+        let page = self.answers.keep(key(serial), body);
+        Ok(Some((serial, page)))
     }
 
     /// Tells the publisher that the journal has grown.

@@ -473,6 +473,7 @@ mod tests {
                     ttl: DEFAULT_TTL,
                     private: Vec::new(),
                 }),
+                cooldown: crate::CooldownSetting::Keep,
             })
             .await
             .unwrap(),

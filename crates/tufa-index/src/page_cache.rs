@@ -5,6 +5,8 @@
 //! (uploads and yanks both write the journal), so a page cached under a serial is never stale;
 //! TUF files are named by version or hash, except `timestamp.json`, cached by its digest.
 
+use tufa_repo::View;
+
 use crate::name::ProjectName;
 
 /// At most this many bytes of bodies, plain and compressed, are kept; past it the least recently
@@ -14,14 +16,15 @@ pub const CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 /// One version of one body the index serves.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
-    /// A project's simple page (PEP 691 JSON, or HTML) at the project's serial.
+    /// A project's simple page in a view (PEP 691 JSON, or HTML) at the project's serial.
     Page {
+        view: View,
         project: ProjectName,
         json: bool,
         serial: i64,
     },
-    /// The list of projects at the index's serial.
-    ProjectList { json: bool, serial: i64 },
+    /// The list of projects, linking into a view, at the index's serial.
+    ProjectList { view: View, json: bool, serial: i64 },
     /// Warehouse's JSON API for a project (its latest release, or the one named), with URLs
     /// under `base`, at the project's serial.
     Api {

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::cooldown::{Filtered, Shown};
 use crate::coremeta::CoreMetadata;
 use crate::db::{FileRecord, Project, Release};
 use crate::name::{ProjectName, Version};
@@ -61,7 +62,8 @@ pub fn file_url(file: &FileRecord) -> String {
     format!("/files/{}/{}", file.sha256, file.filename)
 }
 
-fn upload_time(micros: i64) -> String {
+/// A time as PEP 700's `upload-time` writes it (RFC 3339, UTC, microseconds).
+pub fn rfc3339(micros: i64) -> String {
     let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     time.format(format_description!(
@@ -79,12 +81,13 @@ fn upload_time_seconds(micros: i64) -> String {
     .unwrap_or_default()
 }
 
-pub fn index_html(projects: &[(ProjectName, i64)], serial: i64) -> String {
+/// The list of projects, each linked under `root` (`/simple/`, or `/cooldown/simple/`).
+pub fn index_html(root: &str, projects: &[(ProjectName, i64)], serial: i64) -> String {
     let mut out = String::from(
         "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n    <title>Simple index</title>\n  </head>\n  <body>\n",
     );
     for (name, _) in projects {
-        let _ = writeln!(out, "    <a href=\"/simple/{name}/\">{name}</a><br />");
+        let _ = writeln!(out, "    <a href=\"{root}{name}/\">{name}</a><br />");
     }
     let _ = write!(out, "  </body>\n</html>\n<!--SERIAL {serial}-->\n");
     out
@@ -103,6 +106,16 @@ pub fn index_json(projects: &[(ProjectName, i64)], serial: i64) -> Vec<u8> {
 }
 
 pub fn project_html(project: &Project, files: &[FileRecord]) -> String {
+    render_html(project, files, None)
+}
+
+/// The PEP 503 page of a project's cooldown view: the view's files, and its state as JSON in a
+/// `tufa:cooldown` meta element (what the JSON page has under `_tufa-cooldown`).
+pub fn cooldown_html(project: &Project, view: &Filtered) -> String {
+    render_html(project, &view.files, Some(&view.shown))
+}
+
+fn render_html(project: &Project, files: &[FileRecord], cooldown: Option<&Shown>) -> String {
     let name = project.name.as_str();
     let mut head = String::new();
     if let Some(mirror) = &project.mirror {
@@ -126,9 +139,18 @@ pub fn project_html(project: &Project, files: &[FileRecord]) -> String {
             );
         }
     }
+    let state = cooldown
+        .map(|shown| {
+            let json = serde_json::to_string(shown).unwrap_or_default();
+            format!(
+                "    <meta name=\"tufa:cooldown\" content=\"{}\">\n",
+                escape(&json)
+            )
+        })
+        .unwrap_or_default();
     let version = api_version(project);
     let mut out = format!(
-        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{version}\">\n{head}    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{version}\">\n{head}{state}    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
     );
     let files = offered(project, files);
     for file in files {
@@ -170,14 +192,17 @@ struct JsonPage<'a> {
     project_status: Option<Value>,
     versions: Vec<&'a str>,
     files: Vec<JsonFile<'a>>,
+    #[serde(rename = "_tufa-cooldown", skip_serializing_if = "Option::is_none")]
+    cooldown: Option<&'a Shown>,
 }
 
 #[derive(Serialize)]
 struct JsonMeta {
     #[serde(rename = "api-version")]
     api_version: &'static str,
-    #[serde(rename = "_last-serial")]
-    last_serial: i64,
+    /// Left out of cooldown pages (see [`crate::cooldown::Shown`]).
+    #[serde(rename = "_last-serial", skip_serializing_if = "Option::is_none")]
+    last_serial: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -208,6 +233,21 @@ fn yanked_value(yanked: &Option<String>) -> Value {
 /// The PEP 691 JSON detail page. It is also the project's TUF target, so its bytes must depend on
 /// nothing but the database: no host names, no request.
 pub fn project_json(project: &Project, versions: &[Version], files: &[FileRecord]) -> Vec<u8> {
+    render_json(project, versions, files, None)
+}
+
+/// The PEP 691 page of a project's cooldown view (its TUF target `cooldown/<name>/index.json`):
+/// the view's files and versions, and its state under the private key `_tufa-cooldown`.
+pub fn cooldown_json(project: &Project, view: &Filtered) -> Vec<u8> {
+    render_json(project, &view.versions, &view.files, Some(&view.shown))
+}
+
+fn render_json(
+    project: &Project,
+    versions: &[Version],
+    files: &[FileRecord],
+    cooldown: Option<&Shown>,
+) -> Vec<u8> {
     let files = offered(project, files)
         .iter()
         .map(|file| {
@@ -226,14 +266,14 @@ pub fn project_json(project: &Project, versions: &[Version], files: &[FileRecord
                 dist_info_metadata: metadata,
                 yanked: yanked_value(&file.yanked),
                 size: file.size,
-                upload_time: upload_time(file.upload_time_micros),
+                upload_time: rfc3339(file.upload_time_micros),
             }
         })
         .collect();
     let page = JsonPage {
         meta: JsonMeta {
             api_version: api_version(project),
-            last_serial: project.last_serial,
+            last_serial: cooldown.is_none().then_some(project.last_serial),
         },
         name: project.name.as_str(),
         tracks: project.mirror.as_ref().map(|m| [m.tracks.as_str()]),
@@ -246,6 +286,7 @@ pub fn project_json(project: &Project, versions: &[Version], files: &[FileRecord
         }),
         versions: versions.iter().map(Version::as_str).collect(),
         files,
+        cooldown,
     };
     serde_json::to_vec(&page).unwrap_or_default()
 }
@@ -263,7 +304,7 @@ fn file_json(base_url: &str, file: &FileRecord) -> Value {
         "requires_python": file.requires_python,
         "size": file.size,
         "upload_time": upload_time_seconds(file.upload_time_micros),
-        "upload_time_iso_8601": upload_time(file.upload_time_micros),
+        "upload_time_iso_8601": rfc3339(file.upload_time_micros),
         "url": format!("{base_url}{}", file_url(file)),
         "yanked": file.yanked.is_some(),
         "yanked_reason": file.yanked.as_ref().filter(|r| !r.is_empty()),

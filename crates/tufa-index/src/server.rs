@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tufa_repo::View;
 
 use crate::Index;
 use crate::auth::{AuthError, identify};
@@ -154,6 +155,10 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/simple/", get(simple_index))
         .route("/simple/{project}", get(add_slash))
         .route("/simple/{project}/", get(simple_project))
+        .route("/cooldown/simple", get(add_slash))
+        .route("/cooldown/simple/", get(cooldown_index))
+        .route("/cooldown/simple/{project}", get(add_slash))
+        .route("/cooldown/simple/{project}/", get(cooldown_project))
         .route("/files/{sha256}/{filename}", get(file))
         .route("/tuf/metadata/{file}", get(tuf_metadata))
         .route("/tuf/targets/{*path}", get(tuf_target))
@@ -288,9 +293,42 @@ async fn simple_index(
     headers: HeaderMap,
     Query(query): Query<FormatQuery>,
 ) -> ApiResult {
-    let format = choose(&headers, &query)?;
+    project_list(&index, View::Simple, &headers, &query).await
+}
+
+async fn cooldown_index(
+    State(index): State<Arc<Index>>,
+    headers: HeaderMap,
+    Query(query): Query<FormatQuery>,
+) -> ApiResult {
+    project_list(&index, View::Cooldown, &headers, &query).await
+}
+
+/// The path the simple API of `view` is served at.
+fn view_root(view: View) -> &'static str {
+    match view {
+        View::Simple => "/simple/",
+        View::Cooldown => "/cooldown/simple/",
+    }
+}
+
+fn cooldown_off() -> ApiError {
+    ApiError::not_found("this index publishes no cooldown view (start it with --cooldown DURATION)")
+}
+
+async fn project_list(
+    index: &Index,
+    view: View,
+    headers: &HeaderMap,
+    query: &FormatQuery,
+) -> ApiResult {
+    if view == View::Cooldown && index.cooldown.is_none() {
+        return Err(cooldown_off());
+    }
+    let format = choose(headers, query)?;
     let serial = index.database.last_serial().await?;
     let key = Resource::ProjectList {
+        view,
         json: format == Format::Json,
         serial,
     };
@@ -301,13 +339,13 @@ async fn simple_index(
             let body = match format {
                 Format::Json => pages::index_json(&projects, serial),
                 Format::Html | Format::LegacyHtml => {
-                    pages::index_html(&projects, serial).into_bytes()
+                    pages::index_html(view_root(view), &projects, serial).into_bytes()
                 }
             };
             index.answers.keep(key.clone(), body)
         }
     };
-    Ok(page(&index, &key, &body, format, serial, &headers).await)
+    Ok(page(index, &key, &body, format, serial, headers).await)
 }
 
 /// Resolves a project named in a URL, or answers with the redirect to its normalized spelling.
@@ -335,23 +373,49 @@ async fn simple_project(
     headers: HeaderMap,
     Query(query): Query<FormatQuery>,
 ) -> ApiResult {
-    let name = match project_name(&raw, &uri, |n| format!("/simple/{n}/"))? {
+    project_page(&index, View::Simple, &raw, &uri, &headers, &query).await
+}
+
+async fn cooldown_project(
+    State(index): State<Arc<Index>>,
+    Path(raw): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<FormatQuery>,
+) -> ApiResult {
+    if index.cooldown.is_none() {
+        return Err(cooldown_off());
+    }
+    project_page(&index, View::Cooldown, &raw, &uri, &headers, &query).await
+}
+
+async fn project_page(
+    index: &Arc<Index>,
+    view: View,
+    raw: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: &FormatQuery,
+) -> ApiResult {
+    let root = view_root(view);
+    let name = match project_name(raw, uri, |n| format!("{root}{n}/"))? {
         Ok(name) => name,
         Err(redirect) => return Ok(redirect),
     };
-    let format = choose(&headers, &query)?;
+    let format = choose(headers, query)?;
     let json = format == Format::Json;
-    mirror_page(&index, &name).await?;
+    mirror_page(index, &name).await?;
     let (serial, body) = index
-        .page(&name, json)
+        .page(view, &name, json)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
     let key = Resource::Page {
+        view,
         project: name,
         json,
         serial,
     };
-    Ok(page(&index, &key, &body, format, serial, &headers).await)
+    Ok(page(index, &key, &body, format, serial, headers).await)
 }
 
 /// With an upstream: mirrors `name` when it is neither local nor private (waiting, bounded, for
@@ -872,6 +936,10 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
                 "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
+                "cooldown": index.cooldown.as_ref().map(|policy| serde_json::json!({
+                    "period": crate::cooldown::format_duration(policy.period),
+                    "exempt": policy.exempt,
+                })),
             })
         }
         None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),

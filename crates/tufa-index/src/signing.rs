@@ -2,7 +2,8 @@
 //!
 //! The journal is the queue. An upload or yank appends to it in the same transaction as the
 //! change, so an acknowledged change is never lost; the publisher (one per data directory, held
-//! by a file lock) drains it in batches: the changed projects' JSON pages become targets, then
+//! by a file lock) drains it in batches: the changed projects' JSON pages (the main page and, with
+//! the cooldown view on, the cooldown page, see [`crate::cooldown`]) become targets, then
 //! the bin roles listing them, then snapshot, then timestamp, each durable before the next
 //! ([`tufa_repo::Repository::publish`]). Only then does the signed serial advance; a crash in
 //! between publishes the same pages again after the restart, which is harmless.
@@ -19,7 +20,8 @@ use tufa_pkcs11::Pkcs11Signer;
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
 use tufa_repo::{
-    ClockSkew, FsStore, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, load_signer,
+    ClockSkew, FsStore, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, View,
+    load_signer,
 };
 
 use crate::error::{Error, Result, io};
@@ -341,13 +343,23 @@ impl Signing {
             .map(|(_, project)| project)
             .chain(retries)
             .collect();
-        let mut changes = Vec::with_capacity(projects.len());
-        for project in projects {
-            let page = index.project_page(&project, true).await?;
-            changes.push(PageChange {
-                project: project.to_string(),
-                page: page.map(|(_, bytes)| bytes.to_vec()),
-            });
+        let mut changes = Vec::with_capacity(projects.len() * View::ALL.len());
+        for project in &projects {
+            for view in View::ALL {
+                // With the cooldown view off, its pages are withdrawn where there are any.
+                if view == View::Cooldown
+                    && index.cooldown.is_none()
+                    && repository.page(view, project.as_str()).is_none()
+                {
+                    continue;
+                }
+                let page = index.project_page(view, project, true).await?;
+                changes.push(PageChange {
+                    project: project.to_string(),
+                    view,
+                    page: page.map(|(_, bytes)| bytes.to_vec()),
+                });
+            }
         }
         let published =
             tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()));
@@ -370,9 +382,9 @@ impl Signing {
                 )
                 .await?;
         }
-        let done: Vec<String> = changes
-            .into_iter()
-            .map(|change| change.project)
+        let done: Vec<String> = projects
+            .iter()
+            .map(ProjectName::to_string)
             .filter(|project| !published.rejected.iter().any(|r| &r.project == project))
             .collect();
         index.database.clear_unpublished(&done).await?;
@@ -438,10 +450,11 @@ impl Signing {
         let mut consecutive_failures: u32 = 0;
         let mut wal_truncated = std::time::Instant::now();
         loop {
+            let swept = Self::sweep_cooldown(&index).await;
             let published = signing.publish_pending(&index).await;
             let maintained = signing.maintain().await;
             let more = matches!(published, Ok(Some(_)));
-            let failure = [published.err(), maintained.err()]
+            let failure = [swept.err(), published.err(), maintained.err()]
                 .into_iter()
                 .flatten()
                 .map(|error| signing.public_reason(&error))
@@ -472,6 +485,26 @@ impl Signing {
             signing.status.set_failure(Some(failure));
             tokio::time::sleep(backoff).await;
         }
+    }
+
+    /// Journals the projects with files that crossed the cooldown boundary since the last
+    /// round, so that the signed view follows the clock within a round (about a second) with no
+    /// other event.
+    async fn sweep_cooldown(index: &crate::Index) -> Result<()> {
+        let Some(policy) = &index.cooldown else {
+            return Ok(());
+        };
+        let crossed = index
+            .database
+            .sweep_cooldown(policy, crate::db::now_micros())
+            .await?;
+        if crossed > 0 {
+            tracing::info!(
+                projects = crossed,
+                "files crossed the cooldown boundary: publishing their cooldown pages"
+            );
+        }
+        Ok(())
     }
 
     /// Walks the data directory again and again, [`usage::refresh_interval`] apart, for

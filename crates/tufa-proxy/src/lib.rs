@@ -4,7 +4,8 @@
 //! pip and uv trust whatever the index host serves. Pointed at this proxy instead, they get only
 //! what the index's TUF metadata vouches for:
 //!
-//! - `trust`: each project page is the TUF target `simple/<name>/index.json`, verified by
+//! - `trust`: each project page is the TUF target `simple/<name>/index.json` (or, with the
+//!   cooldown view, `cooldown/<name>/index.json`), verified by
 //!   tufa-client from the trusted root down (rollback, freeze, mix-and-match, arbitrary
 //!   software, endless data). One refresh is shared by all concurrent requests and reused for a
 //!   short interval; lookups of different projects run at once.
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tufa_client::{HttpFetcher, Updater, UpdaterConfig};
+pub use tufa_repo::View;
 
 pub use server::{router, serve};
 
@@ -59,6 +61,10 @@ pub struct Config {
     pub download_deadline: Duration,
     /// Bytes per second a file download must average over each `timeout` window.
     pub download_min_rate: u64,
+    /// Which signed page of a project to serve: every file (`simple/<name>/index.json`), or the
+    /// cooldown view (`cooldown/<name>/index.json`), which installers then see as the whole
+    /// index.
+    pub view: View,
 }
 
 /// Why the proxy cannot start.
@@ -109,6 +115,7 @@ impl Proxy {
             targets_dir: config.cache_dir.join("targets"),
             refresh_interval: config.refresh_interval,
             refresh_deadline: config.refresh_deadline,
+            view: config.view,
         });
         let files = files::FileStore::new(
             config.cache_dir.join("files"),

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tufa_client::{Error as ClientError, HttpFetcher, Refreshed, Updater};
 use tufa_index::name::ProjectName;
 use tufa_metadata::HexDigest;
+use tufa_repo::{View, layout};
 
 use crate::page::VerifiedPage;
 
@@ -68,6 +69,8 @@ pub struct Settings {
     pub refresh_interval: Duration,
     /// How long a request waits for a refresh before the index counts as unreachable.
     pub refresh_deadline: Duration,
+    /// The view whose pages are looked up.
+    pub view: View,
 }
 
 /// Handle to the trusted state; cheap to share between requests.
@@ -309,7 +312,8 @@ impl Shared {
         project: &ProjectName,
     ) -> Result<Arc<VerifiedPage>, PageError> {
         let refreshed = &generation.refreshed;
-        let info = match refreshed.target_info(&format!("simple/{project}/index.json")) {
+        let target = layout::page_target(self.settings.view, project.as_str());
+        let info = match refreshed.target_info(target.as_str()) {
             Ok(info) => info,
             Err(ClientError::TargetNotFound { .. }) => {
                 return Err(PageError::NotFound(project.clone()));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tufa_metadata::{FileSigner, KeyAlgorithm, Signer, Threshold, generate_private_key};
-use tufa_repo::{CeremonyPlan, Expiries, FsStore, PageChange, Repository, RoleSpec, Store};
+use tufa_repo::{CeremonyPlan, Expiries, FsStore, PageChange, Repository, RoleSpec, Store, View};
 
 const BATCH: usize = 50_000;
 
@@ -60,6 +60,7 @@ fn main() {
         let batch: Vec<PageChange> = (done..projects.min(done + BATCH))
             .map(|n| PageChange {
                 project: format!("project-{n}"),
+                view: View::Simple,
                 page: Some(
                     format!(
                         "{{\"meta\":{{\"api-version\":\"1.1\"}},\"name\":\"project-{n}\",\"files\":[{{\"filename\":\"project_{n}-1.0-py3-none-any.whl\",\"hashes\":{{\"sha256\":\"{:064x}\"}},\"size\":1234,\"url\":\"../../files/project-{n}/project_{n}-1.0-py3-none-any.whl\"}}],\"versions\":[\"1.0\"]}}",

@@ -12,7 +12,7 @@ use tufa_metadata::{
 };
 
 use crate::error::{Error, Result};
-use crate::layout::{BIN_PREFIX, BINS_ROLE, Expiries, METADATA_DIR, PAGE_PATTERN};
+use crate::layout::{BIN_PREFIX, BINS_ROLE, Expiries, METADATA_DIR, View};
 
 /// The keys and threshold of one offline role.
 #[derive(Clone, Debug)]
@@ -99,7 +99,9 @@ impl CeremonyPlan {
                 keyids: self.bins.keyids()?,
                 threshold: self.bins.threshold,
                 terminating: true,
-                paths: PathMatcher::Paths(vec![PAGE_PATTERN.into()]),
+                paths: PathMatcher::Paths(
+                    View::ALL.iter().map(|view| view.pattern().into()).collect(),
+                ),
                 unrecognized: BTreeMap::new(),
             }]),
             unrecognized: BTreeMap::new(),

@@ -13,14 +13,69 @@ pub const TARGETS_DIR: &str = "targets";
 pub const BINS_ROLE: &str = "bins";
 /// TAP 15 name prefix of the hashed bin roles.
 pub const BIN_PREFIX: &str = "bin";
-/// The paths `targets` delegates to `bins`. TUF's glob never lets `*` cross a `/`, so the pattern
-/// spells out the one shape of target this index publishes.
-pub const PAGE_PATTERN: &str = "simple/*/index.json";
+/// The views of a project the index publishes, each one TUF target per project under its own
+/// directory, delegated from `targets` to `bins` by its own pattern (TUF's glob never lets `*`
+/// cross a `/`, so each pattern spells out one shape of target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    /// Every file: the project's PEP 691 page, `simple/<name>/index.json`.
+    Simple,
+    /// Only files past the cooldown period, with the operator's allow and deny decisions:
+    /// `cooldown/<name>/index.json`.
+    Cooldown,
+}
 
-/// The target path of a project's PEP 691 JSON page: `simple/<normalized-name>/index.json`.
-pub fn page_target(normalized_name: &str) -> TargetPath {
-    TargetPath::new(format!("simple/{normalized_name}/index.json"))
+impl View {
+    pub const ALL: [View; 2] = [View::Simple, View::Cooldown];
+
+    /// The directory of the view's targets, also its name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Simple => "simple",
+            View::Cooldown => "cooldown",
+        }
+    }
+
+    /// The pattern `targets` delegates the view's pages to `bins` with.
+    pub fn pattern(self) -> &'static str {
+        match self {
+            View::Simple => "simple/*/index.json",
+            View::Cooldown => "cooldown/*/index.json",
+        }
+    }
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for View {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        View::ALL
+            .into_iter()
+            .find(|view| view.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is no view: use simple or cooldown"))
+    }
+}
+
+/// The target path of a project's page in `view`: `<view>/<normalized-name>/index.json`.
+pub fn page_target(view: View, normalized_name: &str) -> TargetPath {
+    TargetPath::new(format!("{}/{normalized_name}/index.json", view.as_str()))
         .expect("a normalized project name is never empty")
+}
+
+/// The view and project whose page `target` is, if it is a page.
+pub fn page_of(target: &str) -> Option<(View, &str)> {
+    let (dir, rest) = target.split_once('/')?;
+    let view = dir.parse::<View>().ok()?;
+    let project = rest
+        .strip_suffix("/index.json")
+        .filter(|project| !project.is_empty() && !project.contains('/'))?;
+    Some((view, project))
 }
 
 /// The stored file of a target under consistent snapshots: `<dir>/<sha256>.<basename>`.
@@ -78,7 +133,7 @@ mod tests {
     fn consistent_snapshot_names() {
         let sha = HexDigest::new("ab".repeat(32)).unwrap();
         assert_eq!(
-            target_file(&page_target("requests"), &sha),
+            target_file(&page_target(View::Simple, "requests"), &sha),
             format!("targets/simple/requests/{}.index.json", "ab".repeat(32))
         );
         assert_eq!(
@@ -89,5 +144,28 @@ mod tests {
             metadata_file(&RoleName::timestamp(), 7),
             "metadata/timestamp.json"
         );
+    }
+
+    #[test]
+    fn pages_of_every_view_are_recognized_and_delegated_by_their_pattern() {
+        for view in View::ALL {
+            let target = page_target(view, "demo-project");
+            assert_eq!(page_of(target.as_str()), Some((view, "demo-project")));
+            let components = target.as_str().split('/');
+            assert!(
+                view.pattern()
+                    .split('/')
+                    .zip(components)
+                    .all(|(pattern, component)| tufa_metadata::fnmatch(component, pattern))
+            );
+            for other in View::ALL.into_iter().filter(|&other| other != view) {
+                assert!(!target.as_str().starts_with(other.as_str()));
+            }
+            assert_eq!(view.as_str().parse::<View>(), Ok(view));
+        }
+        assert_eq!(page_of("simple//index.json"), None);
+        assert_eq!(page_of("simple/a/b/index.json"), None);
+        assert_eq!(page_of("other/a/index.json"), None);
+        assert!("stable".parse::<View>().is_err());
     }
 }

@@ -18,10 +18,10 @@ mod store;
 pub use ceremony::{CeremonyPlan, OfflineRoles, RoleSpec};
 pub use error::{Error, Result};
 pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
-pub use layout::Expiries;
+pub use layout::{Expiries, View};
 pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{
     ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, PageChange, Policy, Published,
-    RejectedPage, Repository,
+    RejectedPage, Repository, delegates,
 };
 pub use store::{FsStore, Store};

@@ -12,12 +12,12 @@ use std::fmt;
 use std::time::SystemTime;
 
 use tufa_metadata::{
-    DelegatedRoles, Expires, Key, KeyId, Metadata, RoleName, Root, Signature, Signer, Targets,
-    Threshold, valid_signers,
+    DelegatedRoles, Expires, Key, KeyId, Metadata, PathMatcher, RoleName, Root, Signature, Signer,
+    Targets, Threshold, valid_signers,
 };
 
 use crate::error::{Error, Result};
-use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR};
+use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, View};
 use crate::store::Store;
 
 /// Where signing requests wait for their last signatures, relative to the store.
@@ -495,6 +495,15 @@ impl OfflineState {
                 bins.keyids.len(),
                 bins.threshold.get()
             )));
+        }
+        // A repository made before a view existed gets it delegated with its next targets: the
+        // one offline step that upgrades it (see `Repository::delegates`).
+        if let PathMatcher::Paths(paths) = &mut bins.paths {
+            for view in View::ALL {
+                if !paths.iter().any(|path| path == view.pattern()) {
+                    paths.push(view.pattern().to_string());
+                }
+            }
         }
         let used = bins.keyids.clone();
         delegations.keys.retain(|id, _| used.contains(id));

@@ -15,14 +15,15 @@ use tufa_metadata::{
 };
 
 use crate::error::{Error, Result};
-use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, TARGETS_DIR};
+use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, TARGETS_DIR, View};
 use crate::offline::{OfflineState, SigningRequest};
 use crate::store::Store;
 
-/// A project page to publish, or `None` to withdraw a project's target.
+/// A project's page in one view to publish, or `None` to withdraw that target.
 #[derive(Clone, Debug)]
 pub struct PageChange {
     pub project: String,
+    pub view: View,
     pub page: Option<Vec<u8>>,
 }
 
@@ -36,7 +37,8 @@ pub struct Published {
     pub rejected: Vec<RejectedPage>,
 }
 
-/// A project page that could not be published, and why.
+/// A project whose pages could not be published, and why: none of its views went out, so that
+/// they never disagree with each other.
 #[derive(Debug)]
 pub struct RejectedPage {
     pub project: String,
@@ -534,6 +536,10 @@ impl<S: Store> Repository<S> {
         &self.offline.root
     }
 
+    pub fn targets(&self) -> &Metadata<Targets> {
+        &self.offline.targets
+    }
+
     pub fn succinct_roles(&self) -> &SuccinctRoles {
         &self.succinct
     }
@@ -551,11 +557,18 @@ impl<S: Store> Repository<S> {
         self.bin_roles.get(name)
     }
 
-    /// The published target of a project's page, if any.
-    pub fn page(&self, project: &str) -> Option<&TargetFile> {
-        let target = layout::page_target(project);
+    /// The published target of a project's page in `view`, if any.
+    pub fn page(&self, view: View, project: &str) -> Option<&TargetFile> {
+        let target = layout::page_target(view, project);
         let bin = self.succinct.role_for_target(target.as_str());
         self.bin_roles.get(&bin)?.signed.targets.get(&target)
+    }
+
+    /// Whether `targets` delegates the pages of `view` to `bins`: a client looks for a target
+    /// only along the delegations, so a page published outside them could never be verified.
+    /// Repositories made before the cooldown view delegate `simple/*/index.json` alone.
+    pub fn delegates(&self, view: View) -> bool {
+        delegates(&self.offline.targets.signed, view)
     }
 
     /// Publishes changed project pages: page files first, then the bin roles that list them,
@@ -567,7 +580,7 @@ impl<S: Store> Repository<S> {
         let mut pages: Vec<StagedPage> = changes
             .iter()
             .map(|change| {
-                let target = layout::page_target(&change.project);
+                let target = layout::page_target(change.view, &change.project);
                 let file = change.page.as_ref().map(|page| {
                     let digest = ring::digest::digest(&ring::digest::SHA256, page);
                     let sha256 = HexDigest::from_bytes(digest.as_ref());
@@ -581,6 +594,9 @@ impl<S: Store> Repository<S> {
                 }
             })
             .collect();
+        // A page exactly as published (a cooldown page an upload left as it was, a retry of a
+        // page that went out) needs neither a write nor a bin role signed anew.
+        pages.retain(|page| !self.is_listed(page));
         let rejected = self.store_pages(&mut pages);
 
         let mut bins: BTreeMap<RoleName, Metadata<Targets>> = BTreeMap::new();
@@ -632,33 +648,46 @@ impl<S: Store> Repository<S> {
         Ok(published)
     }
 
-    /// Writes the page files, all in one durable batch when it can; when the batch fails, page
-    /// by page, so that one page the store refuses is found, taken out of `pages` and reported
-    /// instead of stopping every other page with it.
+    /// Whether the bin role already lists `page` as it is staged (or, for a withdrawal, does not
+    /// list it).
+    fn is_listed(&self, page: &StagedPage) -> bool {
+        let bin = self.succinct.role_for_target(page.target.as_str());
+        let listed = self
+            .bin_roles
+            .get(&bin)
+            .and_then(|role| role.signed.targets.get(&page.target));
+        match (&page.file, listed) {
+            (Some((staged, _)), Some(listed)) => staged == listed,
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Writes the page files, all in one durable batch when it can; when the batch fails,
+    /// project by project, so that a project whose page the store refuses is found, taken out of
+    /// `pages` with all its views and reported instead of stopping every other project with it.
     fn store_pages(&self, pages: &mut Vec<StagedPage>) -> Vec<RejectedPage> {
-        let files: Vec<(String, Vec<u8>)> = pages
-            .iter()
-            .filter_map(|page| page.file.as_ref().map(|(_, stored)| stored.clone()))
-            .collect();
+        let stored = |pages: &mut dyn Iterator<Item = &StagedPage>| -> Vec<(String, Vec<u8>)> {
+            pages
+                .filter_map(|page| page.file.as_ref().map(|(_, stored)| stored.clone()))
+                .collect()
+        };
+        let files = stored(&mut pages.iter());
         if files.is_empty() || self.store.write_all(&files).is_ok() {
             return Vec::new();
         }
+        let projects: BTreeSet<&str> = pages.iter().map(|page| page.project).collect();
         let mut rejected = Vec::new();
-        pages.retain(|StagedPage { project, file, .. }| {
-            let Some((_, stored)) = file else {
-                return true;
-            };
-            match self.store.write_all(std::slice::from_ref(stored)) {
-                Ok(()) => true,
-                Err(error) => {
-                    rejected.push(RejectedPage {
-                        project: project.to_string(),
-                        error,
-                    });
-                    false
-                }
+        for project in projects {
+            let files = stored(&mut pages.iter().filter(|page| page.project == project));
+            if let Err(error) = self.store.write_all(&files) {
+                rejected.push(RejectedPage {
+                    project: project.to_string(),
+                    error,
+                });
             }
-        });
+        }
+        pages.retain(|page| !rejected.iter().any(|r| r.project == page.project));
         rejected
     }
 
@@ -1055,6 +1084,22 @@ impl<S: Store> Repository<S> {
     }
 }
 
+/// Whether `targets` delegates the pages of `view` to `bins` (the first delegation that matches
+/// decides, as a client searches).
+pub fn delegates(targets: &Targets, view: View) -> bool {
+    let target = layout::page_target(view, "any");
+    targets
+        .delegations
+        .as_ref()
+        .and_then(|delegations| match &delegations.roles {
+            DelegatedRoles::Roles(roles) => roles
+                .iter()
+                .find(|role| role.is_delegated_path(target.as_str())),
+            DelegatedRoles::Succinct(_) => None,
+        })
+        .is_some_and(|role| role.name.as_str() == BINS_ROLE)
+}
+
 /// Loads `1.root.json` up to the newest root, checking that each version is signed by a
 /// threshold of its predecessor's root keys and of its own (the chain clients follow).
 pub(crate) fn load_root_chain(store: &impl Store, files: &[String]) -> Result<Metadata<Root>> {
@@ -1094,4 +1139,41 @@ pub(crate) fn load_root_chain(store: &impl Store, files: &[String]) -> Result<Me
         trusted = Some(root);
     }
     trusted.ok_or_else(|| Error::Missing("root".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use tufa_metadata::{
+        DelegatedRole, DelegatedRoles, Delegations, Expires, PathMatcher, RoleName, Targets,
+        Threshold,
+    };
+
+    use super::*;
+
+    fn targets_delegating(patterns: &[&str]) -> Targets {
+        let mut targets = Targets::new(1, Expires::after(SystemTime::UNIX_EPOCH, Duration::ZERO));
+        targets.delegations = Some(Delegations {
+            keys: BTreeMap::new(),
+            roles: DelegatedRoles::Roles(vec![DelegatedRole {
+                name: RoleName::new(BINS_ROLE).unwrap(),
+                keyids: Vec::new(),
+                threshold: Threshold::ONE,
+                terminating: true,
+                paths: PathMatcher::Paths(patterns.iter().map(|p| p.to_string()).collect()),
+                unrecognized: BTreeMap::new(),
+            }]),
+            unrecognized: BTreeMap::new(),
+        });
+        targets
+    }
+
+    #[test]
+    fn a_repository_made_before_the_cooldown_view_does_not_delegate_it() {
+        let old = targets_delegating(&["simple/*/index.json"]);
+        assert!(delegates(&old, View::Simple));
+        assert!(!delegates(&old, View::Cooldown));
+        let patterns: Vec<&str> = View::ALL.iter().map(|view| view.pattern()).collect();
+        let new = targets_delegating(&patterns);
+        assert!(View::ALL.iter().all(|&view| delegates(&new, view)));
+    }
 }

@@ -85,6 +85,7 @@ impl Fixture {
 fn page(project: &str, body: &str) -> PageChange {
     PageChange {
         project: project.into(),
+        view: View::Simple,
         page: Some(format!("{{\"name\":\"{project}\",\"body\":\"{body}\"}}").into_bytes()),
     }
 }
@@ -135,9 +136,9 @@ fn first_open_creates_every_bin_and_publishing_signs_pages() {
         &layout::metadata_file(&bin, repo.bin_role(&bin).unwrap().signed.version),
     );
     bins.signed.verify_delegate(&bin, &bin_role).unwrap();
-    let target = &bin_role.signed.targets[&layout::page_target("requests")];
+    let target = &bin_role.signed.targets[&layout::page_target(View::Simple, "requests")];
     let stored = fs::read(fixture.path(&layout::target_file(
-        &layout::page_target("requests"),
+        &layout::page_target(View::Simple, "requests"),
         &target.hashes["sha256"],
     )))
     .unwrap();
@@ -149,7 +150,7 @@ fn first_open_creates_every_bin_and_publishing_signs_pages() {
     let repo = fixture.open().unwrap();
     assert_eq!(repo.timestamp().signed.version, 2);
     assert_eq!(
-        repo.page("numpy").unwrap().length,
+        repo.page(View::Simple, "numpy").unwrap().length,
         page("numpy", "b").page.unwrap().len() as u64
     );
 }
@@ -183,9 +184,9 @@ fn superseded_files_are_removed_after_the_grace_period_but_roots_never() {
     let mut repo = fixture.open().unwrap();
     repo.publish(&[page("requests", "old")], fixture.now)
         .unwrap();
-    let old_page = repo.page("requests").unwrap().hashes["sha256"].clone();
+    let old_page = repo.page(View::Simple, "requests").unwrap().hashes["sha256"].clone();
     let old_file = fixture.path(&layout::target_file(
-        &layout::page_target("requests"),
+        &layout::page_target(View::Simple, "requests"),
         &old_page,
     ));
     repo.publish(&[page("requests", "new")], fixture.now)
@@ -282,7 +283,7 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
     // when it changes another bin role.
     let bin_of = |project: &str| {
         repo.succinct_roles()
-            .role_for_target(layout::page_target(project).as_str())
+            .role_for_target(layout::page_target(View::Simple, project).as_str())
     };
     let other = ["django", "numpy", "pandas", "scipy", "torch"]
         .into_iter()
@@ -290,7 +291,7 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
         .unwrap();
     repo.publish(&[page(other, "1")], fixture.now).unwrap();
     let flask = fixture.path(&layout::target_file(
-        &layout::page_target("flask"),
+        &layout::page_target(View::Simple, "flask"),
         &HexDigest::new(sha256(page("flask", "1").page.as_ref().unwrap())).unwrap(),
     ));
     assert!(flask.exists());
@@ -350,7 +351,7 @@ fn a_page_published_again_by_a_retry_and_superseded_later_gets_a_whole_grace_per
     repo.publish(&[page("requests", "2")], later).unwrap();
     repo.publish(&[page("requests", "3")], later).unwrap();
     let second = fixture.path(&layout::target_file(
-        &layout::page_target("requests"),
+        &layout::page_target(View::Simple, "requests"),
         &HexDigest::new(sha256(page("requests", "2").page.as_ref().unwrap())).unwrap(),
     ));
     repo.collect_garbage(fixture.now + grace, grace, usize::MAX)
@@ -486,6 +487,7 @@ fn python_tuf_client_verifies_published_pages() {
     repo.publish(
         &[PageChange {
             project: "numpy".into(),
+            view: View::Simple,
             page: None,
         }],
         fixture.now,
@@ -514,7 +516,7 @@ fn a_development_repository_opens_with_its_generated_online_key() {
     let mut repo = Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
     assert_eq!(repo.succinct_roles().bin_count(), 8);
     repo.publish(&[page("demo", "x")], now).unwrap();
-    assert!(repo.page("demo").is_some());
+    assert!(repo.page(View::Simple, "demo").is_some());
 }
 
 /// A store on disk whose writes and removals fail on demand: before the write, or after it took
@@ -658,7 +660,7 @@ fn assert_complete(fixture: &Fixture, pages: &[(&str, &PageChange)]) -> Reposito
     );
     assert_eq!(snapshot.signed.meta.len(), 18, "snapshot lists every role");
     for (project, change) in pages {
-        let target = repo.page(project).expect("page published");
+        let target = repo.page(View::Simple, project).expect("page published");
         assert_eq!(
             target.hashes["sha256"].as_str(),
             sha256(change.page.as_ref().unwrap())
@@ -666,7 +668,7 @@ fn assert_complete(fixture: &Fixture, pages: &[(&str, &PageChange)]) -> Reposito
         assert!(
             fixture
                 .path(&layout::target_file(
-                    &layout::page_target(project),
+                    &layout::page_target(View::Simple, project),
                     &target.hashes["sha256"]
                 ))
                 .exists()
@@ -740,7 +742,7 @@ fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_re
         // In memory nothing moved: the same state as before the attempt is what it reports.
         assert_eq!(repo.timestamp().signed.version, before, "{step}");
         assert_eq!(
-            repo.page("requests").unwrap().hashes["sha256"].as_str(),
+            repo.page(View::Simple, "requests").unwrap().hashes["sha256"].as_str(),
             sha256(first.page.as_ref().unwrap()),
             "{step}"
         );
@@ -776,7 +778,7 @@ fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_re
         assert!(
             !fixture
                 .path(&layout::target_file(
-                    &layout::page_target("requests"),
+                    &layout::page_target(View::Simple, "requests"),
                     &HexDigest::new(sha256(first.page.as_ref().unwrap())).unwrap()
                 ))
                 .exists(),
@@ -807,7 +809,7 @@ fn a_page_the_store_refuses_is_rejected_alone_and_a_failed_removal_is_retried() 
         "{}",
         published.rejected[0].error
     );
-    assert!(repo.page(&long).is_none());
+    assert!(repo.page(View::Simple, &long).is_none());
     let requests = page("requests", "1");
     let numpy = page("numpy", "1");
     drop(repo);
@@ -826,7 +828,7 @@ fn a_page_the_store_refuses_is_rejected_alone_and_a_failed_removal_is_retried() 
         .unwrap()
     };
     let old = fixture.path(&layout::target_file(
-        &layout::page_target("requests"),
+        &layout::page_target(View::Simple, "requests"),
         &HexDigest::new(sha256(requests.page.as_ref().unwrap())).unwrap(),
     ));
     assert!(old.exists());
@@ -907,4 +909,45 @@ fn the_clock_behind_the_newest_signing_pauses_signing_and_a_clock_that_ran_ahead
     )
     .unwrap();
     repo.publish(&[page("numpy", "1")], behind).unwrap();
+}
+
+/// A project's views go out together or not at all: a cooldown page the store refuses keeps the
+/// project's main page out too (never a cooldown view newer or older than its project), while
+/// every other project's views are published.
+#[test]
+fn a_project_whose_cooldown_page_is_refused_is_left_out_with_all_its_views() {
+    let fixture = ceremony(Expiries::default());
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
+    assert!(View::ALL.iter().all(|&view| repo.delegates(view)));
+    let view_page = |project: &str, view: View| PageChange {
+        view,
+        ..page(project, view.as_str())
+    };
+    store.fail(Fault::WriteBefore, "targets/cooldown/requests/");
+    let changes: Vec<PageChange> = ["requests", "numpy"]
+        .iter()
+        .flat_map(|project| View::ALL.map(|view| view_page(project, view)))
+        .collect();
+    let published = repo.publish(&changes, fixture.now).unwrap();
+    assert_eq!(published.rejected.len(), 1);
+    assert_eq!(published.rejected[0].project, "requests");
+    for view in View::ALL {
+        assert!(repo.page(view, "requests").is_none(), "{view}");
+        assert!(repo.page(view, "numpy").is_some(), "{view}");
+    }
+    store.heal();
+    repo.publish(&changes[..2], fixture.now).unwrap();
+    // Pages exactly as published (a cooldown page an upload left unchanged) are not signed again.
+    let before = repo.timestamp().signed.version;
+    let again = repo.publish(&changes, fixture.now).unwrap();
+    assert_eq!((again.bins_signed, again.timestamp_version), (0, before));
+    let changed = vec![page("numpy", "2"), view_page("numpy", View::Cooldown)];
+    assert_eq!(repo.publish(&changed, fixture.now).unwrap().bins_signed, 1);
+    for change in &changes[..2] {
+        let listed = repo.page(change.view, "requests").unwrap();
+        assert_eq!(
+            listed.hashes["sha256"].as_str(),
+            sha256(change.page.as_ref().unwrap())
+        );
+    }
 }

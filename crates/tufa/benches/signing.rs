@@ -3,7 +3,8 @@
 //! `/status` reports its serial in signed metadata (timestamp written).
 //!
 //! `cargo bench -p tufa --bench signing` (`TUFA_BENCH_RATE` uploads/s, default 200, for
-//! `TUFA_BENCH_SECONDS`, default 10). Client, server and publisher share the machine's cores.
+//! `TUFA_BENCH_SECONDS`, default 10; `TUFA_BENCH_COOLDOWN=7d` also publishes the cooldown view,
+//! a second page per change). Client, server and publisher share the machine's cores.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -28,7 +29,12 @@ fn main() {
     let total = rate * seconds;
     let dir = tempfile::tempdir().unwrap();
     let tufa = env!("CARGO_BIN_EXE_tufa");
-    let server = TufaServer::start(tufa.as_ref(), &dir.path().join("data"), &[]);
+    let cooldown = std::env::var("TUFA_BENCH_COOLDOWN").ok();
+    let args: Vec<&str> = match &cooldown {
+        Some(period) => vec!["--cooldown", period],
+        None => Vec::new(),
+    };
+    let server = TufaServer::start(tufa.as_ref(), &dir.path().join("data"), &args);
     let auth = http::basic_auth(&server.create_token("bench"));
     let bodies: Vec<(String, String, Vec<u8>)> = (0..total)
         .map(|i| {

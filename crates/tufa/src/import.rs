@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Index, Uploaded, import_file};
+use tufa_index::{Config, CooldownSetting, DEFAULT_MAX_UPLOAD_SIZE, Index, Uploaded, import_file};
 
 use crate::index_commands::{SigningArgs, log_to_stderr, signing_config_from};
 
@@ -72,6 +72,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         signing: Some(signing),
         accept_data_mismatch: false,
         mirror: None,
+        cooldown: CooldownSetting::Keep,
     };
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?

@@ -11,16 +11,20 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use tufa_index::connections::Limits;
+use tufa_index::cooldown::{BadDuration, Policy, parse_duration};
 use tufa_index::db::{Revocation, TokenId, TokenInfo};
 use tufa_index::name::{ProjectName, Version};
 use tufa_index::signing::{OnlineKey, SigningConfig, TRUSTED_ROOT_FILE};
-use tufa_index::{Config, DEFAULT_MAX_UPLOAD_SIZE, Database, Index, format_micros};
+use tufa_index::{
+    Config, CooldownSetting, DEFAULT_MAX_UPLOAD_SIZE, Database, Index, format_micros,
+};
 use tufa_repo::Expiries;
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: data, listen, max_upload_size, public_url, max_connections,
-    /// header_timeout, idle_timeout, body_timeout, min_body_rate, and the signing settings.
+    /// header_timeout, idle_timeout, body_timeout, min_body_rate, the signing settings, cooldown
+    /// and cooldown-exempt.
     #[arg(long, env = "TUFA_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (database and files); initialized on first run.
@@ -47,12 +51,26 @@ pub struct ServeArgs {
     upstream: Option<String>,
     /// How long a mirrored page is served before it is fetched again (30s, 10m, 12h, 7d)
     /// [default: 10m].
-    #[arg(long, env = "TUFA_UPSTREAM_TTL", value_parser = parse_duration)]
+    #[arg(long, env = "TUFA_UPSTREAM_TTL", value_parser = parse_duration_arg)]
     upstream_ttl: Option<Duration>,
     /// Names reserved for private uploads, never looked up upstream (404 until uploaded): a glob
     /// on the normalized name such as `acme-*`; repeat it, or comma-separate in TUFA_PRIVATE.
     #[arg(long, env = "TUFA_PRIVATE", value_delimiter = ',')]
     private: Vec<String>,
+    /// Also publish the signed cooldown view at /cooldown/simple/: each project's files
+    /// uploaded at least this long ago (a duration: 30s, 10m, 12h, 7d), plus releases allowed
+    /// early and minus releases denied with `tufa cooldown`. Off by default.
+    #[arg(long, env = "TUFA_COOLDOWN", value_parser = parse_duration_arg)]
+    cooldown: Option<Duration>,
+    /// A project whose files enter the cooldown view at once: a glob on the normalized name
+    /// (`acme-*`), such as the organization's own projects. Repeat for several (in the
+    /// environment, comma-separated).
+    #[arg(
+        long = "cooldown-exempt",
+        env = "TUFA_COOLDOWN_EXEMPT",
+        value_delimiter = ','
+    )]
+    cooldown_exempt: Vec<String>,
     #[command(flatten)]
     connections: ConnectionArgs,
     #[command(flatten)]
@@ -174,6 +192,10 @@ struct ConfigFile {
     #[serde(rename = "upstream-ttl", alias = "upstream_ttl")]
     upstream_ttl: Option<String>,
     private: Option<Vec<String>>,
+    /// A duration such as "7d".
+    cooldown: Option<String>,
+    #[serde(rename = "cooldown-exempt", alias = "cooldown_exempt")]
+    cooldown_exempt: Option<Vec<String>>,
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
@@ -187,11 +209,11 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
 pub struct DataArg {
     /// The index's data directory (as given to `tufa serve --data`).
     #[arg(long, env = "TUFA_DATA")]
-    pub(crate) data: PathBuf,
+    pub data: PathBuf,
 }
 
 impl DataArg {
-    pub(crate) async fn database(&self) -> Result<Database> {
+    pub async fn database(&self) -> Result<Database> {
         if !self.data.join("tufa.db").exists() {
             anyhow::bail!(
                 "{} holds no index (no tufa.db): pass the directory `tufa serve --data` uses",
@@ -275,39 +297,56 @@ fn parse_expiry(text: &str) -> std::result::Result<Expiry, String> {
     if let Ok(date) = time::Date::parse(text, date_format) {
         return Ok(Expiry::At(date.midnight().assume_utc()));
     }
-    match parse_duration_with(text, help) {
+    match parse_duration(text) {
+        Ok(Duration::ZERO) => Err(format!("{text:?} would expire at once: {help}")),
         Ok(duration) => Ok(Expiry::After(duration)),
-        Err(error) if error.contains("would be zero") => {
-            Err(format!("{text:?} would expire at once: {help}"))
+        Err(BadDuration::NoUnit(_)) => Err(format!("{text:?} has no unit: {help}")),
+        Err(BadDuration::TooLong(_)) => Err(format!("{text:?} is too long: {help}")),
+        Err(BadDuration::NotADuration(_)) => {
+            Err(format!("{text:?} is not a duration or a time: {help}"))
         }
-        Err(error) => Err(error),
     }
 }
 
-/// A duration as every option takes one: a number and a unit, `30s`, `10m`, `12h` or `7d`.
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    parse_duration_with(text, "use a number and a unit: 30s, 10m, 12h, 7d")
+/// A duration option (`30s`, `10m`, `12h`, `7d`) that must be longer than nothing.
+fn parse_duration_arg(text: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(text).map_err(|e| e.to_string())? {
+        Duration::ZERO => Err(format!("{text:?} is no duration: give at least 1s")),
+        duration => Ok(duration),
+    }
 }
 
-fn parse_duration_with(text: &str, help: &str) -> std::result::Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit: {help}"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: {help}"))?;
-    let unit_seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?} is not a duration: {help}")),
+/// The cooldown policy from the command line, the environment and the config file.
+fn cooldown_policy(args: &ServeArgs, file: &ConfigFile) -> Result<Option<Policy>> {
+    let period = match (args.cooldown, &file.cooldown) {
+        (Some(period), _) => Some(period),
+        (None, Some(text)) => Some(
+            parse_duration_arg(text)
+                .map_err(anyhow::Error::msg)
+                .context("the config file's `cooldown`")?,
+        ),
+        (None, None) => None,
     };
-    match number.checked_mul(unit_seconds) {
-        Some(0) => Err(format!("{text:?} would be zero: {help}")),
-        Some(seconds) => Ok(Duration::from_secs(seconds)),
-        None => Err(format!("{text:?} is too long: {help}")),
+    let exempt = if args.cooldown_exempt.is_empty() {
+        file.cooldown_exempt.clone().unwrap_or_default()
+    } else {
+        args.cooldown_exempt.clone()
+    };
+    for pattern in &exempt {
+        let normalized = pattern
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-*?[]!".contains(c));
+        if pattern.is_empty() || !normalized {
+            anyhow::bail!(
+                "--cooldown-exempt {pattern:?}: a pattern matches normalized project names \
+                 (lowercase letters, digits and '-', with the globs * ? [...]), such as acme-*"
+            );
+        }
+    }
+    match period {
+        Some(period) => Ok(Some(Policy { period, exempt })),
+        None if exempt.is_empty() => Ok(None),
+        None => anyhow::bail!("--cooldown-exempt needs --cooldown DURATION (the cooldown view)"),
     }
 }
 
@@ -419,6 +458,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     };
     let signing = signing_config(&args.signing, &file)?;
     let limits = args.connections.limits_with(&file)?;
+    let cooldown = cooldown_policy(&args, &file)?;
     let data_dir = args.data.or(file.data).context(
         "no data directory: pass --data DIR, set TUFA_DATA, or set `data` in the config file",
     )?;
@@ -462,6 +502,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         public_url: args.public_url.or(file.public_url),
         signing: Some(signing),
         accept_data_mismatch: args.accept_data_mismatch,
+        cooldown: CooldownSetting::Set(cooldown),
     };
     log_to_stderr();
     runtime()?.block_on(async move {
@@ -494,6 +535,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                         mirror.config.private.join(", ")
                     )
                 }
+            );
+        }
+        if let Some(policy) = &index.cooldown {
+            eprintln!(
+                "tufa: cooldown view of files at least {} old at http://{address}/cooldown/simple/ \
+                 (signed as cooldown/<project>/index.json; verified: tufa proxy --view cooldown)",
+                tufa_index::cooldown::format_duration(policy.period)
             );
         }
         tufa_index::serve(Arc::new(index), listener, limits, shutdown_signal())

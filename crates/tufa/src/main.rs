@@ -2,6 +2,7 @@
 //! file only parses the command line and reports errors with their context.
 
 mod ceremony;
+mod cooldown;
 mod download;
 mod import;
 mod index_commands;
@@ -42,6 +43,10 @@ enum Command {
     Yank(index_commands::YankArgs),
     /// Undo a yank.
     Unyank(index_commands::ReleaseArgs),
+    /// Decide on releases in the signed cooldown view (`tufa serve --cooldown`): allow one
+    /// early, deny one, clear a decision, list them.
+    #[command(subcommand)]
+    Cooldown(cooldown::CooldownCommand),
     /// Build and sign the offline roles of a new repository (root, targets, bins) from the key
     /// holders' public keys.
     Ceremony(ceremony::CeremonyArgs),
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Yank(args) => index_commands::yank(args),
         Command::Unyank(args) => index_commands::unyank(args),
+        Command::Cooldown(command) => cooldown::run(command),
         Command::Ceremony(args) => ceremony::run(args),
         Command::Keys(command) => keys::run(command),
         Command::Roles(command) => roles::run(command),

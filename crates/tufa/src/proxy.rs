@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use tufa_client::encode_component;
-use tufa_proxy::{Config, Proxy};
+use tufa_proxy::{Config, Proxy, View};
 
 #[derive(Args)]
 pub struct ProxyArgs {
@@ -41,6 +41,11 @@ pub struct ProxyArgs {
     /// Bytes per second a file download from the index must average over each --timeout window.
     #[arg(long, default_value_t = 1024)]
     download_min_rate: u64,
+    /// Which signed view of the index to serve: `simple` (every file) or `cooldown` (only files
+    /// past the index's cooldown period, with its allowed and denied releases), verified as its
+    /// own TUF targets.
+    #[arg(long, env = "TUFA_PROXY_VIEW", default_value = "simple")]
+    view: View,
     #[command(flatten)]
     connections: crate::index_commands::ConnectionArgs,
 }
@@ -70,6 +75,7 @@ pub fn run(args: ProxyArgs) -> Result<()> {
         refresh_deadline: Duration::from_millis(args.refresh_deadline_ms),
         download_deadline: Duration::from_secs(args.download_deadline.max(1)),
         download_min_rate: args.download_min_rate,
+        view: args.view,
     };
     let limits = args.connections.limits()?;
     tracing_subscriber::fmt()
@@ -86,8 +92,9 @@ pub fn run(args: ProxyArgs) -> Result<()> {
                 .with_context(|| format!("listening on {}", args.listen))?;
             let address = listener.local_addr().context("reading the bound address")?;
             eprintln!(
-                "tufa: proxy serving {index}, verified with TUF, at http://{address}/ \
-                 (pip/uv: --index-url http://{address}/simple/); cache {}",
+                "tufa: proxy serving the {} view of {index}, verified with TUF, at \
+                 http://{address}/ (pip/uv: --index-url http://{address}/simple/); cache {}",
+                args.view,
                 cache_dir.display()
             );
             tufa_proxy::serve(

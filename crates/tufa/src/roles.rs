@@ -87,6 +87,8 @@ pub enum PrepareCommand {
         online_key: Option<PathBuf>,
     },
     /// The next targets: change the keys or threshold of bins. With no change, a fresh expiry.
+    /// Also delegates to bins every view of the project pages this tufa publishes (the upgrade
+    /// that lets a repository made before the cooldown view serve it).
     Targets {
         #[command(flatten)]
         data: DataDir,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
-use tufa_repo::{FsStore, PageChange, Repository};
+use tufa_repo::{FsStore, PageChange, Repository, View};
 use tufa_testkit::StaticServer;
 
 const PAGE: &str = r#"{"meta":{"api-version":"1.1"},"name":"demo-project","files":[
@@ -25,6 +25,7 @@ fn publish(repository: &mut Repository<FsStore>, page: &str) {
         .publish(
             &[PageChange {
                 project: "demo-project".into(),
+                view: View::Simple,
                 page: Some(page.as_bytes().to_vec()),
             }],
             SystemTime::now(),
@@ -139,7 +140,7 @@ fn tuf_client_init_refresh_download_over_http() {
 
     // A target substituted on the server is refused and not stored.
     let sha = {
-        let info = repository.page("demo-project").unwrap();
+        let info = repository.page(View::Simple, "demo-project").unwrap();
         info.hashes["sha256"].as_str().to_string()
     };
     let served = dir
@@ -241,6 +242,7 @@ fn download_verifies_a_project_whose_name_is_too_long_for_a_file_name() {
         .publish(
             &[PageChange {
                 project: name.clone(),
+                view: View::Simple,
                 page: Some(PAGE.replace("demo-project", &name).into_bytes()),
             }],
             SystemTime::now(),

@@ -16,7 +16,7 @@ use tufa_metadata::{
     DelegatedRoles, Expires, FileSigner, MetaFile, Metadata, Snapshot, TargetFile, Targets,
     Timestamp,
 };
-use tufa_repo::layout;
+use tufa_repo::{View, layout};
 use tufa_testkit::{StaticServer, TufaServer, http, minimal_wheel, sha256_hex};
 
 fn key_id(dir: &Path, name: &str) -> String {
@@ -370,7 +370,7 @@ fn forge_with_stolen_key(
     else {
         panic!("bins delegates no succinct roles");
     };
-    let target = layout::page_target(project);
+    let target = layout::page_target(View::Simple, project);
     let bin_name = succinct.role_for_target(target.as_str());
     let bin_meta = snapshot.signed.role_meta(&bin_name).unwrap();
     let bin: Metadata<Targets> = Metadata::from_bytes(&read(&format!(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 mod common;
 
 use common::{TUFA, installed, ok, output_text as text, pip, token, twine, uv};
-use tufa_repo::PageChange;
+use tufa_repo::{PageChange, View};
 use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer};
 use tufa_testkit::{http, sha256_hex};
 
@@ -523,6 +523,7 @@ fn signed_repository(dir: &Path, pages: Vec<(String, Vec<u8>)>) -> PathBuf {
         .into_iter()
         .map(|(project, page)| PageChange {
             project,
+            view: View::Simple,
             page: Some(page),
         })
         .collect();

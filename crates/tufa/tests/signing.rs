@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tufa_metadata::{MetaFile, Metadata, Snapshot, Targets, Timestamp};
-use tufa_repo::layout;
+use tufa_repo::{View, layout};
 mod common;
 
 use common::{
@@ -210,7 +210,7 @@ fn assert_published_state_is_whole(tuf: &Path, project: &str) -> BTreeSet<String
         "snapshot hash"
     );
     let snapshot: Metadata<Snapshot> = Metadata::from_bytes(&bytes).unwrap();
-    let page_target = layout::page_target(project);
+    let page_target = layout::page_target(View::Simple, project);
     let mut files = BTreeSet::new();
     for (role, meta) in &snapshot.signed.meta {
         let role = role.trim_end_matches(".json");

@@ -3,8 +3,10 @@
 Usage: ngclient_http.py INDEX_URL TRUSTED_ROOT CACHE_DIR PROJECT...
 
 Trusts TRUSTED_ROOT on first use of CACHE_DIR, refreshes, then downloads each project's page
-target `simple/<project>/index.json`. Prints one JSON object: the trusted timestamp version and,
-per project, the verified page (parsed) or null when the repository has no such target.
+target `simple/<project>/index.json` (a PROJECT written `<view>/<project>`, such as
+`cooldown/demo`, names that view's target `<view>/<project>/index.json`). Prints one JSON object:
+the trusted timestamp version and, per PROJECT argument, the verified page (parsed) or null when
+the repository has no such target.
 """
 
 import json
@@ -32,7 +34,8 @@ updater.refresh()
 with open(os.path.join(metadata_dir, "timestamp.json"), "rb") as f:
     result = {"timestamp_version": json.load(f)["signed"]["version"], "pages": {}}
 for project in projects:
-    info = updater.get_targetinfo(f"simple/{project}/index.json")
+    target = project if "/" in project else f"simple/{project}"
+    info = updater.get_targetinfo(f"{target}/index.json")
     if info is None:
         result["pages"][project] = None
         continue
