@@ -6,6 +6,7 @@ mod download;
 mod import;
 mod index_commands;
 mod keys;
+mod mirror_sync;
 mod proxy;
 mod roles;
 mod status;
@@ -57,6 +58,9 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Fetch a project's page from a Tufa index, verify it with TUF, and print its files.
     Download(download::DownloadArgs),
+    /// Work with a mirroring index from outside: `tufa mirror sync` fills it ahead of installs.
+    #[command(subcommand)]
+    Mirror(mirror_sync::MirrorCommand),
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
     Proxy(proxy::ProxyArgs),
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
+        Command::Mirror(command) => mirror_sync::run(command),
         Command::Proxy(args) => proxy::run(args),
         Command::Verify(args) => verify::run(args),
         Command::TufClient(args) => tuf_client::run(args),
