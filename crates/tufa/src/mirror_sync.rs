@@ -215,12 +215,15 @@ fn sync(args: SyncArgs) -> Result<()> {
     bar.finish_and_clear();
 
     let mut bytes = 0u64;
-    let mut downloaded = 0usize;
+    let (mut files, mut metadata) = (0usize, 0usize);
     for (job, result) in pending.iter().zip(results) {
         match result {
             Ok(n) => {
                 bytes += n;
-                downloaded += 1;
+                match job.size {
+                    Some(_) => files += 1,
+                    None => metadata += 1,
+                }
             }
             Err(error) => failures.push(format!(
                 "{}: {}: {}",
@@ -230,14 +233,14 @@ fn sync(args: SyncArgs) -> Result<()> {
             )),
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
     println!(
-        "{} projects: {downloaded} files downloaded and verified, {:.1} MB in {seconds:.1} s \
-         ({:.1} files/s, {:.1} MB/s); {} already synced; {} failed",
+        "{} projects: {files} files (and {metadata} metadata files) downloaded and verified, \
+         {:.1} MB in {seconds:.1} s ({:.1} files/s, {:.1} MB/s); {} already synced; {} failed",
         listed.len(),
         bytes as f64 / 1e6,
-        downloaded as f64 / seconds.max(1e-3),
-        bytes as f64 / 1e6 / seconds.max(1e-3),
+        files as f64 / seconds,
+        bytes as f64 / 1e6 / seconds,
         skipped.len(),
         failures.len()
     );

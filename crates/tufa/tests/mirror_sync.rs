@@ -1,0 +1,124 @@
+//! `tufa mirror sync` against a running `tufa serve`: which files it fetches for names,
+//! `--latest`, requirements pins and lock files, that a re-run resumes instead of starting over,
+//! that TUF verification with `--root` works, and that every failure is named.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::TUFA;
+use tufa_testkit::TufaServer;
+
+fn sync(server: &TufaServer, cache: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(TUFA)
+        .args(["mirror", "sync", "--index", &server.url, "--cache"])
+        .arg(cache)
+        .args(args)
+        .output()
+        .expect("running tufa mirror sync")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn succeeded(output: Output) -> String {
+    let text = text(&output);
+    assert!(output.status.success(), "tufa mirror sync failed:\n{text}");
+    text
+}
+
+#[test]
+fn sync_selects_resumes_verifies_and_names_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(TUFA.as_ref(), &dir.path().join("data"), &[]);
+    let token = server.create_token("alice");
+    for (project, version) in [
+        ("demo", "1.0"),
+        ("demo", "1.1"),
+        ("demo", "2.0rc1"),
+        ("other", "0.1"),
+    ] {
+        let answer = server.upload_wheel(&token, project, version);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    server.wait_until_signed();
+
+    // --latest: the highest final release, not the pre-release.
+    let latest = succeeded(sync(&server, &dir.path().join("c1"), &["--latest", "demo"]));
+    assert!(latest.contains("1 projects: 1 files"), "{latest}");
+
+    // A requirements file pins releases; a lock file pins files by hash.
+    let requirements = dir.path().join("requirements.txt");
+    std::fs::write(
+        &requirements,
+        "# pinned\ndemo==1.0 ; python_version >= '3'  # comment\n",
+    )
+    .unwrap();
+    let pinned = succeeded(sync(
+        &server,
+        &dir.path().join("c2"),
+        &["-r", requirements.to_str().unwrap()],
+    ));
+    assert!(pinned.contains("1 projects: 1 files"), "{pinned}");
+    let other_sha = tufa_testkit::sha256_hex(&tufa_testkit::minimal_wheel("other", "0.1"));
+    let lock = dir.path().join("pylock.toml");
+    std::fs::write(
+        &lock,
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"test\"\n\n[[packages]]\nname = \"other\"\n\
+             version = \"0.1\"\nwheels = [{{ name = \"other-0.1-py3-none-any.whl\", \
+             hashes = {{ sha256 = \"{other_sha}\" }} }}]\n"
+        ),
+    )
+    .unwrap();
+    let locked = succeeded(sync(
+        &server,
+        &dir.path().join("c3"),
+        &["--lock", lock.to_str().unwrap()],
+    ));
+    assert!(locked.contains("1 projects: 1 files"), "{locked}");
+
+    // Everything, then again: the second run downloads nothing.
+    let cache = dir.path().join("c4");
+    let first = succeeded(sync(&server, &cache, &["demo", "other", "--jobs", "2"]));
+    assert!(first.contains("2 projects: 4 files"), "{first}");
+    let again = succeeded(sync(&server, &cache, &["demo", "other"]));
+    assert!(again.contains("2 projects: 0 files"), "{again}");
+    assert!(again.contains("already synced"), "{again}");
+    assert!(!again.contains(" 0 already synced"), "{again}");
+
+    // Through TUF: the pages are checked against the signed targets.
+    let root = server.data_dir.join("trusted-root.json");
+    let verified = succeeded(sync(
+        &server,
+        &dir.path().join("c5"),
+        &["--root", root.to_str().unwrap(), "demo"],
+    ));
+    assert!(verified.contains("1 projects: 3 files"), "{verified}");
+
+    // Failures are all named, and the rest still syncs.
+    std::fs::write(&requirements, "demo==9.9\nother==0.1\n").unwrap();
+    let failed = sync(
+        &server,
+        &dir.path().join("c6"),
+        &["-r", requirements.to_str().unwrap(), "no-such-project"],
+    );
+    let report = text(&failed);
+    assert!(!failed.status.success(), "{report}");
+    assert!(
+        report.contains("demo==9.9 is not on the index's page"),
+        "{report}"
+    );
+    assert!(report.contains("no-such-project: page"), "{report}");
+    assert!(report.contains("404"), "{report}");
+    assert!(
+        report.contains("1 files"),
+        "other==0.1 still synced: {report}"
+    );
+}
