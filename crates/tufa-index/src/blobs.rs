@@ -55,6 +55,11 @@ impl Blobs {
         self.tmp.join(format!("upload-{}", hex::encode(random)))
     }
 
+    /// The directory partial files are written in, on the file system of the store.
+    pub fn staging_dir(&self) -> &Path {
+        &self.tmp
+    }
+
     pub fn path(&self, sha256: &str) -> PathBuf {
         self.files.join(&sha256[..2]).join(sha256)
     }

@@ -12,13 +12,18 @@ use sqlx::{Row, SqlitePool};
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
+mod mirror;
 mod tokens;
 
+pub use mirror::{
+    Adopted, MIRROR_USER, MirrorError, MirrorInfo, MirrorState, PinConflict, REMOVED_UPSTREAM,
+    RecordOutcome, Recorded,
+};
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
 
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
-const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED, TOKEN_LIFETIMES];
+const MIGRATIONS: &[&str] = &[SCHEMA, UNPUBLISHED, TOKEN_LIFETIMES, mirror::MIRROR];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -124,6 +129,8 @@ pub struct Project {
     pub name: ProjectName,
     pub display_name: String,
     pub last_serial: i64,
+    /// `Some` for a project mirrored from upstream.
+    pub mirror: Option<MirrorInfo>,
 }
 
 /// A file as the simple and JSON APIs describe it.
@@ -200,6 +207,14 @@ pub enum AddRefused {
         "The user '{user}' isn't allowed to upload to project '{project}', which another user owns"
     )]
     NotOwner { user: String, project: String },
+    #[error(
+        "The project '{project}' is mirrored from the upstream index ({upstream}), so uploads to \
+         it are refused (a public project of the same name would otherwise mix with yours). \
+         To publish your own project under this name, an administrator runs `tufa mirror adopt \
+         {project} --owner USER` (ends mirroring, keeps the mirrored files); to keep a name \
+         private before anyone asks for it, reserve it with `tufa serve --private PATTERN`"
+    )]
+    Mirrored { project: String, upstream: String },
     #[error("Only one sdist may be uploaded per release: {version} of '{project}' already has one")]
     SecondSdist { project: String, version: String },
     #[error(
@@ -371,12 +386,17 @@ impl Database {
         identity: &Identity,
         project: &ProjectName,
     ) -> Result<Result<(), AddRefused>> {
-        let owner: Option<i64> = sqlx::query_scalar("SELECT owner_id FROM projects WHERE name = ?")
-            .bind(project.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let owner: Option<(i64, Option<String>)> =
+            sqlx::query_as("SELECT owner_id, upstream FROM projects WHERE name = ?")
+                .bind(project.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match owner {
-            Some(owner) if owner != identity.user_id => Err(AddRefused::NotOwner {
+            Some((_, Some(upstream))) => Err(AddRefused::Mirrored {
+                project: project.to_string(),
+                upstream,
+            }),
+            Some((owner, None)) if owner != identity.user_id => Err(AddRefused::NotOwner {
                 user: identity.user.clone(),
                 project: project.to_string(),
             }),
@@ -727,19 +747,25 @@ async fn check_new_file(
     new: &NewFile,
 ) -> Result<Result<Found, AddRefused>> {
     let file = &new.file;
-    let owner: Option<(i64, i64)> =
-        sqlx::query_as("SELECT id, owner_id FROM projects WHERE name = ?")
+    let owner: Option<(i64, i64, Option<String>)> =
+        sqlx::query_as("SELECT id, owner_id, upstream FROM projects WHERE name = ?")
             .bind(new.project.as_str())
             .fetch_optional(&mut **tx)
             .await?;
     let project_id = match owner {
-        Some((_, owner_id)) if owner_id != identity.user_id => {
+        Some((_, _, Some(upstream))) => {
+            return Ok(Err(AddRefused::Mirrored {
+                project: new.project.to_string(),
+                upstream,
+            }));
+        }
+        Some((_, owner_id, None)) if owner_id != identity.user_id => {
             return Ok(Err(AddRefused::NotOwner {
                 user: identity.user.clone(),
                 project: new.project.to_string(),
             }));
         }
-        Some((id, _)) => Some(id),
+        Some((id, _, None)) => Some(id),
         None => None,
     };
     let existing: Option<String> =
@@ -835,17 +861,26 @@ async fn find_project<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
     name: &ProjectName,
 ) -> Result<Option<Project>> {
-    let row =
-        sqlx::query("SELECT id, name, display_name, last_serial FROM projects WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(executor)
-            .await?;
+    let row = sqlx::query(
+        "SELECT projects.id, projects.name, projects.display_name, projects.last_serial,
+             projects.upstream, mirror_state.status, mirror_state.status_reason
+         FROM projects LEFT JOIN mirror_state ON mirror_state.project_id = projects.id
+         WHERE projects.name = ?",
+    )
+    .bind(name.as_str())
+    .fetch_optional(executor)
+    .await?;
     row.map(|row| {
         Ok(Project {
             id: row.get(0),
             name: stored_name(row.get(1))?,
             display_name: row.get(2),
             last_serial: row.get(3),
+            mirror: row.get::<Option<String>, _>(4).map(|tracks| MirrorInfo {
+                tracks,
+                status: row.get(5),
+                status_reason: row.get(6),
+            }),
         })
     })
     .transpose()
@@ -899,6 +934,8 @@ pub struct StoredFile {
     pub size: u64,
     /// sha256 of the PEP 658 metadata file stored beside it, if any.
     pub metadata_sha256: Option<String>,
+    /// Mirrored from upstream: fetched on first download, so not yet stored is no problem.
+    pub mirrored: bool,
 }
 
 /// The database's write lock, held while `tufa verify --repair` removes a file no row
@@ -929,8 +966,8 @@ impl Database {
     /// Up to `limit` distribution files recorded, in row order from after row `after_id`.
     pub async fn stored_files(&self, after_id: i64, limit: i64) -> Result<Vec<StoredFile>> {
         let rows = sqlx::query(
-            "SELECT id, filename, sha256, size, metadata_sha256 FROM files WHERE id > ?
-             ORDER BY id LIMIT ?",
+            "SELECT id, filename, sha256, size, metadata_sha256, upstream_url IS NOT NULL
+             FROM files WHERE id > ? ORDER BY id LIMIT ?",
         )
         .bind(after_id)
         .bind(limit)
@@ -944,6 +981,7 @@ impl Database {
                 sha256: row.get(2),
                 size: u64::try_from(row.get::<i64, _>(3)).unwrap_or(0),
                 metadata_sha256: row.get(4),
+                mirrored: row.get(5),
             })
             .collect())
     }

@@ -403,6 +403,8 @@ pub struct Report {
     pub removed: Vec<PathBuf>,
     pub files_checked: usize,
     pub pages_checked: usize,
+    /// Mirrored files not downloaded yet (fetched from upstream on first download).
+    pub mirrored_not_fetched: usize,
 }
 
 impl fmt::Display for Report {
@@ -415,6 +417,14 @@ impl fmt::Display for Report {
         }
         for problem in &self.problems {
             writeln!(f, "problem: {problem}")?;
+        }
+        if self.mirrored_not_fetched > 0 {
+            writeln!(
+                f,
+                "note: {} mirrored file(s) not downloaded yet: fetched from upstream and verified \
+                 on first download",
+                self.mirrored_not_fetched
+            )?;
         }
         write!(
             f,
@@ -565,6 +575,11 @@ fn check_files(layout: &Layout, files: &[StoredFile], report: &mut Report) {
         let metadata_path = path.with_file_name(format!("{}.metadata", file.sha256));
         match digest_file(&path) {
             Err(source) => report.problems.push(Problem::Unreadable { path, source }),
+            // A mirrored file is fetched from upstream on its first download.
+            Ok(None) if file.mirrored => {
+                report.mirrored_not_fetched += 1;
+                continue;
+            }
             Ok(None) => report.problems.push(Problem::FileMissing {
                 filename: file.filename.clone(),
                 path,
@@ -592,6 +607,7 @@ fn check_files(layout: &Layout, files: &[StoredFile], report: &mut Report) {
                     report.problems.push(Problem::Unreadable { path, source });
                     continue;
                 }
+                Ok(None) if file.mirrored => continue,
                 Ok(None) => "missing".to_string(),
                 Ok(Some((sha256, _))) if &sha256 != expected => {
                     format!("changed (sha256 {sha256}, recorded {expected})")
@@ -1108,6 +1124,7 @@ mod tests {
             name: ProjectName::new("Demo.Project").unwrap(),
             display_name: "Demo.Project".into(),
             last_serial: 42,
+            mirror: None,
         };
         let page = crate::pages::project_json(&project, &[Version::new("1.0").unwrap()], &[]);
         assert_eq!(page_serial(&page), Some(42));

@@ -14,6 +14,7 @@ pub mod dist;
 pub mod encoding;
 mod error;
 pub mod integrity;
+pub mod mirror;
 pub mod name;
 pub mod negotiate;
 mod page_cache;
@@ -21,7 +22,9 @@ pub mod pages;
 mod server;
 pub mod signing;
 mod upload;
+pub mod upstream;
 pub mod usage;
+pub mod verified;
 mod wheel;
 
 use std::path::PathBuf;
@@ -54,6 +57,8 @@ pub struct Config {
     /// Start although the database and the published repository disagree (see
     /// [`integrity::Mismatch`]): the operator's explicit choice, never a default.
     pub accept_data_mismatch: bool,
+    /// Mirror projects with no local uploads from an upstream index; `None`: no upstream.
+    pub mirror: Option<mirror::MirrorConfig>,
 }
 
 /// One index: its database and files.
@@ -64,6 +69,7 @@ pub struct Index {
     pub blobs: Blobs,
     answers: encoding::Cache<page_cache::Resource>,
     pub signing: Option<Signing>,
+    pub mirror: Option<mirror::Mirror>,
     /// Names with signed pages the database does not know, which no upload may take.
     reserved: integrity::Reserved,
     failed_logins: auth::FailedLogins,
@@ -93,12 +99,19 @@ impl Index {
             }
             None => integrity::Reserved::default(),
         };
+        let mirror = config
+            .mirror
+            .clone()
+            .map(mirror::Mirror::new)
+            .transpose()
+            .map_err(Error::Config)?;
         Ok(Index {
             config,
             database,
             blobs,
             answers: encoding::Cache::new(page_cache::CAPACITY_BYTES),
             signing,
+            mirror,
             reserved,
             failed_logins: auth::FailedLogins::default(),
         })

@@ -17,6 +17,28 @@ use crate::db::{FileRecord, Project, Release};
 use crate::name::{ProjectName, Version};
 
 pub const API_VERSION: &str = "1.1";
+/// The version a page with PEP 708's `tracks` declares.
+pub const TRACKS_API_VERSION: &str = "1.2";
+/// The version a page with PEP 792's `project-status` declares.
+pub const STATUS_API_VERSION: &str = "1.4";
+
+/// The API version a project's page declares: the lowest that has every field it carries.
+fn api_version(project: &Project) -> &'static str {
+    match &project.mirror {
+        None => API_VERSION,
+        Some(mirror) if mirror.status.is_some() => STATUS_API_VERSION,
+        Some(_) => TRACKS_API_VERSION,
+    }
+}
+
+/// The files a page lists: none of a project upstream quarantined (PEP 792: an index must not
+/// offer them), all otherwise.
+fn offered<'a>(project: &Project, files: &'a [FileRecord]) -> &'a [FileRecord] {
+    match &project.mirror {
+        Some(mirror) if mirror.status.as_deref() == Some("quarantined") => &[],
+        _ => files,
+    }
+}
 
 /// Escapes text for HTML content and double-quoted attributes. Five replacements do not justify
 /// a dependency.
@@ -82,9 +104,33 @@ pub fn index_json(projects: &[(ProjectName, i64)], serial: i64) -> Vec<u8> {
 
 pub fn project_html(project: &Project, files: &[FileRecord]) -> String {
     let name = project.name.as_str();
+    let mut head = String::new();
+    if let Some(mirror) = &project.mirror {
+        let _ = write!(
+            head,
+            "    <meta name=\"pypi:tracks\" content=\"{}\">\n",
+            escape(&mirror.tracks)
+        );
+        if let Some(status) = &mirror.status {
+            let _ = write!(
+                head,
+                "    <meta name=\"pypi:project-status\" content=\"{}\">\n",
+                escape(status)
+            );
+        }
+        if let Some(reason) = &mirror.status_reason {
+            let _ = write!(
+                head,
+                "    <meta name=\"pypi:project-status-reason\" content=\"{}\">\n",
+                escape(reason)
+            );
+        }
+    }
+    let version = api_version(project);
     let mut out = format!(
-        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{version}\">\n{head}    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
     );
+    let files = offered(project, files);
     for file in files {
         let _ = write!(
             out,
@@ -118,6 +164,10 @@ pub fn project_html(project: &Project, files: &[FileRecord]) -> String {
 struct JsonPage<'a> {
     meta: JsonMeta,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracks: Option<[&'a str; 1]>,
+    #[serde(rename = "project-status", skip_serializing_if = "Option::is_none")]
+    project_status: Option<Value>,
     versions: Vec<&'a str>,
     files: Vec<JsonFile<'a>>,
 }
@@ -158,7 +208,7 @@ fn yanked_value(yanked: &Option<String>) -> Value {
 /// The PEP 691 JSON detail page. It is also the project's TUF target, so its bytes must depend on
 /// nothing but the database: no host names, no request.
 pub fn project_json(project: &Project, versions: &[Version], files: &[FileRecord]) -> Vec<u8> {
-    let files = files
+    let files = offered(project, files)
         .iter()
         .map(|file| {
             let metadata = match &file.metadata_sha256 {
@@ -182,10 +232,18 @@ pub fn project_json(project: &Project, versions: &[Version], files: &[FileRecord
         .collect();
     let page = JsonPage {
         meta: JsonMeta {
-            api_version: API_VERSION,
+            api_version: api_version(project),
             last_serial: project.last_serial,
         },
         name: project.name.as_str(),
+        tracks: project.mirror.as_ref().map(|m| [m.tracks.as_str()]),
+        project_status: project.mirror.as_ref().and_then(|m| {
+            let status = m.status.as_ref()?;
+            Some(match &m.status_reason {
+                Some(reason) => json!({"status": status, "reason": reason}),
+                None => json!({"status": status}),
+            })
+        }),
         versions: versions.iter().map(Version::as_str).collect(),
         files,
     };
@@ -340,6 +398,7 @@ mod tests {
             name: ProjectName::new("Demo").unwrap(),
             display_name: "Demo".into(),
             last_serial: 7,
+            mirror: None,
         }
     }
 
@@ -395,5 +454,44 @@ mod tests {
         assert_eq!(file["upload-time"], "2023-11-14T22:13:20.123456Z");
         assert_eq!(file["core-metadata"]["sha256"], "12".repeat(32));
         assert_eq!(file["requires-python"], ">=3.8,<4");
+        assert!(page.get("tracks").is_none());
+    }
+
+    #[test]
+    fn mirrored_pages_carry_tracks_and_status_at_their_api_version() {
+        let version = Version::new("1.0").unwrap();
+        let mut mirrored = project();
+        mirrored.mirror = Some(crate::db::MirrorInfo {
+            tracks: "https://pypi.org/simple/demo/".into(),
+            status: None,
+            status_reason: None,
+        });
+        let page: Value =
+            serde_json::from_slice(&project_json(&mirrored, &[version.clone()], &[file(None)]))
+                .unwrap();
+        assert_eq!(page["meta"]["api-version"], "1.2");
+        assert_eq!(page["tracks"], json!(["https://pypi.org/simple/demo/"]));
+        assert!(page.get("project-status").is_none());
+        let html = project_html(&mirrored, &[file(None)]);
+        assert!(
+            html.contains("<meta name=\"pypi:tracks\" content=\"https://pypi.org/simple/demo/\">")
+        );
+
+        mirrored.mirror.as_mut().unwrap().status = Some("quarantined".into());
+        mirrored.mirror.as_mut().unwrap().status_reason = Some("malware".into());
+        let page: Value =
+            serde_json::from_slice(&project_json(&mirrored, &[version], &[file(None)])).unwrap();
+        assert_eq!(page["meta"]["api-version"], "1.4");
+        assert_eq!(
+            page["project-status"],
+            json!({"status": "quarantined", "reason": "malware"})
+        );
+        assert_eq!(
+            page["files"],
+            json!([]),
+            "a quarantined project offers no files"
+        );
+        let html = project_html(&mirrored, &[file(None)]);
+        assert!(html.contains("content=\"quarantined\"") && !html.contains(".whl"));
     }
 }

@@ -341,6 +341,7 @@ async fn simple_project(
     };
     let format = choose(&headers, &query)?;
     let json = format == Format::Json;
+    mirror_page(&index, &name).await?;
     let (serial, body) = index
         .page(&name, json)
         .await?
@@ -351,6 +352,74 @@ async fn simple_project(
         serial,
     };
     Ok(page(&index, &key, &body, format, serial, &headers).await)
+}
+
+/// With an upstream: mirrors `name` when it is neither local nor private (waiting, bounded, for
+/// the page to be fetched, recorded and signed), or refreshes its page when stale.
+async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
+    let Some(mirror) = index.mirror.as_ref() else {
+        return Ok(());
+    };
+    match index.database.project(name).await? {
+        Some(project) if project.mirror.is_some() => {
+            crate::mirror::refresh_if_stale(index, name).await?;
+            return Ok(());
+        }
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    if let Some(pattern) = mirror.private_pattern(name) {
+        return Err(ApiError::not_found(format!(
+            "{name:?} is reserved for private uploads (it matches the private pattern \
+             {pattern:?}) and is never looked up upstream"
+        )));
+    }
+    if index.reserved().contains(name) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        crate::mirror::FETCH_WAIT,
+        crate::mirror::refresh(index, name),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            504,
+            format!(
+                "Gateway Timeout: upstream {} did not answer for {name:?} within {} s; the \
+                 fetch goes on, try again shortly",
+                mirror.upstream_root(),
+                crate::mirror::FETCH_WAIT.as_secs()
+            ),
+        )
+    })?;
+    match outcome {
+        crate::mirror::Outcome::Recorded {
+            serial: Some(serial),
+        } => {
+            let bound = (crate::mirror::FETCH_WAIT + crate::mirror::SIGN_WAIT)
+                .saturating_sub(started.elapsed())
+                .min(crate::mirror::SIGN_WAIT);
+            if !crate::mirror::wait_signed(index, serial, bound).await {
+                tracing::warn!(
+                    project = %name,
+                    serial,
+                    "the mirrored page was not signed within {} s: answered unsigned for now",
+                    bound.as_secs()
+                );
+            }
+            Ok(())
+        }
+        crate::mirror::Outcome::Recorded { serial: None } | crate::mirror::Outcome::Local => Ok(()),
+        crate::mirror::Outcome::NotFound => Err(ApiError::not_found(format!(
+            "no project {name:?} on this index or upstream ({})",
+            mirror.upstream_root()
+        ))),
+        crate::mirror::Outcome::Failed(error) => {
+            Err(ApiError::new(502, format!("Bad Gateway: {error}")))
+        }
+    }
 }
 
 async fn file(
@@ -377,11 +446,20 @@ async fn file(
     } else {
         index.blobs.path(&record.sha256)
     };
-    let file = tokio::fs::File::open(&path).await.map_err(|e| Error::Io {
-        action: "opening",
-        path: path.clone(),
-        source: e,
-    })?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.mirror.is_some() => {
+            return mirror_file(&index, &record, metadata, path).await;
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                action: "opening",
+                path: path.clone(),
+                source: e,
+            }
+            .into());
+        }
+    };
     let length = file
         .metadata()
         .await
@@ -409,6 +487,128 @@ async fn file(
         body,
     )
         .into_response())
+}
+
+/// A mirrored file (or its metadata file) not stored yet: fetched from upstream, verified while
+/// it streams, stored once it matched. A mismatch found before anything was sent (a wrong
+/// announced length; any file of one chunk) answers 502 with the reason; one found later ends the
+/// body with an error, so the client never gets a complete wrong file.
+async fn mirror_file(
+    index: &Index,
+    record: &FileRecord,
+    metadata: bool,
+    path: std::path::PathBuf,
+) -> ApiResult {
+    use crate::verified::{Destination, Expected, Failure, StartError};
+    use std::sync::atomic::Ordering;
+    let Some(mirror) = index.mirror.as_ref() else {
+        return Err(ApiError::not_found(format!(
+            "no file {:?}",
+            record.filename
+        )));
+    };
+    let filename = &record.filename;
+    let Some((url, project, status)) = index.database.upstream_url(filename).await? else {
+        return Err(Error::Io {
+            action: "opening",
+            path,
+            source: std::io::ErrorKind::NotFound.into(),
+        }
+        .into());
+    };
+    if status.as_deref() == Some("quarantined") {
+        return Err(ApiError::new(
+            403,
+            format!(
+                "Forbidden: upstream quarantined {project} (PEP 792): its files are not offered"
+            ),
+        ));
+    }
+    let (expected, url) = if metadata {
+        let sha256 = record
+            .metadata_sha256
+            .clone()
+            .ok_or_else(|| ApiError::not_found(format!("{filename:?} has no metadata file")))?;
+        (
+            Expected {
+                what: format!("the metadata of {filename} of {project} from upstream"),
+                sha256,
+                size: None,
+                limit: crate::mirror::METADATA_LIMIT,
+            },
+            format!("{url}.metadata"),
+        )
+    } else {
+        (
+            Expected {
+                what: format!("{filename} of {project} from upstream"),
+                sha256: record.sha256.clone(),
+                size: Some(record.size),
+                limit: record.size,
+            },
+            url,
+        )
+    };
+    mirror.stats.file_fetches.fetch_add(1, Ordering::Relaxed);
+    let destination = Destination {
+        path,
+        staging_dir: index.blobs.staging_dir().to_path_buf(),
+        durable: true,
+    };
+    let mismatch = |reason: String| {
+        mirror.stats.hash_mismatches.fetch_add(1, Ordering::Relaxed);
+        ApiError::new(502, format!("Bad Gateway: {reason}; not stored"))
+    };
+    let mut download = match mirror.downloader.fetch(expected, url, destination).await {
+        Ok(download) => download,
+        Err(StartError::Mismatch(reason)) => return Err(mismatch(reason)),
+        Err(StartError::Unreachable(reason) | StartError::Refused(reason)) => {
+            tracing::warn!("mirrored file not fetched: {reason}");
+            return Err(ApiError::new(502, format!("Bad Gateway: {reason}")));
+        }
+    };
+    let first = download.body.recv().await;
+    if let Some(Err(_)) | None = &first {
+        return Err(match (&mut download.done).await {
+            Ok(Err(Failure::Mismatch(reason))) => mismatch(reason),
+            Ok(Err(Failure::Incomplete(reason))) => {
+                ApiError::new(502, format!("Bad Gateway: {reason}"))
+            }
+            _ => ApiError::new(502, "Bad Gateway: the download from upstream stopped"),
+        });
+    }
+    let counter = Arc::clone(&mirror.stats.hash_mismatches);
+    tokio::spawn(async move {
+        if let Ok(Err(Failure::Mismatch(_))) = download.done.await {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let rest = tokio_stream::wrappers::ReceiverStream::new(download.body);
+    let body = Body::from_stream(tokio_stream::StreamExt::chain(
+        tokio_stream::iter(first),
+        rest,
+    ));
+    let size = download.size;
+    let mut response = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(size) = size {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    Ok(response)
 }
 
 fn base_url(index: &Index, headers: &HeaderMap) -> String {
@@ -672,7 +872,31 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
         }
         None => serde_json::json!({"last_serial": last_serial, "signed_serial": null}),
     };
+    let mut body = body;
+    if let Some(mirror) = &index.mirror {
+        body["mirror"] = mirror_status(&index, mirror).await?;
+    }
     Ok(axum::Json(body).into_response())
+}
+
+/// What `/status` says of the mirror: its settings, how many projects it mirrors, the projects
+/// whose refresh fails, and the hash changes upstream made that were refused.
+async fn mirror_status(
+    index: &Index,
+    mirror: &crate::mirror::Mirror,
+) -> ApiResult<serde_json::Value> {
+    let (failing, errors) = index.database.mirror_errors(20).await?;
+    let (conflicts, files) = index.database.pin_conflicts(20).await?;
+    Ok(serde_json::json!({
+        "upstream": mirror.upstream_root(),
+        "ttl_seconds": mirror.config.ttl.as_secs(),
+        "private": mirror.config.private,
+        "projects": index.database.mirrored_count().await?,
+        "failing": {"count": failing, "projects": errors},
+        "last_error": mirror.last_error(),
+        "pin_conflicts": {"count": conflicts, "files": files},
+        "hash_mismatches": mirror.stats.hash_mismatches.load(std::sync::atomic::Ordering::Relaxed),
+    }))
 }
 
 /// Prometheus metrics: when each role expires, how far signing lags behind changes, and the
@@ -691,6 +915,67 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         index.answers.bytes(),
         index.answers.compressions()
     );
+    if let Some(mirror) = &index.mirror {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &mirror.stats;
+        let (failing, _) = index.database.mirror_errors(0).await?;
+        let (conflicts, _) = index.database.pin_conflicts(0).await?;
+        for (name, kind, help, value) in [
+            (
+                "tufa_mirror_projects",
+                "gauge",
+                "Projects mirrored from upstream.",
+                index.database.mirrored_count().await?.max(0) as u64,
+            ),
+            (
+                "tufa_mirror_failing_projects",
+                "gauge",
+                "Mirrored projects whose last refresh failed (their last page stays served).",
+                failing.max(0) as u64,
+            ),
+            (
+                "tufa_mirror_page_fetches_total",
+                "counter",
+                "Project pages requested from upstream.",
+                stats.page_fetches.load(Relaxed),
+            ),
+            (
+                "tufa_mirror_page_failures_total",
+                "counter",
+                "Upstream page requests that failed or were refused.",
+                stats.page_failures.load(Relaxed),
+            ),
+            (
+                "tufa_mirror_file_fetches_total",
+                "counter",
+                "Files and metadata files fetched from upstream on first download.",
+                stats.file_fetches.load(Relaxed),
+            ),
+            (
+                "tufa_mirror_hash_mismatches_total",
+                "counter",
+                "Files from upstream refused because their size or sha256 differed from the page (never stored).",
+                stats.hash_mismatches.load(Relaxed),
+            ),
+            (
+                "tufa_mirror_pin_conflicts_total",
+                "counter",
+                "Times upstream listed another sha256 for a file name already pinned (refused).",
+                stats.pin_conflicts.load(Relaxed),
+            ),
+            (
+                "tufa_mirror_pinned_conflict_files",
+                "gauge",
+                "File names upstream changed the content of, as recorded.",
+                conflicts.max(0) as u64,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
     if let Some(signing) = &index.signing {
         let signed = index.database.signed_serial().await?;
         let now_micros = crate::db::now_micros();
@@ -807,6 +1092,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
+    tokio::spawn(crate::mirror::sweep(Arc::clone(&index)));
     crate::connections::serve(listener, router(index), limits, shutdown).await
 }
 

@@ -161,7 +161,8 @@ impl UploadError {
             UploadError::Unauthenticated => 401,
             UploadError::BadToken
             | UploadError::TokenScope { .. }
-            | UploadError::Refused(AddRefused::NotOwner { .. }) => 403,
+            | UploadError::Refused(AddRefused::NotOwner { .. })
+            | UploadError::Refused(AddRefused::Mirrored { .. }) => 403,
             UploadError::SignedName(_) => 409,
             UploadError::FieldTooLarge { .. }
             | UploadError::FormTooLarge { .. }

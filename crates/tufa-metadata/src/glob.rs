@@ -92,7 +92,7 @@ fn matches_one(token: &Token, c: char) -> bool {
 }
 
 /// Whether `name` matches the shell-style `pattern`, case-sensitively.
-pub(crate) fn fnmatch(name: &str, pattern: &str) -> bool {
+pub fn fnmatch(name: &str, pattern: &str) -> bool {
     let tokens = compile(pattern);
     let name: Vec<char> = name.chars().collect();
     // Greedy matching with one backtrack point (the latest `*`): linear in practice and never

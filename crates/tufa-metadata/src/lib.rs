@@ -38,6 +38,7 @@ mod types;
 pub use canonical::{check_no_duplicate_keys, to_canonical_bytes, write_canonical};
 pub use delegation::{DelegatedRole, DelegatedRoles, Delegations, PathMatcher, SuccinctRoles};
 pub use error::{Error, Result};
+pub use glob::fnmatch;
 pub use key::{
     KEYTYPE_ECDSA, KEYTYPE_ED25519, KEYTYPE_RSA, Key, KeyAlgorithm, KeyVal, SCHEME_ECDSA_P256,
     SCHEME_ED25519, SCHEME_RSA_PSS_SHA256,

@@ -107,7 +107,7 @@ impl Proxy {
         });
         let files = files::FileStore::new(
             config.cache_dir.join("files"),
-            files::Pace {
+            tufa_index::verified::Pace {
                 stall: config.timeout,
                 deadline: config.download_deadline,
                 min_rate: config.download_min_rate,

@@ -19,9 +19,9 @@ use tufa_index::negotiate::{Format, negotiate};
 use tufa_index::{access_log, add_slash, reason_phrase, redirect, with_query};
 
 use crate::Proxy;
-use crate::files::{Expected, StartError};
 use crate::page::upstream_url;
 use crate::trust::PageError;
+use tufa_index::verified::{Expected, StartError};
 
 /// The answer to what failed verification: 424 Failed Dependency (the page or file depends on
 /// TUF verification, which failed). Not a 5xx: pip and uv retry those, and pip then reports the
@@ -72,7 +72,7 @@ impl From<StartError> for ProxyError {
                 tracing::warn!("index unreachable: {reason}");
                 ProxyError::new(StatusCode::BAD_GATEWAY, reason)
             }
-            StartError::Refused(reason) => {
+            StartError::Refused(reason) | StartError::Mismatch(reason) => {
                 tracing::error!("download refused: {reason}");
                 ProxyError::new(REFUSED, reason)
             }
@@ -219,7 +219,7 @@ async fn file(
         (
             Expected {
                 what: format!("the metadata of {dist} of {name}"),
-                sha256,
+                sha256: sha256.as_str().to_string(),
                 size: None,
                 limit: METADATA_LIMIT,
             },
@@ -229,7 +229,7 @@ async fn file(
         (
             Expected {
                 what: format!("{dist} of {name}"),
-                sha256: listed.sha256.clone(),
+                sha256: listed.sha256.as_str().to_string(),
                 size: Some(listed.size),
                 limit: listed.size,
             },

@@ -69,6 +69,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         public_url: None,
         signing: Some(signing),
         accept_data_mismatch: false,
+        mirror: None,
     };
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?

@@ -41,6 +41,18 @@ pub struct ServeArgs {
     /// into it. Run `tufa verify` first.
     #[arg(long)]
     accept_data_mismatch: bool,
+    /// Mirror every project that has no local uploads from this PEP 691 JSON simple index (for
+    /// example https://pypi.org/simple/), signed like local projects [default: no upstream].
+    #[arg(long, env = "TUFA_UPSTREAM")]
+    upstream: Option<String>,
+    /// How long a mirrored page is served before it is fetched again (30s, 10m, 12h, 7d)
+    /// [default: 10m].
+    #[arg(long, env = "TUFA_UPSTREAM_TTL", value_parser = parse_duration)]
+    upstream_ttl: Option<Duration>,
+    /// Names reserved for private uploads, never looked up upstream (404 until uploaded): a glob
+    /// on the normalized name such as `acme-*`; repeat it, or comma-separate in TUFA_PRIVATE.
+    #[arg(long, env = "TUFA_PRIVATE", value_delimiter = ',')]
+    private: Vec<String>,
     #[command(flatten)]
     connections: ConnectionArgs,
     #[command(flatten)]
@@ -158,6 +170,10 @@ struct ConfigFile {
     bin_expiry: Option<u64>,
     grace: Option<u64>,
     clock_tolerance: Option<u64>,
+    upstream: Option<String>,
+    #[serde(rename = "upstream-ttl", alias = "upstream_ttl")]
+    upstream_ttl: Option<String>,
+    private: Option<Vec<String>>,
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
@@ -171,11 +187,11 @@ fn read_config_file(path: &Path) -> Result<ConfigFile> {
 pub struct DataArg {
     /// The index's data directory (as given to `tufa serve --data`).
     #[arg(long, env = "TUFA_DATA")]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
 }
 
 impl DataArg {
-    async fn database(&self) -> Result<Database> {
+    pub(crate) async fn database(&self) -> Result<Database> {
         if !self.data.join("tufa.db").exists() {
             anyhow::bail!(
                 "{} holds no index (no tufa.db): pass the directory `tufa serve --data` uses",
@@ -259,23 +275,38 @@ fn parse_expiry(text: &str) -> std::result::Result<Expiry, String> {
     if let Ok(date) = time::Date::parse(text, date_format) {
         return Ok(Expiry::At(date.midnight().assume_utc()));
     }
+    match parse_duration_with(text, help) {
+        Ok(duration) => Ok(Expiry::After(duration)),
+        Err(error) if error.contains("would be zero") => {
+            Err(format!("{text:?} would expire at once: {help}"))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// A duration as every option takes one: a number and a unit, `30s`, `10m`, `12h` or `7d`.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_with(text, "use a number and a unit: 30s, 10m, 12h, 7d")
+}
+
+fn parse_duration_with(text: &str, help: &str) -> std::result::Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} has no unit: {help}"))?;
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration or a time: {help}"))?;
+        .map_err(|_| format!("{text:?} is not a duration: {help}"))?;
     let unit_seconds = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("{text:?} is not a duration or a time: {help}")),
+        _ => return Err(format!("{text:?} is not a duration: {help}")),
     };
     match number.checked_mul(unit_seconds) {
-        Some(0) => Err(format!("{text:?} would expire at once: {help}")),
-        Some(seconds) => Ok(Expiry::After(Duration::from_secs(seconds))),
+        Some(0) => Err(format!("{text:?} would be zero: {help}")),
+        Some(seconds) => Ok(Duration::from_secs(seconds)),
         None => Err(format!("{text:?} is too long: {help}")),
     }
 }
@@ -311,7 +342,7 @@ pub fn log_to_stderr() {
         .init();
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("starting the async runtime")
 }
 
@@ -395,7 +426,34 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .listen
         .or(file.listen)
         .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+    let upstream_ttl = match (args.upstream_ttl, &file.upstream_ttl) {
+        (Some(ttl), _) => ttl,
+        (None, Some(text)) => parse_duration(text)
+            .map_err(anyhow::Error::msg)
+            .context("upstream-ttl in the config file")?,
+        (None, None) => tufa_index::mirror::DEFAULT_TTL,
+    };
+    let private = if args.private.is_empty() {
+        file.private.clone().unwrap_or_default()
+    } else {
+        args.private
+    };
+    let private: Vec<String> = private
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    // Without an upstream nothing is looked up, so every name is private already.
+    let mirror =
+        args.upstream
+            .or(file.upstream.clone())
+            .map(|upstream| tufa_index::mirror::MirrorConfig {
+                upstream,
+                ttl: upstream_ttl,
+                private,
+            });
     let config = Config {
+        mirror,
         data_dir,
         max_upload_size: args
             .max_upload_size
@@ -423,6 +481,21 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             "tufa: serving {} at http://{address}/ (pip/uv: --index-url http://{address}/simple/, twine: --repository-url http://{address}/legacy/)",
             config.data_dir.display()
         );
+        if let Some(mirror) = &index.mirror {
+            eprintln!(
+                "tufa: mirroring projects without local uploads from {} (pages refreshed after {} s){}",
+                mirror.upstream_root(),
+                mirror.config.ttl.as_secs(),
+                if mirror.config.private.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; never looked up upstream: {}",
+                        mirror.config.private.join(", ")
+                    )
+                }
+            );
+        }
         tufa_index::serve(Arc::new(index), listener, limits, shutdown_signal())
             .await
             .context("serving HTTP")

@@ -6,6 +6,7 @@ mod download;
 mod import;
 mod index_commands;
 mod keys;
+mod mirror;
 mod mirror_sync;
 mod proxy;
 mod roles;
@@ -58,12 +59,12 @@ enum Command {
     Keys(keys::KeysCommand),
     /// Fetch a project's page from a Tufa index, verify it with TUF, and print its files.
     Download(download::DownloadArgs),
-    /// Work with a mirroring index from outside: `tufa mirror sync` fills it ahead of installs.
-    #[command(subcommand)]
-    Mirror(mirror_sync::MirrorCommand),
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
     Proxy(proxy::ProxyArgs),
+    /// Administer the upstream mirror (`tufa serve --upstream`), and fill it ahead of installs.
+    #[command(subcommand)]
+    Mirror(mirror::MirrorCommand),
     /// Check a data directory: every stored file against the database, the TUF repository
     /// against its signatures and the database, the journal against the signed serial; list
     /// orphans (`--repair` removes them). Safe beside a running server.
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => index_commands::serve(args),
+        Command::Mirror(command) => mirror::run(command),
         Command::Token(command) => index_commands::token(command),
         Command::Import(args) => import::run(args),
         Command::Yank(args) => index_commands::yank(args),
@@ -99,7 +101,6 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
-        Command::Mirror(command) => mirror_sync::run(command),
         Command::Proxy(args) => proxy::run(args),
         Command::Verify(args) => verify::run(args),
         Command::TufClient(args) => tuf_client::run(args),

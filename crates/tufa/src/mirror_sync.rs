@@ -17,19 +17,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use tufa_client::{HttpFetcher, Updater, UpdaterConfig};
 use tufa_index::dist::DistFilename;
 use tufa_index::name::{ProjectName, Version};
-
-#[derive(Subcommand)]
-pub enum MirrorCommand {
-    /// Mirror projects into a running index that has an upstream: each page signed, each file
-    /// fetched, verified and stored by the index. Resumable: a re-run skips finished files.
-    Sync(SyncArgs),
-}
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -115,13 +108,7 @@ impl Job {
     }
 }
 
-pub fn run(command: MirrorCommand) -> Result<()> {
-    match command {
-        MirrorCommand::Sync(args) => sync(args),
-    }
-}
-
-fn sync(args: SyncArgs) -> Result<()> {
+pub fn sync(args: SyncArgs) -> Result<()> {
     let index = args
         .index
         .trim_end_matches('/')

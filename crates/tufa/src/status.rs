@@ -306,7 +306,47 @@ fn publishing(data: &std::path::Path) -> Result<()> {
                 );
             }
         }
+        mirror(&database).await?;
         database.close().await;
         anyhow::Ok(())
     })
+}
+
+/// What the database says of the upstream mirror: projects mirrored, those whose refresh fails
+/// (their last page stays served), and the hash changes upstream made that were refused.
+async fn mirror(database: &tufa_index::Database) -> Result<()> {
+    let mirrored = database.mirrored_count().await?;
+    let (failing, errors) = database.mirror_errors(20).await?;
+    let (conflicts, files) = database.pin_conflicts(20).await?;
+    if mirrored == 0 && conflicts == 0 {
+        return Ok(());
+    }
+    println!("mirror: {mirrored} project(s) mirrored from upstream, {failing} failing to refresh");
+    for error in errors {
+        eprintln!(
+            "  {} failing since {}: {}",
+            error.project,
+            tufa_index::format_micros(error.since),
+            error.error
+        );
+    }
+    if conflicts > 0 {
+        eprintln!(
+            "warning: upstream changed the content of {conflicts} file name(s) already pinned; \
+             the pinned files stay served and the new ones are refused (a compromised upstream \
+             or a substituted file):"
+        );
+        for conflict in files {
+            eprintln!(
+                "  {} of {}: pinned sha256 {}, upstream now lists {} (since {}, last seen {})",
+                conflict.filename,
+                conflict.project,
+                conflict.pinned_sha256,
+                conflict.upstream_sha256,
+                tufa_index::format_micros(conflict.first_seen),
+                tufa_index::format_micros(conflict.last_seen)
+            );
+        }
+    }
+    Ok(())
 }
