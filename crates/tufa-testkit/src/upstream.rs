@@ -614,8 +614,8 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         }
         Answer::File(content) => {
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
                 content.len()
             );
             stream

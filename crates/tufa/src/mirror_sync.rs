@@ -52,10 +52,10 @@ pub struct SyncArgs {
     /// Cache directory for TUF metadata and the sync state [default: the user cache directory].
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Seconds a request may wait for the index to answer, or a download may go without
-    /// receiving a byte (the index itself waits on the upstream).
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
+    /// How long a request may wait for the index to answer, or a download may go without
+    /// receiving a byte (the index itself waits on the upstream): 30s, 2m, ...
+    #[arg(long, default_value = "2m", value_parser = crate::index_commands::parse_duration)]
+    timeout: Duration,
 }
 
 /// The largest page the sync reads (PyPI's largest pages are tens of MB).
@@ -123,7 +123,7 @@ pub fn sync(args: SyncArgs) -> Result<()> {
         None => crate::download::default_cache(&index)?,
     };
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
-    let timeout = Duration::from_secs(args.timeout);
+    let timeout = args.timeout;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
         .timeout_recv_response(Some(timeout))
