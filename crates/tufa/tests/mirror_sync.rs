@@ -122,3 +122,53 @@ fn sync_selects_resumes_verifies_and_names_failures() {
         "other==0.1 still synced: {report}"
     );
 }
+
+#[test]
+fn sync_through_a_mirror_fetches_each_upstream_file_once_and_names_refusals() {
+    use tufa_testkit::upstream::Upstream;
+    let upstream = Upstream::with_real_wheels();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("data"),
+        &["--upstream", &upstream.simple_url()],
+    );
+    let cache = dir.path().join("cache");
+    let root = server.data_dir.join("trusted-root.json");
+    let args = ["--root", root.to_str().unwrap(), "six", "idna", "iniconfig"];
+    let first = succeeded(sync(&server, &cache, &args));
+    assert!(
+        first.contains("3 projects: 5 files (and 5 metadata files)"),
+        "{first}"
+    );
+    let file_requests = || {
+        upstream
+            .requests()
+            .into_iter()
+            .filter(|p| p.starts_with("/packages/"))
+            .count()
+    };
+    assert_eq!(file_requests(), 10, "{:?}", upstream.requests());
+    // Again with a fresh state file: the index serves everything from its store.
+    let again = succeeded(sync(&server, &dir.path().join("other-cache"), &args));
+    assert!(again.contains("3 projects: 5 files"), "{again}");
+    assert_eq!(file_requests(), 10, "nothing fetched upstream twice");
+
+    // A file changed upstream: the sync names it and the index's reason.
+    let wheel = tufa_testkit::minimal_wheel("changed", "1.0");
+    let filename = "changed-1.0-py3-none-any.whl";
+    upstream.add_file("changed", filename, wheel.clone());
+    let mut tampered = wheel;
+    tampered[10] ^= 0xff;
+    upstream.change_content(filename, tampered);
+    let failed = sync(&server, &cache, &["changed", "six"]);
+    let report = text(&failed);
+    assert!(!failed.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("changed: {filename}: GET ")),
+        "{report}"
+    );
+    assert!(report.contains("502 Bad Gateway"), "{report}");
+    assert!(report.contains("tampered or substituted"), "{report}");
+    assert!(report.contains("4 already synced"), "six resumed: {report}");
+}
