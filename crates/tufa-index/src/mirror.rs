@@ -26,7 +26,8 @@ use crate::verified::{Downloader, Pace};
 pub const FETCH_WAIT: Duration = Duration::from_secs(15);
 /// How long a request then waits for the recorded page to be signed.
 pub const SIGN_WAIT: Duration = Duration::from_secs(10);
-/// How long a request for a stale page waits for its refresh before the last page answers.
+/// How long a request for a stale page waits for its refresh, or for a page another request
+/// just mirrored to be signed, before the page as it is answers.
 pub const REFRESH_WAIT: Duration = Duration::from_secs(2);
 /// After a refresh was tried, how long before a request tries again (an upstream that is down
 /// must not make every request wait for it).
@@ -205,10 +206,11 @@ pub async fn refresh(index: &Arc<Index>, name: &ProjectName) -> Outcome {
                 let index = Arc::clone(index);
                 let name = name.clone();
                 tokio::spawn(async move {
+                    let _finished = Finished {
+                        index: Arc::clone(&index),
+                        name: name.clone(),
+                    };
                     let outcome = fetch_and_record(&index, &name).await;
-                    if let Some(mirror) = index.mirror.as_ref() {
-                        lock(&mirror.inflight).remove(&name);
-                    }
                     let _ = done.send(Some(outcome));
                 });
                 pending
@@ -221,6 +223,21 @@ pub async fn refresh(index: &Arc<Index>, name: &ProjectName) -> Outcome {
             url: mirror.upstream.project_url(name),
             reason: "the fetch task stopped".into(),
         }),
+    }
+}
+
+/// Ends a fetch's entry among those in flight however the fetch ends (a panic included), so
+/// that the next request starts a new one instead of waiting on one that is gone.
+struct Finished {
+    index: Arc<Index>,
+    name: ProjectName,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if let Some(mirror) = self.index.mirror.as_ref() {
+            lock(&mirror.inflight).remove(&self.name);
+        }
     }
 }
 
@@ -427,6 +444,55 @@ pub async fn sweep(index: Arc<Index>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::testing::{answer, serve_after};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_first_requests_share_one_upstream_fetch() {
+        let sha = "a".repeat(64);
+        let page = format!(
+            r#"{{"meta": {{"api-version": "1.1"}}, "name": "demo", "files": [
+                {{"filename": "demo-1.0-py3-none-any.whl", "url": "/f/demo-1.0-py3-none-any.whl",
+                  "hashes": {{"sha256": "{sha}"}}, "size": 3}}]}}"#
+        );
+        let (root, requests) = serve_after(
+            vec![answer("200 OK", &[], &page), answer("200 OK", &[], &page)],
+            Duration::from_millis(300),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(
+            Index::open(crate::Config {
+                data_dir: dir.path().to_path_buf(),
+                max_upload_size: crate::DEFAULT_MAX_UPLOAD_SIZE,
+                public_url: None,
+                signing: None,
+                accept_data_mismatch: false,
+                mirror: Some(MirrorConfig {
+                    upstream: root.clone(),
+                    ttl: DEFAULT_TTL,
+                    private: Vec::new(),
+                }),
+            })
+            .await
+            .unwrap(),
+        );
+        let name = ProjectName::new("demo").unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let (index, name) = (Arc::clone(&index), name.clone());
+            tasks.spawn(async move { refresh(&index, &name).await });
+        }
+        while let Some(outcome) = tasks.join_next().await {
+            assert!(
+                matches!(outcome.unwrap(), Outcome::Recorded { serial: Some(1) }),
+                "every caller sees the one recording"
+            );
+        }
+        assert!(requests.recv().unwrap().starts_with("GET /simple/demo/ "));
+        assert!(requests.try_recv().is_err(), "one upstream request");
+        let project = index.database.project(&name).await.unwrap().unwrap();
+        assert_eq!(project.mirror.unwrap().tracks, format!("{root}demo/"));
+        assert_eq!(index.database.last_serial().await.unwrap(), 1);
+    }
 
     #[test]
     fn private_patterns_match_normalized_names() {

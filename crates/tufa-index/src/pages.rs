@@ -106,22 +106,22 @@ pub fn project_html(project: &Project, files: &[FileRecord]) -> String {
     let name = project.name.as_str();
     let mut head = String::new();
     if let Some(mirror) = &project.mirror {
-        let _ = write!(
+        let _ = writeln!(
             head,
-            "    <meta name=\"pypi:tracks\" content=\"{}\">\n",
+            "    <meta name=\"pypi:tracks\" content=\"{}\">",
             escape(&mirror.tracks)
         );
         if let Some(status) = &mirror.status {
-            let _ = write!(
+            let _ = writeln!(
                 head,
-                "    <meta name=\"pypi:project-status\" content=\"{}\">\n",
+                "    <meta name=\"pypi:project-status\" content=\"{}\">",
                 escape(status)
             );
         }
         if let Some(reason) = &mirror.status_reason {
-            let _ = write!(
+            let _ = writeln!(
                 head,
-                "    <meta name=\"pypi:project-status-reason\" content=\"{}\">\n",
+                "    <meta name=\"pypi:project-status-reason\" content=\"{}\">",
                 escape(reason)
             );
         }
@@ -466,9 +466,12 @@ mod tests {
             status: None,
             status_reason: None,
         });
-        let page: Value =
-            serde_json::from_slice(&project_json(&mirrored, &[version.clone()], &[file(None)]))
-                .unwrap();
+        let page: Value = serde_json::from_slice(&project_json(
+            &mirrored,
+            std::slice::from_ref(&version),
+            &[file(None)],
+        ))
+        .unwrap();
         assert_eq!(page["meta"]["api-version"], "1.2");
         assert_eq!(page["tracks"], json!(["https://pypi.org/simple/demo/"]));
         assert!(page.get("project-status").is_none());

@@ -363,6 +363,10 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
     match index.database.project(name).await? {
         Some(project) if project.mirror.is_some() => {
             crate::mirror::refresh_if_stale(index, name).await?;
+            // Mirrored a moment ago by another request: answer once it is signed, as the first
+            // request does, so that `tufa proxy` asking now finds the signed target.
+            crate::mirror::wait_signed(index, project.last_serial, crate::mirror::REFRESH_WAIT)
+                .await;
             return Ok(());
         }
         Some(_) => return Ok(()),
@@ -370,8 +374,8 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
     }
     if let Some(pattern) = mirror.private_pattern(name) {
         return Err(ApiError::not_found(format!(
-            "{name:?} is reserved for private uploads (it matches the private pattern \
-             {pattern:?}) and is never looked up upstream"
+            "'{name}' is reserved for private uploads (it matches the private pattern \
+             '{pattern}') and is never looked up upstream"
         )));
     }
     if index.reserved().contains(name) {
@@ -387,7 +391,7 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
         ApiError::new(
             504,
             format!(
-                "Gateway Timeout: upstream {} did not answer for {name:?} within {} s; the \
+                "Gateway Timeout: upstream {} did not answer for '{name}' within {} s; the \
                  fetch goes on, try again shortly",
                 mirror.upstream_root(),
                 crate::mirror::FETCH_WAIT.as_secs()
@@ -413,7 +417,7 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
         }
         crate::mirror::Outcome::Recorded { serial: None } | crate::mirror::Outcome::Local => Ok(()),
         crate::mirror::Outcome::NotFound => Err(ApiError::not_found(format!(
-            "no project {name:?} on this index or upstream ({})",
+            "no project '{name}' on this index or upstream ({})",
             mirror.upstream_root()
         ))),
         crate::mirror::Outcome::Failed(error) => {
@@ -533,6 +537,7 @@ async fn mirror_file(
             Expected {
                 what: format!("the metadata of {filename} of {project} from upstream"),
                 sha256,
+                page: "pinned page",
                 size: None,
                 limit: crate::mirror::METADATA_LIMIT,
             },
@@ -543,6 +548,7 @@ async fn mirror_file(
             Expected {
                 what: format!("{filename} of {project} from upstream"),
                 sha256: record.sha256.clone(),
+                page: "pinned page",
                 size: Some(record.size),
                 limit: record.size,
             },

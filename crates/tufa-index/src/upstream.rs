@@ -138,8 +138,25 @@ struct RawPage {
 struct RawMeta {
     #[serde(rename = "api-version")]
     api_version: String,
+    /// PyPI sends it as a string, Tufa as a number.
     #[serde(rename = "_last-serial")]
-    last_serial: Option<i64>,
+    last_serial: Option<RawSerial>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSerial {
+    Number(i64),
+    Text(String),
+}
+
+impl RawSerial {
+    fn value(self) -> Option<i64> {
+        match self {
+            RawSerial::Number(serial) => Some(serial),
+            RawSerial::Text(text) => text.parse().ok(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -351,7 +368,7 @@ pub fn parse_page(
         skipped,
         status,
         validators,
-        serial: header_serial.or(raw.meta.last_serial),
+        serial: header_serial.or(raw.meta.last_serial.and_then(RawSerial::value)),
     })
 }
 
@@ -396,11 +413,46 @@ fn check_file(page: &Url, project: &ProjectName, raw: RawFile) -> Result<Upstrea
     })
 }
 
+/// TLS roots from the system's trust store (`SSL_CERT_FILE`, else the Debian/Ubuntu/Fedora
+/// bundle), as pip, curl and git use them: an organization whose traffic goes through its own TLS
+/// proxy trusts that proxy's CA there. Without a readable bundle, the Mozilla roots built in.
+pub fn tls_config() -> ureq::tls::TlsConfig {
+    let candidates = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(std::path::PathBuf::from),
+        );
+    for path in candidates {
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect();
+        if !certs.is_empty() {
+            return ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build();
+        }
+    }
+    ureq::tls::TlsConfig::default()
+}
+
 /// One upstream index.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     root: Url,
     agent: ureq::Agent,
+    page_limit: u64,
 }
 
 impl Upstream {
@@ -419,11 +471,16 @@ impl Upstream {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(PAGE_DEADLINE))
             .max_redirects(0)
+            .tls_config(tls_config())
             .http_status_as_error(false)
             .user_agent(concat!("tufa-mirror/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(Upstream { root, agent })
+        Ok(Upstream {
+            root,
+            agent,
+            page_limit: PAGE_LIMIT,
+        })
     }
 
     pub fn root(&self) -> &str {
@@ -477,12 +534,12 @@ impl Upstream {
                     let body = response
                         .into_body()
                         .with_config()
-                        .limit(PAGE_LIMIT)
+                        .limit(self.page_limit)
                         .read_to_vec()
                         .map_err(|e| match e {
                             ureq::Error::BodyExceedsLimit(_) => UpstreamError::TooLarge {
                                 url: url.to_string(),
-                                limit: PAGE_LIMIT,
+                                limit: self.page_limit,
                             },
                             e => UpstreamError::Unreachable {
                                 url: url.to_string(),
@@ -525,8 +582,61 @@ impl Upstream {
     }
 }
 
+/// A loopback upstream for the tests of this crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A loopback server answering each connection with the next of `answers` (`{port}` in
+    /// them becomes its port); the requests it got.
+    pub(crate) fn serve(answers: Vec<String>) -> (String, std::sync::mpsc::Receiver<String>) {
+        serve_after(answers, std::time::Duration::ZERO)
+    }
+
+    /// Like [`serve`], answering each request `delay` after it came.
+    pub(crate) fn serve_after(
+        answers: Vec<String>,
+        delay: std::time::Duration,
+    ) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (sender, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    request.push_str(&line);
+                }
+                let _ = sender.send(request);
+                std::thread::sleep(delay);
+                let mut stream = stream;
+                let _ = stream.write_all(answer.replace("{port}", &port.to_string()).as_bytes());
+            }
+        });
+        (format!("http://127.0.0.1:{port}/simple/"), requests)
+    }
+
+    pub(crate) fn answer(status: &str, headers: &[&str], body: &str) -> String {
+        let mut head = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for header in headers {
+            head.push_str(header);
+            head.push_str("\r\n");
+        }
+        format!("{head}\r\n{body}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{answer, serve};
     use super::*;
 
     fn name(text: &str) -> ProjectName {
@@ -563,7 +673,7 @@ mod tests {
     #[test]
     fn a_page_parses_into_checked_files_with_every_field() {
         let page = parse(serde_json::json!({
-            "meta": {"api-version": "1.4", "_last-serial": 42},
+            "meta": {"api-version": "1.4", "_last-serial": "42"},
             "name": "Flask",
             "files": [
                 file("flask-3.0.0-py3-none-any.whl"),
@@ -672,6 +782,103 @@ mod tests {
         assert_eq!((version.as_str(), kind), ("3.5.0", "sdist"));
         assert!(classify("zope.interface-3.5.0.pdf", &project).is_err());
         assert!(classify("zope-3.5.0.zip", &project).is_err());
+    }
+
+    fn empty_page(name: &str) -> String {
+        format!(r#"{{"meta": {{"api-version": "1.1"}}, "name": "{name}", "files": []}}"#)
+    }
+
+    #[test]
+    fn conditional_requests_redirects_and_limits() {
+        // Validators go out; 304 is "not modified"; the new validators come back.
+        let (root, requests) = serve(vec![
+            answer("304 Not Modified", &[], ""),
+            answer(
+                "200 OK",
+                &["ETag: \"v2\"", "X-PyPI-Last-Serial: 77"],
+                &empty_page("flask"),
+            ),
+        ]);
+        let upstream = Upstream::new(&root).unwrap();
+        let validators = Validators {
+            etag: Some("\"v1\"".into()),
+            last_modified: Some("Tue, 01 Jan 2030 00:00:00 GMT".into()),
+        };
+        let fetched = upstream.fetch(&name("flask"), &validators).unwrap();
+        assert!(matches!(fetched, Fetched::NotModified));
+        let request = requests.recv().unwrap().to_lowercase();
+        assert!(request.starts_with("get /simple/flask/ "), "{request}");
+        assert!(request.contains("if-none-match: \"v1\""), "{request}");
+        assert!(
+            request.contains("if-modified-since: tue, 01 jan 2030"),
+            "{request}"
+        );
+        assert!(request.contains("accept: application/vnd.pypi.simple.v1+json"));
+        let Fetched::Page(page) = upstream
+            .fetch(&name("flask"), &Validators::default())
+            .unwrap()
+        else {
+            panic!("a page")
+        };
+        assert_eq!(page.validators.etag.as_deref(), Some("\"v2\""));
+        assert_eq!(page.serial, Some(77));
+
+        // A redirect on the same host is followed; one to another host is refused.
+        let (root, _) = serve(vec![
+            answer("301 Moved", &["Location: /simple/Flask/"], ""),
+            answer("200 OK", &[], &empty_page("Flask")),
+            answer(
+                "302 Found",
+                &["Location: http://localhost:{port}/simple/flask/"],
+                "",
+            ),
+        ]);
+        let upstream = Upstream::new(&root).unwrap();
+        let Fetched::Page(page) = upstream
+            .fetch(&name("flask"), &Validators::default())
+            .unwrap()
+        else {
+            panic!("a page")
+        };
+        assert!(page.url.ends_with("/simple/Flask/"), "{}", page.url);
+        let error = upstream
+            .fetch(&name("flask"), &Validators::default())
+            .unwrap_err();
+        assert!(
+            matches!(error, UpstreamError::ForeignRedirect { .. }),
+            "{error}"
+        );
+
+        // A page over the limit is refused; 404 is "no such project"; 500 is an error.
+        let big = format!(
+            r#"{{"meta": {{"api-version": "1.1"}}, "name": "flask", "files": [], "pad": "{}"}}"#,
+            "x".repeat(4096)
+        );
+        let (root, _) = serve(vec![
+            answer("200 OK", &[], &big),
+            answer("404 Not Found", &[], ""),
+            answer("500 Internal Server Error", &[], ""),
+        ]);
+        let mut upstream = Upstream::new(&root).unwrap();
+        upstream.page_limit = 1024;
+        let error = upstream
+            .fetch(&name("flask"), &Validators::default())
+            .unwrap_err();
+        assert!(
+            matches!(error, UpstreamError::TooLarge { limit: 1024, .. }),
+            "{error}"
+        );
+        assert!(matches!(
+            upstream.fetch(&name("flask"), &Validators::default()),
+            Ok(Fetched::NotFound)
+        ));
+        let error = upstream
+            .fetch(&name("flask"), &Validators::default())
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("upstream {root}flask/ answered HTTP 500")
+        );
     }
 
     #[test]

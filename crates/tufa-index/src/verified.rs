@@ -31,6 +31,9 @@ pub struct Expected {
     pub what: String,
     /// Lowercase hex, as the page lists it.
     pub sha256: String,
+    /// The page that lists it, for messages: "verified page" (signed, checked by TUF) or
+    /// "pinned page" (the mirror's record of upstream).
+    pub page: &'static str,
     /// Exact size when the page gives one (files); PEP 658 metadata files have only a hash.
     pub size: Option<u64>,
     /// Bytes read at most (endless data).
@@ -188,6 +191,7 @@ impl Downloader {
             .timeout_connect(Some(pace.stall))
             .timeout_recv_response(Some(pace.stall))
             .timeout_per_read(Some(pace.stall))
+            .tls_config(crate::upstream::tls_config())
             .http_status_as_error(false)
             .user_agent(user_agent)
             .build()
@@ -273,9 +277,9 @@ impl Downloader {
             && announced != size
         {
             let reason = format!(
-                "{} is {announced} bytes at {url}, but its page lists {size}: tampered or \
+                "{} is {announced} bytes at {url}, but its {} lists {size}: tampered or \
                  substituted",
-                expected.what
+                expected.what, expected.page
             );
             tracing::error!("refused: {reason}");
             let _ = started.send(Err(StartError::Mismatch(reason.clone())));
@@ -369,7 +373,8 @@ fn pump(
         if total > expected.limit {
             return Err(match expected.size {
                 Some(size) => Failure::Mismatch(format!(
-                    "{what} is more than the {size} bytes its page lists: tampered or substituted"
+                    "{what} is more than the {size} bytes its {} lists: tampered or substituted",
+                    expected.page
                 )),
                 None => Failure::Incomplete(format!(
                     "endless data attack: {what} sent more than {} bytes",
@@ -394,14 +399,16 @@ fn pump(
         && size != total
     {
         return Err(Failure::Mismatch(format!(
-            "{what} is {total} bytes, but its page lists {size}: tampered or substituted"
+            "{what} is {total} bytes, but its {} lists {size}: tampered or substituted",
+            expected.page
         )));
     }
     let actual = hex::encode(context.finish());
     if actual != expected.sha256 {
         return Err(Failure::Mismatch(format!(
-            "{what} has sha256 {actual}, but its page lists {}: tampered or substituted",
-            expected.sha256
+            "{what} does not match its sha256 in the {}: tampered or substituted (it has \
+             sha256 {actual}, the page lists {})",
+            expected.page, expected.sha256
         )));
     }
     if let Some(store) = store
@@ -423,6 +430,7 @@ mod tests {
         Expected {
             what: "demo.whl of demo".into(),
             sha256: hex::encode(digest::digest(&digest::SHA256, content)),
+            page: "verified page",
             size,
             limit: size.unwrap_or(1 << 20),
         }

@@ -14,11 +14,15 @@
 //!   fails ends in a broken response, never a complete wrong file. Verified files are cached by
 //!   content, so later installs need no download.
 //!
+//! - `ask`: a project the signed metadata does not list is requested from the index once (an
+//!   index with an upstream mirrors it and signs its page), then looked up again.
+//!
 //! With the index unreachable, or not answering a refresh within the refresh deadline (and only
 //! then), pages come from the cached metadata for as long as it is unexpired; any verification
 //! failure is an error, never a fallback. File downloads have an overall deadline and a minimum
 //! rate (slow retrieval), and only complete, verified files are cached.
 
+mod ask;
 mod files;
 mod page;
 mod server;
@@ -74,6 +78,7 @@ pub enum Error {
 pub struct Proxy {
     index_url: String,
     trust: trust::Trust,
+    asker: ask::Asker,
     files: files::FileStore,
     /// The pages served, by project, version of the signed page, and format (JSON or not).
     pages: tufa_index::encoding::Cache<(tufa_index::name::ProjectName, String, bool)>,
@@ -114,10 +119,28 @@ impl Proxy {
             },
         );
         Ok(Arc::new(Proxy {
+            asker: ask::Asker::new(&index_url),
             index_url,
             trust,
             files,
             pages: tufa_index::encoding::Cache::new(PAGE_CACHE_BYTES),
         }))
+    }
+}
+
+impl Proxy {
+    /// The verified page of `name`. A project the signed metadata does not list is asked of the
+    /// index (which mirrors it, with an upstream), then looked up in metadata refreshed since.
+    pub(crate) async fn page(
+        &self,
+        name: &tufa_index::name::ProjectName,
+    ) -> Result<Arc<page::VerifiedPage>, trust::PageError> {
+        match self.trust.page(name).await {
+            Err(trust::PageError::NotFound(missing)) => match self.asker.ask(name).await {
+                Some(answered) => self.trust.page_after(name, answered).await,
+                None => Err(trust::PageError::NotFound(missing)),
+            },
+            other => other,
+        }
     }
 }

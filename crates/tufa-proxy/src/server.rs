@@ -157,7 +157,7 @@ async fn simple_project(
              application/vnd.pypi.simple.v1+html and text/html",
         )
     })?;
-    let page = proxy.trust.page(&name).await?;
+    let page = proxy.page(&name).await?;
     let json = format == Format::Json;
     let key = (name, page.signed_sha256.clone(), json);
     let body = match proxy.pages.identity(&key) {
@@ -192,7 +192,7 @@ async fn file(
     let not_found =
         |what: String| ProxyError::new(StatusCode::NOT_FOUND, format!("Not Found: {what}"));
     let name = ProjectName::new(&raw).map_err(|_| not_found(format!("no project {raw:?}")))?;
-    let page = proxy.trust.page(&name).await?;
+    let page = proxy.page(&name).await?;
     let (dist, metadata) = match filename.strip_suffix(".metadata") {
         Some(dist) if page.file(&sha256, dist).is_some() => (dist, true),
         _ => (filename.as_str(), false),
@@ -220,6 +220,7 @@ async fn file(
             Expected {
                 what: format!("the metadata of {dist} of {name}"),
                 sha256: sha256.as_str().to_string(),
+                page: "verified page",
                 size: None,
                 limit: METADATA_LIMIT,
             },
@@ -230,6 +231,7 @@ async fn file(
             Expected {
                 what: format!("{dist} of {name}"),
                 sha256: listed.sha256.as_str().to_string(),
+                page: "verified page",
                 size: Some(listed.size),
                 limit: listed.size,
             },

@@ -91,6 +91,8 @@ struct Shared {
 struct Generation {
     refreshed: Refreshed<HttpFetcher>,
     made: Instant,
+    /// When the refresh that made it began: it has nothing signed later than this.
+    began: Instant,
 }
 
 type Outcome = Option<Result<Arc<Generation>, PageError>>;
@@ -131,6 +133,39 @@ impl Trust {
     /// cache).
     pub async fn page(&self, project: &ProjectName) -> Result<Arc<VerifiedPage>, PageError> {
         let generation = self.generation().await?;
+        let shared = Arc::clone(&self.shared);
+        let project = project.clone();
+        tokio::task::spawn_blocking(move || shared.page(&generation, &project))
+            .await
+            .map_err(|_| stopped())?
+    }
+
+    /// The verified page of `project` from a refresh that began after `after`: what the index
+    /// signed after it was asked to mirror the project. Waits for a refresh under way that began
+    /// earlier, then starts another; the fetch timeout bounds each.
+    pub async fn page_after(
+        &self,
+        project: &ProjectName,
+        after: Instant,
+    ) -> Result<Arc<VerifiedPage>, PageError> {
+        let generation = loop {
+            let (mut done, fresh) = {
+                let mut state = self.shared.lock();
+                if let Some(current) = &state.current
+                    && current.began > after
+                {
+                    break Arc::clone(current);
+                }
+                match &state.refreshing {
+                    Some(refreshing) => (refreshing.done.clone(), refreshing.started > after),
+                    None => (self.start_refresh(&mut state).done.clone(), true),
+                }
+            };
+            let outcome = outcome(&mut done).await;
+            if fresh {
+                break outcome?;
+            }
+        };
         let shared = Arc::clone(&self.shared);
         let project = project.clone();
         tokio::task::spawn_blocking(move || shared.page(&generation, &project))
@@ -209,6 +244,7 @@ impl Shared {
 
     /// Refreshes from the index; with the index unreachable, loads the cached metadata instead.
     fn refresh(&self) -> Result<Arc<Generation>, PageError> {
+        let began = Instant::now();
         let now = SystemTime::now();
         let refreshed = match self.settings.updater.refresh(now) {
             Ok(refreshed) => refreshed,
@@ -218,6 +254,7 @@ impl Shared {
         Ok(Arc::new(Generation {
             refreshed,
             made: Instant::now(),
+            began,
         }))
     }
 
@@ -252,9 +289,11 @@ impl Shared {
                 return None;
             }
         };
+        let now = Instant::now();
         let generation = Arc::new(Generation {
             refreshed,
-            made: Instant::now(),
+            made: now,
+            began: now,
         });
         let mut state = self.lock();
         if state.completed != completed {
