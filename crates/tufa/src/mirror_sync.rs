@@ -130,6 +130,8 @@ pub fn sync(args: SyncArgs) -> Result<()> {
         .timeout_per_read(Some(timeout))
         .http_status_as_error(false)
         .user_agent(concat!("tufa-mirror-sync/", env!("CARGO_PKG_VERSION")))
+        // An index behind TLS may carry the organization's own CA, as its upstream may.
+        .tls_config(tufa_index::upstream::tls_config())
         .build()
         .into();
     let jobs = usize::from(args.jobs);
