@@ -22,10 +22,12 @@ use crate::name::ProjectName;
 use crate::upstream::{Fetched, Upstream, UpstreamError, Validators};
 use crate::verified::{Downloader, Pace};
 
-/// How long a first request waits for the upstream page to be fetched and recorded.
-pub const FETCH_WAIT: Duration = Duration::from_secs(15);
-/// How long a request then waits for the recorded page to be signed.
-pub const SIGN_WAIT: Duration = Duration::from_secs(10);
+/// How long a first request waits for the upstream page to be fetched and recorded (the fetch
+/// goes on after; the request is answered 504 and a retry finds the page).
+pub const FETCH_WAIT: Duration = Duration::from_secs(10);
+/// How long a first request waits in all, fetch and signing: under pip's default read timeout
+/// of 15 s, so that pip sees the answer rather than its own timeout.
+pub const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(12);
 /// How long a request for a stale page waits for its refresh, or for a page another request
 /// just mirrored to be signed, before the page as it is answers.
 pub const REFRESH_WAIT: Duration = Duration::from_secs(2);

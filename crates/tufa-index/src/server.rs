@@ -402,15 +402,13 @@ async fn mirror_page(index: &Arc<Index>, name: &ProjectName) -> ApiResult<()> {
         crate::mirror::Outcome::Recorded {
             serial: Some(serial),
         } => {
-            let bound = (crate::mirror::FETCH_WAIT + crate::mirror::SIGN_WAIT)
-                .saturating_sub(started.elapsed())
-                .min(crate::mirror::SIGN_WAIT);
+            let bound = crate::mirror::FIRST_REQUEST_WAIT.saturating_sub(started.elapsed());
             if !crate::mirror::wait_signed(index, serial, bound).await {
                 tracing::warn!(
                     project = %name,
                     serial,
-                    "the mirrored page was not signed within {} s: answered unsigned for now",
-                    bound.as_secs()
+                    "the mirrored page was not signed within {} ms: answered unsigned for now",
+                    bound.as_millis()
                 );
             }
             Ok(())

@@ -115,6 +115,8 @@ pub struct UpstreamPage {
     /// The page's URL after redirects: what `tracks` names.
     pub url: String,
     pub name: ProjectName,
+    /// The name as upstream spells it.
+    pub display_name: String,
     pub files: Vec<UpstreamFile>,
     /// Files left out, each with the reason.
     pub skipped: Vec<String>,
@@ -364,6 +366,7 @@ pub fn parse_page(
     Ok(UpstreamPage {
         url: url.to_string(),
         name,
+        display_name: raw.name,
         files,
         skipped,
         status,

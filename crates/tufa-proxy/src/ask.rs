@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tufa_index::name::ProjectName;
 
-/// How long one request to the index may take: the index waits up to 25 s for upstream and the
-/// publisher.
+/// How long one request to the index may take: the index waits up to 12 s for upstream and the
+/// publisher (`tufa_index::mirror::FIRST_REQUEST_WAIT`).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(30);
 /// A name is asked about at most once per this interval.
 pub const ASK_INTERVAL: Duration = Duration::from_secs(60);
@@ -116,5 +116,69 @@ fn request(agent: &ureq::Agent, url: &str) -> Answer {
             tracing::warn!("asking the index for {url} failed: {error}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A loopback index answering every request with `status` after `delay`; the paths asked.
+    fn index(status: &'static str, delay: Duration) -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (sender, paths) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let _ = sender.send(line.split(' ').nth(1).unwrap_or_default().to_string());
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+                        break;
+                    }
+                }
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        (url, paths)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_name_is_asked_once_however_often_and_concurrently_it_is_looked_up() {
+        let (url, paths) = index("200 OK", Duration::from_millis(200));
+        let asker = std::sync::Arc::new(Asker::new(&url));
+        let name = ProjectName::new("Flask").unwrap();
+        let mut lookups = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (asker, name) = (std::sync::Arc::clone(&asker), name.clone());
+            lookups.spawn(async move { asker.ask(&name).await });
+        }
+        while let Some(answer) = lookups.join_next().await {
+            assert!(answer.unwrap().is_some(), "the index has the page");
+        }
+        // Asked again within the interval: the earlier answer stands, the index is not asked.
+        assert!(asker.ask(&name).await.is_some());
+        assert_eq!(paths.recv().unwrap(), "/simple/flask/");
+        assert!(paths.try_recv().is_err(), "one request for one name");
+
+        let (url, paths) = index("404 Not Found", Duration::ZERO);
+        let asker = Asker::new(&url);
+        for _ in 0..5 {
+            assert_eq!(asker.ask(&name).await, None, "no such project anywhere");
+        }
+        assert_eq!(paths.recv().unwrap(), "/simple/flask/");
+        assert!(
+            paths.try_recv().is_err(),
+            "a missing name is not asked again at once"
+        );
     }
 }

@@ -189,7 +189,7 @@ impl Database {
                      VALUES (?, ?, (SELECT id FROM users WHERE name = ?), 0, ?) RETURNING id",
                 )
                 .bind(name)
-                .bind(name)
+                .bind(&page.display_name)
                 .bind(MIRROR_USER)
                 .bind(&page.url)
                 .fetch_one(&mut *tx)
@@ -608,6 +608,7 @@ mod tests {
         UpstreamPage {
             url: "https://pypi.example/simple/demo/".into(),
             name: ProjectName::new("demo").unwrap(),
+            display_name: "Demo".into(),
             files,
             skipped: Vec::new(),
             status: None,
