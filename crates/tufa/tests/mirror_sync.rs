@@ -77,6 +77,25 @@ fn sync_selects_resumes_verifies_and_names_failures() {
         ),
     )
     .unwrap();
+    // uv.lock: the project itself (virtual, no files) is skipped.
+    let uv_lock = dir.path().join("uv.lock");
+    std::fs::write(
+        &uv_lock,
+        format!(
+            "version = 1\nrequires-python = \">=3.8\"\n\n[[package]]\nname = \"app\"\n\
+             version = \"0.1.0\"\nsource = {{ virtual = \".\" }}\n\n[[package]]\n\
+             name = \"other\"\nversion = \"0.1\"\nsource = {{ registry = \"{}\" }}\n\
+             wheels = [{{ url = \"x\", hash = \"sha256:{other_sha}\", size = 1 }}]\n",
+            server.simple_url()
+        ),
+    )
+    .unwrap();
+    let uv_locked = succeeded(sync(
+        &server,
+        &dir.path().join("c3uv"),
+        &["--lock", uv_lock.to_str().unwrap()],
+    ));
+    assert!(uv_locked.contains("1 projects: 1 files"), "{uv_locked}");
     let locked = succeeded(sync(
         &server,
         &dir.path().join("c3"),
