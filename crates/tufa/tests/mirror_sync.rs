@@ -191,3 +191,80 @@ fn sync_through_a_mirror_fetches_each_upstream_file_once_and_names_refusals() {
     assert!(report.contains("tampered or substituted"), "{report}");
     assert!(report.contains("4 already synced"), "six resumed: {report}");
 }
+
+#[test]
+fn an_interrupted_sync_resumes_without_fetching_again() {
+    use tufa_testkit::upstream::{Fault, Upstream};
+    let mut upstream = Upstream::start();
+    let wheel = |version: &str| format!("slowpoke-{version}-py3-none-any.whl");
+    for version in ["1.0", "1.1", "1.2"] {
+        upstream.add_file(
+            "slowpoke",
+            &wheel(version),
+            tufa_testkit::minimal_wheel("slowpoke", version),
+        );
+    }
+    // The last file (and its metadata) never comes: the sync is killed while it waits.
+    upstream.set_file_fault(&wheel("1.2"), Some(Fault::Hang));
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("data"),
+        &["--upstream", &upstream.simple_url()],
+    );
+    let cache = dir.path().join("cache");
+    let mut child = std::process::Command::new(TUFA)
+        .args([
+            "mirror",
+            "sync",
+            "--jobs",
+            "1",
+            "--index",
+            &server.url,
+            "--cache",
+        ])
+        .arg(&cache)
+        .arg("slowpoke")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = cache.join("mirror-sync-state");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let done = std::fs::read_to_string(&state).unwrap_or_default();
+        if done.contains(&wheel("1.0")) && done.contains(&wheel("1.1")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first files were not recorded: {done:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Ends the hanging answer, so the index's fetch of it fails rather than lingers.
+    upstream.stop();
+    upstream.set_file_fault(&wheel("1.2"), None);
+    upstream.restart();
+
+    // The re-run downloads only the file that was not finished.
+    let resumed = succeeded(sync(&server, &cache, &["slowpoke"]));
+    assert!(resumed.contains("1 projects: 1 files"), "{resumed}");
+    let fetched = |version: &str| {
+        upstream
+            .requests()
+            .iter()
+            .filter(|path| path.ends_with(&format!("/{}", wheel(version))))
+            .count()
+    };
+    // And the index fetched nothing twice from upstream.
+    assert_eq!(
+        (fetched("1.0"), fetched("1.1")),
+        (1, 1),
+        "{:?}",
+        upstream.requests()
+    );
+    assert!(fetched("1.2") >= 1, "{:?}", upstream.requests());
+}
