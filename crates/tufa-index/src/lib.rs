@@ -20,6 +20,7 @@ pub mod name;
 pub mod negotiate;
 mod page_cache;
 pub mod pages;
+mod resolver;
 mod server;
 pub mod signing;
 mod upload;

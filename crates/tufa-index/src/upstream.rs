@@ -461,15 +461,16 @@ impl Upstream {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(PAGE_DEADLINE))
-            .max_redirects(0)
-            .tls_config(tls_config())
-            .http_status_as_error(false)
-            .user_agent(concat!("tufa-mirror/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::resolver::agent(
+            ureq::Agent::config_builder()
+                .timeout_connect(Some(CONNECT_TIMEOUT))
+                .timeout_global(Some(PAGE_DEADLINE))
+                .max_redirects(0)
+                .tls_config(tls_config())
+                .http_status_as_error(false)
+                .user_agent(concat!("tufa-mirror/", env!("CARGO_PKG_VERSION")))
+                .build(),
+        );
         Ok(Upstream {
             root,
             agent,

@@ -177,6 +177,9 @@ pub struct Destination {
 }
 
 /// Fetches files over HTTP and verifies them while they stream.
+/// Idle connections kept for reuse, to one host and in all.
+const MAX_IDLE_CONNECTIONS: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct Downloader {
     agent: ureq::Agent,
@@ -187,15 +190,20 @@ impl Downloader {
     pub fn new(pace: Pace, user_agent: &str) -> Self {
         // The deadline is kept by `Pacer`, not by ureq's global timeout, which would also count
         // the time the client takes to read.
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(pace.stall))
-            .timeout_recv_response(Some(pace.stall))
-            .timeout_per_read(Some(pace.stall))
-            .tls_config(crate::upstream::tls_config())
-            .http_status_as_error(false)
-            .user_agent(user_agent)
-            .build()
-            .into();
+        let agent = crate::resolver::agent(
+            ureq::Agent::config_builder()
+                .timeout_connect(Some(pace.stall))
+                .timeout_recv_response(Some(pace.stall))
+                .timeout_per_read(Some(pace.stall))
+                .tls_config(crate::upstream::tls_config())
+                // Keep a connection for every download in flight (ureq keeps 3 per host): each new
+                // one costs a TLS handshake, and a lookup once the resolver's answer expired.
+                .max_idle_connections(MAX_IDLE_CONNECTIONS)
+                .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
+                .http_status_as_error(false)
+                .user_agent(user_agent)
+                .build(),
+        );
         Downloader { agent, pace }
     }
 

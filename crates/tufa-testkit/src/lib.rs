@@ -12,6 +12,7 @@ pub mod http;
 mod packages;
 mod server;
 mod softhsm;
+pub mod upstream;
 
 pub use apt::ensure_package;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};

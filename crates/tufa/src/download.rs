@@ -42,7 +42,7 @@ struct PageFile {
     size: Option<u64>,
 }
 
-fn default_cache(index: &str) -> Result<PathBuf> {
+pub(crate) fn default_cache(index: &str) -> Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))

@@ -8,6 +8,7 @@ mod import;
 mod index_commands;
 mod keys;
 mod mirror;
+mod mirror_sync;
 mod proxy;
 mod roles;
 mod status;
@@ -66,7 +67,7 @@ enum Command {
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
     Proxy(proxy::ProxyArgs),
-    /// Administer the upstream mirror (`tufa serve --upstream`).
+    /// Administer the upstream mirror (`tufa serve --upstream`), and fill it ahead of installs.
     #[command(subcommand)]
     Mirror(mirror::MirrorCommand),
     /// Check a data directory: every stored file against the database, the TUF repository

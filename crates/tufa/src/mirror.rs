@@ -9,6 +9,9 @@ use crate::index_commands::{DataArg, runtime};
 
 #[derive(Subcommand)]
 pub enum MirrorCommand {
+    /// Mirror projects into a running index that has an upstream: each page signed, each file
+    /// fetched, verified and stored by the index. Resumable: a re-run skips finished files.
+    Sync(crate::mirror_sync::SyncArgs),
     /// End mirroring of a project so that USER may upload to it: the name becomes local (never
     /// looked up upstream again), the mirrored files stay on its page so pins keep working, and
     /// the change is journaled and signed. A running server signs it within a second.
@@ -25,6 +28,7 @@ pub enum MirrorCommand {
 
 pub fn run(command: MirrorCommand) -> Result<()> {
     match command {
+        MirrorCommand::Sync(args) => crate::mirror_sync::sync(args),
         MirrorCommand::Adopt {
             data,
             project,
