@@ -309,7 +309,7 @@ fn parse_expiry(text: &str) -> std::result::Result<Expiry, String> {
 }
 
 /// A duration option (`30s`, `10m`, `12h`, `7d`) that must be longer than nothing.
-fn parse_duration_arg(text: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration_arg(text: &str) -> std::result::Result<Duration, String> {
     match parse_duration(text).map_err(|e| e.to_string())? {
         Duration::ZERO => Err(format!("{text:?} is no duration: give at least 1s")),
         duration => Ok(duration),

@@ -54,7 +54,7 @@ pub struct SyncArgs {
     cache: Option<PathBuf>,
     /// How long a request may wait for the index to answer, or a download may go without
     /// receiving a byte (the index itself waits on the upstream): 30s, 2m, ...
-    #[arg(long, default_value = "2m", value_parser = crate::index_commands::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = crate::index_commands::parse_duration_arg)]
     timeout: Duration,
 }
 
