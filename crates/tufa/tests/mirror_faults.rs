@@ -500,3 +500,107 @@ fn server_memory_stays_flat_while_a_large_file_streams_through() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Versions a verified JSON page lists, from its file names.
+fn versions_on(page: &Value) -> Vec<String> {
+    let mut versions: Vec<String> = page["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a project page: {page}"))
+        .iter()
+        .map(|f| {
+            f["filename"]
+                .as_str()
+                .unwrap()
+                .split('-')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// The cooldown view of mirrored projects counts from upstream's upload time: a release upstream
+/// published a month ago is in the view, one published today is held back until an operator
+/// allows it early. The proxy serving the view mirrors a project it has never seen (asking the
+/// index, which signs both views in one batch), and python-tuf verifies the view's target.
+#[test]
+fn mirrored_releases_enter_the_cooldown_view_by_their_upstream_upload_time() {
+    let upstream = Upstream::start();
+    let month_ago = std::time::SystemTime::now() - Duration::from_secs(30 * 86_400);
+    for project in ["mirrored-cd", "unseen-cd"] {
+        let old = publish(&upstream, project, "1.0");
+        upstream.set_upload_time(&old, month_ago);
+        let fresh = publish(&upstream, project, "2.0");
+        upstream.set_upload_time(&fresh, std::time::SystemTime::now());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("data"),
+        &["--upstream", &upstream.simple_url(), "--cooldown", "7d"],
+    );
+
+    // The first request for the cooldown view mirrors the project too.
+    let view = get(&format!("{}/cooldown/simple/mirrored-cd/", server.url));
+    assert_eq!(view.status, 200, "{}", view.reason);
+    assert_eq!(versions_on(&view.json()), ["1.0"]);
+    assert_eq!(
+        versions_on(&page(&server, "mirrored-cd").json()),
+        ["1.0", "2.0"]
+    );
+
+    let root = server.data_dir.join("trusted-root.json");
+    let proxy = tufa_testkit::TufaProxy::start(
+        TUFA.as_ref(),
+        &server.url,
+        &root,
+        &dir.path().join("proxy-cache"),
+        &["--view", "cooldown"],
+    );
+    let target = dir.path().join("through-proxy");
+    let output = pip(&proxy.simple_url(), &target, &["unseen-cd", "mirrored-cd"]);
+    ok(output, "pip through the proxy's cooldown view");
+    assert_eq!(
+        installed(&target),
+        ["mirrored_cd-1.0.dist-info", "unseen_cd-1.0.dist-info"]
+    );
+
+    // The fix that cannot wait: allowed early, signed, and then installable through the proxy.
+    ok(
+        common::tufa(&[
+            "cooldown",
+            "allow",
+            "--data",
+            server.data_dir.to_str().unwrap(),
+            "mirrored-cd",
+            "2.0",
+            "--reason",
+            "fixes the upstream advisory",
+        ]),
+        "tufa cooldown allow",
+    );
+    let proxy_page = format!("{}mirrored-cd/", proxy.simple_url());
+    wait_for("2.0 in the proxy's verified cooldown view", || {
+        let listed = versions_on(&get(&proxy_page).json());
+        (listed != ["1.0", "2.0"]).then(|| format!("{listed:?}"))
+    });
+    let target = dir.path().join("allowed");
+    ok(
+        pip(&proxy.simple_url(), &target, &["mirrored-cd==2.0"]),
+        "pip of the release allowed early",
+    );
+    let verified = common::python_tuf(
+        &server,
+        &dir.path().join("python-tuf"),
+        &["cooldown/mirrored-cd", "cooldown/unseen-cd"],
+    );
+    let pages = &verified["pages"];
+    assert_eq!(versions_on(&pages["cooldown/mirrored-cd"]), ["1.0", "2.0"]);
+    assert_eq!(
+        pages["cooldown/mirrored-cd"]["_tufa-cooldown"]["allowed"][0]["reason"],
+        "fixes the upstream advisory"
+    );
+    assert_eq!(versions_on(&pages["cooldown/unseen-cd"]), ["1.0"]);
+}

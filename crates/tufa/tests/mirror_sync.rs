@@ -233,7 +233,15 @@ fn an_interrupted_sync_resumes_without_fetching_again() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let done = std::fs::read_to_string(&state).unwrap_or_default();
-        if done.contains(&wheel("1.0")) && done.contains(&wheel("1.1")) {
+        // Whole lines: a wheel's name is also the start of its metadata file's name.
+        let recorded = |name: String| {
+            done.lines()
+                .any(|line| line.ends_with(&format!("  {name}")))
+        };
+        if ["1.0", "1.1"]
+            .iter()
+            .all(|v| recorded(wheel(v)) && recorded(format!("{}.metadata", wheel(v))))
+        {
             break;
         }
         assert!(
