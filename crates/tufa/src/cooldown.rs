@@ -116,7 +116,7 @@ pub fn run(command: CooldownCommand) -> Result<()> {
                         o.reason,
                     ]);
                 }
-                print!("{}", table(&rows));
+                print!("{}", crate::index_commands::table(&rows));
                 Ok(())
             }
         }
@@ -141,22 +141,4 @@ async fn decide(args: DecisionArgs, decision: Decision) -> Result<()> {
          within seconds"
     );
     Ok(())
-}
-
-/// Rows as left-aligned columns, the last one unpadded.
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
-    let widths: Vec<usize> = (0..N)
-        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }

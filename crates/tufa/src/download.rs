@@ -6,13 +6,13 @@
 //! page vouches for every file it lists.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
-use tufa_client::{HttpFetcher, Updater, UpdaterConfig, encode_component};
+use tufa_client::{HttpFetcher, Refreshed, Updater, UpdaterConfig, encode_component};
 use tufa_index::name::ProjectName;
 
 #[derive(Args)]
@@ -50,17 +50,15 @@ pub(crate) fn default_cache(index: &str) -> Result<PathBuf> {
     Ok(base.join("tufa").join(encode_component(index)))
 }
 
-pub fn run(args: DownloadArgs) -> Result<()> {
-    let project = ProjectName::new(&args.project)?;
-    let index = args.index.trim_end_matches('/');
-    let cache = match args.cache {
-        Some(cache) => cache,
-        None => default_cache(index)?,
-    };
+/// The index's TUF metadata, refreshed now, trusting `root` on first use of `cache`.
+pub(crate) fn refreshed_metadata(
+    cache: &Path,
+    root: &Path,
+    index: &str,
+) -> Result<Refreshed<HttpFetcher>> {
     let metadata_dir = cache.join("metadata");
     if !metadata_dir.join("root.json").exists() {
-        let root = std::fs::read(&args.root)
-            .with_context(|| format!("reading {}", args.root.display()))?;
+        let root = std::fs::read(root).with_context(|| format!("reading {}", root.display()))?;
         Updater::<HttpFetcher>::initialize(&metadata_dir, &root)?;
     }
     let updater = Updater::new(
@@ -69,9 +67,19 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         HttpFetcher::default(),
         UpdaterConfig::default(),
     );
-    let refreshed = updater
+    updater
         .refresh(SystemTime::now())
-        .with_context(|| format!("updating TUF metadata from {index}"))?;
+        .with_context(|| format!("updating TUF metadata from {index}"))
+}
+
+pub fn run(args: DownloadArgs) -> Result<()> {
+    let project = ProjectName::new(&args.project)?;
+    let index = args.index.trim_end_matches('/');
+    let cache = match args.cache {
+        Some(cache) => cache,
+        None => default_cache(index)?,
+    };
+    let refreshed = refreshed_metadata(&cache, &args.root, index)?;
     let info = refreshed
         .target_info(&format!("simple/{project}/index.json"))
         .with_context(|| format!("looking up project {project}"))?;

@@ -652,7 +652,12 @@ fn token_table(tokens: &[TokenInfo], now_micros: i64) -> String {
             status.into(),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    table(&rows)
+}
+
+/// Rows as left-aligned columns, the last one unpadded.
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
         .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();

@@ -14,13 +14,12 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
-use tufa_client::{HttpFetcher, Updater, UpdaterConfig};
 use tufa_index::dist::DistFilename;
 use tufa_index::name::{ProjectName, Version};
 
@@ -480,20 +479,7 @@ fn verified_pages(
     pages: BTreeMap<ProjectName, Page>,
     failures: &mut Vec<String>,
 ) -> Result<BTreeMap<ProjectName, Page>> {
-    let metadata_dir = cache.join("metadata");
-    if !metadata_dir.join("root.json").exists() {
-        let root = std::fs::read(root).with_context(|| format!("reading {}", root.display()))?;
-        Updater::<HttpFetcher>::initialize(&metadata_dir, &root)?;
-    }
-    let updater = Updater::new(
-        metadata_dir,
-        &format!("{index}/tuf/metadata/"),
-        HttpFetcher::default(),
-        UpdaterConfig::default(),
-    );
-    let refreshed = updater
-        .refresh(SystemTime::now())
-        .with_context(|| format!("updating TUF metadata from {index}"))?;
+    let refreshed = crate::download::refreshed_metadata(cache, root, index)?;
     let mut verified = BTreeMap::new();
     for project in pages.into_keys() {
         let page = refreshed
