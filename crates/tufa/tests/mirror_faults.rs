@@ -604,3 +604,55 @@ fn mirrored_releases_enter_the_cooldown_view_by_their_upstream_upload_time() {
     );
     assert_eq!(versions_on(&pages["cooldown/unseen-cd"]), ["1.0"]);
 }
+
+/// Another Tufa index is an upstream like any PEP 691 index: its relative file URLs resolve
+/// against its own pages, its files are verified against its hashes, and the mirroring index
+/// signs the page under its own keys and says, with PEP 708 `tracks`, where it comes from.
+#[test]
+fn another_tufa_index_is_an_upstream_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = TufaServer::start(TUFA.as_ref(), &dir.path().join("origin"), &[]);
+    let token = origin.create_token("alice");
+    for version in ["1.0", "1.1"] {
+        let uploaded = origin.upload_wheel(&token, "tufa-origin", version);
+        assert_eq!(uploaded.status, 200, "{}", uploaded.reason);
+    }
+    origin.wait_until_signed();
+    let mirror = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("mirror"),
+        &["--upstream", &origin.simple_url()],
+    );
+
+    let target = dir.path().join("installed");
+    ok(
+        pip(&mirror.simple_url(), &target, &["tufa-origin"]),
+        "pip from a Tufa index mirroring another",
+    );
+    assert_eq!(installed(&target), ["tufa_origin-1.1.dist-info"]);
+    let mirrored = page(&mirror, "tufa-origin").json();
+    let origin_page = page(&origin, "tufa-origin").json();
+    assert_eq!(
+        mirrored["tracks"],
+        serde_json::json!([format!("{}tufa-origin/", origin.simple_url())])
+    );
+    for filename in [
+        "tufa_origin-1.0-py3-none-any.whl",
+        "tufa_origin-1.1-py3-none-any.whl",
+    ] {
+        assert_eq!(
+            listed_sha256(&mirrored, filename),
+            listed_sha256(&origin_page, filename),
+            "{filename}"
+        );
+    }
+    origin.log_containing("GET /simple/tufa-origin/");
+    let verified = common::python_tuf(&mirror, &dir.path().join("python-tuf"), &["tufa-origin"]);
+    assert_eq!(
+        listed_sha256(
+            &verified["pages"]["tufa-origin"],
+            "tufa_origin-1.1-py3-none-any.whl"
+        ),
+        listed_sha256(&origin_page, "tufa_origin-1.1-py3-none-any.whl")
+    );
+}
