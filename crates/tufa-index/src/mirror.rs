@@ -106,21 +106,6 @@ pub struct Mirror {
     pub stats: MirrorStats,
 }
 
-/// A pattern normalized the way names are (PEP 503), `*`, `?` and `[...]` kept.
-fn normalize_pattern(pattern: &str) -> String {
-    let mut out = String::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !out.ends_with('-') {
-                out.push('-');
-            }
-        } else {
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -134,7 +119,7 @@ impl Mirror {
         let private = config
             .private
             .iter()
-            .map(|p| normalize_pattern(p))
+            .map(|p| crate::name::normalize_pattern(p))
             .collect();
         let downloader = Downloader::new(
             Pace {

@@ -327,21 +327,16 @@ fn cooldown_policy(args: &ServeArgs, file: &ConfigFile) -> Result<Option<Policy>
         ),
         (None, None) => None,
     };
-    let exempt = if args.cooldown_exempt.is_empty() {
+    let exempt: Vec<String> = if args.cooldown_exempt.is_empty() {
         file.cooldown_exempt.clone().unwrap_or_default()
     } else {
         args.cooldown_exempt.clone()
-    };
-    for pattern in &exempt {
-        let normalized = pattern
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-*?[]!".contains(c));
-        if pattern.is_empty() || !normalized {
-            anyhow::bail!(
-                "--cooldown-exempt {pattern:?}: a pattern matches normalized project names \
-                 (lowercase letters, digits and '-', with the globs * ? [...]), such as acme-*"
-            );
-        }
+    }
+    .iter()
+    .map(|pattern| tufa_index::name::normalize_pattern(pattern))
+    .collect();
+    if exempt.iter().any(String::is_empty) {
+        anyhow::bail!("--cooldown-exempt \"\": give a pattern of project names, such as acme-*");
     }
     match period {
         Some(period) => Ok(Some(Policy { period, exempt })),
