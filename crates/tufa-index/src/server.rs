@@ -502,6 +502,12 @@ async fn file(
         .await?
         .filter(|f| f.sha256 == sha256)
         .ok_or_else(|| ApiError::not_found(format!("no file {filename:?}")))?;
+    if index.mirror.is_some()
+        && let Some((_, project, Some(status))) = index.database.upstream_url(filename).await?
+        && status == "quarantined"
+    {
+        return Err(quarantined(&project));
+    }
     let path = if metadata {
         if record.metadata_sha256.is_none() {
             return Err(ApiError::not_found(format!(
@@ -555,6 +561,14 @@ async fn file(
         .into_response())
 }
 
+/// PEP 792: an index offers no file of a quarantined project, stored or not.
+fn quarantined(project: &ProjectName) -> ApiError {
+    ApiError::new(
+        403,
+        format!("Forbidden: upstream quarantined {project} (PEP 792): its files are not offered"),
+    )
+}
+
 /// A mirrored file (or its metadata file) not stored yet: fetched from upstream, verified while
 /// it streams, stored once it matched. A mismatch found before anything was sent (a wrong
 /// announced length; any file of one chunk) answers 502 with the reason; one found later ends the
@@ -583,12 +597,7 @@ async fn mirror_file(
         .into());
     };
     if status.as_deref() == Some("quarantined") {
-        return Err(ApiError::new(
-            403,
-            format!(
-                "Forbidden: upstream quarantined {project} (PEP 792): its files are not offered"
-            ),
-        ));
+        return Err(quarantined(&project));
     }
     let (expected, url) = if metadata {
         let sha256 = record

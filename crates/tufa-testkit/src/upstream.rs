@@ -199,6 +199,8 @@ struct Project {
     display: String,
     files: Vec<File>,
     fault: Option<Fault>,
+    /// PEP 792 status and reason, when the page carries one.
+    status: Option<(String, Option<String>)>,
 }
 
 #[derive(Default)]
@@ -396,6 +398,14 @@ impl Upstream {
             .get(&normalize(project))
             .map(|p| p.files.iter().map(|f| f.filename.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// Gives `project`'s page a PEP 792 status (`quarantined`, `archived`, ...) and reason.
+    pub fn set_project_status(&self, project: &str, status: &str, reason: Option<&str>) {
+        let mut state = self.state();
+        state.serial += 1;
+        let entry = state.projects.entry(normalize(project)).or_default();
+        entry.status = Some((status.to_string(), reason.map(str::to_string)));
     }
 
     /// Makes the page of `project` misbehave (`None`: behave again).
@@ -699,12 +709,17 @@ fn page_json(project: &Project, base: &str, serial: u64) -> serde_json::Value {
         .filter_map(|f| f.filename.split('-').nth(1).map(str::to_string))
         .collect();
     versions.dedup();
-    serde_json::json!({
+    let mut page = serde_json::json!({
         "meta": {"api-version": "1.1", "_last-serial": serial},
         "name": project.display,
         "versions": versions,
         "files": files,
-    })
+    });
+    if let Some((status, reason)) = &project.status {
+        page["meta"]["api-version"] = "1.4".into();
+        page["project-status"] = serde_json::json!({"status": status, "reason": reason});
+    }
+    page
 }
 
 fn file_answer(state: &State, requested: &str) -> Answer {

@@ -656,3 +656,46 @@ fn another_tufa_index_is_an_upstream_too() {
         listed_sha256(&origin_page, "tufa_origin-1.1-py3-none-any.whl")
     );
 }
+
+/// PEP 792: once upstream quarantines a project, the index offers none of its files — not on the
+/// signed page, not by URL, stored or not — and offers them again when upstream lifts it.
+#[test]
+fn a_project_upstream_quarantines_offers_no_files_until_it_is_lifted() {
+    let upstream = Upstream::start();
+    let stored = publish(&upstream, "quarantine-me", "1.0");
+    let unfetched = publish(&upstream, "quarantine-me", "1.1");
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("data"),
+        &["--upstream", &upstream.simple_url(), "--upstream-ttl", "1s"],
+    );
+    let stored_url = file_url(&server, "quarantine-me", &stored);
+    let unfetched_url = file_url(&server, "quarantine-me", &unfetched);
+    assert_eq!(get(&stored_url).status, 200, "downloaded, so stored");
+
+    upstream.set_project_status("quarantine-me", "quarantined", Some("malware reported"));
+    wait_for("the quarantine on the page", || {
+        let page = page(&server, "quarantine-me").json();
+        (page["project-status"]["status"] != "quarantined" || page["files"] != Value::Array(vec![]))
+            .then(|| page.to_string())
+    });
+    for url in [&stored_url, &unfetched_url] {
+        let answer = get(url);
+        assert_eq!(answer.status, 403, "{url}: {}", answer.reason);
+        assert!(answer.reason.contains("quarantined"), "{}", answer.reason);
+    }
+    server.wait_until_signed();
+    let verified = common::python_tuf(&server, &dir.path().join("python-tuf"), &["quarantine-me"]);
+    assert_eq!(
+        verified["pages"]["quarantine-me"]["files"],
+        Value::Array(vec![])
+    );
+
+    upstream.set_project_status("quarantine-me", "active", None);
+    wait_for("the files back once the quarantine is lifted", || {
+        let page = page(&server, "quarantine-me").json();
+        (listed_sha256(&page, &stored).is_none()).then(|| page.to_string())
+    });
+    assert_eq!(get(&stored_url).status, 200);
+}
