@@ -19,24 +19,23 @@
 //! files.pythonhosted.org), for bandersnatch's 15 metadata requests only. Its file downloads go
 //! straight to files.pythonhosted.org, as `tufa serve`'s do.
 //!
-//! Measured on the shared 2-core build machine (load average about 3 from other builds, so the
-//! install times move by seconds between rounds), release build, median (ratio to pypi.org;
-//! fastest) of 3 rounds:
+//! Measured on the 2-core build machine with nothing else running, release build, median (ratio
+//! to pypi.org; fastest) of 3 rounds:
 //!
 //! | installer | pypi.org | mirror, cold | mirror, warm | mirror + proxy, cold | mirror + proxy, warm |
 //! |---|---|---|---|---|---|
-//! | pip | 14072 ms (1.00x; min 9798) | 17981 ms (1.28x; min 12906) | 12102 ms (0.86x; min 9226) | 16348 ms (1.16x; min 15853) | 11811 ms (0.84x; min 11070) |
-//! | uv | 3842 ms (1.00x; min 3012) | 9861 ms (2.57x; min 4380) | 4834 ms (1.26x; min 4669) | 7661 ms (1.99x; min 3066) | 4916 ms (1.28x; min 1924) |
-//!
-//! Run back to back by hand under the same load, `uv` took 6.95 and 6.31 s from pypi.org and
-//! 7.00 and 6.06 s from the warm mirror: uv's rounds here are dominated by the machine's load.
+//! | pip | 12314 ms (1.00x; min 11909) | 12916 ms (1.05x; min 12266) | 11257 ms (0.91x; min 10602) | 15100 ms (1.23x; min 14102) | 11354 ms (0.92x; min 10514) |
+//! | uv | 2333 ms (1.00x; min 2263) | 3440 ms (1.47x; min 3152) | 2080 ms (0.89x; min 1857) | 3742 ms (1.60x; min 3695) | 2116 ms (0.91x; min 2008) |
 //!
 //! | mirror (348 files, 70.7 MB, 8 at once) | time | files/s | MB/s |
 //! |---|---|---|---|
-//! | tufa mirror sync | 2.8 s (min 2.8) | 124.1 | 25.2 |
-//! | bandersnatch sync | 9.7 s (min 7.7) | 35.7 | 7.3 |
+//! | tufa mirror sync | 2.4 s (min 2.4) | 144.1 | 29.3 |
+//! | bandersnatch sync | 6.0 s (min 6.0) | 58.2 | 11.8 |
 //!
-//! `tufa mirror sync` has 3.47x bandersnatch's throughput. Before the upstream clients kept their
+//! With other builds running (load average about 3) the cold installs were slower and noisier
+//! (uv cold 2.0-2.6x) and bandersnatch slower still (tufa 3.47x its throughput).
+//!
+//! `tufa mirror sync` has 2.48x bandersnatch's throughput. Before the upstream clients kept their
 //! connections and remembered name lookups, it had 0.33x (27.7 s): this machine's resolver drops
 //! a query now and then, and each new connection's lookup then waited 5 s.
 
