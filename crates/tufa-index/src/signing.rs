@@ -104,7 +104,11 @@ pub const DEV_KEYS_DIR: &str = "dev-keys";
 /// How far signing has got, for `/status` and the tests.
 #[derive(Debug, Default)]
 pub struct SigningStatus {
+    /// The serial the database records as signed.
     pub signed_serial: AtomicI64,
+    /// The serial whose timestamp is written, which the database records a moment later: what a
+    /// request waiting for its change to be signed waits for.
+    pub published_serial: AtomicI64,
     pub timestamp_version: AtomicU64,
     /// Why the last publishing or re-signing attempt failed, while it keeps failing.
     pub failure: std::sync::Mutex<Option<String>>,
@@ -332,6 +336,9 @@ impl Signing {
         }
         let signed = index.database.signed_serial().await?;
         self.status.signed_serial.store(signed, Ordering::Relaxed);
+        self.status
+            .published_serial
+            .fetch_max(signed, Ordering::Relaxed);
         let entries = index.database.journal_after(signed, BATCH_LIMIT).await?;
         let retries = index.database.unpublished_due(RETRY_LIMIT).await?;
         if entries.is_empty() && retries.is_empty() {
@@ -366,6 +373,12 @@ impl Signing {
         self.status.count_awaiting_removal(&repository);
         let published = published?;
         self.published(&published);
+        // The timestamp is written: these changes are signed and served. Requests waiting for
+        // them (a first request of a mirrored project) go on now rather than after the database
+        // writes below, which may queue behind a large mirrored page being recorded.
+        if let Some(last) = last {
+            self.status.published_serial.store(last, Ordering::Relaxed);
+        }
         for rejected in &published.rejected {
             tracing::error!(
                 project = rejected.project,
