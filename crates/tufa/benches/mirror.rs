@@ -24,18 +24,18 @@
 //!
 //! | installer | pypi.org | mirror, cold | mirror, warm | mirror + proxy, cold | mirror + proxy, warm |
 //! |---|---|---|---|---|---|
-//! | pip | 12314 ms (1.00x; min 11909) | 12916 ms (1.05x; min 12266) | 11257 ms (0.91x; min 10602) | 15100 ms (1.23x; min 14102) | 11354 ms (0.92x; min 10514) |
-//! | uv | 2333 ms (1.00x; min 2263) | 3440 ms (1.47x; min 3152) | 2080 ms (0.89x; min 1857) | 3742 ms (1.60x; min 3695) | 2116 ms (0.91x; min 2008) |
+//! | pip | 12082 ms (1.00x; min 10489) | 13651 ms (1.13x; min 11591) | 11381 ms (0.94x; min 10685) | 13873 ms (1.15x; min 12981) | 11092 ms (0.92x; min 10843) |
+//! | uv | 2461 ms (1.00x; min 2005) | 3302 ms (1.34x; min 2731) | 1994 ms (0.81x; min 1981) | 3886 ms (1.58x; min 3615) | 2176 ms (0.88x; min 2111) |
 //!
 //! | mirror (348 files, 70.7 MB, 8 at once) | time | files/s | MB/s |
 //! |---|---|---|---|
-//! | tufa mirror sync | 2.4 s (min 2.4) | 144.1 | 29.3 |
-//! | bandersnatch sync | 6.0 s (min 6.0) | 58.2 | 11.8 |
+//! | tufa mirror sync | 2.6 s (min 2.4) | 134.2 | 27.3 |
+//! | bandersnatch sync | 9.1 s (min 8.6) | 38.3 | 7.8 |
 //!
 //! With other builds running (load average about 3) the cold installs were slower and noisier
 //! (uv cold 2.0-2.6x) and bandersnatch slower still (tufa 3.47x its throughput).
 //!
-//! `tufa mirror sync` has 2.48x bandersnatch's throughput. Before the upstream clients kept their
+//! `tufa mirror sync` has 3.50x bandersnatch's throughput (2.48x in another quiet run). Before the upstream clients kept their
 //! connections and remembered name lookups, it had 0.33x (27.7 s): this machine's resolver drops
 //! a query now and then, and each new connection's lookup then waited 5 s.
 
