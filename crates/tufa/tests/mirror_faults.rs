@@ -283,19 +283,22 @@ fn hostile_upstream_is_refused_with_its_cause_and_private_names_never_leak() {
                 // Past the TTL, a request starts a refresh that fails, and is answered the last
                 // signed page meanwhile, whether the upstream answers badly or not at all.
                 std::thread::sleep(Duration::from_millis(1100));
-                let answer = page(server, name);
-                assert_eq!(
-                    answer.status,
-                    200,
-                    "{name}: {} {}",
-                    answer.reason,
-                    answer.text()
-                );
-                assert_eq!(
-                    listed_sha256(&answer.json(), filename),
-                    listed_sha256(before, filename),
-                    "{name}: the last signed page stays served"
-                );
+                let last_page_served = || {
+                    let answer = page(server, name);
+                    assert_eq!(
+                        answer.status,
+                        200,
+                        "{name}: {} {}",
+                        answer.reason,
+                        answer.text()
+                    );
+                    assert_eq!(
+                        listed_sha256(&answer.json(), filename),
+                        listed_sha256(before, filename),
+                        "{name}: the last signed page stays served"
+                    );
+                };
+                last_page_served();
                 // The refresh fails (the sweep or this request tries it once the TTL passed);
                 // /status names the project and the cause, and the page stays as signed.
                 wait_for(&format!("{name} reported failing"), || {
@@ -306,19 +309,7 @@ fn hostile_upstream_is_refused_with_its_cause_and_private_names_never_leak() {
                         .is_some_and(|p| p.iter().any(|p| p["project"] == name.as_str()));
                     (!listed).then(|| status.to_string())
                 });
-                let answer = page(server, name);
-                assert_eq!(
-                    answer.status,
-                    200,
-                    "{name}: {} {}",
-                    answer.reason,
-                    answer.text()
-                );
-                assert_eq!(
-                    listed_sha256(&answer.json(), filename),
-                    listed_sha256(before, filename),
-                    "{name}: the last signed page stays served"
-                );
+                last_page_served();
             });
         }
     });
