@@ -1,109 +1,62 @@
 //! The index's database: users and tokens, projects, releases, files, and the journal whose serial
-//! numbers mirrors sync by (`X-PyPI-Last-Serial`). SQLite in WAL mode with `synchronous=FULL`, so
-//! a committed upload survives a crash or power loss.
+//! numbers mirrors sync by (`X-PyPI-Last-Serial`). By default SQLite in the data directory, in WAL
+//! mode with `synchronous=FULL`, so a committed upload survives a crash or power loss; or
+//! PostgreSQL, so that several servers can share one index.
+//!
+//! Both run the same SQL through sqlx's `Any` driver: `$1..$N` placeholders (SQLite binds `$N`
+//! by number), `ON CONFLICT` rather than `INSERT OR IGNORE`, integers as `i64` and no booleans
+//! (a flag is an integer, 0 or 1, in both). Only the schema (see `migrations`) and the few things
+//! one of them lacks (`PRAGMA`s, advisory locks) differ, behind [`Backend`].
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
 
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
+/// Runs one async test body (a function taking a [`Database`]) on SQLite and on PostgreSQL: a
+/// module `$name` with a test for each backend.
+#[cfg(test)]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let database = crate::db::Database::open(&dir.path().join("tufa.db"))
+                    .await
+                    .unwrap();
+                super::$body(database).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let url = tufa_testkit::postgres::fresh_database();
+                let database = crate::db::Database::connect(&url).await.unwrap();
+                super::$body(database).await;
+            }
+        }
+    };
+}
+
 mod cooldown;
+mod migrations;
 mod mirror;
+mod move_to;
 mod tokens;
 
 pub use cooldown::CooldownState;
+pub use migrations::SCHEMA_VERSION;
 pub use mirror::{
     Adopted, MIRROR_USER, MirrorError, MirrorInfo, MirrorState, PinConflict, REMOVED_UPSTREAM,
     RecordOutcome, Recorded,
 };
+pub use move_to::Moved;
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
-
-/// Each step takes the schema from its position in the list to the next version (the first
-/// creates version 1 from nothing); `PRAGMA user_version` records how far a database has come.
-const MIGRATIONS: &[&str] = &[
-    SCHEMA,
-    UNPUBLISHED,
-    TOKEN_LIFETIMES,
-    mirror::MIRROR,
-    cooldown::COOLDOWN,
-];
-
-const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-const SCHEMA: &str = "
-CREATE TABLE users (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created INTEGER NOT NULL
-);
-CREATE TABLE tokens (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id),
-    sha256 TEXT NOT NULL UNIQUE,
-    project TEXT,
-    created INTEGER NOT NULL
-);
-CREATE TABLE projects (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    display_name TEXT NOT NULL,
-    owner_id INTEGER NOT NULL REFERENCES users(id),
-    last_serial INTEGER NOT NULL
-);
-CREATE TABLE releases (
-    id INTEGER PRIMARY KEY,
-    project_id INTEGER NOT NULL REFERENCES projects(id),
-    version TEXT NOT NULL,
-    metadata BLOB NOT NULL,
-    created INTEGER NOT NULL,
-    UNIQUE (project_id, version)
-);
-CREATE TABLE files (
-    id INTEGER PRIMARY KEY,
-    release_id INTEGER NOT NULL REFERENCES releases(id),
-    filename TEXT NOT NULL UNIQUE,
-    packagetype TEXT NOT NULL,
-    python_version TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    md5 TEXT NOT NULL,
-    blake2_256 TEXT NOT NULL,
-    requires_python TEXT,
-    metadata_sha256 TEXT,
-    upload_time INTEGER NOT NULL,
-    yanked INTEGER NOT NULL DEFAULT 0,
-    yanked_reason TEXT
-);
-CREATE INDEX files_by_release ON files (release_id);
-CREATE TABLE journal (
-    serial INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    action TEXT NOT NULL,
-    time INTEGER NOT NULL
-);
-CREATE TABLE signed (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    serial INTEGER NOT NULL
-);
-INSERT INTO signed (id, serial) VALUES (1, 0);
-";
-
-/// Projects whose page the publisher could not store: retried with back-off, apart from the
-/// journal, so that one of them never holds back anyone else's changes.
-const UNPUBLISHED: &str = "
-CREATE TABLE unpublished (
-    project TEXT PRIMARY KEY,
-    error TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    since INTEGER NOT NULL,
-    next_attempt INTEGER NOT NULL
-);
-";
 
 /// A project the publisher could not publish, as `/status` and `tufa status` show it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -115,13 +68,12 @@ pub struct Unpublished {
     pub since: i64,
 }
 
-/// Tokens expire, are revoked rather than deleted (so `tufa token list` shows them), and record
-/// when they were last used. Existing tokens keep working: none expires.
-const TOKEN_LIFETIMES: &str = "
-ALTER TABLE tokens ADD COLUMN expires INTEGER;
-ALTER TABLE tokens ADD COLUMN revoked INTEGER;
-ALTER TABLE tokens ADD COLUMN last_used INTEGER;
-";
+/// Bytes of a file path that sqlx's SQLite URL would read as something else.
+const PATH_UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b'%')
+    .add(b'?')
+    .add(b'#')
+    .add(b' ');
 
 /// Microseconds since the Unix epoch: how times are stored.
 pub fn now_micros() -> i64 {
@@ -248,69 +200,248 @@ fn check_user_name(user: &str) -> Result<()> {
 /// 1,000 pages of 4 KiB.
 const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 
+/// How long a request waits for a PostgreSQL connection before it is answered 503: enough for a
+/// burst of requests queueing for the pool, short enough that clients learn of an outage at
+/// once rather than after their own timeouts. (SQLite, a local file, keeps sqlx's 30 s: there a
+/// wait only means contention.)
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL advisory lock every writing transaction holds until it ends (ASCII "tufa" and
+/// 1), so that writers take turns as under SQLite's `BEGIN IMMEDIATE`: journal serials then
+/// commit in the order they were drawn, and the publisher, which reads the journal after the
+/// last serial it signed, never passes over one that commits late.
+const WRITE_LOCK_KEY: i64 = 0x7475_6661_0001;
+
+/// Which database an index runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A file in the data directory (the default).
+    Sqlite,
+    /// A PostgreSQL database, named by a `postgres://` URL.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, or why it names none.
+    pub fn of_url(url: &str) -> Result<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::Config(format!(
+                "unsupported database {:?}: give a postgres://USER@HOST/DATABASE URL, or no \
+                 database for the SQLite file in the data directory",
+                redact(url)
+            )))
+        }
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
 /// The database of one index, shared by request handlers and commands.
 #[derive(Clone, Debug)]
 pub struct Database {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// The file or the URL without its password: what messages name.
+    location: String,
 }
 
+/// A transaction on either backend.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
 impl Database {
-    /// Opens the database at `path`, creating it and its schema on first use.
+    /// The database `url` names (PostgreSQL), or with `None` the SQLite file in `data_dir`.
+    pub async fn open_in(url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        match url {
+            Some(url) => Database::connect(url).await,
+            None => Database::open(&data_dir.join(crate::integrity::DATABASE_FILE)).await,
+        }
+    }
+
+    /// Opens the SQLite database at `path`, creating it and its schema on first use.
     pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
-            // Without a limit the WAL keeps the size of its largest burst (an import, a reader
-            // that held back checkpoints) forever; with it, the next reset truncates it to the
-            // size the automatic checkpoint (every 1,000 pages) lets it reach anyway.
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let absolute = std::path::absolute(path)
+            .map_err(crate::error::io("finding the database file", path))?;
+        let Some(text) = absolute.to_str() else {
+            return Err(Error::Config(format!(
+                "the database path {} is not UTF-8: choose a data directory with a UTF-8 path",
+                absolute.display()
+            )));
+        };
+        // The file name is percent-decoded by sqlx, so `%`, `?` and `#` in it must be encoded.
+        let encoded: String = percent_encoding::utf8_percent_encode(text, PATH_UNSAFE).collect();
+        let options = AnyConnectOptions::from_str(&format!("sqlite://{encoded}?mode=rwc"))?;
+        let pragmas = format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 30000;
+             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+        );
+        // Without a journal size limit the WAL keeps the size of its largest burst (an import, a
+        // reader that held back checkpoints) forever; with it, the next reset truncates it to the
+        // size the automatic checkpoint (every 1,000 pages) lets it reach anyway.
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .after_connect(move |connection, _| {
+                let pragmas = pragmas.clone();
+                Box::pin(async move {
+                    sqlx::Executor::execute(connection, pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        let database = Database { pool };
+        let database = Database {
+            pool,
+            backend: Backend::Sqlite,
+            location: path.display().to_string(),
+        };
         database.migrate().await?;
         Ok(database)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut *tx)
+    /// Connects to the PostgreSQL database `url` names, creating its schema on first use.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
             .await?;
-        if version > SCHEMA_VERSION {
+        let database = Database {
+            pool,
+            backend,
+            location: redact(url),
+        };
+        database.migrate().await?;
+        Ok(database)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The SQLite file or the PostgreSQL URL (without its password), for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// A transaction that may write: one writer at a time (SQLite `BEGIN IMMEDIATE`,
+    /// PostgreSQL an advisory lock held until it ends), so that journal serials commit in order.
+    pub(crate) async fn begin_write(&self) -> Result<Tx> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// A transaction that reads one consistent state (PostgreSQL's default isolation would give
+    /// each statement its own).
+    pub(crate) async fn begin_read(&self) -> Result<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let steps = migrations::steps(self.backend);
+        let latest = steps.len() as i64;
+        let mut tx = self.begin_write().await?;
+        let version: i64 = match self.backend {
+            Backend::Sqlite => {
+                sqlx::query_scalar("PRAGMA user_version")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::raw_sql(migrations::POSTGRES_VERSION_TABLE)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query_scalar("SELECT version FROM tufa_schema WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        if version > latest {
             return Err(Error::Config(format!(
                 "the database has schema version {version}, newer than this tufa understands \
-                 ({SCHEMA_VERSION}): upgrade tufa"
+                 ({latest}): upgrade tufa"
             )));
         }
         let done = usize::try_from(version).unwrap_or(0);
-        for step in &MIGRATIONS[done..] {
+        for step in &steps[done..] {
             sqlx::raw_sql(step).execute(&mut *tx).await?;
         }
-        if version != SCHEMA_VERSION {
-            sqlx::query(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-                .execute(&mut *tx)
-                .await?;
+        if version != latest {
+            match self.backend {
+                Backend::Sqlite => {
+                    sqlx::query(&format!("PRAGMA user_version = {latest}"))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Backend::Postgres => {
+                    sqlx::query("UPDATE tufa_schema SET version = $1 WHERE id = 1")
+                        .bind(latest)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The schema version recorded (`PRAGMA user_version`, or PostgreSQL's `tufa_schema`).
+    pub async fn schema_version(&self) -> Result<i64> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                sqlx::query_scalar("PRAGMA user_version")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::query_scalar("SELECT version FROM tufa_schema WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        })
     }
 
     /// The identity of `user` with no project limit, creating the user if needed: what a
     /// command acting for the user (an import) uploads as.
     pub async fn user(&self, user: &str) -> Result<Identity> {
         check_user_name(user)?;
-        sqlx::query("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)")
+        sqlx::query("INSERT INTO users (name, created) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(user)
             .bind(now_micros())
             .execute(&self.pool)
             .await?;
-        let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+        let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
             .bind(user)
             .fetch_one(&self.pool)
             .await?;
@@ -351,7 +482,7 @@ impl Database {
 
     /// Every release of a project, in PEP 440 order, oldest first.
     pub async fn releases(&self, project_id: i64) -> Result<Vec<Release>> {
-        let rows = sqlx::query("SELECT version, metadata FROM releases WHERE project_id = ?")
+        let rows = sqlx::query("SELECT version, metadata FROM releases WHERE project_id = $1")
             .bind(project_id)
             .fetch_all(&self.pool)
             .await?;
@@ -370,16 +501,11 @@ impl Database {
 
     /// Whether any recorded file has this content, so that its stored bytes must stay.
     pub async fn stores_file(&self, sha256: &str) -> Result<bool> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM files WHERE sha256 = ?)")
-                .bind(sha256)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        references(&self.pool, sha256).await
     }
 
     pub async fn file(&self, filename: &str) -> Result<Option<FileRecord>> {
-        let row = sqlx::query(&format!("{FILE_COLUMNS} WHERE files.filename = ?"))
+        let row = sqlx::query(&format!("{FILE_COLUMNS} WHERE files.filename = $1"))
             .bind(filename)
             .fetch_optional(&self.pool)
             .await?;
@@ -395,7 +521,7 @@ impl Database {
         project: &ProjectName,
     ) -> Result<Result<(), AddRefused>> {
         let owner: Option<(i64, Option<String>)> =
-            sqlx::query_as("SELECT owner_id, upstream FROM projects WHERE name = ?")
+            sqlx::query_as("SELECT owner_id, upstream FROM projects WHERE name = $1")
                 .bind(project.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -420,7 +546,7 @@ impl Database {
         identity: &Identity,
         new: &NewFile,
     ) -> Result<Result<Added, AddRefused>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let checked = check_new_file(&mut tx, identity, new).await?;
         tx.rollback().await?;
         Ok(checked.map(|found| match found {
@@ -437,7 +563,7 @@ impl Database {
         identity: &Identity,
         new: &NewFile,
     ) -> Result<Result<Added, AddRefused>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let (project_id, release_id) = match check_new_file(&mut tx, identity, new).await? {
             Err(refused) => return Ok(Err(refused)),
             Ok(Found::Unchanged) => return Ok(Ok(Added::Unchanged)),
@@ -452,7 +578,7 @@ impl Database {
             None => {
                 sqlx::query_scalar(
                     "INSERT INTO projects (name, display_name, owner_id, last_serial)
-                     VALUES (?, ?, ?, 0) RETURNING id",
+                     VALUES ($1, $2, $3, 0) RETURNING id",
                 )
                 .bind(new.project.as_str())
                 .bind(&new.display_name)
@@ -466,7 +592,7 @@ impl Database {
             None => {
                 sqlx::query_scalar(
                     "INSERT INTO releases (project_id, version, metadata, created)
-                     VALUES (?, ?, ?, ?) RETURNING id",
+                     VALUES ($1, $2, $3, $4) RETURNING id",
                 )
                 .bind(project_id)
                 .bind(new.version.as_str())
@@ -479,7 +605,7 @@ impl Database {
         sqlx::query(
             "INSERT INTO files (release_id, filename, packagetype, python_version, size, sha256,
                  md5, blake2_256, requires_python, metadata_sha256, upload_time)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(release_id)
         .bind(&file.filename)
@@ -513,17 +639,17 @@ impl Database {
         filename: Option<&str>,
         yanked: Option<&str>,
     ) -> Result<u64> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let release_id: Option<i64> = sqlx::query_scalar(
             "SELECT releases.id FROM releases JOIN projects ON projects.id = releases.project_id
-             WHERE projects.name = ? AND releases.version = ?",
+             WHERE projects.name = $1 AND releases.version = $2",
         )
         .bind(project.as_str())
         .bind(version.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(release_id) = release_id else {
-            let known: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = ?")
+            let known: Option<i64> = sqlx::query_scalar("SELECT id FROM projects WHERE name = $1")
                 .bind(project.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -536,7 +662,7 @@ impl Database {
             });
         };
         let matching: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM files WHERE release_id = ? AND (? IS NULL OR filename = ?)",
+            "SELECT COUNT(*) FROM files WHERE release_id = $1 AND ($2 IS NULL OR filename = $3)",
         )
         .bind(release_id)
         .bind(filename)
@@ -551,16 +677,16 @@ impl Database {
             });
         }
         let changed = sqlx::query(
-            "UPDATE files SET yanked = ?, yanked_reason = ?
-             WHERE release_id = ? AND (? IS NULL OR filename = ?)
-               AND (yanked != ? OR yanked_reason IS NOT ?)",
+            "UPDATE files SET yanked = $1, yanked_reason = $2
+             WHERE release_id = $3 AND ($4 IS NULL OR filename = $5)
+               AND (yanked != $6 OR yanked_reason IS DISTINCT FROM $7)",
         )
-        .bind(yanked.is_some())
+        .bind(i64::from(yanked.is_some()))
         .bind(yanked)
         .bind(release_id)
         .bind(filename)
         .bind(filename)
-        .bind(yanked.is_some())
+        .bind(i64::from(yanked.is_some()))
         .bind(yanked)
         .execute(&mut *tx)
         .await?
@@ -584,7 +710,7 @@ impl Database {
     }
 
     pub async fn set_signed_serial(&self, serial: i64) -> Result<()> {
-        sqlx::query("UPDATE signed SET serial = MAX(serial, ?) WHERE id = 1")
+        sqlx::query("UPDATE signed SET serial = $1 WHERE id = 1 AND serial < $1")
             .bind(serial)
             .execute(&self.pool)
             .await?;
@@ -612,7 +738,7 @@ impl Database {
     /// Journal entries after `serial`, oldest first, at most `limit`.
     pub async fn journal_after(&self, serial: i64, limit: i64) -> Result<Vec<(i64, ProjectName)>> {
         let rows = sqlx::query(
-            "SELECT serial, project FROM journal WHERE serial > ? ORDER BY serial LIMIT ?",
+            "SELECT serial, project FROM journal WHERE serial > $1 ORDER BY serial LIMIT $2",
         )
         .bind(serial)
         .bind(limit)
@@ -629,7 +755,7 @@ impl Database {
         &self,
         name: &ProjectName,
     ) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let state = project_state_in(&mut tx, name).await?;
         tx.commit().await?;
         Ok(state)
@@ -644,9 +770,9 @@ impl Database {
         max_backoff: Duration,
     ) -> Result<()> {
         let now = now_micros();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let attempts: i64 =
-            sqlx::query_scalar("SELECT attempts FROM unpublished WHERE project = ?")
+            sqlx::query_scalar("SELECT attempts FROM unpublished WHERE project = $1")
                 .bind(project)
                 .fetch_optional(&mut *tx)
                 .await?
@@ -656,7 +782,7 @@ impl Database {
         let next = now.saturating_add(i64::try_from(backoff.as_micros()).unwrap_or(i64::MAX));
         sqlx::query(
             "INSERT INTO unpublished (project, error, attempts, since, next_attempt)
-             VALUES (?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (project) DO UPDATE
              SET error = excluded.error, attempts = excluded.attempts,
                  next_attempt = excluded.next_attempt",
@@ -676,7 +802,7 @@ impl Database {
     pub async fn clear_unpublished(&self, projects: &[String]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for project in projects {
-            sqlx::query("DELETE FROM unpublished WHERE project = ?")
+            sqlx::query("DELETE FROM unpublished WHERE project = $1")
                 .bind(project)
                 .execute(&mut *tx)
                 .await?;
@@ -688,7 +814,7 @@ impl Database {
     /// Projects whose back-off has passed, at most `limit`.
     pub async fn unpublished_due(&self, limit: i64) -> Result<Vec<ProjectName>> {
         let names: Vec<String> = sqlx::query_scalar(
-            "SELECT project FROM unpublished WHERE next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+            "SELECT project FROM unpublished WHERE next_attempt <= $1 ORDER BY next_attempt LIMIT $2",
         )
         .bind(now_micros())
         .bind(limit)
@@ -704,7 +830,7 @@ impl Database {
             .fetch_one(&self.pool)
             .await?;
         let rows = sqlx::query(
-            "SELECT project, error, attempts, since FROM unpublished ORDER BY since LIMIT ?",
+            "SELECT project, error, attempts, since FROM unpublished ORDER BY since LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -725,6 +851,9 @@ impl Database {
     /// needs it (then SQLite leaves it for the next call): what an idle index does, so that its
     /// data directory holds the database once, not once more in the WAL.
     pub async fn truncate_wal(&self) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await?;
@@ -738,13 +867,13 @@ impl Database {
 
 /// Every rule an upload must pass against what is recorded, reading only.
 async fn check_new_file(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     identity: &Identity,
     new: &NewFile,
 ) -> Result<Result<Found, AddRefused>> {
     let file = &new.file;
     let owner: Option<(i64, i64, Option<String>)> =
-        sqlx::query_as("SELECT id, owner_id, upstream FROM projects WHERE name = ?")
+        sqlx::query_as("SELECT id, owner_id, upstream FROM projects WHERE name = $1")
             .bind(new.project.as_str())
             .fetch_optional(&mut **tx)
             .await?;
@@ -765,7 +894,7 @@ async fn check_new_file(
         None => None,
     };
     let existing: Option<String> =
-        sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
+        sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = $1")
             .bind(&file.filename)
             .fetch_optional(&mut **tx)
             .await?;
@@ -780,7 +909,7 @@ async fn check_new_file(
     }
     let release_id: Option<i64> = match project_id {
         Some(project_id) => {
-            sqlx::query_scalar("SELECT id FROM releases WHERE project_id = ? AND version = ?")
+            sqlx::query_scalar("SELECT id FROM releases WHERE project_id = $1 AND version = $2")
                 .bind(project_id)
                 .bind(new.version.as_str())
                 .fetch_optional(&mut **tx)
@@ -792,7 +921,7 @@ async fn check_new_file(
         // `1.0` and `1.0.0` are one version to installers: a second spelling would split a
         // release in two, each looking complete.
         let versions: Vec<String> =
-            sqlx::query_scalar("SELECT version FROM releases WHERE project_id = ?")
+            sqlx::query_scalar("SELECT version FROM releases WHERE project_id = $1")
                 .bind(project_id)
                 .fetch_all(&mut **tx)
                 .await?;
@@ -811,7 +940,7 @@ async fn check_new_file(
         && file.packagetype == "sdist"
     {
         let sdists: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM files WHERE release_id = ? AND packagetype = 'sdist'",
+            "SELECT COUNT(*) FROM files WHERE release_id = $1 AND packagetype = 'sdist'",
         )
         .bind(release_id)
         .fetch_one(&mut **tx)
@@ -835,8 +964,8 @@ const FILE_COLUMNS: &str = "SELECT files.filename, releases.version, files.packa
     files.yanked_reason
     FROM files JOIN releases ON releases.id = files.release_id";
 
-fn file_record(row: &sqlx::sqlite::SqliteRow) -> FileRecord {
-    let yanked: bool = row.get(11);
+fn file_record(row: &sqlx::any::AnyRow) -> FileRecord {
+    let yanked = row.get::<i64, _>(11) != 0;
     FileRecord {
         filename: row.get(0),
         version: row.get(1),
@@ -854,14 +983,14 @@ fn file_record(row: &sqlx::sqlite::SqliteRow) -> FileRecord {
 }
 
 async fn find_project<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     name: &ProjectName,
 ) -> Result<Option<Project>> {
     let row = sqlx::query(
         "SELECT projects.id, projects.name, projects.display_name, projects.last_serial,
              projects.upstream, mirror_state.status, mirror_state.status_reason
          FROM projects LEFT JOIN mirror_state ON mirror_state.project_id = projects.id
-         WHERE projects.name = ?",
+         WHERE projects.name = $1",
     )
     .bind(name.as_str())
     .fetch_optional(executor)
@@ -884,7 +1013,7 @@ async fn find_project<'e>(
 
 /// A project with its files and release versions, within the caller's transaction.
 async fn project_state_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     name: &ProjectName,
 ) -> Result<Option<(Project, Vec<Version>, Vec<FileRecord>)>> {
     let Some(project) = find_project(&mut **tx, name).await? else {
@@ -892,7 +1021,7 @@ async fn project_state_in(
     };
     let files = files_of(&mut **tx, project.id).await?;
     let mut versions =
-        sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = ?")
+        sqlx::query_scalar::<_, String>("SELECT version FROM releases WHERE project_id = $1")
             .bind(project.id)
             .fetch_all(&mut **tx)
             .await?
@@ -904,11 +1033,11 @@ async fn project_state_in(
 }
 
 async fn files_of<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     project_id: i64,
 ) -> Result<Vec<FileRecord>> {
     let rows = sqlx::query(&format!(
-        "{FILE_COLUMNS} WHERE releases.project_id = ? ORDER BY files.filename"
+        "{FILE_COLUMNS} WHERE releases.project_id = $1 ORDER BY files.filename"
     ))
     .bind(project_id)
     .fetch_all(executor)
@@ -922,19 +1051,19 @@ fn stored_name(name: &str) -> Result<ProjectName> {
 
 /// Appends to the journal and moves the project's serial to the new entry.
 async fn journal(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     project: &ProjectName,
     action: &str,
 ) -> Result<i64> {
     let serial: i64 = sqlx::query_scalar(
-        "INSERT INTO journal (project, action, time) VALUES (?, ?, ?) RETURNING serial",
+        "INSERT INTO journal (project, action, time) VALUES ($1, $2, $3) RETURNING serial",
     )
     .bind(project.as_str())
     .bind(action)
     .bind(now_micros())
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query("UPDATE projects SET last_serial = ? WHERE name = ?")
+    sqlx::query("UPDATE projects SET last_serial = $1 WHERE name = $2")
         .bind(serial)
         .bind(project.as_str())
         .execute(&mut **tx)
@@ -957,7 +1086,7 @@ pub struct StoredFile {
 
 /// The database's write lock, held while `tufa verify --repair` removes a file no row
 /// references: no upload can record a row for it meanwhile. Released when dropped.
-pub struct WriteLock(sqlx::Transaction<'static, sqlx::Sqlite>);
+pub struct WriteLock(Tx);
 
 impl WriteLock {
     /// Whether a row references the distribution file with this sha256.
@@ -967,15 +1096,15 @@ impl WriteLock {
 }
 
 async fn references<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     sha256: &str,
 ) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM files WHERE sha256 = ?)")
-            .bind(sha256)
-            .fetch_one(executor)
-            .await?,
-    )
+    // `EXISTS` is a boolean in PostgreSQL and an integer in SQLite: a row or none is neither.
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM files WHERE sha256 = $1 LIMIT 1")
+        .bind(sha256)
+        .fetch_optional(executor)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// Read-only queries for checking a data directory.
@@ -983,8 +1112,9 @@ impl Database {
     /// Up to `limit` distribution files recorded, in row order from after row `after_id`.
     pub async fn stored_files(&self, after_id: i64, limit: i64) -> Result<Vec<StoredFile>> {
         let rows = sqlx::query(
-            "SELECT id, filename, sha256, size, metadata_sha256, upstream_url IS NOT NULL
-             FROM files WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, filename, sha256, size, metadata_sha256,
+                 CASE WHEN upstream_url IS NULL THEN 0 ELSE 1 END
+             FROM files WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id)
         .bind(limit)
@@ -998,7 +1128,7 @@ impl Database {
                 sha256: row.get(2),
                 size: u64::try_from(row.get::<i64, _>(3)).unwrap_or(0),
                 metadata_sha256: row.get(4),
-                mirrored: row.get(5),
+                mirrored: row.get::<i64, _>(5) != 0,
             })
             .collect())
     }
@@ -1011,15 +1141,18 @@ impl Database {
     /// How many journal entries come after `serial`.
     pub async fn journal_count_after(&self, serial: i64) -> Result<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE serial > ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE serial > $1")
                 .bind(serial)
                 .fetch_one(&self.pool)
                 .await?,
         )
     }
 
-    /// Takes the write lock (waiting up to the busy timeout for a writer to finish).
+    /// Takes the write lock (waiting for a writer to finish).
     pub async fn write_lock(&self) -> Result<WriteLock> {
-        Ok(WriteLock(self.pool.begin_with("BEGIN IMMEDIATE").await?))
+        Ok(WriteLock(self.begin_write().await?))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,12 @@ pub enum Invalid {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+
+    /// The database cannot be reached, or went away mid-request: the request may succeed once
+    /// it is back (the pool reconnects by itself), so HTTP answers 503.
+    #[error("database unavailable ({}): {source}", unavailable_reason(source))]
+    DatabaseUnavailable { source: sqlx::Error },
 
     #[error("{action} {path}: {source}")]
     Io {
@@ -92,6 +97,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Database(_) => "database error",
+            Error::DatabaseUnavailable { .. } => "database unavailable",
             Error::Io { .. } => "storage error",
             Error::Invalid(_) => "invalid stored data",
             Error::NoProject(_) | Error::NoRelease { .. } | Error::NoFile { .. } => {
@@ -104,6 +110,58 @@ impl Error {
             Error::DataMismatch(_) => "data directory mismatch",
             Error::MissingReason | Error::NoDecision { .. } => "invalid cooldown decision",
             Error::CooldownNotDelegated { .. } => "cooldown view not delegated",
+        }
+    }
+}
+
+impl Error {
+    /// Why the database is unavailable, in words an HTTP answer may carry (nothing of the
+    /// server's address or credentials); `None` for any other error.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            Error::DatabaseUnavailable { source } => Some(unavailable_reason(source)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `error` says the database is out of reach (rather than that a statement failed), and
+/// in which words.
+fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
+    match error {
+        sqlx::Error::PoolTimedOut => Some("no connection to the database within the timeout"),
+        sqlx::Error::PoolClosed => Some("the database connection pool is closed"),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Some("the connection to the database failed"),
+        sqlx::Error::WorkerCrashed => Some("the database connection's worker stopped"),
+        sqlx::Error::Database(error) => {
+            let code = error.code()?;
+            // PostgreSQL's SQLSTATEs: class 08 is "connection exception"; 57P01-57P03 are an
+            // administrator's or a crash's shutdown and a server starting or stopping; 53300 is
+            // "too many connections".
+            if code.starts_with("08") {
+                Some("the connection to the database failed")
+            } else if matches!(&*code, "57P01" | "57P02" | "57P03") {
+                Some("the database server is shutting down or starting")
+            } else if code == "53300" {
+                Some("the database server has too many connections")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn unavailable_reason(error: &sqlx::Error) -> &'static str {
+    unavailable(error).unwrap_or("unreachable")
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(source: sqlx::Error) -> Self {
+        if unavailable(&source).is_some() {
+            Error::DatabaseUnavailable { source }
+        } else {
+            Error::Database(source)
         }
     }
 }

@@ -140,7 +140,7 @@ pub(crate) async fn check_repository_present(
         return Ok(());
     }
     let mismatch = Mismatch::RepositoryMissing {
-        database: data_dir.join(DATABASE_FILE),
+        database: PathBuf::from(database.location()),
         repository: tuf_dir(data_dir),
         signed,
     };
@@ -226,7 +226,7 @@ pub(crate) async fn check_published(
         .into_iter()
         .map(|(name, serial)| (name.to_string(), serial))
         .collect();
-    let database_file = data_dir.join(DATABASE_FILE);
+    let database_file = PathBuf::from(database.location());
     let tuf = tuf_dir(data_dir);
     let mut unknown: Vec<&str> = pages
         .iter()
@@ -535,7 +535,7 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
         if signed > 0 {
             report.problems.push(
                 Mismatch::RepositoryMissing {
-                    database: data_dir.join(DATABASE_FILE),
+                    database: PathBuf::from(database.location()),
                     repository: layout.tuf.clone(),
                     signed,
                 }

@@ -51,6 +51,9 @@ pub const DEFAULT_MAX_UPLOAD_SIZE: u64 = 100 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The PostgreSQL database (`postgres://...`) to run on; `None`: the SQLite file in the data
+    /// directory.
+    pub database: Option<String>,
     pub max_upload_size: u64,
     /// The URL clients reach the index at, for the absolute URLs of the JSON API. Taken from the
     /// request's `Host` when unset.
@@ -98,7 +101,7 @@ impl Index {
     pub async fn open(config: Config) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(error::io("creating the data directory", &config.data_dir))?;
-        let database = Database::open(&config.data_dir.join(integrity::DATABASE_FILE)).await?;
+        let database = Database::open_in(config.database.as_deref(), &config.data_dir).await?;
         let blobs = Blobs::open(&config.data_dir)?;
         let accept = config.accept_data_mismatch;
         if config.signing.is_some() {

@@ -449,6 +449,7 @@ mod tests {
         let index = Arc::new(
             Index::open(crate::Config {
                 data_dir: dir.path().to_path_buf(),
+                database: None,
                 max_upload_size: crate::DEFAULT_MAX_UPLOAD_SIZE,
                 public_url: None,
                 signing: None,

@@ -37,7 +37,7 @@ const FILE_CHUNK: usize = 64 * 1024;
 pub struct ApiError {
     status: StatusCode,
     reason: String,
-    /// Seconds for `Retry-After`, on a 429.
+    /// Seconds for `Retry-After`, on a 429 or 503.
     retry_after: Option<u64>,
 }
 
@@ -55,9 +55,22 @@ impl ApiError {
     }
 }
 
-/// A 500 answer: the whole error goes to the log under a new id, and the answer names only the
+/// Seconds a client is asked to wait after a 503 for an unavailable database.
+const UNAVAILABLE_RETRY_AFTER: u64 = 5;
+
+/// A 500 answer (503 when the database is unavailable): the whole error goes to the log under a new id, and the answer names only the
 /// kind of failure and that id, so that it shows no paths or other details of the server.
 fn internal_error(error: &Error) -> ApiError {
+    if let Some(reason) = error.unavailable() {
+        tracing::warn!("answering 503: {error}");
+        return ApiError {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..ApiError::new(
+                503,
+                format!("Service Unavailable: database unavailable ({reason})"),
+            )
+        };
+    }
     use ring::rand::SecureRandom;
     let mut random = [0u8; 6];
     // A failing system RNG leaves zeros: the id is only for finding the log line.

@@ -167,6 +167,7 @@ impl UploadError {
             UploadError::FieldTooLarge { .. }
             | UploadError::FormTooLarge { .. }
             | UploadError::BodyTooLarge { .. } => 413,
+            UploadError::Internal(error) if error.unavailable().is_some() => 503,
             UploadError::Internal(_) => 500,
             _ => 400,
         }

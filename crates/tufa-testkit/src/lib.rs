@@ -10,6 +10,7 @@ mod apt;
 pub mod faketime;
 pub mod http;
 mod packages;
+pub mod postgres;
 mod server;
 mod softhsm;
 pub mod upstream;

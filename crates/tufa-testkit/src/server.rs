@@ -37,6 +37,9 @@ impl TufaServer {
             .arg(data_dir)
             .args(extra_args)
             .envs(env.iter().map(|(name, value)| (name, value)));
+        if let Some(url) = test_database(data_dir, extra_args) {
+            command.arg("--database").arg(url);
+        }
         let (child, url, log) = spawn_listening(command, "tufa: serving");
         TufaServer {
             child,
@@ -139,6 +142,24 @@ impl Drop for TufaServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// With `TUFA_TEST_BACKEND=postgres`, a fresh PostgreSQL database for a data directory that
+/// records none yet (`tufa serve` records it in `locations.toml`, where a restart on the same
+/// directory and every administrative command find it again); `None` when the test chose a
+/// database itself or runs on the default.
+fn test_database(data_dir: &Path, extra_args: &[&str]) -> Option<String> {
+    if !crate::postgres::requested() || extra_args.contains(&"--database") {
+        return None;
+    }
+    let recorded = std::fs::read_to_string(data_dir.join("locations.toml")).unwrap_or_default();
+    if recorded
+        .lines()
+        .any(|line| line.trim_start().starts_with("database"))
+    {
+        return None;
+    }
+    Some(crate::postgres::fresh_database())
 }
 
 /// Waits up to 10 s for `needle` in a log the reader thread fills, and returns the log (with or

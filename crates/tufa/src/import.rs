@@ -16,6 +16,8 @@ pub struct ImportArgs {
     /// The index's data directory (initialized if new).
     #[arg(long, env = "TUFA_DATA")]
     data: PathBuf,
+    #[command(flatten)]
+    database: crate::locations::DatabaseArg,
     /// The user who owns the projects the import creates.
     #[arg(long)]
     user: String,
@@ -67,6 +69,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     log_to_stderr();
     let config = Config {
         data_dir: args.data.clone(),
+        database: args.database.resolve(&args.data)?,
         max_upload_size: DEFAULT_MAX_UPLOAD_SIZE,
         public_url: None,
         signing: Some(signing),

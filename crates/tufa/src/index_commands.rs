@@ -20,9 +20,11 @@ use tufa_index::{
 };
 use tufa_repo::Expiries;
 
+use crate::locations::{DatabaseArg, Locations};
+
 #[derive(Args)]
 pub struct ServeArgs {
-    /// TOML config file with any of: data, listen, max_upload_size, public_url, max_connections,
+    /// TOML config file with any of: data, database, listen, max_upload_size, public_url, max_connections,
     /// header_timeout, idle_timeout, body_timeout, min_body_rate, the signing settings, cooldown
     /// and cooldown-exempt.
     #[arg(long, env = "TUFA_CONFIG")]
@@ -30,6 +32,11 @@ pub struct ServeArgs {
     /// Data directory (database and files); initialized on first run.
     #[arg(long, env = "TUFA_DATA")]
     data: Option<PathBuf>,
+    /// The PostgreSQL database to run on (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE),
+    /// created on first use and recorded in DATA/locations.toml for the other commands
+    /// [default: the recorded one, else the SQLite file DATA/tufa.db].
+    #[arg(long, env = "TUFA_DATABASE")]
+    database: Option<String>,
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "TUFA_LISTEN")]
     listen: Option<String>,
@@ -173,6 +180,7 @@ pub struct SigningArgs {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     data: Option<PathBuf>,
+    database: Option<String>,
     listen: Option<String>,
     max_upload_size: Option<u64>,
     public_url: Option<String>,
@@ -210,20 +218,38 @@ pub struct DataArg {
     /// The index's data directory (as given to `tufa serve --data`).
     #[arg(long, env = "TUFA_DATA")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArg,
 }
 
 impl DataArg {
     pub async fn database(&self) -> Result<Database> {
-        if !self.data.join("tufa.db").exists() {
-            anyhow::bail!(
-                "{} holds no index (no tufa.db): pass the directory `tufa serve --data` uses",
-                self.data.display()
-            );
-        }
-        Database::open(&self.data.join("tufa.db"))
-            .await
-            .with_context(|| format!("opening the index in {}", self.data.display()))
+        open_database(&self.data, &self.database).await
     }
+}
+
+/// The database of the index in `data_dir`: the one `database` names, else the one recorded
+/// there, else its SQLite file, which must exist (a command given the wrong directory would
+/// otherwise create an empty index in it).
+pub async fn open_database(data_dir: &Path, database: &DatabaseArg) -> Result<Database> {
+    let url = database.resolve(data_dir)?;
+    if url.is_none() && !crate::locations::sqlite_file(data_dir).exists() {
+        anyhow::bail!(
+            "{} holds no index (no tufa.db, and no database recorded in {}): pass the directory \
+             `tufa serve --data` uses, or --database URL",
+            data_dir.display(),
+            crate::locations::FILE
+        );
+    }
+    let opened = Database::open_in(url.as_deref(), data_dir).await;
+    opened.with_context(|| match &url {
+        Some(url) => format!(
+            "opening the database {} of the index in {}",
+            tufa_index::db::redact(url),
+            data_dir.display()
+        ),
+        None => format!("opening the index in {}", data_dir.display()),
+    })
 }
 
 #[derive(Subcommand)]
@@ -457,6 +483,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let data_dir = args.data.or(file.data).context(
         "no data directory: pass --data DIR, set TUFA_DATA, or set `data` in the config file",
     )?;
+    let recorded = Locations::read(&data_dir)?;
+    let database = DatabaseArg {
+        database: args.database.or(file.database),
+    }
+    .resolve(&data_dir)?;
     let listen = args
         .listen
         .or(file.listen)
@@ -490,6 +521,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let config = Config {
         mirror,
         data_dir,
+        database,
         max_upload_size: args
             .max_upload_size
             .or(file.max_upload_size)
@@ -504,6 +536,14 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let index = Index::open(config.clone())
             .await
             .with_context(|| format!("opening the index in {}", config.data_dir.display()))?;
+        // Recorded once it opened, so that a mistyped URL is not what the next command uses.
+        let running = Locations {
+            database: config.database.clone(),
+            ..recorded.clone()
+        };
+        if running != recorded {
+            running.write(&config.data_dir)?;
+        }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;

@@ -3,10 +3,12 @@
 
 mod ceremony;
 mod cooldown;
+mod database;
 mod download;
 mod import;
 mod index_commands;
 mod keys;
+mod locations;
 mod mirror;
 mod mirror_sync;
 mod proxy;
@@ -70,6 +72,9 @@ enum Command {
     /// Administer the upstream mirror (`tufa serve --upstream`), and fill it ahead of installs.
     #[command(subcommand)]
     Mirror(mirror::MirrorCommand),
+    /// Move the index's database: `tufa database move --data DIR --to postgres://...`.
+    #[command(subcommand)]
+    Database(database::DatabaseCommand),
     /// Check a data directory: every stored file against the database, the TUF repository
     /// against its signatures and the database, the journal against the signed serial; list
     /// orphans (`--repair` removes them). Safe beside a running server.
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Command::Download(args) => download::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Database(command) => database::run(command),
         Command::TufClient(args) => tuf_client::run(args),
     };
     match result {

@@ -22,6 +22,8 @@ pub struct StatusArgs {
     /// The index's data directory.
     #[arg(long, env = "TUFA_DATA")]
     data: PathBuf,
+    #[command(flatten)]
+    database: crate::locations::DatabaseArg,
 }
 
 fn read<T: tufa_metadata::Role>(store: &FsStore, file: &str) -> Result<Metadata<T>> {
@@ -212,7 +214,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
         );
     }
     disk(&args.data, &store, &reachable)?;
-    publishing(&args.data)?;
+    publishing(&args.data, &args.database)?;
     for file in store.list(INCOMING_DIR)? {
         let Some(bytes) = store.read(&file)? else {
             continue;
@@ -280,16 +282,13 @@ fn disk(data: &Path, store: &FsStore, reachable: &HashSet<String>) -> Result<()>
 
 /// What the database says of publishing: changes waiting to be signed, and projects whose page
 /// could not be published.
-fn publishing(data: &std::path::Path) -> Result<()> {
-    let path = data.join("tufa.db");
-    if !path.exists() {
+fn publishing(data: &std::path::Path, database: &crate::locations::DatabaseArg) -> Result<()> {
+    if database.resolve(data)?.is_none() && !crate::locations::sqlite_file(data).exists() {
         return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let database = tufa_index::Database::open(&path)
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
+        let database = crate::index_commands::open_database(data, database).await?;
         let last = database.last_serial().await?;
         let signed = database.signed_serial().await?;
         println!("serials: {last} recorded, {signed} signed");

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use tufa_index::Database;
-use tufa_index::integrity::{self, DATABASE_FILE};
+use tufa_index::integrity;
+
+use crate::locations::DatabaseArg;
 
 #[derive(Args)]
 pub struct VerifyArgs {
@@ -17,22 +18,15 @@ pub struct VerifyArgs {
     /// references (both only when older than ten minutes, never a file a row references).
     #[arg(long)]
     repair: bool,
+    #[command(flatten)]
+    database: DatabaseArg,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
-    let database_file = args.data.join(DATABASE_FILE);
-    if !database_file.exists() {
-        bail!(
-            "{} holds no index (no {DATABASE_FILE}): pass the directory `tufa serve --data` uses",
-            args.data.display()
-        );
-    }
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(async move {
-            let database = Database::open(&database_file)
-                .await
-                .with_context(|| format!("opening {}", database_file.display()))?;
+            let database = crate::index_commands::open_database(&args.data, &args.database).await?;
             let report = integrity::verify(&args.data, &database, args.repair)
                 .await
                 .with_context(|| format!("verifying {}", args.data.display()))?;

@@ -44,7 +44,7 @@ pub struct CooldownState {
     pub swept_micros: i64,
 }
 
-fn override_from(row: &sqlx::sqlite::SqliteRow) -> Result<Override> {
+fn override_from(row: &sqlx::any::AnyRow) -> Result<Override> {
     let decision: String = row.get(2);
     Ok(Override {
         project: super::stored_name(row.get(0))?,
@@ -79,7 +79,7 @@ impl Database {
     /// view changes: each gets a journal entry, so the publisher signs (or withdraws) its
     /// cooldown page, and the sweep starts from now. Returns how many projects were journaled.
     pub async fn configure_cooldown(&self, policy: Option<&Policy>) -> Result<usize> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT period, exempt FROM cooldown_state WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
@@ -94,7 +94,7 @@ impl Database {
         for name in &names {
             journal(&mut tx, &super::stored_name(name)?, "cooldown policy").await?;
         }
-        sqlx::query("UPDATE cooldown_state SET period = ?, exempt = ?, swept = ? WHERE id = 1")
+        sqlx::query("UPDATE cooldown_state SET period = $1, exempt = $2, swept = $3 WHERE id = 1")
             .bind(period)
             .bind(exempt)
             .bind(now_micros())
@@ -111,7 +111,7 @@ impl Database {
     /// ran ahead does not leave fresh files in the view. Returns how many projects were
     /// journaled.
     pub async fn sweep_cooldown(&self, policy: &Policy, now_micros: i64) -> Result<usize> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let swept: i64 = sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
@@ -124,7 +124,7 @@ impl Database {
             "SELECT DISTINCT projects.name FROM files
              JOIN releases ON releases.id = files.release_id
              JOIN projects ON projects.id = releases.project_id
-             WHERE files.upload_time > ? AND files.upload_time <= ?
+             WHERE files.upload_time > $1 AND files.upload_time <= $2
              ORDER BY projects.name",
         )
         .bind(from.saturating_sub(period))
@@ -139,7 +139,7 @@ impl Database {
         for name in &names {
             journal(&mut tx, &super::stored_name(name)?, "cooldown boundary").await?;
         }
-        sqlx::query("UPDATE cooldown_state SET swept = ? WHERE id = 1")
+        sqlx::query("UPDATE cooldown_state SET swept = $1 WHERE id = 1")
             .bind(now_micros)
             .execute(&mut *tx)
             .await?;
@@ -150,11 +150,11 @@ impl Database {
     /// A project as [`Database::project_state`] reads it, with its decisions and the sweep
     /// cursor, as one consistent state: what its cooldown page is rendered from.
     pub async fn cooldown_state(&self, name: &ProjectName) -> Result<Option<CooldownState>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let Some((project, versions, files)) = project_state_in(&mut tx, name).await? else {
             return Ok(None);
         };
-        let overrides = sqlx::query(&format!("{OVERRIDE_COLUMNS} WHERE project = ?"))
+        let overrides = sqlx::query(&format!("{OVERRIDE_COLUMNS} WHERE project = $1"))
             .bind(name.as_str())
             .fetch_all(&mut *tx)
             .await?
@@ -188,11 +188,11 @@ impl Database {
         if reason.trim().is_empty() {
             return Err(Error::MissingReason);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         release_exists(&mut tx, project, version).await?;
         sqlx::query(
             "INSERT INTO cooldown_overrides (project, version, decision, reason, who, time)
-             VALUES (?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (project, version) DO UPDATE
              SET decision = excluded.decision, reason = excluded.reason, who = excluded.who,
                  time = excluded.time",
@@ -217,9 +217,9 @@ impl Database {
         project: &ProjectName,
         version: &Version,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let removed =
-            sqlx::query("DELETE FROM cooldown_overrides WHERE project = ? AND version = ?")
+            sqlx::query("DELETE FROM cooldown_overrides WHERE project = $1 AND version = $2")
                 .bind(project.as_str())
                 .bind(version.as_str())
                 .execute(&mut *tx)
@@ -246,7 +246,7 @@ impl Database {
 }
 
 async fn release_exists(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     project: &ProjectName,
     version: &Version,
 ) -> Result<()> {
@@ -254,7 +254,7 @@ async fn release_exists(
         return Err(Error::NoProject(project.to_string()));
     };
     let known: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM releases WHERE project_id = ? AND version = ?")
+        sqlx::query_scalar("SELECT id FROM releases WHERE project_id = $1 AND version = $2")
             .bind(found.id)
             .bind(version.as_str())
             .fetch_optional(&mut **tx)
@@ -274,23 +274,31 @@ mod tests {
 
     const SECOND: i64 = 1_000_000;
 
-    async fn database(dir: &std::path::Path) -> Database {
-        let database = Database::open(&dir.join("tufa.db")).await.unwrap();
+    async fn database(database: Database) -> Database {
         sqlx::raw_sql(
             "INSERT INTO users (id, name, created) VALUES (100, 'alice', 0);
              INSERT INTO projects (id, name, display_name, owner_id, last_serial)
-                 VALUES (1, 'early', 'early', 100, 0), (2, 'late', 'late', 100, 0);
-             INSERT INTO releases (id, project_id, version, metadata, created)
-                 VALUES (1, 1, '1.0', x'', 0), (2, 2, '1.0', x'', 0);",
+                 VALUES (1, 'early', 'early', 100, 0), (2, 'late', 'late', 100, 0);",
         )
         .execute(&database.pool)
         .await
         .unwrap();
+        for id in [1_i64, 2] {
+            sqlx::query(
+                "INSERT INTO releases (id, project_id, version, metadata, created)
+                 VALUES ($1, $1, '1.0', $2, 0)",
+            )
+            .bind(id)
+            .bind(Vec::<u8>::new())
+            .execute(&database.pool)
+            .await
+            .unwrap();
+        }
         for (id, release, uploaded) in [(1, 1, 100 * SECOND), (2, 2, 200 * SECOND)] {
             sqlx::query(
                 "INSERT INTO files (id, release_id, filename, packagetype, python_version, size,
                      sha256, md5, blake2_256, upload_time)
-                 VALUES (?, ?, ?, 'bdist_wheel', 'py3', 1, '', '', '', ?)",
+                 VALUES ($1, $2, $3, 'bdist_wheel', 'py3', 1, '', '', '', $4)",
             )
             .bind(id)
             .bind(release)
@@ -311,17 +319,19 @@ mod tests {
     }
 
     async fn journaled(database: &Database, after: i64) -> Vec<(String, String)> {
-        sqlx::query_as("SELECT project, action FROM journal WHERE serial > ? ORDER BY serial")
+        sqlx::query_as("SELECT project, action FROM journal WHERE serial > $1 ORDER BY serial")
             .bind(after)
             .fetch_all(&database.pool)
             .await
             .unwrap()
     }
 
-    #[tokio::test]
-    async fn the_sweep_journals_each_crossing_once_and_follows_a_clock_that_went_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = database(dir.path()).await;
+    both_backends!(
+        the_sweep_journals_each_crossing_once_and_follows_a_clock_that_went_back,
+        sweep
+    );
+    async fn sweep(database: Database) {
+        let database = self::database(database).await;
         let policy = Policy {
             period: Duration::from_secs(50),
             exempt: Vec::new(),
@@ -329,7 +339,7 @@ mod tests {
         // Turning the view on journals every project and starts the cursor at the real now.
         assert_eq!(database.configure_cooldown(Some(&policy)).await.unwrap(), 2);
         assert_eq!(database.configure_cooldown(Some(&policy)).await.unwrap(), 0);
-        sqlx::query("UPDATE cooldown_state SET swept = ?")
+        sqlx::query("UPDATE cooldown_state SET swept = $1")
             .bind(120 * SECOND)
             .execute(&database.pool)
             .await
@@ -395,10 +405,12 @@ mod tests {
         assert_eq!(database.cooldown_policy().await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn decisions_need_a_release_and_a_reason_and_are_journaled() {
-        let dir = tempfile::tempdir().unwrap();
-        let database = database(dir.path()).await;
+    both_backends!(
+        decisions_need_a_release_and_a_reason_and_are_journaled,
+        decisions
+    );
+    async fn decisions(database: Database) {
+        let database = self::database(database).await;
         let project = ProjectName::new("early").unwrap();
         let version = Version::new("1.0").unwrap();
         let decide = |decision, reason: &'static str, version: &'static str| {

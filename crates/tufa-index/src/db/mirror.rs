@@ -136,7 +136,7 @@ impl Database {
             "SELECT mirror_state.etag, mirror_state.last_modified, mirror_state.upstream_serial,
                  mirror_state.fetched, mirror_state.error
              FROM projects JOIN mirror_state ON mirror_state.project_id = projects.id
-             WHERE projects.name = ? AND projects.upstream IS NOT NULL",
+             WHERE projects.name = $1 AND projects.upstream IS NOT NULL",
         )
         .bind(name.as_str())
         .fetch_optional(&self.pool)
@@ -156,9 +156,9 @@ impl Database {
     pub async fn record_mirror(&self, page: &UpstreamPage) -> Result<RecordOutcome> {
         let now = now_micros();
         let name = page.name.as_str();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let project: Option<(i64, Option<String>)> =
-            sqlx::query_as("SELECT id, upstream FROM projects WHERE name = ?")
+            sqlx::query_as("SELECT id, upstream FROM projects WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -173,7 +173,7 @@ impl Database {
             }
             Some((id, Some(upstream))) => {
                 if upstream != page.url {
-                    sqlx::query("UPDATE projects SET upstream = ? WHERE id = ?")
+                    sqlx::query("UPDATE projects SET upstream = $1 WHERE id = $2")
                         .bind(&page.url)
                         .bind(id)
                         .execute(&mut *tx)
@@ -186,7 +186,7 @@ impl Database {
                 changed = true;
                 sqlx::query_scalar(
                     "INSERT INTO projects (name, display_name, owner_id, last_serial, upstream)
-                     VALUES (?, ?, (SELECT id FROM users WHERE name = ?), 0, ?) RETURNING id",
+                     VALUES ($1, $2, (SELECT id FROM users WHERE name = $3), 0, $4) RETURNING id",
                 )
                 .bind(name)
                 .bind(&page.display_name)
@@ -200,14 +200,14 @@ impl Database {
             "SELECT files.id, files.filename, files.sha256, files.yanked, files.yanked_reason,
                  files.requires_python, files.metadata_sha256, files.upstream_url
              FROM files JOIN releases ON releases.id = files.release_id
-             WHERE releases.project_id = ?",
+             WHERE releases.project_id = $1",
         )
         .bind(project_id)
         .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|row| {
-            let yanked: bool = row.get(3);
+            let yanked = row.get::<i64, _>(3) != 0;
             (
                 row.get::<String, _>(1),
                 Existing {
@@ -222,7 +222,7 @@ impl Database {
         })
         .collect();
         let mut releases: HashMap<String, i64> =
-            sqlx::query_as("SELECT version, id FROM releases WHERE project_id = ?")
+            sqlx::query_as("SELECT version, id FROM releases WHERE project_id = $1")
                 .bind(project_id)
                 .fetch_all(&mut *tx)
                 .await?
@@ -262,11 +262,11 @@ impl Database {
                     || old.upstream_url.as_deref() != Some(file.url.as_str())
                 {
                     sqlx::query(
-                        "UPDATE files SET yanked = ?, yanked_reason = ?, requires_python = ?,
-                             metadata_sha256 = ?, upstream_url = ?
-                         WHERE id = ?",
+                        "UPDATE files SET yanked = $1, yanked_reason = $2, requires_python = $3,
+                             metadata_sha256 = $4, upstream_url = $5
+                         WHERE id = $6",
                     )
-                    .bind(file.yanked.is_some())
+                    .bind(i64::from(file.yanked.is_some()))
                     .bind(&file.yanked)
                     .bind(&file.requires_python)
                     .bind(&metadata)
@@ -278,7 +278,7 @@ impl Database {
                 continue;
             }
             let elsewhere: Option<String> =
-                sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = ?")
+                sqlx::query_scalar("SELECT sha256 FROM files WHERE filename = $1")
                     .bind(&file.filename)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -295,7 +295,7 @@ impl Database {
                 None => {
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO releases (project_id, version, metadata, created)
-                         VALUES (?, ?, ?, ?) RETURNING id",
+                         VALUES ($1, $2, $3, $4) RETURNING id",
                     )
                     .bind(project_id)
                     .bind(file.version.as_str())
@@ -311,7 +311,7 @@ impl Database {
                 "INSERT INTO files (release_id, filename, packagetype, python_version, size,
                      sha256, md5, blake2_256, requires_python, metadata_sha256, upload_time,
                      yanked, yanked_reason, upstream_url)
-                 VALUES (?, ?, ?, ?, ?, ?, '', '', ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $10, $11, $12)",
             )
             .bind(release_id)
             .bind(&file.filename)
@@ -322,7 +322,7 @@ impl Database {
             .bind(&file.requires_python)
             .bind(&file.metadata_sha256)
             .bind(upload_time)
-            .bind(file.yanked.is_some())
+            .bind(i64::from(file.yanked.is_some()))
             .bind(&file.yanked)
             .bind(&file.url)
             .execute(&mut *tx)
@@ -332,7 +332,7 @@ impl Database {
         existing.retain(|filename, _| !listed.contains(filename.as_str()));
         for old in existing.values() {
             if old.yanked.as_deref() != Some(REMOVED_UPSTREAM) {
-                sqlx::query("UPDATE files SET yanked = 1, yanked_reason = ? WHERE id = ?")
+                sqlx::query("UPDATE files SET yanked = 1, yanked_reason = $1 WHERE id = $2")
                     .bind(REMOVED_UPSTREAM)
                     .bind(old.id)
                     .execute(&mut *tx)
@@ -341,7 +341,7 @@ impl Database {
             }
         }
         let status: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT status, status_reason FROM mirror_state WHERE project_id = ?")
+            sqlx::query_as("SELECT status, status_reason FROM mirror_state WHERE project_id = $1")
                 .bind(project_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -355,7 +355,7 @@ impl Database {
         sqlx::query(
             "INSERT INTO mirror_state (project_id, etag, last_modified, upstream_serial, fetched,
                  status, status_reason, error, error_since)
-             VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)
              ON CONFLICT (project_id) DO UPDATE SET etag = excluded.etag,
                  last_modified = excluded.last_modified,
                  upstream_serial = excluded.upstream_serial, fetched = excluded.fetched,
@@ -389,8 +389,8 @@ impl Database {
     /// Upstream answered "not modified": the page is fresh as of now.
     pub async fn mirror_not_modified(&self, name: &ProjectName) -> Result<()> {
         sqlx::query(
-            "UPDATE mirror_state SET fetched = ?, error = NULL, error_since = NULL
-             WHERE project_id = (SELECT id FROM projects WHERE name = ?)",
+            "UPDATE mirror_state SET fetched = $1, error = NULL, error_since = NULL
+             WHERE project_id = (SELECT id FROM projects WHERE name = $2)",
         )
         .bind(now_micros())
         .bind(name.as_str())
@@ -402,8 +402,8 @@ impl Database {
     /// A refresh of a mirrored project failed: the last page stays, the error is shown.
     pub async fn mirror_failed(&self, name: &ProjectName, error: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE mirror_state SET error = ?, error_since = COALESCE(error_since, ?)
-             WHERE project_id = (SELECT id FROM projects WHERE name = ?)",
+            "UPDATE mirror_state SET error = $1, error_since = COALESCE(error_since, $2)
+             WHERE project_id = (SELECT id FROM projects WHERE name = $3)",
         )
         .bind(error)
         .bind(now_micros())
@@ -418,8 +418,8 @@ impl Database {
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT projects.name FROM projects JOIN mirror_state
                  ON mirror_state.project_id = projects.id
-             WHERE projects.upstream IS NOT NULL AND mirror_state.fetched < ?
-             ORDER BY mirror_state.fetched LIMIT ?",
+             WHERE projects.upstream IS NOT NULL AND mirror_state.fetched < $1
+             ORDER BY mirror_state.fetched LIMIT $2",
         )
         .bind(before)
         .bind(limit)
@@ -446,7 +446,7 @@ impl Database {
         let rows = sqlx::query(
             "SELECT projects.name, mirror_state.error, mirror_state.error_since
              FROM mirror_state JOIN projects ON projects.id = mirror_state.project_id
-             WHERE mirror_state.error IS NOT NULL ORDER BY mirror_state.error_since LIMIT ?",
+             WHERE mirror_state.error IS NOT NULL ORDER BY mirror_state.error_since LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -470,7 +470,7 @@ impl Database {
             .await?;
         let rows = sqlx::query(
             "SELECT filename, project, pinned_sha256, upstream_sha256, first_seen, last_seen
-             FROM mirror_conflicts ORDER BY last_seen DESC LIMIT ?",
+             FROM mirror_conflicts ORDER BY last_seen DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -501,7 +501,7 @@ impl Database {
              FROM files JOIN releases ON releases.id = files.release_id
                  JOIN projects ON projects.id = releases.project_id
                  LEFT JOIN mirror_state ON mirror_state.project_id = projects.id
-             WHERE files.filename = ? AND files.upstream_url IS NOT NULL",
+             WHERE files.filename = $1 AND files.upstream_url IS NOT NULL",
         )
         .bind(filename)
         .fetch_optional(&self.pool)
@@ -515,9 +515,9 @@ impl Database {
     /// keep working. Journaled: the page loses its `tracks`.
     pub async fn adopt(&self, name: &ProjectName, owner: &str) -> Result<Adopted> {
         let owner = self.user(owner).await?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let project: Option<(i64, Option<String>)> =
-            sqlx::query_as("SELECT id, upstream FROM projects WHERE name = ?")
+            sqlx::query_as("SELECT id, upstream FROM projects WHERE name = $1")
                 .bind(name.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -526,18 +526,18 @@ impl Database {
             Some((_, None)) => return Ok(Adopted::NotMirrored),
             Some((id, Some(_))) => id,
         };
-        sqlx::query("UPDATE projects SET upstream = NULL, owner_id = ? WHERE id = ?")
+        sqlx::query("UPDATE projects SET upstream = NULL, owner_id = $1 WHERE id = $2")
             .bind(owner.user_id)
             .bind(project_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM mirror_state WHERE project_id = ?")
+        sqlx::query("DELETE FROM mirror_state WHERE project_id = $1")
             .bind(project_id)
             .execute(&mut *tx)
             .await?;
         let files: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM files JOIN releases ON releases.id = files.release_id
-             WHERE releases.project_id = ?",
+             WHERE releases.project_id = $1",
         )
         .bind(project_id)
         .fetch_one(&mut *tx)
@@ -549,7 +549,7 @@ impl Database {
 }
 
 async fn record_conflict(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     project: &str,
     filename: &str,
     pinned: &str,
@@ -559,7 +559,7 @@ async fn record_conflict(
     let row = sqlx::query(
         "INSERT INTO mirror_conflicts (filename, project, pinned_sha256, upstream_sha256,
              first_seen, last_seen)
-         VALUES (?, ?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (filename) DO UPDATE SET upstream_sha256 = excluded.upstream_sha256,
              last_seen = excluded.last_seen
          RETURNING first_seen",
@@ -617,10 +617,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn pages_are_journaled_only_when_changed_and_pins_and_removed_files_hold() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open(&dir.path().join("tufa.db")).await.unwrap();
+    both_backends!(
+        pages_are_journaled_only_when_changed_and_pins_and_removed_files_hold,
+        pages
+    );
+    async fn pages(db: Database) {
         let one = file("demo-1.0-py3-none-any.whl", "1.0", 'a');
         let two = file("demo-2.0-py3-none-any.whl", "2.0", 'b');
         let first = db.record_mirror(&page(vec![one.clone()])).await.unwrap();

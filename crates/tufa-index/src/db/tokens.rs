@@ -109,15 +109,15 @@ impl Database {
             "tufa-{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
         );
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)")
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO users (name, created) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(user)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO tokens (user_id, sha256, project, created, expires)
-             SELECT id, ?, ?, ?, ? FROM users WHERE name = ?",
+             SELECT id, $1, $2, $3, $4 FROM users WHERE name = $5",
         )
         .bind(token_digest(&token))
         .bind(project.map(ProjectName::as_str))
@@ -135,7 +135,7 @@ impl Database {
         let row = sqlx::query(
             "SELECT tokens.id, users.id, users.name, tokens.project, tokens.expires,
                     tokens.revoked, tokens.last_used
-             FROM tokens JOIN users ON users.id = tokens.user_id WHERE tokens.sha256 = ?",
+             FROM tokens JOIN users ON users.id = tokens.user_id WHERE tokens.sha256 = $1",
         )
         .bind(token_digest(token))
         .fetch_optional(&self.pool)
@@ -153,7 +153,7 @@ impl Database {
         }
         let last_used: Option<i64> = row.get(6);
         if last_used.is_none_or(|used| now - used >= LAST_USED_PRECISION) {
-            sqlx::query("UPDATE tokens SET last_used = ? WHERE id = ?")
+            sqlx::query("UPDATE tokens SET last_used = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id.0)
                 .execute(&self.pool)
@@ -193,9 +193,9 @@ impl Database {
 
     /// Revokes a token: from now on every request with it is refused.
     pub async fn revoke_token(&self, id: TokenId) -> Result<Revocation> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let revoked: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked FROM tokens WHERE id = ?")
+            sqlx::query_scalar("SELECT revoked FROM tokens WHERE id = $1")
                 .bind(id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -203,7 +203,7 @@ impl Database {
             None => Revocation::NoSuchToken,
             Some(Some(revoked_micros)) => Revocation::AlreadyRevoked { revoked_micros },
             Some(None) => {
-                sqlx::query("UPDATE tokens SET revoked = ? WHERE id = ?")
+                sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2")
                     .bind(now_micros())
                     .bind(id.0)
                     .execute(&mut *tx)
@@ -231,7 +231,7 @@ mod tests {
                 .filename(&path)
                 .create_if_missing(true);
             let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            sqlx::raw_sql(super::super::SCHEMA)
+            sqlx::raw_sql(super::super::migrations::SCHEMA)
                 .execute(&pool)
                 .await
                 .unwrap();
