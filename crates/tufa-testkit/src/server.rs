@@ -147,9 +147,13 @@ impl Drop for TufaServer {
 /// With `TUFA_TEST_BACKEND=postgres`, a fresh PostgreSQL database for a data directory that
 /// records none yet (`tufa serve` records it in `locations.toml`, where a restart on the same
 /// directory and every administrative command find it again); `None` when the test chose a
-/// database itself or runs on the default.
+/// database itself, runs on the default, or made an SQLite index there before (`tufa import`
+/// into a new directory): that index is what the test serves.
 fn test_database(data_dir: &Path, extra_args: &[&str]) -> Option<String> {
-    if !crate::postgres::requested() || extra_args.contains(&"--database") {
+    if !crate::postgres::requested()
+        || extra_args.contains(&"--database")
+        || data_dir.join("tufa.db").exists()
+    {
         return None;
     }
     let recorded = std::fs::read_to_string(data_dir.join("locations.toml")).unwrap_or_default();

@@ -902,7 +902,7 @@ fn settings_come_from_the_config_file_then_the_environment_then_the_command_line
         &elsewhere,
         &["--config", config.to_str().unwrap()],
     );
-    assert!(elsewhere.join("tufa.db").exists() && !data.exists());
+    assert!(elsewhere.join("files").is_dir() && !data.exists());
     let refused = upload(&server);
     assert_eq!(refused.status, 400);
     assert!(
