@@ -204,7 +204,7 @@ const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// burst of requests queueing for the pool, short enough that clients learn of an outage at
 /// once rather than after their own timeouts. (SQLite, a local file, keeps sqlx's 30 s: there a
 /// wait only means contention.)
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The PostgreSQL advisory lock every writing transaction holds until it ends (ASCII "tufa" and
 /// 1), so that writers take turns as under SQLite's `BEGIN IMMEDIATE`: journal serials then
