@@ -379,9 +379,19 @@ impl Database {
                     .await?
             }
             Backend::Postgres => {
-                sqlx::raw_sql(migrations::POSTGRES_VERSION_TABLE)
-                    .execute(&mut *tx)
-                    .await?;
+                // Looked up rather than `CREATE TABLE IF NOT EXISTS`, whose notice would be
+                // logged at every start. The write lock keeps two servers from both creating it.
+                let exists: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_name = 'tufa_schema'",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if exists == 0 {
+                    sqlx::raw_sql(migrations::POSTGRES_VERSION_TABLE)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query_scalar("SELECT version FROM tufa_schema WHERE id = 1")
                     .fetch_one(&mut *tx)
                     .await?

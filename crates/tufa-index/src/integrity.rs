@@ -1035,7 +1035,7 @@ async fn compare_pages(
         match known.get(project) {
             None => report.problems.push(
                 Mismatch::UnknownProjects {
-                    database: data_dir.join(DATABASE_FILE),
+                    database: PathBuf::from(database.location()),
                     repository: tuf_dir(data_dir),
                     count: 1,
                     examples: project.clone(),
@@ -1045,7 +1045,7 @@ async fn compare_pages(
             Some(&recorded) => match published {
                 Some(published) if published > recorded => report.problems.push(
                     Mismatch::DatabaseBehind {
-                        database: data_dir.join(DATABASE_FILE),
+                        database: PathBuf::from(database.location()),
                         repository: tuf_dir(data_dir),
                         project: project.clone(),
                         published,

@@ -42,11 +42,11 @@ pub const SCHEMA_VERSION: i64 = SQLITE.len() as i64;
 
 /// Where PostgreSQL records the schema version, created before the first step.
 pub(super) const POSTGRES_VERSION_TABLE: &str = "
-CREATE TABLE IF NOT EXISTS tufa_schema (
+CREATE TABLE tufa_schema (
     id BIGINT PRIMARY KEY CHECK (id = 1),
     version BIGINT NOT NULL
 );
-INSERT INTO tufa_schema (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING;
+INSERT INTO tufa_schema (id, version) VALUES (1, 0);
 ";
 
 pub(super) const SCHEMA: &str = "
