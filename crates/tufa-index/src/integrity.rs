@@ -14,6 +14,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -120,19 +121,16 @@ fn tuf_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(TUF_DIR)
 }
 
-fn timestamp_path(data_dir: &Path) -> PathBuf {
-    tuf_dir(data_dir).join(layout::metadata_file(&RoleName::timestamp(), 0))
-}
-
 /// Before the repository is opened (which creates online roles where there are none): a
 /// database with signed changes next to a repository that never published anything means the
 /// repository was deleted or replaced.
 pub(crate) async fn check_repository_present(
     data_dir: &Path,
+    timestamp_present: bool,
     database: &Database,
     accept: bool,
 ) -> Result<()> {
-    if timestamp_path(data_dir).exists() {
+    if timestamp_present {
         return Ok(());
     }
     let signed = database.signed_serial().await?;
@@ -160,7 +158,7 @@ struct PublishedPage {
     bin_expires: i64,
 }
 
-fn published_pages(repository: &Repository<FsStore>) -> Vec<PublishedPage> {
+fn published_pages(repository: &Repository<Arc<dyn Store>>) -> Vec<PublishedPage> {
     let mut pages = Vec::new();
     for name in repository.succinct_roles().role_names() {
         let Some(bin) = repository.bin_role(&name) else {
@@ -198,12 +196,13 @@ fn page_serial(bytes: &[u8]) -> Option<i64> {
         .map(|page| page.meta.last_serial)
 }
 
-fn page_path(tuf: &Path, view: View, project: &str, file: &TargetFile) -> Option<PathBuf> {
+/// A page's target file, relative to the repository.
+fn page_path(view: View, project: &str, file: &TargetFile) -> Option<String> {
     let sha256 = file.hashes.get("sha256")?;
-    Some(tuf.join(layout::target_file(
+    Some(layout::target_file(
         &layout::page_target(view, project),
         sha256,
-    )))
+    ))
 }
 
 /// After the repository is open: every project with a signed page must be in the database, with
@@ -212,7 +211,8 @@ fn page_path(tuf: &Path, view: View, project: &str, file: &TargetFile) -> Option
 pub(crate) async fn check_published(
     data_dir: &Path,
     database: &Database,
-    repository: &Repository<FsStore>,
+    repository: &Repository<Arc<dyn Store>>,
+    store: Arc<dyn Store>,
     accept: bool,
 ) -> Result<Reserved> {
     let started = std::time::Instant::now();
@@ -257,21 +257,21 @@ pub(crate) async fn check_published(
             .collect();
     }
 
-    let mut sample: Vec<(String, PathBuf, i64)> = Vec::new();
+    let mut sample: Vec<(String, String, i64)> = Vec::new();
     let mut candidates: Vec<&PublishedPage> = pages
         .iter()
         .filter(|page| known.contains_key(&page.project))
         .collect();
     candidates.sort_by_key(|page| std::cmp::Reverse(page.bin_expires));
     for page in candidates.into_iter().take(PAGES_READ_AT_START) {
-        if let Some(path) = page_path(&tuf, page.view, &page.project, &page.file) {
+        if let Some(path) = page_path(page.view, &page.project, &page.file) {
             sample.push((page.project.clone(), path, known[&page.project]));
         }
     }
     let read = sample.len();
     let behind = tokio::task::spawn_blocking(move || {
         sample.into_iter().find_map(|(project, path, recorded)| {
-            let published = page_serial(&fs::read(&path).ok()?)?;
+            let published = page_serial(&store.read(&path).ok()??)?;
             (published > recorded).then_some((project, published, recorded))
         })
     })

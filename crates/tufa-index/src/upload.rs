@@ -683,11 +683,11 @@ impl Claim {
                 Ok(true) => {}
                 Ok(false) => {
                     for path in [blobs.path(&self.sha256), blobs.metadata_path(&self.sha256)] {
-                        match tokio::fs::remove_file(&path).await {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                tracing::warn!("removing {}: {e}", path.display());
-                            }
-                            _ => {}
+                        let blobs = blobs.clone();
+                        match tokio::task::spawn_blocking(move || blobs.remove(&path)).await {
+                            Ok(Err(e)) => tracing::warn!("{e}"),
+                            Err(e) => tracing::warn!("removing an unrecorded file: {e}"),
+                            Ok(Ok(())) => {}
                         }
                     }
                 }

@@ -18,7 +18,7 @@ pub mod upstream;
 pub use apt::ensure_package;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
 pub use seaweedfs::SeaweedFs;
-pub use server::{TufaProxy, TufaServer};
+pub use server::{TufaProxy, TufaServer, backend_includes};
 pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};
 
 use std::fs::{self, File};

@@ -35,8 +35,17 @@ impl TufaServer {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data_dir)
-            .args(extra_args)
-            .envs(env.iter().map(|(name, value)| (name, value)));
+            .args(extra_args);
+        if backend_includes("s3") && !extra_args.iter().any(|arg| arg.starts_with("--storage")) {
+            let seaweed = crate::SeaweedFs::shared();
+            command.envs(seaweed.env());
+            // A restart on the same data directory stays on the bucket it recorded.
+            if !data_dir.join("locations.toml").exists() {
+                let (bucket, _) = seaweed.fresh_bucket();
+                command.arg("--storage").arg(format!("s3://{bucket}/tufa"));
+            }
+        }
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         let (child, url, log) = spawn_listening(command, "tufa: serving");
         TufaServer {
             child,
@@ -49,9 +58,14 @@ impl TufaServer {
 
     /// Creates an API token for `user` with `tufa token create` and returns it.
     pub fn create_token(&self, user: &str) -> String {
-        let output = Command::new(&self.tufa)
+        let mut command = Command::new(&self.tufa);
+        command
             .args(["token", "create", "--user", user, "--data"])
-            .arg(&self.data_dir)
+            .arg(&self.data_dir);
+        if backend_includes("s3") {
+            command.envs(crate::SeaweedFs::shared().env());
+        }
+        let output = command
             .output()
             .expect("running tufa token create");
         assert!(
@@ -139,6 +153,13 @@ impl Drop for TufaServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether `TUFA_TEST_BACKEND` (comma-separated: `postgres`, `s3`) asks for `backend`, which
+/// makes every server the testkit starts run on it.
+pub fn backend_includes(backend: &str) -> bool {
+    std::env::var("TUFA_TEST_BACKEND")
+        .is_ok_and(|value| value.split(',').any(|b| b.trim() == backend))
 }
 
 /// Waits up to 10 s for `needle` in a log the reader thread fills, and returns the log (with or

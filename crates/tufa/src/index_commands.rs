@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// Data directory (database and files); initialized on first run.
     #[arg(long, env = "TUFA_DATA")]
     data: Option<PathBuf>,
+    /// Where the TUF repository and the distribution files are kept: `s3://BUCKET[/PREFIX]`
+    /// (endpoint, region and credentials from the AWS variables and files). Default: the one
+    /// recorded in DATA/locations.toml, else the data directory.
+    #[arg(long, env = "TUFA_STORAGE")]
+    storage: Option<String>,
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "TUFA_LISTEN")]
     listen: Option<String>,
@@ -173,6 +178,7 @@ pub struct SigningArgs {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     data: Option<PathBuf>,
+    storage: Option<String>,
     listen: Option<String>,
     max_upload_size: Option<u64>,
     public_url: Option<String>,
@@ -487,9 +493,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 ttl: upstream_ttl,
                 private,
             });
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let config = Config {
         mirror,
-        data_dir,
+        data_dir: data_dir.clone(),
         max_upload_size: args
             .max_upload_size
             .or(file.max_upload_size)
@@ -498,12 +506,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         signing: Some(signing),
         accept_data_mismatch: args.accept_data_mismatch,
         cooldown: CooldownSetting::Set(cooldown),
+        storage: crate::locations::Locations::storage(&data_dir, args.storage.or(file.storage))?,
     };
     log_to_stderr();
     runtime()?.block_on(async move {
         let index = Index::open(config.clone())
             .await
             .with_context(|| format!("opening the index in {}", config.data_dir.display()))?;
+        crate::locations::Locations::record_storage(&config.data_dir, config.storage.as_deref())?;
+        if let Some(storage) = &config.storage {
+            eprintln!("tufa: the TUF repository and the distribution files are in {storage}");
+        }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
