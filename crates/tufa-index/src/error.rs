@@ -91,10 +91,9 @@ impl Error {
     /// an internal error): what the bucket answered, without the endpoint.
     pub fn storage_unavailable(&self) -> Option<String> {
         match self {
-            Error::Tuf(tufa_repo::Error::S3(error)) if error.unavailable() => Some(format!(
-                "{} {}: {}",
-                error.action, error.key, error.detail
-            )),
+            Error::Tuf(tufa_repo::Error::S3(error)) if error.unavailable() => {
+                Some(format!("{} {}: {}", error.action, error.key, error.detail))
+            }
             _ => None,
         }
     }

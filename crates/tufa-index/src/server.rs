@@ -927,12 +927,10 @@ async fn read_stored(
     relative: &str,
 ) -> ApiResult<Option<Vec<u8>>> {
     let relative = relative.to_string();
-    Ok(
-        tokio::task::spawn_blocking(move || store.read(&relative))
-            .await
-            .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))?
-            .map_err(Error::Tuf)?,
-    )
+    Ok(tokio::task::spawn_blocking(move || store.read(&relative))
+        .await
+        .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))?
+        .map_err(Error::Tuf)?)
 }
 
 async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResult {

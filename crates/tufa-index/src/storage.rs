@@ -53,10 +53,9 @@ impl Storage {
     pub fn tuf_store(&self, data_dir: &Path) -> Result<Arc<dyn Store>> {
         Ok(match self {
             Storage::Local => Arc::new(FsStore::open(data_dir.join(TUF_DIR))?),
-            Storage::S3 { client, location } => Arc::new(S3Store::new(
-                Arc::clone(client),
-                location.join(TUF_DIR),
-            )),
+            Storage::S3 { client, location } => {
+                Arc::new(S3Store::new(Arc::clone(client), location.join(TUF_DIR)))
+            }
         })
     }
 
@@ -65,10 +64,9 @@ impl Storage {
     pub fn tuf_store_beside_publisher(&self, data_dir: &Path) -> Arc<dyn Store> {
         match self {
             Storage::Local => Arc::new(FsStore::beside_publisher(data_dir.join(TUF_DIR))),
-            Storage::S3 { client, location } => Arc::new(S3Store::new(
-                Arc::clone(client),
-                location.join(TUF_DIR),
-            )),
+            Storage::S3 { client, location } => {
+                Arc::new(S3Store::new(Arc::clone(client), location.join(TUF_DIR)))
+            }
         }
     }
 

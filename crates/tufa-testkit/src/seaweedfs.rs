@@ -128,13 +128,18 @@ impl SeaweedFs {
             && let Some((pid, port)) = text.trim().split_once(' ')
             && let (Ok(pid), Ok(base_port)) = (pid.parse(), port.parse())
             && alive(pid)
-            && answers(base_port + S3_PORT)
         {
-            return Ok(SeaweedFs {
+            let running = SeaweedFs {
                 base_port,
-                dir,
+                dir: dir.clone(),
                 child: None,
-            });
+            };
+            if answers(base_port + S3_PORT) && running.create_bucket(&probe_name(base_port)).is_ok()
+            {
+                return Ok(running);
+            }
+            // Running but not serving: ended (by its process ID) and started anew.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
         }
         let data = dir.join("data");
         // A fresh data directory: the buckets of earlier runs are of no use.
@@ -239,27 +244,24 @@ impl SeaweedFs {
             .send_empty()
             .map_err(|e| e.to_string())?;
         if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "HTTP {}: {}",
-                response.status(),
-                response.body_mut().read_to_string().unwrap_or_default()
-            ))
+            return Ok(());
         }
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        if body.contains("BucketAlreadyOwnedByYou") {
+            return Ok(());
+        }
+        Err(format!("HTTP {}: {body}", response.status()))
     }
 
     /// Waits until the gateway answers and a bucket can be made (the volume server has joined).
     fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(90);
-        let probe = format!("ready-{}-{}", std::process::id(), self.base_port);
+        let probe = probe_name(self.base_port);
         let mut last = String::from("not answering");
         while Instant::now() < deadline {
             if answers(self.base_port + S3_PORT) {
                 match self.create_bucket(&probe) {
-                    // A restarted server still has the bucket.
                     Ok(()) => return Ok(()),
-                    Err(error) if error.contains("BucketAlreadyExists") => return Ok(()),
                     Err(error) => last = error,
                 }
             }
@@ -273,6 +275,11 @@ impl SeaweedFs {
     }
 }
 
+/// The bucket that shows a server can make buckets (its volume server and filer have joined).
+fn probe_name(base_port: u16) -> String {
+    format!("ready-{base_port}")
+}
+
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
         self.stop();
@@ -282,11 +289,16 @@ impl Drop for SeaweedFs {
 fn spawn(weed: &Path, data: &Path, base: u16, log: &Path) -> Result<Child, String> {
     fs::create_dir_all(data).map_err(|e| format!("creating {}: {e}", data.display()))?;
     let config = data.join("s3.json");
-    let identities = serde_json::json!({"identities": [{
-        "name": "tufa",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]});
+    // Anonymous reads, as a bucket served to clients straight or through a CDN would allow:
+    // the tests verify the repository with python-tuf from the bucket itself.
+    let identities = serde_json::json!({"identities": [
+        {
+            "name": "tufa",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        },
+        {"name": "anonymous", "actions": ["Read"]},
+    ]});
     fs::write(&config, identities.to_string())
         .map_err(|e| format!("writing {}: {e}", config.display()))?;
     let log = File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;

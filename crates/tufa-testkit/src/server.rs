@@ -65,9 +65,7 @@ impl TufaServer {
         if backend_includes("s3") {
             command.envs(crate::SeaweedFs::shared().env());
         }
-        let output = command
-            .output()
-            .expect("running tufa token create");
+        let output = command.output().expect("running tufa token create");
         assert!(
             output.status.success(),
             "tufa token create: {}",

@@ -24,7 +24,9 @@ impl Locations {
     pub fn read(data_dir: &Path) -> Result<Locations> {
         let path = data_dir.join(LOCATIONS_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("parsing {}", path.display())),
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Locations::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }

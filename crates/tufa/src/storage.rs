@@ -56,7 +56,10 @@ fn move_to(data: &Path, to: &str) -> Result<()> {
     let lock = std::fs::File::create(&lock_path)
         .with_context(|| format!("creating {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        bail!("a `tufa serve` is running on {}: stop it first", data.display());
+        bail!(
+            "a `tufa serve` is running on {}: stop it first",
+            data.display()
+        );
     }
     if let Some(current) = Locations::read(data)?.storage {
         bail!(
@@ -74,8 +77,9 @@ fn move_to(data: &Path, to: &str) -> Result<()> {
     let tuf = walk(&data.join(TUF_DIR), TUF_DIR)?;
     let metadata_dir = format!("{TUF_DIR}/metadata/");
     let timestamp = format!("{TUF_DIR}/metadata/timestamp.json");
-    let (metadata, targets): (Vec<_>, Vec<_>) =
-        tuf.into_iter().partition(|(key, _)| key.starts_with(&metadata_dir));
+    let (metadata, targets): (Vec<_>, Vec<_>) = tuf
+        .into_iter()
+        .partition(|(key, _)| key.starts_with(&metadata_dir));
     let (timestamp, metadata): (Vec<_>, Vec<_>) =
         metadata.into_iter().partition(|(key, _)| *key == timestamp);
     // Whatever a metadata file refers to is in the bucket before it; timestamp.json, which
@@ -189,7 +193,9 @@ fn upload(client: &S3Client, location: &S3Url, files: &[(String, (PathBuf, u64))
         }
     });
     match failure.into_inner().ok().flatten() {
-        Some(error) => Err(error).context("copying to the bucket; nothing was recorded, run the move again"),
+        Some(error) => {
+            Err(error).context("copying to the bucket; nothing was recorded, run the move again")
+        }
         None => Ok(()),
     }
 }
