@@ -517,19 +517,7 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     check_partial(list_dir(&layout.tmp)?, repair, now, &mut report)?;
     check_partial(tuf_temporaries(&layout.tuf)?, repair, now, &mut report)?;
 
-    let signed = database.signed_serial().await?;
-    let last = database.last_serial().await?;
-    if signed > last {
-        report
-            .problems
-            .push(Problem::JournalBehind { last, signed });
-    } else if signed < last {
-        report.notes.push(format!(
-            "{} journal entr(ies) after the signed serial {signed} are pending: the running server \
-             signs them (a stopped one at start)",
-            database.journal_count_after(signed).await?
-        ));
-    }
+    let signed = check_journal(database, &mut report).await?;
 
     if !layout.tuf.join(METADATA_DIR).join("1.root.json").exists() {
         if signed > 0 {
@@ -555,6 +543,130 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     report.pages_checked = published.pages.len();
     compare_pages(data_dir, database, &published, signed, &mut report).await?;
     list_unreachable(&store, &published.reachable, &mut report)?;
+    Ok(report)
+}
+
+/// The journal against the signed serial; returns the signed serial.
+async fn check_journal(database: &Database, report: &mut Report) -> Result<i64> {
+    let signed = database.signed_serial().await?;
+    let last = database.last_serial().await?;
+    if signed > last {
+        report
+            .problems
+            .push(Problem::JournalBehind { last, signed });
+    } else if signed < last {
+        report.notes.push(format!(
+            "{} journal entr(ies) after the signed serial {signed} are pending: the running server \
+             signs them (a stopped one at start)",
+            database.journal_count_after(signed).await?
+        ));
+    }
+    Ok(signed)
+}
+
+/// [`verify`] for an index whose files are in a bucket: every row's object present with its
+/// recorded size (from the bucket's listing: reading every object back to hash it would download
+/// the whole index), the TUF repository verified from the bucket as a client would, every page
+/// against the database, the journal against the signed serial. Read only: orphans in the
+/// bucket are not looked for.
+pub async fn verify_bucket(
+    data_dir: &Path,
+    database: &Database,
+    client: Arc<tufa_repo::S3Client>,
+    location: tufa_repo::S3Url,
+) -> Result<Report> {
+    let mut report = Report::default();
+    let now = SystemTime::now();
+    let files = location.join(crate::blobs::FILES_DIR);
+    let listing: HashMap<String, u64> = {
+        let (client, prefix) = (Arc::clone(&client), format!("{}/", files.key("")));
+        tokio::task::spawn_blocking(move || client.list(&prefix))
+            .await
+            .map_err(|e| Error::Config(format!("the bucket listing failed: {e}")))??
+            .into_iter()
+            .collect()
+    };
+    let object = |key: &str| PathBuf::from(format!("s3://{}/{key}", client.bucket()));
+    let mut after = 0;
+    loop {
+        let batch = database.stored_files(after, FILES_PER_QUERY).await?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = last.id;
+        report.files_checked += batch.len();
+        for file in &batch {
+            if sha256_bytes(&file.sha256).is_none() {
+                report.problems.push(Problem::BadRow {
+                    filename: file.filename.clone(),
+                    sha256: file.sha256.clone(),
+                });
+                continue;
+            }
+            let key = files.key(&format!("{}/{}", &file.sha256[..2], file.sha256));
+            match listing.get(&key) {
+                None if file.mirrored => {
+                    report.mirrored_not_fetched += 1;
+                    continue;
+                }
+                None => report.problems.push(Problem::FileMissing {
+                    filename: file.filename.clone(),
+                    path: object(&key),
+                }),
+                Some(&size) if size != file.size => report.problems.push(Problem::FileSize {
+                    filename: file.filename.clone(),
+                    path: object(&key),
+                    expected: file.size,
+                    actual: size,
+                }),
+                Some(_) => {}
+            }
+            let metadata = format!("{key}.metadata");
+            if file.metadata_sha256.is_some() && !listing.contains_key(&metadata) {
+                report.problems.push(Problem::MetadataFile {
+                    filename: file.filename.clone(),
+                    path: object(&metadata),
+                    state: "missing".into(),
+                });
+            }
+        }
+    }
+    let signed = check_journal(database, &mut report).await?;
+    let tuf = location.join(TUF_DIR);
+    let repository = PathBuf::from(tuf.to_string());
+    let store: Arc<dyn Store> = Arc::new(tufa_repo::S3Store::new(client, tuf));
+    let (published, report) = tokio::task::block_in_place(|| -> Result<_> {
+        if store
+            .size(&format!("{METADATA_DIR}/1.root.json"))?
+            .is_none()
+        {
+            if signed > 0 {
+                report.problems.push(
+                    Mismatch::RepositoryMissing {
+                        database: data_dir.join(DATABASE_FILE),
+                        repository: repository.clone(),
+                        signed,
+                    }
+                    .into(),
+                );
+            } else {
+                report
+                    .notes
+                    .push("no TUF repository yet: `tufa serve` creates or opens it".into());
+            }
+            return Ok((None, report));
+        }
+        let published = verify_repository(&store, &repository, now, &mut report);
+        if let Some(published) = &published {
+            list_unreachable(&store, &published.reachable, &mut report)?;
+        }
+        Ok((published, report))
+    })?;
+    let mut report = report;
+    if let Some(published) = published {
+        report.pages_checked = published.pages.len();
+        compare_pages(data_dir, database, &published, signed, &mut report).await?;
+    }
     Ok(report)
 }
 
@@ -792,7 +904,7 @@ struct Reachable {
 /// offline roles, then timestamp, snapshot, every bin role and every page, with signatures,
 /// thresholds, versions, lengths and hashes. Read only.
 fn verify_repository(
-    store: &FsStore,
+    store: &impl Store,
     tuf: &Path,
     now: SystemTime,
     report: &mut Report,
@@ -809,7 +921,7 @@ fn verify_repository(
 }
 
 fn verify_tuf(
-    store: &FsStore,
+    store: &impl Store,
     now: SystemTime,
     reasons: &mut Vec<String>,
     notes: &mut Vec<String>,
@@ -1099,7 +1211,7 @@ async fn compare_pages(
 /// Files the current timestamp does not reach: the publisher keeps them for the grace period
 /// (clients mid-update may still fetch them) and then removes them; root versions stay.
 fn list_unreachable(
-    store: &FsStore,
+    store: &impl Store,
     reachable: &HashSet<String>,
     report: &mut Report,
 ) -> Result<()> {

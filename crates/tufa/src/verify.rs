@@ -17,6 +17,9 @@ pub struct VerifyArgs {
     /// references (both only when older than ten minutes, never a file a row references).
     #[arg(long)]
     repair: bool,
+    /// Where the files are, when not where DATA/locations.toml says (`s3://...`).
+    #[arg(long, env = "TUFA_STORAGE")]
+    storage: Option<String>,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
@@ -27,15 +30,31 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             args.data.display()
         );
     }
+    let storage = tufa_index::storage::Storage::open(
+        crate::locations::Locations::storage(&args.data, args.storage.clone())?.as_deref(),
+    )?;
+    if args.repair && !storage.is_local() {
+        bail!(
+            "--repair removes orphans from a data directory; this index keeps its files in {}, \
+             where `tufa verify` only reads",
+            storage.describe(&args.data)
+        );
+    }
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(async move {
             let database = Database::open(&database_file)
                 .await
                 .with_context(|| format!("opening {}", database_file.display()))?;
-            let report = integrity::verify(&args.data, &database, args.repair)
-                .await
-                .with_context(|| format!("verifying {}", args.data.display()))?;
+            let report = match storage {
+                tufa_index::storage::Storage::Local => {
+                    integrity::verify(&args.data, &database, args.repair).await
+                }
+                tufa_index::storage::Storage::S3 { client, location } => {
+                    integrity::verify_bucket(&args.data, &database, client, location).await
+                }
+            }
+            .with_context(|| format!("verifying {}", args.data.display()))?;
             database.close().await;
             println!("{report}");
             if report.problems.is_empty() {

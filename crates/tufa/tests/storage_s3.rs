@@ -23,6 +23,15 @@ fn client(bucket: &str, env: &[(&'static str, String)]) -> S3Client {
     S3Client::new(bucket, &settings).unwrap()
 }
 
+/// `tufa ARGS` with the variables that reach the bucket.
+fn with_env(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
+    std::process::Command::new(TUFA)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
 fn build(dir: &Path, name: &str, version: &str) -> tufa_testkit::Built {
     Project {
         name,
@@ -131,6 +140,35 @@ fn an_index_on_a_bucket_takes_uploads_serves_installs_and_verifies_from_the_buck
     );
     assert_eq!(from_bucket, from_server);
     assert!(files_on(&from_bucket["pages"]["tufa-s3app"]).contains(&wheel_sha));
+
+    // The administrative commands read the repository and the files from the recorded bucket.
+    let data_arg = data.to_str().unwrap();
+    let status = ok(
+        with_env(&["status", "--data", data_arg], &env),
+        "tufa status",
+    );
+    assert!(status.contains(&format!("storage {storage}")), "{status}");
+    assert!(status.contains("timestamp"), "{status}");
+    let verified = ok(
+        with_env(&["verify", "--data", data_arg], &env),
+        "tufa verify",
+    );
+    assert!(
+        verified.contains("checked 2 distribution file(s) and 1 signed page(s): 0 problem(s)"),
+        "{verified}"
+    );
+    let s3 = client(&bucket, &env);
+    let metadata_key = format!("tufa/files/{}/{wheel_sha}.metadata", &wheel_sha[..2]);
+    let metadata = s3.get(&metadata_key).unwrap().unwrap();
+    s3.delete(&metadata_key).unwrap();
+    let broken = with_env(&["verify", "--data", data_arg], &env);
+    assert!(!broken.status.success());
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        text.contains(&format!("s3://{bucket}/{metadata_key}")),
+        "{text}"
+    );
+    s3.put(&metadata_key, &metadata).unwrap();
 
     // A restart finds the bucket recorded in the data directory.
     drop(server);
