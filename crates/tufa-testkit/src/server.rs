@@ -41,8 +41,26 @@ impl TufaServer {
             command.envs(seaweed.env());
             // A restart on the same data directory stays on the bucket it recorded.
             if !data_dir.join("locations.toml").exists() {
-                let (bucket, _) = seaweed.fresh_bucket();
-                command.arg("--storage").arg(format!("s3://{bucket}/tufa"));
+                let (bucket, env) = seaweed.fresh_bucket();
+                let storage = format!("s3://{bucket}/tufa");
+                if data_dir.join("tufa.db").exists() || data_dir.join("tuf").exists() {
+                    // Prepared in the directory (a ceremony's metadata, an import): moved into
+                    // the bucket first, as an operator would.
+                    let output = Command::new(tufa)
+                        .args(["storage", "move", "--data"])
+                        .arg(data_dir)
+                        .args(["--to", &storage])
+                        .envs(env)
+                        .output()
+                        .expect("running tufa storage move");
+                    assert!(
+                        output.status.success(),
+                        "tufa storage move: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                } else {
+                    command.arg("--storage").arg(storage);
+                }
             }
         }
         command.envs(env.iter().map(|(name, value)| (name, value)));

@@ -45,9 +45,11 @@ const THREADS: usize = 16;
 const TEMP_SUFFIX: &str = ".tufa-tmp";
 
 fn move_to(data: &Path, to: &str) -> Result<()> {
-    if !data.join("tufa.db").exists() {
+    // A repository installed from a ceremony before the first start has no database yet.
+    if !data.join("tufa.db").exists() && !data.join(TUF_DIR).exists() {
         bail!(
-            "{} holds no index (no tufa.db): pass the directory `tufa serve --data` uses",
+            "{} holds no index (no tufa.db, no {TUF_DIR}/): pass the directory `tufa serve \
+             --data` uses",
             data.display()
         );
     }
