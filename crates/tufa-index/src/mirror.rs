@@ -459,6 +459,7 @@ mod tests {
                     private: Vec::new(),
                 }),
                 cooldown: crate::CooldownSetting::Keep,
+                storage: None,
             })
             .await
             .unwrap(),

@@ -185,10 +185,10 @@ fn upload(client: &S3Client, location: &S3Url, files: &[(String, (PathBuf, u64))
                     else {
                         break;
                     };
-                    if let Err(error) = client.put_file(&location.key(key), path) {
-                        if let Ok(mut slot) = failure.lock() {
-                            slot.get_or_insert(error);
-                        }
+                    if let Err(error) = client.put_file(&location.key(key), path)
+                        && let Ok(mut slot) = failure.lock()
+                    {
+                        slot.get_or_insert(error);
                     }
                 }
             });
