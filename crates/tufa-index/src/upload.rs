@@ -667,7 +667,7 @@ impl Claim {
         }
     }
 
-    /// The file is recorded: its row keeps it from now on.
+    /// The file is recorded (its row keeps it from now on), or left in place unrecorded.
     async fn recorded(mut self) {
         self.settled = true;
         let_go(&mut *IN_FLIGHT.lock().await, &self.sha256);
@@ -799,6 +799,13 @@ async fn record(
     .and_then(|moved| moved.map_err(UploadError::Internal));
     let added = match moved {
         Ok(()) => database.add_file(identity, &new).await,
+        // With the bucket unavailable, removing what may have been stored would only wait on it
+        // again: an object no row records is invisible, and the next upload of the same content
+        // overwrites it.
+        Err(UploadError::Internal(error)) if error.storage_unavailable().is_some() => {
+            claim.recorded().await;
+            return Err(UploadError::Internal(error));
+        }
         Err(error) => {
             claim.abandoned(database, blobs).await;
             return Err(error);

@@ -295,7 +295,10 @@ fn a_stopped_bucket_fails_uploads_with_503_and_signing_resumes_when_it_returns()
     let before = python_tuf(&server, &dir.path().join("tuf"), &["tufa-outage"]);
 
     seaweed.stop();
+    let asked = std::time::Instant::now();
     let refused = server.upload_wheel(&alice, "tufa-outage", "2.0.0");
+    // Reported, not asserted: how long an upload waits on a bucket that is down.
+    eprintln!("upload refused after {:?}", asked.elapsed());
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert!(
         refused.reason.contains("storage bucket is unavailable") && refused.reason.contains("PUT"),
@@ -345,5 +348,59 @@ fn a_stopped_bucket_fails_uploads_with_503_and_signing_resumes_when_it_returns()
             .iter()
             .any(|f| f["filename"].as_str().unwrap().contains("1.0.0") && f["yanked"] == true),
         "{page}"
+    );
+}
+
+#[test]
+fn a_mirrored_file_is_verified_then_kept_in_the_bucket() {
+    let seaweed = SeaweedFs::shared();
+    let (bucket, env) = seaweed.fresh_bucket();
+    let upstream = tufa_testkit::upstream::Upstream::start();
+    let filename = "tufa_mirrored-1.0-py3-none-any.whl";
+    let sha256 = upstream.add_generated_file("tufa-mirrored", filename, 3 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let storage = format!("s3://{bucket}/tufa");
+    let server = TufaServer::start_with_env(
+        TUFA.as_ref(),
+        &data,
+        &["--storage", &storage, "--upstream", &upstream.simple_url()],
+        &os_env(&env),
+    );
+    let page = http::get(
+        &format!("{}tufa-mirrored/", server.simple_url()),
+        &[("Accept", "application/vnd.pypi.simple.v1+json")],
+    );
+    assert_eq!(page.status, 200, "{}", page.reason);
+    let url = format!("{}/files/{sha256}/{filename}", server.url);
+    let first = http::get(&url, &[]);
+    assert_eq!(first.status, 200, "{}", first.reason);
+    assert_eq!(sha256_hex(&first.body), sha256);
+
+    // Stored in the bucket once verified, not left in the data directory.
+    let key = format!("tufa/files/{}/{sha256}", &sha256[..2]);
+    let s3 = client(&bucket, &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s3.head(&key).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{key} not stored");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(s3.head(&key).unwrap().unwrap().size, 3 << 20);
+    assert!(!data.join("files").join(&sha256[..2]).join(&sha256).exists());
+    let fetched = |upstream: &tufa_testkit::upstream::Upstream| {
+        upstream
+            .requests()
+            .iter()
+            .filter(|path| path.contains(filename))
+            .count()
+    };
+    let before = fetched(&upstream);
+    let second = http::get(&url, &[]);
+    assert_eq!(second.status, 200, "{}", second.reason);
+    assert_eq!(sha256_hex(&second.body), sha256);
+    assert_eq!(
+        fetched(&upstream),
+        before,
+        "served from the bucket, not upstream"
     );
 }
