@@ -1,16 +1,23 @@
-//! Distribution files on local disk, addressed by their sha256.
+//! Distribution files, addressed by their sha256: on local disk, or in a bucket (see
+//! [`crate::storage`]).
 //!
 //! An upload is streamed into `tmp/`, checked, synced, and only then renamed to its final name and
-//! its directory synced: a crash never leaves a partial file under a final name. A file renamed
+//! its directory synced: a crash never leaves a partial file under a final name. With a bucket,
+//! the checked file is PUT to `files/<sha[..2]>/<sha>` instead (an object appears whole or not at
+//! all) before its row is committed, so an acknowledged upload is in the bucket. A file renamed
 //! into place whose database row was never committed is invisible (files are served only through
 //! their row) and is reused if the same content is uploaded again.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::error::{Result, io};
+use tufa_repo::{S3Client, S3Url};
+
+use crate::error::{Error, Result, io};
+use crate::storage::Storage;
 
 /// The distribution files, in the data directory.
 pub(crate) const FILES_DIR: &str = "files";
@@ -21,6 +28,15 @@ pub(crate) const STAGING_DIR: &str = "tmp";
 pub struct Blobs {
     files: PathBuf,
     tmp: PathBuf,
+    /// The bucket and the prefix of `files/` in it, when the files are kept there.
+    bucket: Option<(Arc<S3Client>, S3Url)>,
+}
+
+/// A stored file being read.
+pub enum Stored {
+    Local(File),
+    /// An object being downloaded, with its length.
+    Bucket(tufa_repo::s3::Download),
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -31,10 +47,11 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 impl Blobs {
     /// Opens the store under the data directory, removing partial uploads a crash left in `tmp/`.
-    pub fn open(data_dir: &Path) -> Result<Self> {
+    pub fn open(data_dir: &Path, storage: &Storage) -> Result<Self> {
         let blobs = Blobs {
             files: data_dir.join(FILES_DIR),
             tmp: data_dir.join(STAGING_DIR),
+            bucket: storage.files_bucket(),
         };
         for dir in [&blobs.files, &blobs.tmp] {
             fs::create_dir_all(dir).map_err(io("creating", dir))?;
@@ -70,8 +87,21 @@ impl Blobs {
             .join(format!("{sha256}.metadata"))
     }
 
-    /// Makes a staged file durable under `target`.
+    /// The object key of `target` (a path from [`Blobs::path`]) when the files are in a bucket.
+    fn object(&self, target: &Path) -> Option<(&S3Client, String)> {
+        let (client, location) = self.bucket.as_ref()?;
+        let relative = target.strip_prefix(&self.files).ok()?.to_str()?;
+        Some((client, location.key(relative)))
+    }
+
+    /// Makes a staged file durable under `target`; with a bucket, uploads it and removes the
+    /// staged copy.
     pub fn commit(&self, staged: &Path, target: &Path) -> Result<()> {
+        if let Some((client, key)) = self.object(target) {
+            let stored = client.put_file(&key, staged).map_err(Error::Tuf);
+            let _ = fs::remove_file(staged);
+            return stored;
+        }
         File::open(staged)
             .and_then(|f| f.sync_all())
             .map_err(io("syncing", staged))?;
@@ -87,8 +117,52 @@ impl Blobs {
 
     /// Writes `bytes` durably at `target`, through `tmp/`.
     pub fn write(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        if let Some((client, key)) = self.object(target) {
+            return client.put(&key, bytes).map_err(Error::Tuf);
+        }
         let staged = self.staging_path();
         fs::write(&staged, bytes).map_err(io("writing", &staged))?;
         self.commit(&staged, target)
+    }
+}
+
+impl Blobs {
+    /// Whether the files are in a bucket.
+    pub fn in_bucket(&self) -> bool {
+        self.bucket.is_some()
+    }
+
+    /// Opens the stored file at `target` (a path from [`Blobs::path`]); `None` when there is
+    /// none. Blocks: call it off the async threads.
+    pub fn open_stored(&self, target: &Path) -> Result<Option<Stored>> {
+        if let Some((client, key)) = self.object(target) {
+            return Ok(client.open(&key)?.map(Stored::Bucket));
+        }
+        match File::open(target) {
+            Ok(file) => Ok(Some(Stored::Local(file))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("opening", target)(e)),
+        }
+    }
+
+    /// Removes the stored file at `target`; a missing one is not an error. Blocks.
+    pub fn remove(&self, target: &Path) -> Result<()> {
+        if let Some((client, key)) = self.object(target) {
+            return Ok(client.delete(&key)?);
+        }
+        match fs::remove_file(target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", target)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves a file a verified download stored at `target` into the bucket, when the files are
+    /// kept there. Blocks.
+    pub fn upload_downloaded(&self, target: &Path) -> Result<()> {
+        if let Some((client, key)) = self.object(target) {
+            client.put_file(&key, target)?;
+            let _ = fs::remove_file(target);
+        }
+        Ok(())
     }
 }

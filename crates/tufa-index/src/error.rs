@@ -92,6 +92,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Why, when this is a bucket that is unreachable or failing (a 503 and a later retry, not
+    /// an internal error): what the bucket answered, without the endpoint.
+    pub fn storage_unavailable(&self) -> Option<String> {
+        match self {
+            Error::Tuf(tufa_repo::Error::S3(error)) if error.unavailable() => {
+                Some(format!("{} {}: {}", error.action, error.key, error.detail))
+            }
+            _ => None,
+        }
+    }
+
     /// What failed, in words that reveal nothing of the server (no paths, no SQL): what an HTTP
     /// answer may say, while the log holds the whole error.
     pub fn kind(&self) -> &'static str {

@@ -14,6 +14,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -120,19 +121,16 @@ fn tuf_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(TUF_DIR)
 }
 
-fn timestamp_path(data_dir: &Path) -> PathBuf {
-    tuf_dir(data_dir).join(layout::metadata_file(&RoleName::timestamp(), 0))
-}
-
 /// Before the repository is opened (which creates online roles where there are none): a
 /// database with signed changes next to a repository that never published anything means the
 /// repository was deleted or replaced.
 pub(crate) async fn check_repository_present(
     data_dir: &Path,
+    timestamp_present: bool,
     database: &Database,
     accept: bool,
 ) -> Result<()> {
-    if timestamp_path(data_dir).exists() {
+    if timestamp_present {
         return Ok(());
     }
     let signed = database.signed_serial().await?;
@@ -160,7 +158,7 @@ struct PublishedPage {
     bin_expires: i64,
 }
 
-fn published_pages(repository: &Repository<FsStore>) -> Vec<PublishedPage> {
+fn published_pages(repository: &Repository<Arc<dyn Store>>) -> Vec<PublishedPage> {
     let mut pages = Vec::new();
     for name in repository.succinct_roles().role_names() {
         let Some(bin) = repository.bin_role(&name) else {
@@ -198,12 +196,13 @@ fn page_serial(bytes: &[u8]) -> Option<i64> {
         .map(|page| page.meta.last_serial)
 }
 
-fn page_path(tuf: &Path, view: View, project: &str, file: &TargetFile) -> Option<PathBuf> {
+/// A page's target file, relative to the repository.
+fn page_path(view: View, project: &str, file: &TargetFile) -> Option<String> {
     let sha256 = file.hashes.get("sha256")?;
-    Some(tuf.join(layout::target_file(
+    Some(layout::target_file(
         &layout::page_target(view, project),
         sha256,
-    )))
+    ))
 }
 
 /// After the repository is open: every project with a signed page must be in the database, with
@@ -212,7 +211,8 @@ fn page_path(tuf: &Path, view: View, project: &str, file: &TargetFile) -> Option
 pub(crate) async fn check_published(
     data_dir: &Path,
     database: &Database,
-    repository: &Repository<FsStore>,
+    repository: &Repository<Arc<dyn Store>>,
+    store: Arc<dyn Store>,
     accept: bool,
 ) -> Result<Reserved> {
     let started = std::time::Instant::now();
@@ -257,21 +257,21 @@ pub(crate) async fn check_published(
             .collect();
     }
 
-    let mut sample: Vec<(String, PathBuf, i64)> = Vec::new();
+    let mut sample: Vec<(String, String, i64)> = Vec::new();
     let mut candidates: Vec<&PublishedPage> = pages
         .iter()
         .filter(|page| known.contains_key(&page.project))
         .collect();
     candidates.sort_by_key(|page| std::cmp::Reverse(page.bin_expires));
     for page in candidates.into_iter().take(PAGES_READ_AT_START) {
-        if let Some(path) = page_path(&tuf, page.view, &page.project, &page.file) {
+        if let Some(path) = page_path(page.view, &page.project, &page.file) {
             sample.push((page.project.clone(), path, known[&page.project]));
         }
     }
     let read = sample.len();
     let behind = tokio::task::spawn_blocking(move || {
         sample.into_iter().find_map(|(project, path, recorded)| {
-            let published = page_serial(&fs::read(&path).ok()?)?;
+            let published = page_serial(&store.read(&path).ok()??)?;
             (published > recorded).then_some((project, published, recorded))
         })
     })
@@ -517,19 +517,7 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     check_partial(list_dir(&layout.tmp)?, repair, now, &mut report)?;
     check_partial(tuf_temporaries(&layout.tuf)?, repair, now, &mut report)?;
 
-    let signed = database.signed_serial().await?;
-    let last = database.last_serial().await?;
-    if signed > last {
-        report
-            .problems
-            .push(Problem::JournalBehind { last, signed });
-    } else if signed < last {
-        report.notes.push(format!(
-            "{} journal entr(ies) after the signed serial {signed} are pending: the running server \
-             signs them (a stopped one at start)",
-            database.journal_count_after(signed).await?
-        ));
-    }
+    let signed = check_journal(database, &mut report).await?;
 
     if !layout.tuf.join(METADATA_DIR).join("1.root.json").exists() {
         if signed > 0 {
@@ -555,6 +543,130 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     report.pages_checked = published.pages.len();
     compare_pages(data_dir, database, &published, signed, &mut report).await?;
     list_unreachable(&store, &published.reachable, &mut report)?;
+    Ok(report)
+}
+
+/// The journal against the signed serial; returns the signed serial.
+async fn check_journal(database: &Database, report: &mut Report) -> Result<i64> {
+    let signed = database.signed_serial().await?;
+    let last = database.last_serial().await?;
+    if signed > last {
+        report
+            .problems
+            .push(Problem::JournalBehind { last, signed });
+    } else if signed < last {
+        report.notes.push(format!(
+            "{} journal entr(ies) after the signed serial {signed} are pending: the running server \
+             signs them (a stopped one at start)",
+            database.journal_count_after(signed).await?
+        ));
+    }
+    Ok(signed)
+}
+
+/// [`verify`] for an index whose files are in a bucket: every row's object present with its
+/// recorded size (from the bucket's listing: reading every object back to hash it would download
+/// the whole index), the TUF repository verified from the bucket as a client would, every page
+/// against the database, the journal against the signed serial. Read only: orphans in the
+/// bucket are not looked for.
+pub async fn verify_bucket(
+    data_dir: &Path,
+    database: &Database,
+    client: Arc<tufa_repo::S3Client>,
+    location: tufa_repo::S3Url,
+) -> Result<Report> {
+    let mut report = Report::default();
+    let now = SystemTime::now();
+    let files = location.join(crate::blobs::FILES_DIR);
+    let listing: HashMap<String, u64> = {
+        let (client, prefix) = (Arc::clone(&client), format!("{}/", files.key("")));
+        tokio::task::spawn_blocking(move || client.list(&prefix))
+            .await
+            .map_err(|e| Error::Config(format!("the bucket listing failed: {e}")))??
+            .into_iter()
+            .collect()
+    };
+    let object = |key: &str| PathBuf::from(format!("s3://{}/{key}", client.bucket()));
+    let mut after = 0;
+    loop {
+        let batch = database.stored_files(after, FILES_PER_QUERY).await?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = last.id;
+        report.files_checked += batch.len();
+        for file in &batch {
+            if sha256_bytes(&file.sha256).is_none() {
+                report.problems.push(Problem::BadRow {
+                    filename: file.filename.clone(),
+                    sha256: file.sha256.clone(),
+                });
+                continue;
+            }
+            let key = files.key(&format!("{}/{}", &file.sha256[..2], file.sha256));
+            match listing.get(&key) {
+                None if file.mirrored => {
+                    report.mirrored_not_fetched += 1;
+                    continue;
+                }
+                None => report.problems.push(Problem::FileMissing {
+                    filename: file.filename.clone(),
+                    path: object(&key),
+                }),
+                Some(&size) if size != file.size => report.problems.push(Problem::FileSize {
+                    filename: file.filename.clone(),
+                    path: object(&key),
+                    expected: file.size,
+                    actual: size,
+                }),
+                Some(_) => {}
+            }
+            let metadata = format!("{key}.metadata");
+            if file.metadata_sha256.is_some() && !listing.contains_key(&metadata) {
+                report.problems.push(Problem::MetadataFile {
+                    filename: file.filename.clone(),
+                    path: object(&metadata),
+                    state: "missing".into(),
+                });
+            }
+        }
+    }
+    let signed = check_journal(database, &mut report).await?;
+    let tuf = location.join(TUF_DIR);
+    let repository = PathBuf::from(tuf.to_string());
+    let store: Arc<dyn Store> = Arc::new(tufa_repo::S3Store::new(client, tuf));
+    let (published, report) = tokio::task::block_in_place(|| -> Result<_> {
+        if store
+            .size(&format!("{METADATA_DIR}/1.root.json"))?
+            .is_none()
+        {
+            if signed > 0 {
+                report.problems.push(
+                    Mismatch::RepositoryMissing {
+                        database: data_dir.join(DATABASE_FILE),
+                        repository: repository.clone(),
+                        signed,
+                    }
+                    .into(),
+                );
+            } else {
+                report
+                    .notes
+                    .push("no TUF repository yet: `tufa serve` creates or opens it".into());
+            }
+            return Ok((None, report));
+        }
+        let published = verify_repository(&store, &repository, now, &mut report);
+        if let Some(published) = &published {
+            list_unreachable(&store, &published.reachable, &mut report)?;
+        }
+        Ok((published, report))
+    })?;
+    let mut report = report;
+    if let Some(published) = published {
+        report.pages_checked = published.pages.len();
+        compare_pages(data_dir, database, &published, signed, &mut report).await?;
+    }
     Ok(report)
 }
 
@@ -792,7 +904,7 @@ struct Reachable {
 /// offline roles, then timestamp, snapshot, every bin role and every page, with signatures,
 /// thresholds, versions, lengths and hashes. Read only.
 fn verify_repository(
-    store: &FsStore,
+    store: &impl Store,
     tuf: &Path,
     now: SystemTime,
     report: &mut Report,
@@ -809,7 +921,7 @@ fn verify_repository(
 }
 
 fn verify_tuf(
-    store: &FsStore,
+    store: &impl Store,
     now: SystemTime,
     reasons: &mut Vec<String>,
     notes: &mut Vec<String>,
@@ -1099,7 +1211,7 @@ async fn compare_pages(
 /// Files the current timestamp does not reach: the publisher keeps them for the grace period
 /// (clients mid-update may still fetch them) and then removes them; root versions stay.
 fn list_unreachable(
-    store: &FsStore,
+    store: &impl Store,
     reachable: &HashSet<String>,
     report: &mut Report,
 ) -> Result<()> {

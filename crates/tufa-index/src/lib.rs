@@ -23,6 +23,7 @@ pub mod pages;
 mod resolver;
 mod server;
 pub mod signing;
+pub mod storage;
 mod upload;
 pub mod upstream;
 pub mod usage;
@@ -67,6 +68,9 @@ pub struct Config {
     pub mirror: Option<mirror::MirrorConfig>,
     /// The cooldown view to publish.
     pub cooldown: CooldownSetting,
+    /// Where the TUF repository and the distribution files are kept: `s3://bucket/prefix`, or
+    /// `None` for the data directory (see [`storage`]).
+    pub storage: Option<String>,
 }
 
 /// Which cooldown view an index publishes.
@@ -85,6 +89,7 @@ pub struct Index {
     pub config: Config,
     pub database: Database,
     pub blobs: Blobs,
+    pub storage: storage::Storage,
     answers: encoding::Cache<page_cache::Resource>,
     pub signing: Option<Signing>,
     pub mirror: Option<mirror::Mirror>,
@@ -102,20 +107,49 @@ impl Index {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(error::io("creating the data directory", &config.data_dir))?;
         let database = Database::open_in(config.database.as_deref(), &config.data_dir).await?;
-        let blobs = Blobs::open(&config.data_dir)?;
+        let storage = storage::Storage::open(config.storage.as_deref())?;
+        let blobs = Blobs::open(&config.data_dir, &storage)?;
         let accept = config.accept_data_mismatch;
         if config.signing.is_some() {
-            integrity::check_repository_present(&config.data_dir, &database, accept).await?;
+            let store = storage.tuf_store_beside_publisher(&config.data_dir);
+            let present = store.clone();
+            let present = tokio::task::spawn_blocking(move || {
+                present.size(&tufa_repo::layout::metadata_file(
+                    &tufa_metadata::RoleName::timestamp(),
+                    0,
+                ))
+            })
+            .await
+            .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))??
+            .is_some();
+            integrity::check_repository_present(&config.data_dir, present, &database, accept)
+                .await?;
         }
-        let signing = config
-            .signing
-            .as_ref()
-            .map(|signing| Signing::open(&config.data_dir, signing))
-            .transpose()?;
+        let signing = match &config.signing {
+            Some(signing) => {
+                let (data_dir, signing, storage) =
+                    (config.data_dir.clone(), signing.clone(), storage.clone());
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        Signing::open(&data_dir, &signing, &storage)
+                    })
+                    .await
+                    .map_err(|e| Error::Config(format!("opening the repository failed: {e}")))??,
+                )
+            }
+            None => None,
+        };
         let reserved = match &signing {
             Some(signing) => {
                 let repository = signing.repository().lock().await;
-                integrity::check_published(&config.data_dir, &database, &repository, accept).await?
+                integrity::check_published(
+                    &config.data_dir,
+                    &database,
+                    &repository,
+                    signing.store(),
+                    accept,
+                )
+                .await?
             }
             None => integrity::Reserved::default(),
         };
@@ -152,6 +186,7 @@ impl Index {
             config,
             database,
             blobs,
+            storage,
             answers: encoding::Cache::new(page_cache::CAPACITY_BYTES),
             signing,
             mirror,

@@ -460,6 +460,7 @@ mod tests {
                     private: Vec::new(),
                 }),
                 cooldown: crate::CooldownSetting::Keep,
+                storage: None,
             })
             .await
             .unwrap(),

@@ -72,6 +72,16 @@ fn internal_error(error: &Error) -> ApiError {
         };
     }
     use ring::rand::SecureRandom;
+    if let Some(reason) = error.storage_unavailable() {
+        tracing::error!("storage unavailable: {error}");
+        return ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(
+                503,
+                format!("Service Unavailable: the storage bucket is unavailable ({reason})"),
+            )
+        };
+    }
     let mut random = [0u8; 6];
     // A failing system RNG leaves zeros: the id is only for finding the log line.
     let _ = ring::rand::SystemRandom::new().fill(&mut random);
@@ -531,32 +541,60 @@ async fn file(
     } else {
         index.blobs.path(&record.sha256)
     };
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.mirror.is_some() => {
-            return mirror_file(&index, &record, metadata, path).await;
-        }
-        Err(e) => {
-            return Err(Error::Io {
-                action: "opening",
-                path: path.clone(),
-                source: e,
+    let (length, body) = if index.blobs.in_bucket() {
+        let blobs = index.blobs.clone();
+        let target = path.clone();
+        let stored = tokio::task::spawn_blocking(move || blobs.open_stored(&target))
+            .await
+            .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))??;
+        match stored {
+            Some(crate::blobs::Stored::Bucket(download)) => {
+                (download.length, bucket_body(download.reader))
             }
-            .into());
+            Some(crate::blobs::Stored::Local(_)) => {
+                return Err(Error::Config("a local file from a bucket".into()).into());
+            }
+            None if index.mirror.is_some() => {
+                return mirror_file(&index, &record, metadata, path).await;
+            }
+            None => {
+                return Err(Error::Io {
+                    action: "opening",
+                    path,
+                    source: std::io::ErrorKind::NotFound.into(),
+                }
+                .into());
+            }
         }
+    } else {
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.mirror.is_some() => {
+                return mirror_file(&index, &record, metadata, path).await;
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    action: "opening",
+                    path: path.clone(),
+                    source: e,
+                }
+                .into());
+            }
+        };
+        let length = file
+            .metadata()
+            .await
+            .map_err(|e| Error::Io {
+                action: "reading",
+                path,
+                source: e,
+            })?
+            .len();
+        let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            file, FILE_CHUNK,
+        ));
+        (length, body)
     };
-    let length = file
-        .metadata()
-        .await
-        .map_err(|e| Error::Io {
-            action: "reading",
-            path,
-            source: e,
-        })?
-        .len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file, FILE_CHUNK,
-    ));
     Ok((
         [
             (
@@ -572,6 +610,33 @@ async fn file(
         body,
     )
         .into_response())
+}
+
+/// The body of an object downloading from the bucket: read on a blocking thread, a few chunks
+/// ahead of the client at most. A download that fails part-way ends the body with an error, so
+/// the client never takes a short file for a whole one.
+fn bucket_body(mut reader: Box<dyn std::io::Read + Send>) -> Body {
+    use axum::body::Bytes;
+    let (sink, chunks) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut chunk = vec![0; FILE_CHUNK];
+            let read = match reader.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(read) => read,
+                Err(error) => {
+                    tracing::error!("reading a file from the bucket: {error}");
+                    let _ = sink.blocking_send(Err(error));
+                    return;
+                }
+            };
+            chunk.truncate(read);
+            if sink.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return;
+            }
+        }
+    });
+    Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(chunks))
 }
 
 /// PEP 792: an index offers no file of a quarantined project, stored or not.
@@ -641,7 +706,7 @@ async fn mirror_file(
     };
     mirror.stats.file_fetches.fetch_add(1, Ordering::Relaxed);
     let destination = Destination {
-        path,
+        path: path.clone(),
         staging_dir: index.blobs.staging_dir().to_path_buf(),
         durable: true,
     };
@@ -668,9 +733,22 @@ async fn mirror_file(
         });
     }
     let counter = Arc::clone(&mirror.stats.hash_mismatches);
+    let blobs = index.blobs.clone();
     tokio::spawn(async move {
-        if let Ok(Err(Failure::Mismatch(_))) = download.done.await {
-            counter.fetch_add(1, Ordering::Relaxed);
+        match download.done.await {
+            Ok(Err(Failure::Mismatch(_))) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            // Verified and stored in the data directory: into the bucket, when files are kept
+            // there (a failure leaves it to be fetched again on the next request).
+            Ok(Ok(())) if blobs.in_bucket() => {
+                let uploaded =
+                    tokio::task::spawn_blocking(move || blobs.upload_downloaded(&path)).await;
+                if let Ok(Err(error)) = uploaded {
+                    tracing::warn!("a mirrored file was not stored in the bucket: {error}");
+                }
+            }
+            _ => {}
         }
     });
     let rest = tokio_stream::wrappers::ReceiverStream::new(download.body);
@@ -856,6 +934,18 @@ async fn read_tuf(path: &std::path::Path) -> ApiResult<Option<Vec<u8>>> {
     }
 }
 
+/// The bytes of the TUF file `relative` in a store that is not the data directory.
+async fn read_stored(
+    store: Arc<dyn tufa_repo::Store>,
+    relative: &str,
+) -> ApiResult<Option<Vec<u8>>> {
+    let relative = relative.to_string();
+    Ok(tokio::task::spawn_blocking(move || store.read(&relative))
+        .await
+        .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))?
+        .map_err(Error::Tuf)?)
+}
+
 async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResult {
     if index.signing.is_none() {
         return Err(ApiError::not_found("this index does not sign with TUF"));
@@ -873,7 +963,31 @@ async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResu
     // name, and looked up on disk first, since superseded versions are removed.
     let immutable =
         relative != tufa_repo::layout::metadata_file(&tufa_metadata::RoleName::timestamp(), 0);
-    let (key, body) = if immutable {
+    let (key, body) = if !index.storage.is_local() {
+        let store = index.signing.as_ref().map(|signing| signing.store());
+        let Some(store) = store else {
+            return Err(missing());
+        };
+        if immutable {
+            // Named by version or hash: the name alone identifies the content.
+            let key = Resource::TufFile {
+                path: relative.to_string(),
+                length: 0,
+                modified: None,
+            };
+            let body = match index.answers.identity(&key) {
+                Some(body) => body,
+                None => {
+                    let bytes = read_stored(store, relative).await?.ok_or_else(missing)?;
+                    index.answers.keep(key.clone(), bytes)
+                }
+            };
+            (key, body)
+        } else {
+            let body = Rendered::new(read_stored(store, relative).await?.ok_or_else(missing)?);
+            (Resource::TufContent(body.digest().to_string()), body)
+        }
+    } else if immutable {
         let metadata = match tokio::fs::metadata(&path).await {
             Ok(metadata) => metadata,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),

@@ -20,12 +20,13 @@ use tufa_pkcs11::Pkcs11Signer;
 use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
 use tufa_repo::layout::Expiries;
 use tufa_repo::{
-    ClockSkew, FsStore, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, View,
+    ClockSkew, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, Store, View,
     load_signer,
 };
 
 use crate::error::{Error, Result, io};
 use crate::name::ProjectName;
+use crate::storage::Storage;
 use crate::usage::{self, DiskUsage};
 
 /// Where the online key is.
@@ -145,7 +146,7 @@ impl SigningStatus {
         )
     }
 
-    fn count_awaiting_removal(&self, repository: &Repository<FsStore>) {
+    fn count_awaiting_removal(&self, repository: &Repository<Arc<dyn Store>>) {
         let (files, bytes) = repository.awaiting_removal();
         self.awaiting_removal_files
             .store(files as u64, Ordering::Relaxed);
@@ -179,7 +180,9 @@ pub fn describe_clock(skew: &ClockSkew) -> String {
 
 /// The signing side of one index.
 pub struct Signing {
-    repository: Mutex<Repository<FsStore>>,
+    repository: Mutex<Repository<Arc<dyn Store>>>,
+    /// Where the repository is kept, for reading it without the lock (serving `/tuf/`).
+    store: Arc<dyn Store>,
     /// The online roles were signed anew at start: every page must be published again.
     republish: std::sync::atomic::AtomicBool,
     wake: Notify,
@@ -212,20 +215,23 @@ const WAL_TRUNCATE_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
-    /// and verifies the TUF repository in `data_dir`. Refuses metadata that does not verify.
-    pub fn open(data_dir: &Path, config: &SigningConfig) -> Result<Self> {
+    /// and verifies the TUF repository of `data_dir` in `storage`. Refuses metadata that does
+    /// not verify. Blocks: a bucket is read over the network.
+    pub fn open(data_dir: &Path, config: &SigningConfig, storage: &Storage) -> Result<Self> {
         let lock_path = data_dir.join("signing.lock");
         let lock = File::create(&lock_path).map_err(io("creating", &lock_path))?;
         lock.try_lock()
             .map_err(|_| Error::SigningBusy(data_dir.to_path_buf()))?;
         let tuf_dir = data_dir.join(TUF_DIR);
-        let store = FsStore::open(&tuf_dir)?;
+        let store = storage.tuf_store(data_dir)?;
+        let root_file = "metadata/1.root.json";
+        let where_ = storage.describe(data_dir);
         let now = SystemTime::now();
         let online_key = match &config.online_key {
             Some(path) => path.clone(),
             None => {
                 let keys = data_dir.join(DEV_KEYS_DIR);
-                if !tuf_dir.join("metadata/1.root.json").exists() {
+                if store.size(root_file)?.is_none() {
                     create_development_repository(
                         &store,
                         &keys,
@@ -242,21 +248,18 @@ impl Signing {
                 let dev_key = tufa_repo::key_paths(&keys.join(ONLINE_KEY)).0;
                 if !dev_key.exists() {
                     return Err(Error::Config(format!(
-                        "{} holds TUF metadata from a key ceremony, not a development repository: \
-                         start with --online-key (the ceremony's online key)",
-                        tuf_dir.display()
+                        "{where_} holds TUF metadata from a key ceremony, not a development \
+                         repository: start with --online-key (the ceremony's online key)"
                     )));
                 }
                 OnlineKey::File(dev_key)
             }
         };
-        let root_path = tuf_dir.join("metadata/1.root.json");
-        if !root_path.exists() {
+        let Some(root) = store.read(root_file)? else {
             return Err(Error::Config(format!(
-                "no TUF metadata in {}: copy the output of `tufa ceremony` there",
-                tuf_dir.display()
+                "no TUF metadata in {where_}: copy the output of `tufa ceremony` there ({TUF_DIR}/)"
             )));
-        }
+        };
         let signer: Arc<dyn Signer> = match &online_key {
             OnlineKey::File(path) => Arc::new(load_signer(
                 path,
@@ -269,10 +272,9 @@ impl Signing {
             clock_tolerance: config.clock_tolerance,
             trust_clock: config.trust_clock,
         };
-        let repository = Repository::open(store, signer, policy, now)?;
+        let repository = Repository::open(Arc::clone(&store), signer, policy, now)?;
         let trusted = data_dir.join(TRUSTED_ROOT_FILE);
         if !trusted.exists() {
-            let root = std::fs::read(&root_path).map_err(io("reading", &root_path))?;
             std::fs::write(&trusted, root).map_err(io("writing", &trusted))?;
         }
         let status = SigningStatus::default();
@@ -283,6 +285,7 @@ impl Signing {
         Ok(Signing {
             republish: std::sync::atomic::AtomicBool::new(repository.rebuilt()),
             repository: Mutex::new(repository),
+            store,
             wake: Notify::new(),
             status,
             grace: config.grace,
@@ -292,8 +295,13 @@ impl Signing {
     }
 
     /// The repository, for the start-up check of the database against what it publishes.
-    pub(crate) fn repository(&self) -> &Mutex<Repository<FsStore>> {
+    pub(crate) fn repository(&self) -> &Mutex<Repository<Arc<dyn Store>>> {
         &self.repository
+    }
+
+    /// The store the repository is kept in.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
     }
 
     /// Every role's version and expiry (see [`Repository::role_summary`]).

@@ -668,7 +668,7 @@ impl Claim {
         }
     }
 
-    /// The file is recorded: its row keeps it from now on.
+    /// The file is recorded (its row keeps it from now on), or left in place unrecorded.
     async fn recorded(mut self) {
         self.settled = true;
         let_go(&mut *IN_FLIGHT.lock().await, &self.sha256);
@@ -684,11 +684,11 @@ impl Claim {
                 Ok(true) => {}
                 Ok(false) => {
                     for path in [blobs.path(&self.sha256), blobs.metadata_path(&self.sha256)] {
-                        match tokio::fs::remove_file(&path).await {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                tracing::warn!("removing {}: {e}", path.display());
-                            }
-                            _ => {}
+                        let blobs = blobs.clone();
+                        match tokio::task::spawn_blocking(move || blobs.remove(&path)).await {
+                            Ok(Err(e)) => tracing::warn!("{e}"),
+                            Err(e) => tracing::warn!("removing an unrecorded file: {e}"),
+                            Ok(Ok(())) => {}
                         }
                     }
                 }
@@ -800,6 +800,13 @@ async fn record(
     .and_then(|moved| moved.map_err(UploadError::Internal));
     let added = match moved {
         Ok(()) => database.add_file(identity, &new).await,
+        // With the bucket unavailable, removing what may have been stored would only wait on it
+        // again: an object no row records is invisible, and the next upload of the same content
+        // overwrites it.
+        Err(UploadError::Internal(error)) if error.storage_unavailable().is_some() => {
+            claim.recorded().await;
+            return Err(UploadError::Internal(error));
+        }
         Err(error) => {
             claim.abandoned(database, blobs).await;
             return Err(error);

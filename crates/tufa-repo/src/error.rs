@@ -71,6 +71,9 @@ pub enum Error {
         by_seconds: u64,
     },
 
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
+
     #[error("signing failed: {0}")]
     Signing(#[from] tufa_metadata::Error),
 }

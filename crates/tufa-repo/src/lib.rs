@@ -13,6 +13,7 @@ mod keyfile;
 pub mod layout;
 mod offline;
 mod repository;
+pub mod s3;
 mod store;
 
 pub use ceremony::{CeremonyPlan, OfflineRoles, RoleSpec};
@@ -24,4 +25,5 @@ pub use repository::{
     ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, PageChange, Policy, Published,
     RejectedPage, Repository, delegates,
 };
+pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};
 pub use store::{FsStore, Store};

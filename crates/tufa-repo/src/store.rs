@@ -31,6 +31,29 @@ pub trait Store: Send + Sync {
     fn size(&self, path: &str) -> Result<Option<u64>>;
 }
 
+/// A shared store: what lets the index choose its store at start (`Arc<dyn Store>`, the data
+/// directory or a bucket).
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        (**self).write_all(files)
+    }
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        (**self).read(path)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        (**self).remove(path)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        (**self).list(dir)
+    }
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
+        (**self).modified(path)
+    }
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        (**self).size(path)
+    }
+}
+
 /// A [`Store`] on the local file system.
 #[derive(Clone, Debug)]
 pub struct FsStore {

@@ -11,13 +11,15 @@ pub mod faketime;
 pub mod http;
 mod packages;
 pub mod postgres;
+pub mod seaweedfs;
 mod server;
 mod softhsm;
 pub mod upstream;
 
 pub use apt::ensure_package;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
-pub use server::{TufaProxy, TufaServer};
+pub use seaweedfs::SeaweedFs;
+pub use server::{TufaProxy, TufaServer, backend_includes};
 pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};
 
 use std::fs::{self, File};

@@ -35,8 +35,35 @@ impl TufaServer {
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data_dir)
-            .args(extra_args)
-            .envs(env.iter().map(|(name, value)| (name, value)));
+            .args(extra_args);
+        if backend_includes("s3") && !extra_args.iter().any(|arg| arg.starts_with("--storage")) {
+            let seaweed = crate::SeaweedFs::shared();
+            command.envs(seaweed.env());
+            // A restart on the same data directory stays on the bucket it recorded.
+            if !data_dir.join("locations.toml").exists() {
+                let (bucket, env) = seaweed.fresh_bucket();
+                let storage = format!("s3://{bucket}/tufa");
+                if data_dir.join("tufa.db").exists() || data_dir.join("tuf").exists() {
+                    // Prepared in the directory (a ceremony's metadata, an import): moved into
+                    // the bucket first, as an operator would.
+                    let output = Command::new(tufa)
+                        .args(["storage", "move", "--data"])
+                        .arg(data_dir)
+                        .args(["--to", &storage])
+                        .envs(env)
+                        .output()
+                        .expect("running tufa storage move");
+                    assert!(
+                        output.status.success(),
+                        "tufa storage move: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                } else {
+                    command.arg("--storage").arg(storage);
+                }
+            }
+        }
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         if let Some(url) = test_database(data_dir, extra_args) {
             command.arg("--database").arg(url);
         }
@@ -52,11 +79,14 @@ impl TufaServer {
 
     /// Creates an API token for `user` with `tufa token create` and returns it.
     pub fn create_token(&self, user: &str) -> String {
-        let output = Command::new(&self.tufa)
+        let mut command = Command::new(&self.tufa);
+        command
             .args(["token", "create", "--user", user, "--data"])
-            .arg(&self.data_dir)
-            .output()
-            .expect("running tufa token create");
+            .arg(&self.data_dir);
+        if backend_includes("s3") {
+            command.envs(crate::SeaweedFs::shared().env());
+        }
+        let output = command.output().expect("running tufa token create");
         assert!(
             output.status.success(),
             "tufa token create: {}",
@@ -164,6 +194,13 @@ fn test_database(data_dir: &Path, extra_args: &[&str]) -> Option<String> {
         return None;
     }
     Some(crate::postgres::fresh_database())
+}
+
+/// Whether `TUFA_TEST_BACKEND` (comma-separated: `postgres`, `s3`) asks for `backend`, which
+/// makes every server the testkit starts run on it.
+pub fn backend_includes(backend: &str) -> bool {
+    std::env::var("TUFA_TEST_BACKEND")
+        .is_ok_and(|value| value.split(',').any(|b| b.trim() == backend))
 }
 
 /// Waits up to 10 s for `needle` in a log the reader thread fills, and returns the log (with or

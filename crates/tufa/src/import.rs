@@ -74,6 +74,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         public_url: None,
         signing: Some(signing),
         accept_data_mismatch: false,
+        storage: crate::locations::Locations::storage(&args.data, None)?,
         mirror: None,
         cooldown: CooldownSetting::Keep,
     };

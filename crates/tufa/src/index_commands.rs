@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// [default: the recorded one, else the SQLite file DATA/tufa.db].
     #[arg(long, env = "TUFA_DATABASE")]
     database: Option<String>,
+    /// Where the TUF repository and the distribution files are kept: `s3://BUCKET[/PREFIX]`
+    /// (endpoint, region and credentials from the AWS variables and files). Default: the one
+    /// recorded in DATA/locations.toml, else the data directory.
+    #[arg(long, env = "TUFA_STORAGE")]
+    storage: Option<String>,
     /// Address to listen on; port 0 picks a free port (the chosen address is printed).
     #[arg(long, env = "TUFA_LISTEN")]
     listen: Option<String>,
@@ -181,6 +186,7 @@ pub struct SigningArgs {
 struct ConfigFile {
     data: Option<PathBuf>,
     database: Option<String>,
+    storage: Option<String>,
     listen: Option<String>,
     max_upload_size: Option<u64>,
     public_url: Option<String>,
@@ -518,9 +524,11 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 ttl: upstream_ttl,
                 private,
             });
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let config = Config {
         mirror,
-        data_dir,
+        data_dir: data_dir.clone(),
         database,
         max_upload_size: args
             .max_upload_size
@@ -530,6 +538,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         signing: Some(signing),
         accept_data_mismatch: args.accept_data_mismatch,
         cooldown: CooldownSetting::Set(cooldown),
+        storage: crate::locations::Locations::storage(&data_dir, args.storage.or(file.storage))?,
     };
     log_to_stderr();
     runtime()?.block_on(async move {
@@ -539,10 +548,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         // Recorded once it opened, so that a mistyped URL is not what the next command uses.
         let running = Locations {
             database: config.database.clone(),
-            ..recorded.clone()
+            storage: config.storage.clone(),
         };
         if running != recorded {
             running.write(&config.data_dir)?;
+        }
+        if let Some(storage) = &config.storage {
+            eprintln!("tufa: the TUF repository and the distribution files are in {storage}");
         }
         let listener = tokio::net::TcpListener::bind(&listen)
             .await

@@ -63,6 +63,26 @@ impl Locations {
     }
 }
 
+impl Locations {
+    /// The storage to use: `explicit` (a flag or variable), else the recorded one.
+    pub fn storage(data_dir: &Path, explicit: Option<String>) -> Result<Option<String>> {
+        match explicit.filter(|s| !s.is_empty()) {
+            Some(storage) => Ok(Some(storage)),
+            None => Ok(Locations::read(data_dir)?.storage),
+        }
+    }
+
+    /// Records `storage` as the one `data_dir` runs on, keeping the other keys.
+    pub fn record_storage(data_dir: &Path, storage: Option<&str>) -> Result<()> {
+        let mut locations = Locations::read(data_dir)?;
+        if locations.storage.as_deref() == storage {
+            return Ok(());
+        }
+        locations.storage = storage.map(str::to_string);
+        locations.write(data_dir)
+    }
+}
+
 fn toml_text(locations: &Locations) -> Result<String> {
     let mut text = String::new();
     for (key, value) in [

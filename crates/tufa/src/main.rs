@@ -14,6 +14,7 @@ mod mirror_sync;
 mod proxy;
 mod roles;
 mod status;
+mod storage;
 mod tuf_client;
 mod verify;
 
@@ -79,6 +80,9 @@ enum Command {
     /// against its signatures and the database, the journal against the signed serial; list
     /// orphans (`--repair` removes them). Safe beside a running server.
     Verify(verify::VerifyArgs),
+    /// Move the TUF repository and the distribution files to other storage (a bucket).
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Database(command) => database::run(command),
+        Command::Storage(command) => storage::run(command),
         Command::TufClient(args) => tuf_client::run(args),
     };
     match result {

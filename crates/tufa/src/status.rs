@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use tufa_index::storage::Storage;
 use tufa_metadata::{
     DelegatedRoles, Expires, KeyId, Metadata, RoleName, Snapshot, Targets, Threshold, Timestamp,
 };
-use tufa_repo::{FsStore, INCOMING_DIR, OfflineState, SigningRequest, Store};
+use tufa_repo::{INCOMING_DIR, OfflineState, SigningRequest, Store};
 
 /// Offline roles are signed by people; a month is the warning they need to gather.
 const OFFLINE_WARNING: Duration = Duration::from_secs(30 * 86_400);
@@ -24,9 +25,12 @@ pub struct StatusArgs {
     data: PathBuf,
     #[command(flatten)]
     database: crate::locations::DatabaseArg,
+    /// Where the TUF repository is, when not where DATA/locations.toml says (`s3://...`).
+    #[arg(long, env = "TUFA_STORAGE")]
+    storage: Option<String>,
 }
 
-fn read<T: tufa_metadata::Role>(store: &FsStore, file: &str) -> Result<Metadata<T>> {
+fn read<T: tufa_metadata::Role>(store: &dyn Store, file: &str) -> Result<Metadata<T>> {
     let bytes = store
         .read(file)?
         .with_context(|| format!("{file} is missing"))?;
@@ -70,21 +74,24 @@ fn keys(ids: &[KeyId], threshold: Threshold) -> String {
 }
 
 pub fn run(args: StatusArgs) -> Result<()> {
-    let tuf = args.data.join("tuf");
-    if !tuf.join("metadata/1.root.json").exists() {
+    let storage = Storage::open(
+        crate::locations::Locations::storage(&args.data, args.storage.clone())?.as_deref(),
+    )?;
+    let shared = storage.tuf_store_beside_publisher(&args.data);
+    let store = shared.as_ref();
+    if store.size("metadata/1.root.json")?.is_none() {
         bail!(
             "{} holds no TUF repository (no tuf/metadata/1.root.json)",
-            args.data.display()
+            storage.describe(&args.data)
         );
     }
-    let store = FsStore::beside_publisher(&tuf);
-    let state = OfflineState::load(&store).context("verifying the offline roles")?;
+    let state = OfflineState::load(&shared).context("verifying the offline roles")?;
     let root = &state.root.signed;
-    let timestamp: Metadata<Timestamp> = read(&store, "metadata/timestamp.json")?;
+    let timestamp: Metadata<Timestamp> = read(store, "metadata/timestamp.json")?;
     root.verify_delegate("timestamp", &timestamp)
         .context("verifying timestamp")?;
     let snapshot: Metadata<Snapshot> = read(
-        &store,
+        store,
         &format!(
             "metadata/{}.snapshot.json",
             timestamp.signed.snapshot_meta.version
@@ -160,7 +167,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
             bail!("snapshot does not list {name}");
         };
         let bin: Metadata<Targets> =
-            read(&store, &format!("metadata/{}.{name}.json", meta.version))?;
+            read(store, &format!("metadata/{}.{name}.json", meta.version))?;
         for (target, file) in &bin.signed.targets {
             if let Some(sha256) = file.hashes.get("sha256") {
                 reachable.insert(tufa_repo::layout::target_file(target, sha256));
@@ -213,7 +220,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
             behind.as_secs()
         );
     }
-    disk(&args.data, &store, &reachable)?;
+    disk(&args.data, &storage, store, &reachable)?;
     publishing(&args.data, &args.database)?;
     for file in store.list(INCOMING_DIR)? {
         let Some(bytes) = store.read(&file)? else {
@@ -235,18 +242,45 @@ pub fn run(args: StatusArgs) -> Result<()> {
 
 /// The data directory by part, and the files under `tuf/` split into those the current timestamp
 /// reaches (with every root) and those waiting for removal.
-fn disk(data: &Path, store: &FsStore, reachable: &HashSet<String>) -> Result<()> {
+fn disk(
+    data: &Path,
+    storage: &Storage,
+    store: &dyn Store,
+    reachable: &HashSet<String>,
+) -> Result<()> {
     let usage = tufa_index::usage::measure(data)?;
     let mut current = tufa_index::usage::Tally::default();
     let mut awaiting = tufa_index::usage::Tally::default();
-    for file in store
-        .list("metadata")?
-        .into_iter()
-        .chain(store.list("targets")?)
-    {
-        let Some(bytes) = store.size(&file)? else {
-            continue;
-        };
+    // A bucket lists sizes with the keys: one request per thousand objects, not one per file.
+    let sizes: Vec<(String, u64)> = match storage {
+        Storage::S3 { client, location } => {
+            let tuf = location.join(tufa_index::signing::TUF_DIR);
+            let root = format!("{}/", tuf.prefix);
+            client
+                .list(&root)?
+                .into_iter()
+                .filter_map(|(key, size)| Some((key.strip_prefix(&root)?.to_string(), size)))
+                .filter(|(file, _)| file.starts_with("metadata/") || file.starts_with("targets/"))
+                .collect()
+        }
+        Storage::Local => {
+            let mut sizes = Vec::new();
+            for file in store
+                .list("metadata")?
+                .into_iter()
+                .chain(store.list("targets")?)
+            {
+                if let Some(bytes) = store.size(&file)? {
+                    sizes.push((file, bytes));
+                }
+            }
+            sizes
+        }
+    };
+    if !storage.is_local() {
+        println!("storage {}", storage.describe(data));
+    }
+    for (file, bytes) in sizes {
         let tally = if reachable.contains(&file) || file.ends_with(".root.json") {
             &mut current
         } else {

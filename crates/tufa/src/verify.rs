@@ -20,16 +20,35 @@ pub struct VerifyArgs {
     repair: bool,
     #[command(flatten)]
     database: DatabaseArg,
+    /// Where the files are, when not where DATA/locations.toml says (`s3://...`).
+    #[arg(long, env = "TUFA_STORAGE")]
+    storage: Option<String>,
 }
 
 pub fn run(args: VerifyArgs) -> Result<()> {
+    let storage = tufa_index::storage::Storage::open(
+        crate::locations::Locations::storage(&args.data, args.storage.clone())?.as_deref(),
+    )?;
+    if args.repair && !storage.is_local() {
+        bail!(
+            "--repair removes orphans from a data directory; this index keeps its files in {}, \
+             where `tufa verify` only reads",
+            storage.describe(&args.data)
+        );
+    }
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(async move {
             let database = crate::index_commands::open_database(&args.data, &args.database).await?;
-            let report = integrity::verify(&args.data, &database, args.repair)
-                .await
-                .with_context(|| format!("verifying {}", args.data.display()))?;
+            let report = match storage {
+                tufa_index::storage::Storage::Local => {
+                    integrity::verify(&args.data, &database, args.repair).await
+                }
+                tufa_index::storage::Storage::S3 { client, location } => {
+                    integrity::verify_bucket(&args.data, &database, client, location).await
+                }
+            }
+            .with_context(|| format!("verifying {}", args.data.display()))?;
             database.close().await;
             println!("{report}");
             if report.problems.is_empty() {

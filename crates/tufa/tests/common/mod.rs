@@ -62,10 +62,13 @@ pub fn page_files(page: &Value) -> BTreeMap<String, String> {
 pub const TUFA: &str = env!("CARGO_BIN_EXE_tufa");
 
 pub fn tufa(args: &[&str]) -> Output {
-    Command::new(TUFA)
-        .args(args)
-        .output()
-        .expect("running tufa")
+    let mut command = Command::new(TUFA);
+    command.args(args);
+    // On the S3 test backend the commands reach the bucket a data directory records.
+    if tufa_testkit::backend_includes("s3") {
+        command.envs(tufa_testkit::SeaweedFs::shared().env());
+    }
+    command.output().expect("running tufa")
 }
 
 /// Asserts that a command succeeded and returns what it printed (stdout, then stderr).
