@@ -33,8 +33,8 @@ pub struct ServeArgs {
     #[arg(long, env = "TUFA_DATA")]
     data: Option<PathBuf>,
     /// The PostgreSQL database to run on (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE),
-    /// created on first use and recorded in DATA/locations.toml for the other commands
-    /// [default: the recorded one, else the SQLite file DATA/tufa.db].
+    /// created on first use and recorded in DATA/locations.toml for the other commands; "" for
+    /// the SQLite file DATA/tufa.db [default: the recorded one, else the SQLite file].
     #[arg(long, env = "TUFA_DATABASE")]
     database: Option<String>,
     /// Where the TUF repository and the distribution files are kept: `s3://BUCKET[/PREFIX]`

@@ -116,8 +116,9 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 /// The database option of the commands that open an index's database.
 #[derive(Args, Clone, Debug, Default)]
 pub struct DatabaseArg {
-    /// The PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) [default: the
-    /// one `tufa serve` recorded in DATA/locations.toml, else the SQLite file DATA/tufa.db].
+    /// The PostgreSQL database (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE), or "" for the
+    /// SQLite file DATA/tufa.db [default: the one `tufa serve` recorded in DATA/locations.toml,
+    /// else the SQLite file].
     #[arg(long, env = "TUFA_DATABASE")]
     pub database: Option<String>,
 }

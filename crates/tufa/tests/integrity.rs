@@ -11,6 +11,10 @@ mod common;
 use common::{TUFA, output_text, page_files, python_tuf, serve_refused, token, tufa, twine};
 use tufa_testkit::{Built, Project, PythonEnv, TufaServer, sha256_hex};
 
+/// These tests delete, restore and edit the SQLite file itself, so they run on SQLite whatever
+/// `TUFA_TEST_BACKEND` says (a later start finds the file and stays on it).
+const ON_SQLITE: &[&str] = &["--database", ""];
+
 fn build(dir: &Path, name: &str, version: &str, payload: &str) -> Built {
     Project {
         name,
@@ -76,7 +80,7 @@ fn a_deleted_database_stops_the_server_and_its_signed_names_stay_reserved() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let original = build(dir.path(), "tufa-keep", "1.0", "original");
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = TufaServer::start(TUFA.as_ref(), &data, ON_SQLITE);
     upload(&server, &token(&data, "alice", None), &original);
     server.wait_until_signed();
     drop(server);
@@ -118,7 +122,7 @@ fn a_deleted_database_stops_the_server_and_its_signed_names_stay_reserved() {
 fn an_older_database_backup_or_a_missing_repository_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = TufaServer::start(TUFA.as_ref(), &data, ON_SQLITE);
     let alice = token(&data, "alice", None);
     upload(
         &server,
@@ -220,7 +224,7 @@ fn bin_role_of(data: &Path, project: &str) -> PathBuf {
 fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = TufaServer::start(TUFA.as_ref(), &data, ON_SQLITE);
     let alice = token(&data, "alice", None);
     let a = build(dir.path(), "tufa-a", "1.0", "a");
     let b = build(dir.path(), "tufa-b", "1.0", "b");

@@ -50,10 +50,14 @@ fn database_move_keeps_serials_tokens_and_the_signed_repository() {
         tufa(&["token", "list", "--data", data_arg(&data)]),
         "tufa token list",
     );
+    let url = fresh_database();
+    let busy = tufa(&["database", "move", "--data", data_arg(&data), "--to", &url]);
+    let said = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success());
+    assert!(said.contains("stop it, then move"), "{said}");
     server.kill();
     let serials = format!("serials: {signed} recorded, {signed} signed");
 
-    let url = fresh_database();
     let moved = ok(
         tufa(&["database", "move", "--data", data_arg(&data), "--to", &url]),
         "tufa database move",

@@ -342,3 +342,17 @@ async fn schema_current(database: Database) {
         .unwrap();
     assert_eq!(mirror, 1);
 }
+
+/// The SQLite file is opened by URL: a data directory whose path holds URL syntax still gets
+/// its database at exactly that path.
+#[tokio::test]
+async fn an_sqlite_path_with_url_syntax_opens_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("a b%20c?d#e ü");
+    std::fs::create_dir_all(&odd).unwrap();
+    let database = Database::open(&odd.join("tufa.db")).await.unwrap();
+    database.user("alice").await.unwrap();
+    database.close().await;
+    assert!(odd.join("tufa.db").is_file());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
