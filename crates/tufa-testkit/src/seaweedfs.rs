@@ -138,8 +138,11 @@ impl SeaweedFs {
             {
                 return Ok(running);
             }
-            // Running but not serving: ended (by its process ID) and started anew.
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+            // Running but not serving: ended (by its process ID; `weed server` may not stop on
+            // SIGTERM) and started anew.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
         let data = dir.join("data");
         // A fresh data directory: the buckets of earlier runs are of no use.

@@ -5,14 +5,14 @@
 //! once every threshold is met, saying until then which signatures are missing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use tufa_metadata::{Key, KeyId, Threshold};
 use tufa_repo::{
-    Expiries, FsStore, OfflineState, RootChanges, SigningRequest, Store, load_public_key,
-    load_signer,
+    Expiries, OfflineState, RootChanges, SigningRequest, Store, load_public_key, load_signer,
 };
 
 #[derive(Subcommand)]
@@ -30,26 +30,33 @@ pub enum RolesCommand {
     },
 }
 
-/// The index's data directory, whose `tuf/` holds the repository.
+/// The index's data directory, whose `tuf/` holds the repository (or whose
+/// `locations.toml` names the bucket that does).
 #[derive(Args)]
 pub struct DataDir {
     #[arg(long, env = "TUFA_DATA")]
     data: PathBuf,
+    /// Where the TUF repository is, when not where DATA/locations.toml says (`s3://...`).
+    #[arg(long, env = "TUFA_STORAGE")]
+    storage: Option<String>,
 }
 
 impl DataDir {
-    fn store(&self) -> Result<FsStore> {
-        let tuf = self.data.join("tuf");
-        if !tuf.join("metadata/1.root.json").exists() {
+    fn store(&self) -> Result<Arc<dyn Store>> {
+        let storage = tufa_index::storage::Storage::open(
+            crate::locations::Locations::storage(&self.data, self.storage.clone())?.as_deref(),
+        )?;
+        let store = storage.tuf_store_beside_publisher(&self.data);
+        if store.size("metadata/1.root.json")?.is_none() {
             bail!(
                 "{} holds no TUF repository (no tuf/metadata/1.root.json)",
-                self.data.display()
+                storage.describe(&self.data)
             );
         }
-        Ok(FsStore::beside_publisher(tuf))
+        Ok(store)
     }
 
-    fn state(&self) -> Result<(FsStore, OfflineState)> {
+    fn state(&self) -> Result<(Arc<dyn Store>, OfflineState)> {
         let store = self.store()?;
         let state = OfflineState::load(&store).context("loading the trusted offline roles")?;
         Ok((store, state))
