@@ -13,10 +13,12 @@ use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
 
 mod cooldown;
+mod lease;
 mod mirror;
 mod tokens;
 
 pub use cooldown::CooldownState;
+pub use lease::LeaseRow;
 pub use mirror::{
     Adopted, MIRROR_USER, MirrorError, MirrorInfo, MirrorState, PinConflict, REMOVED_UPSTREAM,
     RecordOutcome, Recorded,
@@ -31,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     TOKEN_LIFETIMES,
     mirror::MIRROR,
     cooldown::COOLDOWN,
+    lease::LEASE,
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

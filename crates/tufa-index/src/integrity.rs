@@ -160,7 +160,7 @@ struct PublishedPage {
     bin_expires: i64,
 }
 
-fn published_pages(repository: &Repository<FsStore>) -> Vec<PublishedPage> {
+fn published_pages<S: Store>(repository: &Repository<S>) -> Vec<PublishedPage> {
     let mut pages = Vec::new();
     for name in repository.succinct_roles().role_names() {
         let Some(bin) = repository.bin_role(&name) else {
@@ -209,10 +209,10 @@ fn page_path(tuf: &Path, view: View, project: &str, file: &TargetFile) -> Option
 /// After the repository is open: every project with a signed page must be in the database, with
 /// a serial at least the page's. Returns the names to reserve when the operator accepts a
 /// mismatch.
-pub(crate) async fn check_published(
+pub(crate) async fn check_published<S: Store>(
     data_dir: &Path,
     database: &Database,
-    repository: &Repository<FsStore>,
+    repository: &Repository<S>,
     accept: bool,
 ) -> Result<Reserved> {
     let started = std::time::Instant::now();

@@ -15,6 +15,7 @@ pub mod dist;
 pub mod encoding;
 mod error;
 pub mod integrity;
+pub mod lease;
 pub mod mirror;
 pub mod name;
 pub mod negotiate;
@@ -104,15 +105,25 @@ impl Index {
         if config.signing.is_some() {
             integrity::check_repository_present(&config.data_dir, &database, accept).await?;
         }
-        let signing = config
-            .signing
-            .as_ref()
-            .map(|signing| Signing::open(&config.data_dir, signing))
-            .transpose()?;
+        let signing = match &config.signing {
+            Some(signing) => Some(Signing::open(&config.data_dir, signing, &database).await?),
+            None => None,
+        };
         let reserved = match &signing {
             Some(signing) => {
-                let repository = signing.repository().lock().await;
-                integrity::check_published(&config.data_dir, &database, &repository, accept).await?
+                let loaded = signing.loaded().lock().await;
+                match loaded.as_ref() {
+                    Some(loaded) => {
+                        integrity::check_published(
+                            &config.data_dir,
+                            &database,
+                            &loaded.repository,
+                            accept,
+                        )
+                        .await?
+                    }
+                    None => integrity::Reserved::default(),
+                }
             }
             None => integrity::Reserved::default(),
         };
@@ -128,13 +139,15 @@ impl Index {
         };
         if cooldown.is_some()
             && let Some(signing) = &signing
+            && let Some(loaded) = signing.loaded().lock().await.as_ref()
+            && !loaded.repository.delegates(View::Cooldown)
         {
-            let repository = signing.repository().lock().await;
-            if !repository.delegates(View::Cooldown) {
-                return Err(Error::CooldownNotDelegated {
-                    targets_version: repository.targets().signed.version,
-                });
-            }
+            return Err(Error::CooldownNotDelegated {
+                targets_version: loaded.repository.targets().signed.version,
+            });
+        }
+        if let Some(signing) = &signing {
+            signing.unload_unless_publishing().await;
         }
         if let CooldownSetting::Set(policy) = &config.cooldown {
             let journaled = database.configure_cooldown(policy.as_ref()).await?;

@@ -928,9 +928,11 @@ async fn tuf_target(
     .await
 }
 
-/// How far the index has got: the newest serial, and the serial and timestamp version signed.
+/// How far the index has got: the newest serial, and the serial and timestamp version signed;
+/// which replica publishes, since when, and this replica's role. The serials come from the
+/// database, which every replica shares; what only the publisher knows (its failures, the clock,
+/// files awaiting removal) is this replica's own.
 async fn status(State(index): State<Arc<Index>>) -> ApiResult {
-    use std::sync::atomic::Ordering;
     let last_serial = index.database.last_serial().await?;
     let body = match &index.signing {
         Some(signing) => {
@@ -938,8 +940,9 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
             let (awaiting_files, awaiting_bytes) = signing.status.awaiting_removal();
             serde_json::json!({
                 "last_serial": last_serial,
-                "signed_serial": signing.status.signed_serial.load(Ordering::Relaxed),
-                "timestamp_version": signing.status.timestamp_version.load(Ordering::Relaxed),
+                "signed_serial": index.database.signed_serial().await?,
+                "timestamp_version": signing.timestamp_version(),
+                "publisher": signing.lease.describe().await?,
                 "signing_failure": signing.status.failure(),
                 "unpublished": {"count": count, "projects": projects},
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
@@ -1069,6 +1072,22 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
             out,
             "# HELP tufa_signed_serial The newest change in signed TUF metadata.\n# TYPE tufa_signed_serial gauge\ntufa_signed_serial {signed}"
         );
+        let lease = index.database.lease().await?;
+        let _ = writeln!(
+            out,
+            "# HELP tufa_publisher Whether this replica holds the publisher lease (signs).\n# TYPE tufa_publisher gauge\ntufa_publisher{{replica=\"{}\"}} {}",
+            signing.lease.id(),
+            u8::from(signing.publishing())
+        );
+        if let Some(lease) = lease.filter(|lease| !lease.holder.is_empty()) {
+            let _ = writeln!(
+                out,
+                "# HELP tufa_publisher_lease_acquired_timestamp_seconds When the replica named by holder took the publisher lease (by its clock).\n# TYPE tufa_publisher_lease_acquired_timestamp_seconds gauge\ntufa_publisher_lease_acquired_timestamp_seconds{{holder=\"{}\"}} {}\n# HELP tufa_publisher_lease_epoch How many times the publisher lease was taken.\n# TYPE tufa_publisher_lease_epoch counter\ntufa_publisher_lease_epoch {}",
+                lease.holder,
+                lease.acquired / 1_000_000,
+                lease.epoch
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP tufa_publisher_lag_serials Changes recorded but not yet signed.\n# TYPE tufa_publisher_lag_serials gauge\ntufa_publisher_lag_serials {}",
@@ -1174,7 +1193,17 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
     tokio::spawn(crate::mirror::sweep(Arc::clone(&index)));
-    crate::connections::serve(listener, router(index), limits, shutdown).await
+    let served = crate::connections::serve(listener, router(Arc::clone(&index)), limits, shutdown)
+        .await;
+    if let Some(signing) = &index.signing
+        && let Err(error) = signing.release().await
+    {
+        tracing::warn!(
+            "the publisher lease could not be released (another replica takes over once it \
+             expires): {error}"
+        );
+    }
+    served
 }
 
 #[cfg(test)]
