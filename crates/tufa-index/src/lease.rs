@@ -324,7 +324,10 @@ mod tests {
         let dead = format!("{host}:{}:{boot}", 1 << 23);
         assert_eq!(holder_gone(&dead, &own), !boot.starts_with('-'));
         assert!(!holder_gone(&format!("elsewhere:{}:{boot}", 1 << 23), &own));
-        assert!(!holder_gone(&format!("{host}:{}:0123456789ab-00000000", 1 << 23), &own));
+        assert!(!holder_gone(
+            &format!("{host}:{}:0123456789ab-00000000", 1 << 23),
+            &own
+        ));
         assert!(!holder_gone("not an id", &own));
     }
 }

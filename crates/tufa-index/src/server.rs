@@ -1193,8 +1193,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
     tokio::spawn(crate::mirror::sweep(Arc::clone(&index)));
-    let served = crate::connections::serve(listener, router(Arc::clone(&index)), limits, shutdown)
-        .await;
+    let served =
+        crate::connections::serve(listener, router(Arc::clone(&index)), limits, shutdown).await;
     if let Some(signing) = &index.signing
         && let Err(error) = signing.release().await
     {

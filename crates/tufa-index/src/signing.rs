@@ -40,10 +40,10 @@ use tufa_repo::{
     load_signer,
 };
 
+use crate::db::Database;
 use crate::error::{Error, Result, io};
 use crate::lease::Lease;
 use crate::name::ProjectName;
-use crate::db::Database;
 use crate::usage::{self, DiskUsage};
 
 /// Where the online key is.
@@ -305,7 +305,11 @@ impl Signing {
     /// Tries for the publisher lease once: without it (another replica publishes) the repository
     /// is loaded without the right to write, for the start-up check, and dropped by
     /// [`Signing::unload_unless_publishing`].
-    pub async fn open(data_dir: &Path, config: &SigningConfig, database: &Database) -> Result<Self> {
+    pub async fn open(
+        data_dir: &Path,
+        config: &SigningConfig,
+        database: &Database,
+    ) -> Result<Self> {
         let lease = Arc::new(Lease::new(database.clone(), config.lease_ttl));
         lease.step().await?;
         let publishing = lease.holding().is_some();
@@ -445,7 +449,9 @@ impl Signing {
             .read(&file)
             .ok()
             .flatten()
-            .and_then(|bytes| tufa_metadata::Metadata::<tufa_metadata::Timestamp>::from_bytes(&bytes).ok())
+            .and_then(|bytes| {
+                tufa_metadata::Metadata::<tufa_metadata::Timestamp>::from_bytes(&bytes).ok()
+            })
             .map_or(signed, |timestamp| timestamp.signed.version)
     }
 
@@ -532,7 +538,9 @@ impl Signing {
                 return;
             }
             let tick = JOURNAL_POLL.min(left);
-            if tokio::time::timeout(tick, self.wake.notified()).await.is_ok()
+            if tokio::time::timeout(tick, self.wake.notified())
+                .await
+                .is_ok()
                 || !self.publishing()
             {
                 return;

@@ -132,7 +132,10 @@ pub fn run(args: ImportArgs) -> Result<()> {
             if refused.is_empty() {
                 Ok(())
             } else {
-                anyhow::bail!("{} file(s) could not be imported (listed above)", refused.len())
+                anyhow::bail!(
+                    "{} file(s) could not be imported (listed above)",
+                    refused.len()
+                )
             }
         })
 }

@@ -293,7 +293,11 @@ fn publishing(data: &std::path::Path) -> Result<()> {
         let last = database.last_serial().await?;
         let signed = database.signed_serial().await?;
         println!("serials: {last} recorded, {signed} signed");
-        match database.lease().await?.filter(|lease| !lease.holder.is_empty()) {
+        match database
+            .lease()
+            .await?
+            .filter(|lease| !lease.holder.is_empty())
+        {
             Some(lease) => println!(
                 "publisher: {} (lease taken {}, renewed {} by its clock; epoch {}, TTL {} ms)",
                 lease.holder,
