@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the index: simple and JSON APIs, uploads, file downloads.
-    Serve(index_commands::ServeArgs),
+    Serve(Box<index_commands::ServeArgs>),
     /// Add a directory of existing wheels and sdists (e.g. a pypiserver packages directory) and
     /// sign them.
     Import(import::ImportArgs),
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => index_commands::serve(args),
+        Command::Serve(args) => index_commands::serve(*args),
         Command::Mirror(command) => mirror::run(command),
         Command::Token(command) => index_commands::token(command),
         Command::Import(args) => import::run(args),

@@ -259,7 +259,7 @@ fn three_replicas_lose_no_acknowledged_upload_when_the_publisher_is_killed_mid_b
     let cache = dir.path().join("tuf-cache");
     let first = start(&data);
     wait_for_role(&first, "publisher");
-    let mut servers = vec![first, start(&data), start(&data)];
+    let mut servers = [first, start(&data), start(&data)];
     let token = servers[0].create_token("alice");
     let urls: Arc<Mutex<Vec<String>>> =
         Arc::new(Mutex::new(servers.iter().map(|s| s.url.clone()).collect()));
