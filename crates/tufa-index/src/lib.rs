@@ -88,8 +88,10 @@ pub struct Index {
     pub mirror: Option<mirror::Mirror>,
     /// Names with signed pages the database does not know, which no upload may take.
     reserved: integrity::Reserved,
-    /// The cooldown view's policy, if it is published.
-    pub cooldown: Option<cooldown::Policy>,
+    /// The cooldown view's policy, if it is published: as the database records it, which the
+    /// last replica started with a policy set, and every replica follows (see
+    /// [`Index::follow_cooldown`]).
+    cooldown: std::sync::RwLock<Option<cooldown::Policy>>,
     failed_logins: auth::FailedLogins,
 }
 
@@ -166,9 +168,40 @@ impl Index {
             signing,
             mirror,
             reserved,
-            cooldown,
+            cooldown: std::sync::RwLock::new(cooldown),
             failed_logins: auth::FailedLogins::default(),
         })
+    }
+
+    /// The cooldown view's policy, if it is published.
+    pub fn cooldown(&self) -> Option<cooldown::Policy> {
+        self.cooldown
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes up the cooldown policy the database records: another replica started with another
+    /// one (and journaled every project, so that the pages follow). Without this, replicas would
+    /// serve and sign pages under different policies.
+    pub async fn follow_cooldown(&self) -> Result<()> {
+        let recorded = self.database.cooldown_policy().await?;
+        let mut policy = self
+            .cooldown
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *policy != recorded {
+            tracing::warn!(
+                "another replica started with another cooldown policy ({}): this one follows it",
+                recorded.as_ref().map_or("off".to_string(), |p| format!(
+                    "{}, exempt {:?}",
+                    cooldown::format_duration(p.period),
+                    p.exempt
+                ))
+            );
+            *policy = recorded;
+        }
+        Ok(())
     }
 
     /// Names no upload may create: signed by the repository, unknown to the database.
@@ -200,7 +233,7 @@ impl Index {
     ) -> Result<Option<(i64, encoding::Rendered)>> {
         let policy = match view {
             View::Simple => None,
-            View::Cooldown => match &self.cooldown {
+            View::Cooldown => match self.cooldown() {
                 Some(policy) => Some(policy),
                 None => return Ok(None),
             },
@@ -235,7 +268,7 @@ impl Index {
                     return Ok(None);
                 };
                 let view = cooldown::filter(
-                    policy,
+                    &policy,
                     name,
                     &state.versions,
                     &state.files,

@@ -322,7 +322,7 @@ async fn project_list(
     headers: &HeaderMap,
     query: &FormatQuery,
 ) -> ApiResult {
-    if view == View::Cooldown && index.cooldown.is_none() {
+    if view == View::Cooldown && index.cooldown().is_none() {
         return Err(cooldown_off());
     }
     let format = choose(headers, query)?;
@@ -383,7 +383,7 @@ async fn cooldown_project(
     headers: HeaderMap,
     Query(query): Query<FormatQuery>,
 ) -> ApiResult {
-    if index.cooldown.is_none() {
+    if index.cooldown().is_none() {
         return Err(cooldown_off());
     }
     project_page(&index, View::Cooldown, &raw, &uri, &headers, &query).await
@@ -948,7 +948,7 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
                 "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
-                "cooldown": index.cooldown.as_ref().map(|policy| serde_json::json!({
+                "cooldown": index.cooldown().map(|policy| serde_json::json!({
                     "period": crate::cooldown::format_duration(policy.period),
                     "exempt": policy.exempt,
                 })),
@@ -1183,6 +1183,17 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         .into_response())
 }
 
+/// Takes up the cooldown policy another replica records, about once a second, until the process
+/// ends.
+async fn follow_cooldown(index: Arc<Index>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Err(error) = index.follow_cooldown().await {
+            tracing::warn!("the cooldown policy could not be read: {error}");
+        }
+    }
+}
+
 /// Serves the index on `listener`, with `limits` on every connection, until `shutdown`
 /// completes.
 pub async fn serve(
@@ -1193,6 +1204,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
     tokio::spawn(crate::mirror::sweep(Arc::clone(&index)));
+    tokio::spawn(follow_cooldown(Arc::clone(&index)));
     let served =
         crate::connections::serve(listener, router(Arc::clone(&index)), limits, shutdown).await;
     if let Some(signing) = &index.signing

@@ -600,6 +600,10 @@ impl Signing {
             return Ok(None);
         };
         let epoch = *epoch;
+        // Pages are signed under the policy every replica follows, never one this replica was
+        // started with and another replica replaced since.
+        index.follow_cooldown().await?;
+        let cooldown_off = index.cooldown().is_none();
         if std::mem::take(republish) {
             index.database.reset_signed_serial().await?;
         }
@@ -624,7 +628,7 @@ impl Signing {
             for view in View::ALL {
                 // With the cooldown view off, its pages are withdrawn where there are any.
                 if view == View::Cooldown
-                    && index.cooldown.is_none()
+                    && cooldown_off
                     && repository.page(view, project.as_str()).is_none()
                 {
                     continue;
@@ -803,7 +807,7 @@ impl Signing {
     /// round, so that the signed view follows the clock within a round (about a second) with no
     /// other event.
     async fn sweep_cooldown(index: &crate::Index) -> Result<()> {
-        let Some(policy) = &index.cooldown else {
+        let Some(policy) = &index.cooldown() else {
             return Ok(());
         };
         let crossed = index

@@ -94,13 +94,21 @@ pub fn run(args: ImportArgs) -> Result<()> {
             progress.finish_and_clear();
             let mut signed = false;
             if let Some(signing) = &index.signing {
-                // Renewed while the import signs; a server that died leaves its lease to run
-                // out, which is waited for rather than leave the imported files unsigned.
+                // Renewed while the import signs. A server that died leaves its lease to run
+                // out, which is waited for rather than leave the imported files unsigned; a
+                // server that renews it signs them.
                 let lease = &signing.lease;
                 tokio::spawn(std::sync::Arc::clone(lease).keep());
+                let first = index.database.lease().await?;
                 let deadline = std::time::Instant::now() + lease.ttl() * 2;
                 while !signing.publishing() && std::time::Instant::now() < deadline {
                     tokio::time::sleep(lease.renew_interval()).await;
+                    let now = index.database.lease().await?;
+                    let renewed_by_another =
+                        now.is_some_and(|row| !row.holder.is_empty() && row.holder != lease.id());
+                    if now != first && renewed_by_another && !signing.publishing() {
+                        break;
+                    }
                 }
                 if signing.publishing() {
                     let progress = ProgressBar::new_spinner().with_message("signing");
@@ -112,8 +120,8 @@ pub fn run(args: ImportArgs) -> Result<()> {
                     signed = true;
                 } else {
                     eprintln!(
-                        "a running tufa serve signs this index (it holds the publisher lease): it \
-                         will sign the imported files"
+                        "a running tufa serve signs this data directory (it holds the publisher \
+                         lease): it will sign the imported files"
                     );
                 }
             }

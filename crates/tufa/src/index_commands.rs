@@ -545,7 +545,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 }
             );
         }
-        if let Some(policy) = &index.cooldown {
+        if let Some(policy) = &index.cooldown() {
             eprintln!(
                 "tufa: cooldown view of files at least {} old at http://{address}/cooldown/simple/ \
                  (signed as cooldown/<project>/index.json; verified: tufa proxy --view cooldown)",
