@@ -104,8 +104,9 @@ pub fn run(args: ImportArgs) -> Result<()> {
                 while !signing.publishing() && std::time::Instant::now() < deadline {
                     tokio::time::sleep(lease.renew_interval()).await;
                     let now = index.database.lease().await?;
-                    let renewed_by_another =
-                        now.is_some_and(|row| !row.holder.is_empty() && row.holder != lease.id());
+                    let renewed_by_another = now
+                        .as_ref()
+                        .is_some_and(|row| !row.holder.is_empty() && row.holder != lease.id());
                     if now != first && renewed_by_another && !signing.publishing() {
                         break;
                     }

@@ -212,6 +212,32 @@ fn an_upload_on_any_replica_is_signed_and_another_replica_takes_over_from_a_dead
     let metrics = get(&format!("{}/metrics", a.url), &[]).text();
     assert!(metrics.contains("tufa_publisher{replica="), "{metrics}");
     assert!(metrics.contains("} 1\n"), "{metrics}");
+
+    // A replica started with the cooldown view on: the publisher, started without it, follows
+    // the policy the database now records, serves the view and signs its pages.
+    let c = TufaServer::start(
+        Path::new(TUFA),
+        &data,
+        &[REPLICA_ARGS, &["--cooldown", "1s"]].concat(),
+    );
+    wait_for_role(&c, "replica");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&a.url)["cooldown"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "the publisher did not follow the cooldown policy: {}",
+            status(&a.url)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let serial = status(&a.url)["last_serial"].as_i64().unwrap();
+    wait_signed(&a.url, serial);
+    let tuf = python_tuf(&a.url, &data, &cache, &["cooldown/demo"]);
+    assert!(!tuf["pages"]["cooldown/demo"].is_null(), "{tuf}");
+    assert_eq!(
+        get(&format!("{}/cooldown/simple/demo/", a.url), &[]).status,
+        200
+    );
 }
 
 /// Every object the served timestamp reaches, through the replica at `url`: snapshot, the roles
