@@ -46,6 +46,8 @@ struct State {
     /// The row as another replica holds it, and since when (on this replica's clock) it has
     /// looked like this.
     watched: Option<(LeaseRow, Instant)>,
+    /// Released at shutdown: never taken again by this process.
+    released: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -162,6 +164,11 @@ impl Lease {
         let (numerator, denominator) = VALID_FOR;
         let valid_until = started + self.ttl * numerator / denominator;
         let mut state = self.state();
+        if state.released {
+            // A renewal or takeover that was under way at shutdown: the process is ending, and
+            // another replica takes the lease over once it has (see `holder_gone`).
+            return;
+        }
         let gained = state.held.is_none_or(|held| held.epoch != epoch);
         state.held = Some(Held { epoch, valid_until });
         state.watched = None;
@@ -192,7 +199,13 @@ impl Lease {
     pub async fn step(&self) -> Result<()> {
         let started = Instant::now();
         let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
-        let held = self.state().held;
+        let (held, released) = {
+            let state = self.state();
+            (state.held, state.released)
+        };
+        if released {
+            return Ok(());
+        }
         if let Some(held) = held {
             if self
                 .database
@@ -270,7 +283,11 @@ impl Lease {
 
     /// Lets go of the lease (at shutdown), so that another replica takes over at once.
     pub async fn release(&self) -> Result<()> {
-        let held = self.state().held.take();
+        let held = {
+            let mut state = self.state();
+            state.released = true;
+            state.held.take()
+        };
         if let Some(held) = held {
             self.database.release_lease(&self.id, held.epoch).await?;
             tracing::info!(replica = self.id, "released the publisher lease");
