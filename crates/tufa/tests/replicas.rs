@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,30 +115,31 @@ fn kill_signal(server: &TufaServer, signal: &str) {
 /// the snapshot and of every bin role, which no timestamp refers to (here with content no
 /// publisher would write, so that anything still reaching them fails to verify). Written into
 /// the data directory, where the default storage keeps the repository; with another storage
-/// (`TUFA_TEST_BACKEND`) the stalled publisher is replaced all the same.
-fn plant_half_written_batch(url: &str, data: &Path) {
+/// (`TUFA_TEST_BACKEND`) the stalled publisher is replaced all the same. Returns the files.
+fn plant_half_written_batch(url: &str, data: &Path) -> Vec<PathBuf> {
     let metadata_dir = data.join("tuf/metadata");
     if !metadata_dir.is_dir() {
-        return;
+        return Vec::new();
     }
     let timestamp = get(&format!("{url}/tuf/metadata/timestamp.json"), &[]).json();
     let version = timestamp["signed"]["meta"]["snapshot.json"]["version"]
         .as_u64()
         .unwrap();
     let snapshot = get(&format!("{url}/tuf/metadata/{version}.snapshot.json"), &[]).json();
-    let half_written = br#"{"signed": {"_type": "half-written"}, "signatures": []}"#;
-    std::fs::write(
-        metadata_dir.join(format!("{}.snapshot.json", version + 1)),
-        half_written,
-    )
-    .unwrap();
+    let mut planted = vec![metadata_dir.join(format!("{}.snapshot.json", version + 1))];
     for (role, meta) in snapshot["signed"]["meta"].as_object().unwrap() {
         if role.starts_with("bin-") {
             let next = meta["version"].as_u64().unwrap() + 1;
-            std::fs::write(metadata_dir.join(format!("{next}.{role}")), half_written).unwrap();
+            planted.push(metadata_dir.join(format!("{next}.{role}")));
         }
     }
+    for file in &planted {
+        std::fs::write(file, HALF_WRITTEN).unwrap();
+    }
+    planted
 }
+
+const HALF_WRITTEN: &[u8] = br#"{"signed": {"_type": "half-written"}, "signatures": []}"#;
 
 #[test]
 fn an_upload_on_any_replica_is_signed_and_another_replica_takes_over_from_a_dead_or_stalled_publisher()
@@ -174,7 +175,7 @@ fn an_upload_on_any_replica_is_signed_and_another_replica_takes_over_from_a_dead
     // written, its timestamp is not. The other replica takes over once the lease runs out and
     // signs over them.
     kill_signal(&a, "-STOP");
-    plant_half_written_batch(&b.url, &data);
+    let planted = plant_half_written_batch(&b.url, &data);
     upload(&b.url, &token, "demo", "2.0").unwrap();
     wait_for_role(&b, "publisher");
     let serial = status(&b.url)["last_serial"].as_i64().unwrap();
@@ -182,6 +183,16 @@ fn an_upload_on_any_replica_is_signed_and_another_replica_takes_over_from_a_dead
     let tuf = python_tuf(&b.url, &data, &cache, &["demo"]);
     assert!(verified_versions(&tuf, "demo").contains("2.0"), "{tuf}");
     check_served_objects(&b.url);
+    // Whoever fetched them meanwhile may keep them as immutable: the new publisher signed
+    // above their versions instead of over them.
+    for file in &planted {
+        assert_eq!(
+            std::fs::read(file).unwrap(),
+            HALF_WRITTEN,
+            "{}",
+            file.display()
+        );
+    }
 
     // It wakes up: it finds the lease taken, signs nothing more, and serves.
     kill_signal(&a, "-CONT");
