@@ -10,10 +10,11 @@
 //!
 //! Several replicas may share the database and the repository: the one holding the publisher
 //! lease ([`crate::lease`]) signs, the others serve and take uploads. On gaining the lease a
-//! replica loads the repository from the store as the last timestamp written left it (a batch
-//! its predecessor died in the middle of, its pages, bin roles or snapshot written but no
-//! timestamp, is unreachable and signed over, with the same version numbers) and signs from the
-//! signed serial the database records.
+//! replica loads the repository from the store as the last timestamp written left it, and signs
+//! from the signed serial the database records. A batch its predecessor died in the middle of
+//! (pages, bin roles or snapshot written, no timestamp) is unreachable: its pages are published
+//! again from the journal, and its metadata versions are skipped, never overwritten, since
+//! consistent-snapshot files are immutable to every cache that may have fetched them.
 //!
 //! Fencing: every write and removal the repository makes goes through [`Fenced`], which refuses
 //! it unless this replica still holds the lease under the epoch the repository was loaded with;
@@ -22,8 +23,10 @@
 //! no timestamp, removes nothing, and records nothing. It does not cover a single write that
 //! passed the check and then stalls longer than the margin between the holder's own deadline and
 //! the earliest takeover (two fifths of the TTL): object stores have no compare-and-set across
-//! objects. Such a write can only land a file of a batch no timestamp refers to, or a timestamp
-//! the next holder's first timestamp (a higher version) replaces.
+//! objects. Such a write can land a file of a batch no timestamp refers to (harmless: the next
+//! holder skips versions it finds on disk, but not one that lands after it looked), or an older
+//! timestamp over the new holder's, which clients refuse as a rollback until the next timestamp
+//! replaces it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
