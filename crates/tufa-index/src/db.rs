@@ -586,14 +586,6 @@ impl Database {
             .await?)
     }
 
-    pub async fn set_signed_serial(&self, serial: i64) -> Result<()> {
-        sqlx::query("UPDATE signed SET serial = MAX(serial, ?) WHERE id = 1")
-            .bind(serial)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// When the oldest change not yet signed was made (microseconds since the epoch), if any.
     pub async fn oldest_unsigned(&self) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
