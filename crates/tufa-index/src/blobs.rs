@@ -24,6 +24,17 @@ pub(crate) const FILES_DIR: &str = "files";
 /// Uploads in progress, in the data directory.
 pub(crate) const STAGING_DIR: &str = "tmp";
 
+/// Whether the process that named the staging file `name` (`upload-<pid>-<random>`) still
+/// runs: the data directory is on one machine, so its pid tells. A pid reused since keeps the
+/// file until it is stale; a name without a pid (an older version's) has no writer left.
+fn writer_runs(name: &str) -> bool {
+    name.strip_prefix("upload-")
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(pid, _)| pid.parse().ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid) != Err(rustix::io::Errno::SRCH))
+}
+
 #[derive(Clone, Debug)]
 pub struct Blobs {
     files: PathBuf,
@@ -46,7 +57,10 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 impl Blobs {
-    /// Opens the store under the data directory, removing partial uploads a crash left in `tmp/`.
+    /// Opens the store under the data directory, removing partial uploads a crash left in `tmp/`:
+    /// those of processes that no longer run, never those of another replica serving the same
+    /// data directory (it is still writing them), unless they are older than
+    /// [`crate::integrity::STALE_AFTER`].
     pub fn open(data_dir: &Path, storage: &Storage) -> Result<Self> {
         let blobs = Blobs {
             files: data_dir.join(FILES_DIR),
@@ -57,8 +71,22 @@ impl Blobs {
             fs::create_dir_all(dir).map_err(io("creating", dir))?;
         }
         for entry in fs::read_dir(&blobs.tmp).map_err(io("listing", &blobs.tmp))? {
-            let path = entry.map_err(io("listing", &blobs.tmp))?.path();
-            fs::remove_file(&path).map_err(io("removing partial upload", &path))?;
+            let entry = entry.map_err(io("listing", &blobs.tmp))?;
+            let path = entry.path();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_none_or(|age| age >= crate::integrity::STALE_AFTER);
+            if !stale && writer_runs(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                // Another replica starting at the same moment removed it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                removed => removed.map_err(io("removing partial upload", &path))?,
+            }
         }
         Ok(blobs)
     }
@@ -69,7 +97,11 @@ impl Blobs {
         // A failing system RNG leaves zeros; the create_new open that follows then fails rather
         // than mixing two uploads.
         let _ = SystemRandom::new().fill(&mut random);
-        self.tmp.join(format!("upload-{}", hex::encode(random)))
+        self.tmp.join(format!(
+            "upload-{}-{}",
+            rustix::process::getpid().as_raw_nonzero(),
+            hex::encode(random)
+        ))
     }
 
     /// The directory partial files are written in, on the file system of the store.

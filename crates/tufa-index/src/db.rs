@@ -44,12 +44,14 @@ macro_rules! both_backends {
 }
 
 mod cooldown;
+mod lease;
 mod migrations;
 mod mirror;
 mod move_to;
 mod tokens;
 
 pub use cooldown::CooldownState;
+pub use lease::LeaseRow;
 pub use migrations::SCHEMA_VERSION;
 pub use mirror::{
     Adopted, MIRROR_USER, MirrorError, MirrorInfo, MirrorState, PinConflict, REMOVED_UPSTREAM,
@@ -717,14 +719,6 @@ impl Database {
         Ok(sqlx::query_scalar("SELECT serial FROM signed WHERE id = 1")
             .fetch_one(&self.pool)
             .await?)
-    }
-
-    pub async fn set_signed_serial(&self, serial: i64) -> Result<()> {
-        sqlx::query("UPDATE signed SET serial = $1 WHERE id = 1 AND serial < $1")
-            .bind(serial)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// When the oldest change not yet signed was made (microseconds since the epoch), if any.

@@ -62,11 +62,6 @@ pub enum Error {
     #[error("the online key: {0}")]
     Pkcs11(#[from] tufa_pkcs11::Error),
 
-    #[error(
-        "another tufa process is signing {0} (a running `tufa serve`?): one publisher per data directory"
-    )]
-    SigningBusy(PathBuf),
-
     #[error("invalid configuration: {0}")]
     Config(String),
 
@@ -116,7 +111,6 @@ impl Error {
             }
             Error::Tuf(_) => "TUF repository error",
             Error::Pkcs11(_) => "online key error",
-            Error::SigningBusy(_) => "signing busy",
             Error::Config(_) => "internal error",
             Error::DataMismatch(_) => "data directory mismatch",
             Error::MissingReason | Error::NoDecision { .. } => "invalid cooldown decision",

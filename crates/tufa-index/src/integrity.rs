@@ -158,7 +158,7 @@ struct PublishedPage {
     bin_expires: i64,
 }
 
-fn published_pages(repository: &Repository<Arc<dyn Store>>) -> Vec<PublishedPage> {
+fn published_pages<S: Store>(repository: &Repository<S>) -> Vec<PublishedPage> {
     let mut pages = Vec::new();
     for name in repository.succinct_roles().role_names() {
         let Some(bin) = repository.bin_role(&name) else {
@@ -208,10 +208,10 @@ fn page_path(view: View, project: &str, file: &TargetFile) -> Option<String> {
 /// After the repository is open: every project with a signed page must be in the database, with
 /// a serial at least the page's. Returns the names to reserve when the operator accepts a
 /// mismatch.
-pub(crate) async fn check_published(
+pub(crate) async fn check_published<S: Store>(
     data_dir: &Path,
     database: &Database,
-    repository: &Repository<Arc<dyn Store>>,
+    repository: &Repository<S>,
     store: Arc<dyn Store>,
     accept: bool,
 ) -> Result<Reserved> {

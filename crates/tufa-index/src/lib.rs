@@ -15,6 +15,7 @@ pub mod dist;
 pub mod encoding;
 mod error;
 pub mod integrity;
+pub mod lease;
 pub mod mirror;
 pub mod name;
 pub mod negotiate;
@@ -95,9 +96,25 @@ pub struct Index {
     pub mirror: Option<mirror::Mirror>,
     /// Names with signed pages the database does not know, which no upload may take.
     reserved: integrity::Reserved,
-    /// The cooldown view's policy, if it is published.
-    pub cooldown: Option<cooldown::Policy>,
+    /// The cooldown view's policy, if it is published: as the database records it, which the
+    /// last replica started with a policy set, and every replica follows (see
+    /// [`Index::follow_cooldown`]).
+    cooldown: std::sync::RwLock<Option<cooldown::Policy>>,
     failed_logins: auth::FailedLogins,
+    /// Held shared for the life of the process (see [`SERVER_LOCK_FILE`]).
+    _server_lock: std::fs::File,
+}
+
+/// In the data directory: every process that opens the index holds it shared (several replicas
+/// may), and `tufa database move` and `tufa storage move` hold it exclusively, so that neither
+/// runs while a server would go on writing where the data was.
+pub const SERVER_LOCK_FILE: &str = "server.lock";
+
+/// The data directory's lock, taken exclusively; `None` when a process has the index open.
+pub fn lock_exclusively(data_dir: &std::path::Path) -> Result<Option<std::fs::File>> {
+    let path = data_dir.join(SERVER_LOCK_FILE);
+    let lock = std::fs::File::create(&path).map_err(error::io("creating", &path))?;
+    Ok(lock.try_lock().is_ok().then_some(lock))
 }
 
 impl Index {
@@ -106,6 +123,16 @@ impl Index {
     pub async fn open(config: Config) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(error::io("creating the data directory", &config.data_dir))?;
+        let lock_path = config.data_dir.join(SERVER_LOCK_FILE);
+        let server_lock =
+            std::fs::File::create(&lock_path).map_err(error::io("creating", &lock_path))?;
+        if server_lock.try_lock_shared().is_err() {
+            return Err(Error::Config(format!(
+                "a `tufa database move` or `tufa storage move` is running on {}: start the \
+                 server once it has finished",
+                config.data_dir.display()
+            )));
+        }
         let database = Database::open_in(config.database.as_deref(), &config.data_dir).await?;
         let storage = storage::Storage::open(config.storage.as_deref())?;
         let blobs = Blobs::open(&config.data_dir, &storage)?;
@@ -127,29 +154,26 @@ impl Index {
         }
         let signing = match &config.signing {
             Some(signing) => {
-                let (data_dir, signing, storage) =
-                    (config.data_dir.clone(), signing.clone(), storage.clone());
-                Some(
-                    tokio::task::spawn_blocking(move || {
-                        Signing::open(&data_dir, &signing, &storage)
-                    })
-                    .await
-                    .map_err(|e| Error::Config(format!("opening the repository failed: {e}")))??,
-                )
+                Some(Signing::open(&config.data_dir, signing, &database, &storage).await?)
             }
             None => None,
         };
         let reserved = match &signing {
             Some(signing) => {
-                let repository = signing.repository().lock().await;
-                integrity::check_published(
-                    &config.data_dir,
-                    &database,
-                    &repository,
-                    signing.store(),
-                    accept,
-                )
-                .await?
+                let loaded = signing.loaded().lock().await;
+                match loaded.as_ref() {
+                    Some(loaded) => {
+                        integrity::check_published(
+                            &config.data_dir,
+                            &database,
+                            &loaded.repository,
+                            signing.store(),
+                            accept,
+                        )
+                        .await?
+                    }
+                    None => integrity::Reserved::default(),
+                }
             }
             None => integrity::Reserved::default(),
         };
@@ -165,13 +189,15 @@ impl Index {
         };
         if cooldown.is_some()
             && let Some(signing) = &signing
+            && let Some(loaded) = signing.loaded().lock().await.as_ref()
+            && !loaded.repository.delegates(View::Cooldown)
         {
-            let repository = signing.repository().lock().await;
-            if !repository.delegates(View::Cooldown) {
-                return Err(Error::CooldownNotDelegated {
-                    targets_version: repository.targets().signed.version,
-                });
-            }
+            return Err(Error::CooldownNotDelegated {
+                targets_version: loaded.repository.targets().signed.version,
+            });
+        }
+        if let Some(signing) = &signing {
+            signing.unload_unless_publishing().await;
         }
         if let CooldownSetting::Set(policy) = &config.cooldown {
             let journaled = database.configure_cooldown(policy.as_ref()).await?;
@@ -191,9 +217,41 @@ impl Index {
             signing,
             mirror,
             reserved,
-            cooldown,
+            cooldown: std::sync::RwLock::new(cooldown),
             failed_logins: auth::FailedLogins::default(),
+            _server_lock: server_lock,
         })
+    }
+
+    /// The cooldown view's policy, if it is published.
+    pub fn cooldown(&self) -> Option<cooldown::Policy> {
+        self.cooldown
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes up the cooldown policy the database records: another replica started with another
+    /// one (and journaled every project, so that the pages follow). Without this, replicas would
+    /// serve and sign pages under different policies.
+    pub async fn follow_cooldown(&self) -> Result<()> {
+        let recorded = self.database.cooldown_policy().await?;
+        let mut policy = self
+            .cooldown
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *policy != recorded {
+            tracing::warn!(
+                "another replica started with another cooldown policy ({}): this one follows it",
+                recorded.as_ref().map_or("off".to_string(), |p| format!(
+                    "{}, exempt {:?}",
+                    cooldown::format_duration(p.period),
+                    p.exempt
+                ))
+            );
+            *policy = recorded;
+        }
+        Ok(())
     }
 
     /// Names no upload may create: signed by the repository, unknown to the database.
@@ -225,7 +283,7 @@ impl Index {
     ) -> Result<Option<(i64, encoding::Rendered)>> {
         let policy = match view {
             View::Simple => None,
-            View::Cooldown => match &self.cooldown {
+            View::Cooldown => match self.cooldown() {
                 Some(policy) => Some(policy),
                 None => return Ok(None),
             },
@@ -260,7 +318,7 @@ impl Index {
                     return Ok(None);
                 };
                 let view = cooldown::filter(
-                    policy,
+                    &policy,
                     name,
                     &state.versions,
                     &state.files,

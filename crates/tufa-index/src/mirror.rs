@@ -349,7 +349,7 @@ pub async fn wait_signed(index: &Index, serial: i64, bound: Duration) -> bool {
     };
     let started = Instant::now();
     loop {
-        if signing.status.published_serial.load(Ordering::Relaxed) >= serial {
+        if signing.signed_up_to(&index.database, serial).await {
             return true;
         }
         if started.elapsed() >= bound {

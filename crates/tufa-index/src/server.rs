@@ -345,7 +345,7 @@ async fn project_list(
     headers: &HeaderMap,
     query: &FormatQuery,
 ) -> ApiResult {
-    if view == View::Cooldown && index.cooldown.is_none() {
+    if view == View::Cooldown && index.cooldown().is_none() {
         return Err(cooldown_off());
     }
     let format = choose(headers, query)?;
@@ -406,7 +406,7 @@ async fn cooldown_project(
     headers: HeaderMap,
     Query(query): Query<FormatQuery>,
 ) -> ApiResult {
-    if index.cooldown.is_none() {
+    if index.cooldown().is_none() {
         return Err(cooldown_off());
     }
     project_page(&index, View::Cooldown, &raw, &uri, &headers, &query).await
@@ -1055,9 +1055,11 @@ async fn tuf_target(
     .await
 }
 
-/// How far the index has got: the newest serial, and the serial and timestamp version signed.
+/// How far the index has got: the newest serial, and the serial and timestamp version signed;
+/// which replica publishes, since when, and this replica's role. The serials come from the
+/// database, which every replica shares; what only the publisher knows (its failures, the clock,
+/// files awaiting removal) is this replica's own.
 async fn status(State(index): State<Arc<Index>>) -> ApiResult {
-    use std::sync::atomic::Ordering;
     let last_serial = index.database.last_serial().await?;
     let body = match &index.signing {
         Some(signing) => {
@@ -1065,14 +1067,15 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
             let (awaiting_files, awaiting_bytes) = signing.status.awaiting_removal();
             serde_json::json!({
                 "last_serial": last_serial,
-                "signed_serial": signing.status.signed_serial.load(Ordering::Relaxed),
-                "timestamp_version": signing.status.timestamp_version.load(Ordering::Relaxed),
+                "signed_serial": index.database.signed_serial().await?,
+                "timestamp_version": signing.timestamp_version(),
+                "publisher": signing.lease.describe().await?,
                 "signing_failure": signing.status.failure(),
                 "unpublished": {"count": count, "projects": projects},
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
                 "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
-                "cooldown": index.cooldown.as_ref().map(|policy| serde_json::json!({
+                "cooldown": index.cooldown().map(|policy| serde_json::json!({
                     "period": crate::cooldown::format_duration(policy.period),
                     "exempt": policy.exempt,
                 })),
@@ -1196,6 +1199,22 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
             out,
             "# HELP tufa_signed_serial The newest change in signed TUF metadata.\n# TYPE tufa_signed_serial gauge\ntufa_signed_serial {signed}"
         );
+        let lease = index.database.lease().await?;
+        let _ = writeln!(
+            out,
+            "# HELP tufa_publisher Whether this replica holds the publisher lease (signs).\n# TYPE tufa_publisher gauge\ntufa_publisher{{replica=\"{}\"}} {}",
+            signing.lease.id(),
+            u8::from(signing.publishing())
+        );
+        if let Some(lease) = lease.filter(|lease| !lease.holder.is_empty()) {
+            let _ = writeln!(
+                out,
+                "# HELP tufa_publisher_lease_acquired_timestamp_seconds When the replica named by holder took the publisher lease (by its clock).\n# TYPE tufa_publisher_lease_acquired_timestamp_seconds gauge\ntufa_publisher_lease_acquired_timestamp_seconds{{holder=\"{}\"}} {}\n# HELP tufa_publisher_lease_epoch How many times the publisher lease was taken.\n# TYPE tufa_publisher_lease_epoch counter\ntufa_publisher_lease_epoch {}",
+                lease.holder,
+                lease.acquired / 1_000_000,
+                lease.epoch
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP tufa_publisher_lag_serials Changes recorded but not yet signed.\n# TYPE tufa_publisher_lag_serials gauge\ntufa_publisher_lag_serials {}",
@@ -1291,6 +1310,17 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         .into_response())
 }
 
+/// Takes up the cooldown policy another replica records, about once a second, until the process
+/// ends.
+async fn follow_cooldown(index: Arc<Index>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if let Err(error) = index.follow_cooldown().await {
+            tracing::warn!("the cooldown policy could not be read: {error}");
+        }
+    }
+}
+
 /// Serves the index on `listener`, with `limits` on every connection, until `shutdown`
 /// completes.
 pub async fn serve(
@@ -1301,7 +1331,18 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tokio::spawn(crate::signing::Signing::run(Arc::clone(&index)));
     tokio::spawn(crate::mirror::sweep(Arc::clone(&index)));
-    crate::connections::serve(listener, router(index), limits, shutdown).await
+    tokio::spawn(follow_cooldown(Arc::clone(&index)));
+    let served =
+        crate::connections::serve(listener, router(Arc::clone(&index)), limits, shutdown).await;
+    if let Some(signing) = &index.signing
+        && let Err(error) = signing.release().await
+    {
+        tracing::warn!(
+            "the publisher lease could not be released (another replica takes over once it \
+             expires): {error}"
+        );
+    }
+    served
 }
 
 #[cfg(test)]

@@ -7,8 +7,27 @@
 //! the bin roles listing them, then snapshot, then timestamp, each durable before the next
 //! ([`tufa_repo::Repository::publish`]). Only then does the signed serial advance; a crash in
 //! between publishes the same pages again after the restart, which is harmless.
+//!
+//! Several replicas may share the database and the repository: the one holding the publisher
+//! lease ([`crate::lease`]) signs, the others serve and take uploads. On gaining the lease a
+//! replica loads the repository from the store as the last timestamp written left it, and signs
+//! from the signed serial the database records. A batch its predecessor died in the middle of
+//! (pages, bin roles or snapshot written, no timestamp) is unreachable: its pages are published
+//! again from the journal, and its metadata versions are skipped, never overwritten, since
+//! consistent-snapshot files are immutable to every cache that may have fetched them.
+//!
+//! Fencing: every write and removal the repository makes goes through [`Fenced`], which refuses
+//! it unless this replica still holds the lease under the epoch the repository was loaded with;
+//! the signed serial is recorded in the same statement that checks the lease. This covers a
+//! publisher that lost the lease (a pause, a database it cannot reach) and comes back: it writes
+//! no timestamp, removes nothing, and records nothing. It does not cover a single write that
+//! passed the check and then stalls longer than the margin between the holder's own deadline and
+//! the earliest takeover (two fifths of the TTL): object stores have no compare-and-set across
+//! objects. Such a write can land a file of a batch no timestamp refers to (harmless: the next
+//! holder skips versions it finds on disk, but not one that lands after it looked), or an older
+//! timestamp over the new holder's, which clients refuse as a rollback until the next timestamp
+//! replaces it.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -24,7 +43,9 @@ use tufa_repo::{
     load_signer,
 };
 
+use crate::db::Database;
 use crate::error::{Error, Result, io};
+use crate::lease::Lease;
 use crate::name::ProjectName;
 use crate::storage::Storage;
 use crate::usage::{self, DiskUsage};
@@ -79,6 +100,9 @@ pub struct SigningConfig {
     /// Trust the clock over the newest signed metadata at start (after a deliberate correction
     /// of a clock that ran ahead).
     pub trust_clock: bool,
+    /// How long the publisher lease lasts without renewal: another replica takes over about this
+    /// long after the publisher dies.
+    pub lease_ttl: Duration,
 }
 
 impl Default for SigningConfig {
@@ -91,6 +115,7 @@ impl Default for SigningConfig {
             grace: Duration::from_secs(3600),
             clock_tolerance: tufa_repo::DEFAULT_CLOCK_TOLERANCE,
             trust_clock: false,
+            lease_ttl: crate::lease::DEFAULT_TTL,
         }
     }
 }
@@ -146,7 +171,7 @@ impl SigningStatus {
         )
     }
 
-    fn count_awaiting_removal(&self, repository: &Repository<Arc<dyn Store>>) {
+    fn count_awaiting_removal<S: Store>(&self, repository: &Repository<S>) {
         let (files, bytes) = repository.awaiting_removal();
         self.awaiting_removal_files
             .store(files as u64, Ordering::Relaxed);
@@ -178,20 +203,87 @@ pub fn describe_clock(skew: &ClockSkew) -> String {
     }
 }
 
+/// A store that writes only while this replica holds the publisher lease under `epoch` (see
+/// the module's notes on fencing); reading is always allowed.
+pub(crate) struct Fenced<S> {
+    inner: S,
+    lease: Arc<Lease>,
+    /// `None`: a copy loaded to check the database against at start, never to write.
+    epoch: Option<i64>,
+}
+
+impl<S: Store> Fenced<S> {
+    fn check(&self, path: &str) -> tufa_repo::Result<()> {
+        if self.epoch.is_some() && self.lease.holding() == self.epoch {
+            return Ok(());
+        }
+        Err(tufa_repo::Error::Io {
+            action: "writing (refused: this replica does not hold the publisher lease)",
+            path: path.into(),
+            source: std::io::Error::other("another replica publishes"),
+        })
+    }
+}
+
+impl<S: Store> Store for Fenced<S> {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> tufa_repo::Result<()> {
+        if let Some((path, _)) = files.first() {
+            self.check(path)?;
+        }
+        self.inner.write_all(files)
+    }
+
+    fn read(&self, path: &str) -> tufa_repo::Result<Option<Vec<u8>>> {
+        self.inner.read(path)
+    }
+
+    fn remove(&self, path: &str) -> tufa_repo::Result<()> {
+        self.check(path)?;
+        self.inner.remove(path)
+    }
+
+    fn list(&self, dir: &str) -> tufa_repo::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+
+    fn modified(&self, path: &str) -> tufa_repo::Result<Option<SystemTime>> {
+        self.inner.modified(path)
+    }
+
+    fn size(&self, path: &str) -> tufa_repo::Result<Option<u64>> {
+        self.inner.size(path)
+    }
+}
+
+/// The repository as this replica loaded it.
+pub(crate) type PublishedRepository = Repository<Fenced<Arc<dyn Store>>>;
+
+pub(crate) struct Loaded {
+    pub(crate) repository: PublishedRepository,
+    /// The lease epoch it was loaded under (its store writes under no other); `None` for the
+    /// copy a replica that does not publish checks the database against at start.
+    epoch: Option<i64>,
+    /// The online roles were signed anew at load: every page must be published again.
+    republish: bool,
+}
+
 /// The signing side of one index.
 pub struct Signing {
-    repository: Mutex<Repository<Arc<dyn Store>>>,
-    /// Where the repository is kept, for reading it without the lock (serving `/tuf/`).
-    store: Arc<dyn Store>,
-    /// The online roles were signed anew at start: every page must be published again.
-    republish: std::sync::atomic::AtomicBool,
+    /// The repository while this replica publishes (or checks it at start); `None` otherwise.
+    loaded: Mutex<Option<Loaded>>,
     wake: Notify,
     pub status: SigningStatus,
     grace: Duration,
     /// The repository's directory, left out of what `/status` shows.
     tuf_dir: PathBuf,
-    /// Held for the life of the process: one publisher per data directory.
-    _lock: File,
+    data_dir: PathBuf,
+    /// Where the repository is kept.
+    storage: Storage,
+    /// The repository's store for reading it without the lock (serving `/tuf/`).
+    store: Arc<dyn Store>,
+    signer: Arc<dyn Signer>,
+    policy: Policy,
+    pub lease: Arc<Lease>,
 }
 
 impl std::fmt::Debug for Signing {
@@ -212,28 +304,47 @@ const MAX_PROJECT_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often an idle publisher truncates the database's WAL (a no-op when nothing was written).
 const WAL_TRUNCATE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often an idle publisher looks for changes other replicas journaled: their uploads wake
+/// nothing in this process. One indexed `MAX(serial)` per tick.
+const JOURNAL_POLL: Duration = Duration::from_millis(100);
 
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
-    /// and verifies the TUF repository of `data_dir` in `storage`. Refuses metadata that does
-    /// not verify. Blocks: a bucket is read over the network.
-    pub fn open(data_dir: &Path, config: &SigningConfig, storage: &Storage) -> Result<Self> {
-        let lock_path = data_dir.join("signing.lock");
-        let lock = File::create(&lock_path).map_err(io("creating", &lock_path))?;
-        lock.try_lock()
-            .map_err(|_| Error::SigningBusy(data_dir.to_path_buf()))?;
+    /// and verifies the TUF repository in `data_dir`. Refuses metadata that does not verify.
+    /// Tries for the publisher lease once: without it (another replica publishes) the repository
+    /// is loaded without the right to write, for the start-up check, and dropped by
+    /// [`Signing::unload_unless_publishing`].
+    pub async fn open(
+        data_dir: &Path,
+        config: &SigningConfig,
+        database: &Database,
+        storage: &Storage,
+    ) -> Result<Self> {
+        let lease = Arc::new(Lease::new(database.clone(), config.lease_ttl));
+        lease.step().await?;
+        let publishing = lease.holding().is_some();
         let tuf_dir = data_dir.join(TUF_DIR);
-        let store = storage.tuf_store(data_dir)?;
+        let now = SystemTime::now();
+        let store = storage.tuf_store_beside_publisher(data_dir);
         let root_file = "metadata/1.root.json";
         let where_ = storage.describe(data_dir);
-        let now = SystemTime::now();
+        let root_exists = |store: &Arc<dyn Store>| {
+            tokio::task::block_in_place(|| store.size(root_file)).map(|size| size.is_some())
+        };
         let online_key = match &config.online_key {
             Some(path) => path.clone(),
             None => {
                 let keys = data_dir.join(DEV_KEYS_DIR);
-                if store.size(root_file)?.is_none() {
+                if !root_exists(&store)? {
+                    if !publishing {
+                        return Err(Error::Config(format!(
+                            "{where_} has no TUF repository yet and another replica holds the \
+                             publisher lease: it creates the repository; start this replica \
+                             again once that one serves"
+                        )));
+                    }
                     create_development_repository(
-                        &store,
+                        &storage.tuf_store(data_dir)?,
                         &keys,
                         config.bit_length,
                         config.expiries,
@@ -255,11 +366,11 @@ impl Signing {
                 OnlineKey::File(dev_key)
             }
         };
-        let Some(root) = store.read(root_file)? else {
+        if !root_exists(&store)? {
             return Err(Error::Config(format!(
                 "no TUF metadata in {where_}: copy the output of `tufa ceremony` there ({TUF_DIR}/)"
             )));
-        };
+        }
         let signer: Arc<dyn Signer> = match &online_key {
             OnlineKey::File(path) => Arc::new(load_signer(
                 path,
@@ -272,41 +383,157 @@ impl Signing {
             clock_tolerance: config.clock_tolerance,
             trust_clock: config.trust_clock,
         };
-        let repository = Repository::open(Arc::clone(&store), signer, policy, now)?;
         let trusted = data_dir.join(TRUSTED_ROOT_FILE);
-        if !trusted.exists() {
+        if publishing
+            && !trusted.exists()
+            && let Some(root) = tokio::task::block_in_place(|| store.read(root_file))?
+        {
             std::fs::write(&trusted, root).map_err(io("writing", &trusted))?;
         }
-        let status = SigningStatus::default();
-        status
-            .timestamp_version
-            .store(repository.timestamp().signed.version, Ordering::Relaxed);
-        status.count_awaiting_removal(&repository);
-        Ok(Signing {
-            republish: std::sync::atomic::AtomicBool::new(repository.rebuilt()),
-            repository: Mutex::new(repository),
-            store,
+        let signing = Signing {
+            loaded: Mutex::new(None),
             wake: Notify::new(),
-            status,
+            status: SigningStatus::default(),
             grace: config.grace,
             tuf_dir,
-            _lock: lock,
+            data_dir: data_dir.to_path_buf(),
+            storage: storage.clone(),
+            store,
+            signer,
+            policy,
+            lease,
+        };
+        let loaded = signing.load(signing.lease.holding())?;
+        *signing.loaded.lock().await = Some(loaded);
+        Ok(signing)
+    }
+
+    /// Loads the repository from the store as the last timestamp written left it: under
+    /// `epoch` to publish, or (`None`) read only.
+    fn load(&self, epoch: Option<i64>) -> Result<Loaded> {
+        let store = match epoch {
+            // Temporary files are a dead publisher's unfinished writes: nobody else writes now.
+            Some(_) => tokio::task::block_in_place(|| self.storage.tuf_store(&self.data_dir))?,
+            None => self.storage.tuf_store_beside_publisher(&self.data_dir),
+        };
+        let store = Fenced {
+            inner: store,
+            lease: Arc::clone(&self.lease),
+            epoch,
+        };
+        let repository = tokio::task::block_in_place(|| {
+            Repository::open(
+                store,
+                Arc::clone(&self.signer),
+                self.policy,
+                SystemTime::now(),
+            )
+        })?;
+        self.status
+            .timestamp_version
+            .store(repository.timestamp().signed.version, Ordering::Relaxed);
+        self.status.count_awaiting_removal(&repository);
+        Ok(Loaded {
+            republish: repository.rebuilt(),
+            repository,
+            epoch,
         })
     }
 
-    /// The repository, for the start-up check of the database against what it publishes.
-    pub(crate) fn repository(&self) -> &Mutex<Repository<Arc<dyn Store>>> {
-        &self.repository
+    /// The repository loaded at start, for the check of the database against what it
+    /// publishes.
+    pub(crate) fn loaded(&self) -> &Mutex<Option<Loaded>> {
+        &self.loaded
     }
 
-    /// The store the repository is kept in.
+    /// Drops the copy loaded at start when another replica publishes: it would go stale.
+    pub(crate) async fn unload_unless_publishing(&self) {
+        let mut loaded = self.loaded.lock().await;
+        if loaded.as_ref().is_some_and(|l| l.epoch.is_none()) {
+            *loaded = None;
+        }
+    }
+
+    /// The version of the timestamp served: as this replica signed it when it publishes, as the
+    /// store holds it otherwise (read unverified: a number to show, trusted by nobody).
+    pub fn timestamp_version(&self) -> u64 {
+        let signed = self.status.timestamp_version.load(Ordering::Relaxed);
+        if self.publishing() {
+            return signed;
+        }
+        let file = tufa_repo::layout::metadata_file(&tufa_metadata::RoleName::timestamp(), 0);
+        self.store
+            .read(&file)
+            .ok()
+            .flatten()
+            .and_then(|bytes| {
+                tufa_metadata::Metadata::<tufa_metadata::Timestamp>::from_bytes(&bytes).ok()
+            })
+            .map_or(signed, |timestamp| timestamp.signed.version)
+    }
+
+    /// The store the repository is kept in, for reading.
     pub fn store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.store)
     }
 
+    /// Stops publishing and lets go of the lease (at shutdown), so that another replica takes
+    /// over at once rather than after the TTL. Waits for a batch in progress first: once the
+    /// lease is free, the next publisher may write at any moment.
+    pub async fn release(&self) -> Result<()> {
+        let mut loaded = self.loaded.lock().await;
+        *loaded = None;
+        self.lease.release().await
+    }
+
+    /// Whether this replica holds the publisher lease.
+    pub fn publishing(&self) -> bool {
+        self.lease.holding().is_some()
+    }
+
+    /// Makes the loaded repository follow the lease: loaded anew (and checked against the
+    /// database) when this replica gained it, dropped when it lost it. Whether this replica
+    /// publishes now.
+    async fn follow_lease(&self, index: &crate::Index) -> Result<bool> {
+        let held = self.lease.holding();
+        let mut loaded = self.loaded.lock().await;
+        let Some(epoch) = held else {
+            if loaded.take().is_some_and(|l| l.epoch.is_some()) {
+                tracing::info!("another replica publishes now: the repository is dropped");
+            }
+            return Ok(false);
+        };
+        if loaded.as_ref().and_then(|l| l.epoch) == Some(epoch) {
+            return Ok(true);
+        }
+        *loaded = None;
+        let fresh = self.load(Some(epoch))?;
+        crate::integrity::check_published(
+            &index.config.data_dir,
+            &index.database,
+            &fresh.repository,
+            self.store(),
+            index.config.accept_data_mismatch,
+        )
+        .await?;
+        tracing::info!(
+            epoch,
+            timestamp = fresh.repository.timestamp().signed.version,
+            "loaded the repository as published: signing from the database's signed serial"
+        );
+        *loaded = Some(fresh);
+        Ok(true)
+    }
+
     /// Every role's version and expiry (see [`Repository::role_summary`]).
+    /// Empty on a replica that does not publish: it holds no repository.
     pub async fn role_summary(&self) -> Vec<(String, u64, tufa_metadata::Expires)> {
-        self.repository.lock().await.role_summary()
+        self.loaded
+            .lock()
+            .await
+            .as_ref()
+            .map(|l| l.repository.role_summary())
+            .unwrap_or_default()
     }
 
     /// An error as `/status` may show it: paths relative to the repository, so that the server's
@@ -322,9 +549,54 @@ impl Signing {
         self.wake.notify_one();
     }
 
-    /// Waits until woken, or `interval` passes.
-    pub async fn wait(&self, interval: Duration) {
-        let _ = tokio::time::timeout(interval, self.wake.notified()).await;
+    /// Waits until woken by an upload on this replica, until the journal holds a change from
+    /// another replica (or a command), until this replica loses the lease, or until `interval`
+    /// passes.
+    async fn wait_for_work(&self, index: &crate::Index, interval: Duration) {
+        let started = std::time::Instant::now();
+        let signed = self.status.signed_serial.load(Ordering::Relaxed);
+        loop {
+            let left = interval.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return;
+            }
+            let tick = JOURNAL_POLL.min(left);
+            if tokio::time::timeout(tick, self.wake.notified())
+                .await
+                .is_ok()
+                || !self.publishing()
+            {
+                return;
+            }
+            if index
+                .database
+                .last_serial()
+                .await
+                .is_ok_and(|last| last > signed)
+            {
+                return;
+            }
+        }
+    }
+
+    /// Whether every change up to `serial` is signed: as this replica wrote it when it
+    /// publishes, as the database records it otherwise.
+    pub async fn signed_up_to(&self, database: &Database, serial: i64) -> bool {
+        if self.status.published_serial.load(Ordering::Relaxed) >= serial {
+            return true;
+        }
+        if self.publishing() {
+            return false;
+        }
+        match database.signed_serial().await {
+            Ok(signed) => {
+                self.status
+                    .published_serial
+                    .fetch_max(signed, Ordering::Relaxed);
+                signed >= serial
+            }
+            Err(_) => false,
+        }
     }
 
     fn published(&self, published: &Published) {
@@ -338,8 +610,24 @@ impl Signing {
     /// aside (see [`crate::db::Database::record_unpublished`]) and the batch goes on without it.
     /// Returns the serial signed up to, if the journal had anything to sign.
     pub async fn publish_pending(&self, index: &crate::Index) -> Result<Option<i64>> {
-        let mut repository = self.repository.lock().await;
-        if self.republish.swap(false, Ordering::Relaxed) {
+        if !self.follow_lease(index).await? {
+            return Ok(None);
+        }
+        let mut loaded = self.loaded.lock().await;
+        let Some(Loaded {
+            repository,
+            epoch: Some(epoch),
+            republish,
+        }) = loaded.as_mut()
+        else {
+            return Ok(None);
+        };
+        let epoch = *epoch;
+        // Pages are signed under the policy every replica follows, never one this replica was
+        // started with and another replica replaced since.
+        index.follow_cooldown().await?;
+        let cooldown_off = index.cooldown().is_none();
+        if std::mem::take(republish) {
             index.database.reset_signed_serial().await?;
         }
         let signed = index.database.signed_serial().await?;
@@ -363,7 +651,7 @@ impl Signing {
             for view in View::ALL {
                 // With the cooldown view off, its pages are withdrawn where there are any.
                 if view == View::Cooldown
-                    && index.cooldown.is_none()
+                    && cooldown_off
                     && repository.page(view, project.as_str()).is_none()
                 {
                     continue;
@@ -378,7 +666,7 @@ impl Signing {
         }
         let published =
             tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()));
-        self.status.count_awaiting_removal(&repository);
+        self.status.count_awaiting_removal(repository);
         let published = published?;
         self.published(&published);
         // The timestamp is written: these changes are signed and served. Requests waiting for
@@ -410,7 +698,18 @@ impl Signing {
             .collect();
         index.database.clear_unpublished(&done).await?;
         if let Some(last) = last {
-            index.database.set_signed_serial(last).await?;
+            if !index
+                .database
+                .set_signed_serial_fenced(last, self.lease.id(), epoch)
+                .await?
+            {
+                tracing::warn!(
+                    serial = last,
+                    "the publisher lease was lost before the signed serial was recorded: the \
+                     next publisher signs these changes again"
+                );
+                return Ok(None);
+            }
             self.status.signed_serial.store(last, Ordering::Relaxed);
         }
         tracing::info!(
@@ -426,7 +725,15 @@ impl Signing {
     /// Re-signs online roles before they expire (and those signed while the clock ran ahead),
     /// and removes files past their grace period.
     pub async fn maintain(&self) -> Result<()> {
-        let mut repository = self.repository.lock().await;
+        let mut loaded = self.loaded.lock().await;
+        let Some(Loaded {
+            repository,
+            epoch: Some(_),
+            ..
+        }) = loaded.as_mut()
+        else {
+            return Ok(());
+        };
         let now = SystemTime::now();
         let skew = repository.clock_skew(now);
         if let Some(skew) = &skew
@@ -451,7 +758,7 @@ impl Signing {
         let removed = tokio::task::block_in_place(|| {
             repository.collect_garbage(now, self.grace, GARBAGE_PER_ROUND)
         });
-        self.status.count_awaiting_removal(&repository);
+        self.status.count_awaiting_removal(repository);
         let removed = removed?;
         if removed > 0 {
             tracing::info!(removed, "removed metadata and targets no longer published");
@@ -468,10 +775,21 @@ impl Signing {
             return;
         };
         tokio::spawn(Self::measure_disk(Arc::clone(&index)));
+        tokio::spawn(Arc::clone(&signing.lease).keep());
         let mut consecutive_failures: u32 = 0;
         let mut wal_truncated = std::time::Instant::now();
         loop {
-            let swept = Self::sweep_cooldown(&index).await;
+            let following = signing.follow_lease(&index).await;
+            if matches!(following, Ok(false)) {
+                signing.status.set_failure(None);
+                consecutive_failures = 0;
+                signing.lease.changed(signing.lease.renew_interval()).await;
+                continue;
+            }
+            let swept = match following {
+                Ok(_) => Self::sweep_cooldown(&index).await,
+                Err(error) => Err(error),
+            };
             let published = signing.publish_pending(&index).await;
             let maintained = signing.maintain().await;
             let more = matches!(published, Ok(Some(_)));
@@ -490,7 +808,7 @@ impl Signing {
                             tracing::warn!("the database's WAL could not be truncated: {error}");
                         }
                     }
-                    signing.wait(Duration::from_secs(1)).await;
+                    signing.wait_for_work(&index, Duration::from_secs(1)).await;
                 }
                 continue;
             }
@@ -512,7 +830,7 @@ impl Signing {
     /// round, so that the signed view follows the clock within a round (about a second) with no
     /// other event.
     async fn sweep_cooldown(index: &crate::Index) -> Result<()> {
-        let Some(policy) = &index.cooldown else {
+        let Some(policy) = &index.cooldown() else {
             return Ok(());
         };
         let crossed = index

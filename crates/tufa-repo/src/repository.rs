@@ -407,11 +407,46 @@ impl<S: Store> Repository<S> {
             timestamp,
             ..unsigned
         };
+        repository.attempted = repository.versions_above_current(&files);
         repository.retire_unreachable(now)?;
         if repository.snapshot_is_behind() {
             repository.commit(BTreeSet::new(), BTreeMap::new(), now)?;
         }
         Ok(repository)
+    }
+
+    /// Versions of snapshot and bin roles on disk above the ones the timestamp reaches: a batch
+    /// its publisher never finished (a crash, or another replica that lost the publisher lease
+    /// in the middle of it). Anyone may have fetched such a file by guessing its name, and a
+    /// cache or CDN keeps it as immutable, so it is treated like a failed commit's: never
+    /// signed again with other content, retired by the next commit.
+    fn versions_above_current(&self, files: &[String]) -> HashMap<RoleName, u64> {
+        let mut above: HashMap<RoleName, u64> = HashMap::new();
+        for file in files {
+            let Some((version, role)) = file
+                .strip_prefix(&format!("{METADATA_DIR}/"))
+                .and_then(|name| name.strip_suffix(".json"))
+                .and_then(|name| name.split_once('.'))
+            else {
+                continue;
+            };
+            let (Ok(version), Ok(role)) = (version.parse::<u64>(), RoleName::new(role)) else {
+                continue;
+            };
+            let current = if role == RoleName::snapshot() {
+                self.snapshot.signed.version
+            } else {
+                match self.bin_roles.get(&role) {
+                    Some(bin) => bin.signed.version,
+                    None => continue,
+                }
+            };
+            if version > current {
+                let highest = above.entry(role).or_insert(version);
+                *highest = (*highest).max(version);
+            }
+        }
+        above
     }
 
     /// Signs every online role anew: on first open, and after the online key was rotated, when

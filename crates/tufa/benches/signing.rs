@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p tufa --bench signing` (`TUFA_BENCH_RATE` uploads/s, default 200, for
 //! `TUFA_BENCH_SECONDS`, default 10; `TUFA_BENCH_COOLDOWN=7d` also publishes the cooldown view,
-//! a second page per change). Client, server and publisher share the machine's cores.
+//! a second page per change; `TUFA_BENCH_REPLICAS=2` spreads the uploads over that many
+//! replicas on one data directory, one of which signs). Client, servers and publisher share the
+//! machine's cores.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -34,7 +36,15 @@ fn main() {
         Some(period) => vec!["--cooldown", period],
         None => Vec::new(),
     };
+    let replicas = env_number("TUFA_BENCH_REPLICAS", 1).max(1);
     let server = TufaServer::start(tufa.as_ref(), &dir.path().join("data"), &args);
+    let others: Vec<TufaServer> = (1..replicas)
+        .map(|_| TufaServer::start(tufa.as_ref(), &dir.path().join("data"), &args))
+        .collect();
+    let upload_urls: Vec<String> = std::iter::once(&server)
+        .chain(&others)
+        .map(TufaServer::upload_url)
+        .collect();
     let auth = http::basic_auth(&server.create_token("bench"));
     let bodies: Vec<(String, String, Vec<u8>)> = (0..total)
         .map(|i| {
@@ -65,8 +75,8 @@ fn main() {
         });
         let uploaders: Vec<_> = (0..clients)
             .map(|client| {
-                let (bodies, acknowledged, auth, url) =
-                    (&bodies, &acknowledged, &auth, server.upload_url());
+                let (bodies, acknowledged, auth) = (&bodies, &acknowledged, &auth);
+                let url = upload_urls[client as usize % upload_urls.len()].clone();
                 scope.spawn(move || {
                     for i in (client..total).step_by(clients as usize) {
                         let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
@@ -115,8 +125,8 @@ fn main() {
         .collect();
     latencies.sort();
     println!(
-        "upload-to-signed at {rate} uploads/s offered ({total} uploads over 500 projects, {:.0} achieved): \
-         p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "upload-to-signed at {rate} uploads/s offered over {replicas} replica(s) ({total} uploads \
+         over 500 projects, {:.0} achieved): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         total as f64 / elapsed.as_secs_f64(),
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,

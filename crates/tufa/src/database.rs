@@ -51,17 +51,14 @@ fn move_database(data: PathBuf, to: String) -> Result<()> {
             tufa_index::integrity::DATABASE_FILE
         );
     }
-    // A running server would go on writing to the SQLite file after the copy. Its publisher
-    // holds this lock while it runs; holding it here also keeps one from starting meanwhile.
-    let lock_path = data.join("signing.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
+    // A running server would go on writing to the SQLite file after the copy; holding the lock
+    // also keeps one from starting meanwhile.
+    let Some(lock) = tufa_index::lock_exclusively(&data)? else {
         anyhow::bail!(
             "a tufa process (a running `tufa serve`?) is using {}: stop it, then move the database",
             data.display()
         );
-    }
+    };
     let target = tufa_index::db::redact(&to);
     runtime()?.block_on(async {
         let source = tufa_index::Database::open(&file)

@@ -81,16 +81,9 @@ pub fn run(args: ImportArgs) -> Result<()> {
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(async move {
-            let index = match Index::open(config.clone()).await {
-                Err(tufa_index::Error::SigningBusy(_)) => {
-                    eprintln!(
-                        "a running tufa serve signs this data directory: it will sign the imported files"
-                    );
-                    Index::open(Config { signing: None, ..config }).await
-                }
-                other => other,
-            }
-            .with_context(|| format!("opening the index in {}", args.data.display()))?;
+            let index = Index::open(config.clone())
+                .await
+                .with_context(|| format!("opening the index in {}", args.data.display()))?;
             let identity = index.database.user(&args.user).await?;
             let progress = bar(found.len() as u64, "importing");
             let (mut added, mut unchanged, mut refused) = (0usize, 0usize, Vec::new());
@@ -103,12 +96,39 @@ pub fn run(args: ImportArgs) -> Result<()> {
                 progress.inc(1);
             }
             progress.finish_and_clear();
+            let mut signed = false;
             if let Some(signing) = &index.signing {
-                let progress = ProgressBar::new_spinner().with_message("signing");
-                while signing.publish_pending(&index).await?.is_some() {
-                    progress.tick();
+                // Renewed while the import signs. A server that died leaves its lease to run
+                // out, which is waited for rather than leave the imported files unsigned; a
+                // server that renews it signs them.
+                let lease = &signing.lease;
+                tokio::spawn(std::sync::Arc::clone(lease).keep());
+                let first = index.database.lease().await?;
+                let deadline = std::time::Instant::now() + lease.ttl() * 2;
+                while !signing.publishing() && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(lease.renew_interval()).await;
+                    let now = index.database.lease().await?;
+                    let renewed_by_another = now
+                        .as_ref()
+                        .is_some_and(|row| !row.holder.is_empty() && row.holder != lease.id());
+                    if now != first && renewed_by_another && !signing.publishing() {
+                        break;
+                    }
                 }
-                progress.finish_and_clear();
+                if signing.publishing() {
+                    let progress = ProgressBar::new_spinner().with_message("signing");
+                    while signing.publish_pending(&index).await?.is_some() {
+                        progress.tick();
+                    }
+                    progress.finish_and_clear();
+                    signing.release().await?;
+                    signed = true;
+                } else {
+                    eprintln!(
+                        "a running tufa serve signs this data directory (it holds the publisher \
+                         lease): it will sign the imported files"
+                    );
+                }
             }
             for path in &skipped {
                 eprintln!("skipped {}: not a distribution file", path.display());
@@ -120,12 +140,15 @@ pub fn run(args: ImportArgs) -> Result<()> {
                 "imported {added} file(s), {unchanged} already present, {} refused, {} skipped{}",
                 refused.len(),
                 skipped.len(),
-                if index.signing.is_some() { "; all signed" } else { "" }
+                if signed { "; all signed" } else { "" }
             );
             if refused.is_empty() {
                 Ok(())
             } else {
-                anyhow::bail!("{} file(s) could not be imported (listed above)", refused.len())
+                anyhow::bail!(
+                    "{} file(s) could not be imported (listed above)",
+                    refused.len()
+                )
             }
         })
 }

@@ -179,6 +179,10 @@ pub struct SigningArgs {
     /// ahead: online roles are re-signed with expiries counted from now.
     #[arg(long)]
     trust_clock: bool,
+    /// Seconds the publisher lease lasts without renewal (default 5): with several replicas on
+    /// one database, another takes over signing about this long after the publisher dies.
+    #[arg(long, env = "TUFA_PUBLISHER_LEASE_TTL")]
+    publisher_lease_ttl: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,6 +206,7 @@ struct ConfigFile {
     bin_expiry: Option<u64>,
     grace: Option<u64>,
     clock_tolerance: Option<u64>,
+    publisher_lease_ttl: Option<u64>,
     upstream: Option<String>,
     #[serde(rename = "upstream-ttl", alias = "upstream_ttl")]
     upstream_ttl: Option<String>,
@@ -440,6 +445,9 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
         ),
         ..defaults.expiries
     };
+    if args.publisher_lease_ttl.or(file.publisher_lease_ttl) == Some(0) {
+        anyhow::bail!("--publisher-lease-ttl must be at least one second");
+    }
     if [expiries.timestamp, expiries.snapshot, expiries.bin_roles].contains(&Duration::ZERO) {
         anyhow::bail!("expiry times must be at least one second");
     }
@@ -475,6 +483,11 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
             defaults.clock_tolerance,
         ),
         trust_clock: args.trust_clock,
+        lease_ttl: seconds(
+            args.publisher_lease_ttl,
+            file.publisher_lease_ttl,
+            defaults.lease_ttl,
+        ),
     })
 }
 
@@ -584,7 +597,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 }
             );
         }
-        if let Some(policy) = &index.cooldown {
+        if let Some(policy) = &index.cooldown() {
             eprintln!(
                 "tufa: cooldown view of files at least {} old at http://{address}/cooldown/simple/ \
                  (signed as cooldown/<project>/index.json; verified: tufa proxy --view cooldown)",

@@ -326,6 +326,21 @@ fn publishing(data: &std::path::Path, database: &crate::locations::DatabaseArg) 
         let last = database.last_serial().await?;
         let signed = database.signed_serial().await?;
         println!("serials: {last} recorded, {signed} signed");
+        match database
+            .lease()
+            .await?
+            .filter(|lease| !lease.holder.is_empty())
+        {
+            Some(lease) => println!(
+                "publisher: {} (lease taken {}, renewed {} by its clock; epoch {}, TTL {} ms)",
+                lease.holder,
+                tufa_index::format_micros(lease.acquired),
+                tufa_index::format_micros(lease.renewed),
+                lease.epoch,
+                lease.ttl_ms
+            ),
+            None => println!("publisher: none (no tufa serve holds the publisher lease)"),
+        }
         let (count, projects) = database.unpublished(20).await?;
         if count > 0 {
             eprintln!(

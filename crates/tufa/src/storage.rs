@@ -53,16 +53,13 @@ fn move_to(data: &Path, to: &str) -> Result<()> {
             data.display()
         );
     }
-    // The publisher's lock: held by a running server, which would go on writing locally.
-    let lock_path = data.join("signing.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
+    // A running server would go on writing locally; holding the lock keeps one from starting.
+    let Some(lock) = tufa_index::lock_exclusively(data)? else {
         bail!(
             "a `tufa serve` is running on {}: stop it first",
             data.display()
         );
-    }
+    };
     if let Some(current) = Locations::read(data)?.storage {
         bail!(
             "{} already keeps its files in {current}: `tufa storage move` copies from the data \

@@ -9,7 +9,7 @@
 //! `COLLATE "C"`, so that it sorts by bytes as SQLite does: pages list files in that order, and a
 //! moved index must render the pages it signed byte for byte.
 
-use super::{Backend, cooldown, mirror};
+use super::{Backend, cooldown, lease, mirror};
 
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing).
@@ -19,6 +19,7 @@ pub(super) const SQLITE: &[&str] = &[
     TOKEN_LIFETIMES,
     mirror::MIRROR,
     cooldown::COOLDOWN,
+    lease::LEASE,
 ];
 
 /// The same steps for PostgreSQL.
@@ -28,6 +29,7 @@ pub(super) const POSTGRES: &[&str] = &[
     POSTGRES_TOKEN_LIFETIMES,
     POSTGRES_MIRROR,
     POSTGRES_COOLDOWN,
+    POSTGRES_LEASE,
 ];
 
 pub(super) fn steps(backend: Backend) -> &'static [&'static str] {
@@ -255,3 +257,16 @@ mod tests {
         assert_eq!(SQLITE.len(), POSTGRES.len());
     }
 }
+
+/// The publisher lease (see `super::lease`), its text compared by bytes like every other.
+const POSTGRES_LEASE: &str = r#"
+CREATE TABLE publisher_lease (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    epoch BIGINT NOT NULL,
+    renewals BIGINT NOT NULL,
+    acquired BIGINT NOT NULL,
+    renewed BIGINT NOT NULL,
+    ttl_ms BIGINT NOT NULL
+);
+"#;
