@@ -322,6 +322,9 @@ impl Signing {
     ) -> Result<Self> {
         let lease = Arc::new(Lease::new(database.clone(), config.lease_ttl));
         lease.step().await?;
+        // Renewed from now on, not from when the publisher starts: creating or loading a large
+        // repository may take longer than the lease stays valid without a renewal.
+        tokio::spawn(Arc::clone(&lease).keep());
         let publishing = lease.holding().is_some();
         let tuf_dir = data_dir.join(TUF_DIR);
         let now = SystemTime::now();
@@ -775,7 +778,6 @@ impl Signing {
             return;
         };
         tokio::spawn(Self::measure_disk(Arc::clone(&index)));
-        tokio::spawn(Arc::clone(&signing.lease).keep());
         let mut consecutive_failures: u32 = 0;
         let mut wal_truncated = std::time::Instant::now();
         loop {
