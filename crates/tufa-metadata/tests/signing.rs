@@ -180,18 +180,17 @@ fn signing_to_bytes_writes_what_signing_then_encoding_writes() {
         .insert("note".into(), json!("line\nbreak"));
     // A root lists PEM public keys, whose newlines canonical JSON writes raw.
     let root = root_with(&[&signer], 1);
-    let mut with_own_field: Metadata<Targets> = Metadata::new(targets.clone());
+    let mut with_own_field = Metadata::new(targets.clone());
     with_own_field
         .unrecognized
         .insert("x-extra".into(), json!(1));
-    let cases: Vec<Box<dyn Fn() -> (Vec<u8>, Vec<u8>)>> = vec![
-        Box::new(|| both(Metadata::new(targets.clone()), &signer)),
-        Box::new(|| both(Metadata::new(with_control.clone()), &signer)),
-        Box::new(|| both(Metadata::new(root.clone()), &signer)),
-        Box::new(|| both(with_own_field.clone(), &signer)),
+    let cases = [
+        both(Metadata::new(targets), &signer),
+        both(Metadata::new(with_control), &signer),
+        both(Metadata::new(root), &signer),
+        both(with_own_field, &signer),
     ];
-    for case in cases {
-        let (fast, slow) = case();
+    for (fast, slow) in cases {
         assert_eq!(
             String::from_utf8(fast).unwrap(),
             String::from_utf8(slow).unwrap()
