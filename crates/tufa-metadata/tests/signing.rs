@@ -160,3 +160,53 @@ fn unrecognized_fields_survive_a_round_trip_in_canonical_order() {
         to_canonical_bytes(&value["signed"]).unwrap()
     );
 }
+
+#[test]
+fn signing_to_bytes_writes_what_signing_then_encoding_writes() {
+    let signer = ed25519();
+    let mut targets = Targets::new(3, in_a_year());
+    for (path, content) in [
+        ("simple/plain/index.json", "{}"),
+        ("simple/ünïcode-\"quoted\"-\\/index.json", "x"),
+    ] {
+        targets.targets.insert(
+            TargetPath::new(path).unwrap(),
+            TargetFile::from_content(content.as_bytes()),
+        );
+    }
+    let mut with_control = Targets::new(3, in_a_year());
+    with_control
+        .unrecognized
+        .insert("note".into(), json!("line\nbreak"));
+    // A root lists PEM public keys, whose newlines canonical JSON writes raw.
+    let root = root_with(&[&signer], 1);
+    let mut with_own_field = Metadata::new(targets.clone());
+    with_own_field
+        .unrecognized
+        .insert("x-extra".into(), json!(1));
+    let cases = [
+        both(Metadata::new(targets), &signer),
+        both(Metadata::new(with_control), &signer),
+        both(Metadata::new(root), &signer),
+        both(with_own_field, &signer),
+    ];
+    for (fast, slow) in cases {
+        assert_eq!(
+            String::from_utf8(fast).unwrap(),
+            String::from_utf8(slow).unwrap()
+        );
+    }
+}
+
+/// The bytes of `sign_to_bytes`, and those of `sign` then `to_bytes` on a copy.
+fn both<T: Role + Clone + PartialEq + std::fmt::Debug>(
+    metadata: Metadata<T>,
+    signer: &dyn Signer,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut slow = metadata.clone();
+    slow.sign(signer).unwrap();
+    let mut fast = metadata;
+    let bytes = fast.sign_to_bytes(signer).unwrap();
+    assert_eq!(fast, slow);
+    (bytes, slow.to_bytes().unwrap())
+}

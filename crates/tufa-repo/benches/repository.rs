@@ -16,8 +16,13 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    std::fs::create_dir_all(&target).expect("creating target/");
+    // `TUFA_BENCH_DIR` puts the repository elsewhere, e.g. on a RAM disk to tell the CPU's share
+    // from the disk's.
+    let target = std::env::var_os("TUFA_BENCH_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&target).expect("creating the bench's parent directory");
     let dir = tempfile::tempdir_in(&target).expect("creating the bench directory");
 
     let signer = || {

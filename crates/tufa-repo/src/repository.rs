@@ -410,7 +410,7 @@ impl<S: Store> Repository<S> {
         repository.attempted = repository.versions_above_current(&files);
         repository.retire_unreachable(now)?;
         if repository.snapshot_is_behind() {
-            repository.commit(BTreeSet::new(), BTreeMap::new(), now)?;
+            repository.commit(BTreeSet::new(), &mut BTreeMap::new(), now)?;
         }
         Ok(repository)
     }
@@ -463,7 +463,7 @@ impl<S: Store> Repository<S> {
         self.timestamp.signed.version = floors.timestamp;
         self.rebuilt = true;
         let all: BTreeSet<RoleName> = self.bin_roles.keys().cloned().collect();
-        self.commit(all, BTreeMap::new(), now)?;
+        self.commit(all, &mut BTreeMap::new(), now)?;
         self.retire_unreachable(now)?;
         Ok(self)
     }
@@ -560,7 +560,7 @@ impl<S: Store> Repository<S> {
         for (role, version) in &installed {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
-        let published = self.commit(BTreeSet::new(), BTreeMap::new(), now)?;
+        let published = self.commit(BTreeSet::new(), &mut BTreeMap::new(), now)?;
         // The versions of targets and bins that the new snapshot no longer lists (rare enough
         // for a listing of the repository).
         self.retire_unreachable(now)?;
@@ -634,19 +634,27 @@ impl<S: Store> Repository<S> {
         pages.retain(|page| !self.is_listed(page));
         let rejected = self.store_pages(&mut pages);
 
+        // The bin roles to sign take the published roles' target lists rather than copies of
+        // them (copying and dropping a million listings per batch costs seconds); `undo` records
+        // what each change replaced, so a commit that fails puts the published roles back.
         let mut bins: BTreeMap<RoleName, Metadata<Targets>> = BTreeMap::new();
+        let mut undo: Vec<(RoleName, TargetPath, Option<TargetFile>)> = Vec::new();
         let mut retiring = Vec::new();
         let mut written = Vec::new();
         for StagedPage { target, file, .. } in pages {
             let name = self.succinct.role_for_target(target.as_str());
-            let role = match bins.entry(name) {
+            let role = match bins.entry(name.clone()) {
                 std::collections::btree_map::Entry::Occupied(role) => role.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    let current = self
-                        .bin_roles
-                        .get(entry.key())
-                        .ok_or_else(|| Error::Missing(entry.key().to_string()))?;
-                    entry.insert(current.clone())
+                    let Some(current) = self.bin_roles.get_mut(entry.key()) else {
+                        let missing = Error::Missing(entry.key().to_string());
+                        self.put_back(bins, undo);
+                        return Err(missing);
+                    };
+                    let targets = std::mem::take(&mut current.signed.targets);
+                    let mut role = current.clone();
+                    role.signed.targets = targets;
+                    entry.insert(role)
                 }
             };
             let new_sha256 = file
@@ -661,6 +669,7 @@ impl<S: Store> Repository<S> {
                 retiring.extend(old_sha256.map(|sha256| layout::target_file(&target, sha256)));
                 written.extend(new_sha256.map(|sha256| layout::target_file(&target, &sha256)));
             }
+            undo.push((name, target, old));
         }
         if bins.is_empty() {
             return Ok(Published {
@@ -670,9 +679,10 @@ impl<S: Store> Repository<S> {
                 rejected,
             });
         }
-        let mut published = match self.commit(BTreeSet::new(), bins, now) {
+        let mut published = match self.commit(BTreeSet::new(), &mut bins, now) {
             Ok(published) => published,
             Err(error) => {
+                self.put_back(bins, undo);
                 // The new pages are on disk but nothing reaches them.
                 self.retire(written, now);
                 return Err(error);
@@ -681,6 +691,29 @@ impl<S: Store> Repository<S> {
         self.retire(retiring, now);
         published.rejected = rejected;
         Ok(published)
+    }
+
+    /// Gives the published bin roles back the target lists [`Repository::publish`] took for
+    /// `bins`, with every change in `undo` reverted (newest first, so that a target changed
+    /// twice ends as it was).
+    fn put_back(
+        &mut self,
+        mut bins: BTreeMap<RoleName, Metadata<Targets>>,
+        undo: Vec<(RoleName, TargetPath, Option<TargetFile>)>,
+    ) {
+        for (name, target, old) in undo.into_iter().rev() {
+            if let Some(role) = bins.get_mut(&name) {
+                match old {
+                    Some(old) => role.signed.targets.insert(target, old),
+                    None => role.signed.targets.remove(&target),
+                };
+            }
+        }
+        for (name, role) in bins {
+            if let Some(current) = self.bin_roles.get_mut(&name) {
+                current.signed.targets = role.signed.targets;
+            }
+        }
     }
 
     /// Whether the bin role already lists `page` as it is staged (or, for a withdrawal, does not
@@ -747,7 +780,7 @@ impl<S: Store> Repository<S> {
         {
             return Ok(None);
         }
-        self.commit(stale, BTreeMap::new(), now).map(Some)
+        self.commit(stale, &mut BTreeMap::new(), now).map(Some)
     }
 
     /// How the clock compares with the signed metadata, if it disagrees beyond the tolerance.
@@ -819,7 +852,7 @@ impl<S: Store> Repository<S> {
     fn commit(
         &mut self,
         resign: BTreeSet<RoleName>,
-        mut changed: BTreeMap<RoleName, Metadata<Targets>>,
+        changed: &mut BTreeMap<RoleName, Metadata<Targets>>,
         now: SystemTime,
     ) -> Result<Published> {
         self.check_clock(now)?;
@@ -846,7 +879,7 @@ impl<S: Store> Repository<S> {
         versions.push((snapshot_role.clone(), snapshot_version));
         versions.push((timestamp_role.clone(), timestamp_version));
 
-        let result = self.sign_and_write(&mut changed, snapshot_version, timestamp_version, now);
+        let result = self.sign_and_write(changed, snapshot_version, timestamp_version, now);
         let (snapshot, timestamp) = match result {
             Ok(signed) => signed,
             Err(error) => {
@@ -874,7 +907,7 @@ impl<S: Store> Repository<S> {
                 }
             };
         let bins_signed = changed.len();
-        for (name, role) in changed {
+        for (name, role) in std::mem::take(changed) {
             let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
             let attempted = self.attempted.remove(&name);
             let retired = self.retired_attempts.remove(&name);
@@ -920,14 +953,7 @@ impl<S: Store> Repository<S> {
         timestamp_version: u64,
         now: SystemTime,
     ) -> Result<(Metadata<Snapshot>, Metadata<Timestamp>)> {
-        let mut bin_files = Vec::with_capacity(changed.len());
-        for (name, role) in changed.iter_mut() {
-            role.sign(self.signer.as_ref())?;
-            bin_files.push((
-                layout::metadata_file(name, role.signed.version),
-                role.to_bytes()?,
-            ));
-        }
+        let bin_files = sign_in_parallel(changed, self.signer.as_ref())?;
         self.store.write_all(&bin_files)?;
 
         let mut meta = self.snapshot.signed.meta.clone();
@@ -1117,6 +1143,43 @@ impl<S: Store> Repository<S> {
         self.retire(unreachable, now);
         Ok(())
     }
+}
+
+/// Signs every role in `roles` and encodes each as its file, on one thread per core: a batch of
+/// pages changes most of the 16,384 bin roles of a PyPI-sized repository, and serializing and
+/// signing them is the bulk of the CPU time a publish takes.
+fn sign_in_parallel(
+    roles: &mut BTreeMap<RoleName, Metadata<Targets>>,
+    signer: &dyn Signer,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    // Below this many roles per thread, a thread costs more than it saves.
+    const PER_THREAD: usize = 64;
+    let mut roles: Vec<(&RoleName, &mut Metadata<Targets>)> = roles.iter_mut().collect();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = cores.min(roles.len() / PER_THREAD).max(1);
+    let chunk = roles.len().div_ceil(threads).max(1);
+    let sign = |part: &mut [(&RoleName, &mut Metadata<Targets>)]| -> Result<Vec<_>> {
+        part.iter_mut()
+            .map(|(name, role)| {
+                let bytes = role.sign_to_bytes(signer)?;
+                Ok((layout::metadata_file(name, role.signed.version), bytes))
+            })
+            .collect()
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = roles
+            .chunks_mut(chunk)
+            .map(|part| scope.spawn(|| sign(part)))
+            .collect();
+        let mut files = Vec::new();
+        for worker in workers {
+            let signed = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            files.extend(signed);
+        }
+        Ok(files)
+    })
 }
 
 /// Whether `targets` delegates the pages of `view` to `bins` (the first delegation that matches

@@ -132,18 +132,22 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io("syncing", dir))
 }
 
-/// Runs `sync` over `paths` on a few threads: a file system commits concurrent syncs together,
-/// so a batch of pages costs a few disk flushes instead of one per file.
-fn in_parallel(paths: &[&Path], sync: impl Fn(&Path) -> Result<()> + Sync) -> Result<()> {
-    const THREADS: usize = 8;
-    if paths.len() <= 1 {
-        return paths.iter().try_for_each(|path| sync(path));
+/// Runs `work` over every item of `items` on a few threads, stopping at the first error: a file
+/// system commits concurrent syncs together, and creating and renaming files is mostly work in
+/// the kernel, which runs on every core at once.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    if items.len() <= 1 || threads <= 1 {
+        return items.iter().try_for_each(&work);
     }
-    let chunk = paths.len().div_ceil(THREADS);
+    let chunk = items.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = paths
+        let workers: Vec<_> = items
             .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().try_for_each(|path| sync(path))))
+            .map(|part| scope.spawn(|| part.iter().try_for_each(&work)))
             .collect();
         workers.into_iter().try_for_each(|worker| {
             worker
@@ -153,65 +157,116 @@ fn in_parallel(paths: &[&Path], sync: impl Fn(&Path) -> Result<()> + Sync) -> Re
     })
 }
 
+/// Threads that wait on a disk flush each: a file system commits concurrent syncs together.
+const SYNC_THREADS: usize = 8;
+
+/// Threads that create and rename files: one per core, since that work is the kernel's CPU time.
+fn file_threads(files: usize) -> usize {
+    // Below this many files a thread costs more than it saves.
+    const PER_THREAD: usize = 256;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.min(files / PER_THREAD).max(1)
+}
+
 /// Above this many files a batch is made durable with two `syncfs` calls instead of one `fsync`
 /// per file and directory: importing a million project pages is then bound by writing, not by
 /// waiting on the disk a million times.
 const SYNCFS_BATCH: usize = 64;
 
+/// A file on its way into place.
+struct Staged {
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl Staged {
+    fn new(root: &Path, path: &str) -> Self {
+        let target = root.join(path);
+        let mut temp = target.clone().into_os_string();
+        temp.push(TEMP_SUFFIX);
+        Staged {
+            temp: temp.into(),
+            target,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.target.parent().unwrap_or(&self.target)
+    }
+}
+
 impl FsStore {
-    /// Writes `files` through temporary names, each recorded in `temps` until it is renamed
-    /// into place.
+    /// Creates the temporary file of `staged` with `bytes` in it, and its directory first when
+    /// that is missing (tried only then: most files go into a directory that exists). Returns
+    /// whether the directory was created.
+    fn create_temp(&self, staged: &Staged, bytes: &[u8]) -> Result<bool> {
+        let (mut file, created) = match File::create(&staged.temp) {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let dir = staged.dir();
+                fs::create_dir_all(dir).map_err(io("creating", dir))?;
+                let file = File::create(&staged.temp).map_err(io("creating", &staged.temp))?;
+                (file, true)
+            }
+            Err(e) => return Err(io("creating", &staged.temp)(e)),
+        };
+        file.write_all(bytes).map_err(io("writing", &staged.temp))?;
+        Ok(created)
+    }
+
+    /// Writes `files` through temporary names; `temps` ends up with every temporary file that
+    /// may exist, for the caller to remove when this fails.
     fn write_staged(&self, files: &[(String, Vec<u8>)], temps: &mut Vec<PathBuf>) -> Result<()> {
         let whole_filesystem = files.len() > SYNCFS_BATCH;
-        let mut dirs = BTreeSet::new();
-        let mut staged = Vec::with_capacity(files.len());
-        for (path, bytes) in files {
-            let target = self.root.join(path);
-            let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-            if !dir.exists() {
-                fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-                // A new directory's own entry must be durable too.
-                let mut ancestor = dir.parent();
+        let threads = file_threads(files.len());
+        let staged: Vec<(Staged, &[u8])> = files
+            .iter()
+            .map(|(path, bytes)| (Staged::new(&self.root, path), bytes.as_slice()))
+            .collect();
+        // New directories' own entries must be durable too; `syncfs` covers them.
+        let new_dirs = std::sync::Mutex::new(BTreeSet::new());
+        let created = in_parallel(&staged, threads, |(staged, bytes)| {
+            if self.create_temp(staged, bytes)? && !whole_filesystem {
+                let mut new_dirs = new_dirs.lock().unwrap_or_else(|e| e.into_inner());
+                let mut ancestor = staged.dir().parent();
                 while let Some(parent) = ancestor {
-                    dirs.insert(parent.to_path_buf());
+                    new_dirs.insert(parent.to_path_buf());
                     if parent == self.root {
                         break;
                     }
                     ancestor = parent.parent();
                 }
             }
-            let temp = target.with_file_name(format!(
-                "{}{TEMP_SUFFIX}",
-                target.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            let mut file = File::create(&temp).map_err(io("creating", &temp))?;
-            temps.push(temp.clone());
-            file.write_all(bytes).map_err(io("writing", &temp))?;
-            staged.push((temp, target));
-            dirs.insert(dir);
-        }
+            Ok(())
+        });
+        temps.extend(staged.iter().map(|(staged, _)| staged.temp.clone()));
+        created?;
         if whole_filesystem {
             self.sync_filesystem()?;
         } else {
-            let temps: Vec<&Path> = staged.iter().map(|(temp, _)| temp.as_path()).collect();
-            in_parallel(&temps, |temp| {
-                File::open(temp)
+            in_parallel(&staged, SYNC_THREADS, |(staged, _)| {
+                File::open(&staged.temp)
                     .and_then(|f| f.sync_all())
-                    .map_err(io("syncing", temp))
+                    .map_err(io("syncing", &staged.temp))
             })?;
         }
-        for (renamed, (temp, target)) in staged.iter().enumerate() {
-            if let Err(error) = fs::rename(temp, target) {
-                temps.drain(..renamed);
-                return Err(io("renaming", temp)(error));
-            }
+        // A rename that fails leaves the files before it in place and every later one under its
+        // temporary name: those stay in `temps`.
+        let renamed = in_parallel(&staged, threads, |(staged, _)| {
+            fs::rename(&staged.temp, &staged.target).map_err(io("renaming", &staged.temp))
+        });
+        if renamed.is_err() {
+            temps.retain(|temp| temp.exists());
+            return renamed;
         }
         temps.clear();
         if whole_filesystem {
             self.sync_filesystem()
         } else {
-            let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-            in_parallel(&dirs, sync_dir)
+            let mut dirs = new_dirs.into_inner().unwrap_or_else(|e| e.into_inner());
+            dirs.extend(staged.iter().map(|(staged, _)| staged.dir().to_path_buf()));
+            let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+            in_parallel(&dirs, SYNC_THREADS, |dir| sync_dir(dir))
         }
     }
 }
