@@ -134,7 +134,7 @@ async fn source_tables(source: &mut Tx) -> Result<Vec<Table>> {
                 let column: String = row.get(0);
                 let declared: String = row.get(1);
                 let kind = match declared.to_ascii_uppercase().as_str() {
-                    "INTEGER" => Column::Integer,
+                    "INTEGER" | "BIGINT" => Column::Integer,
                     "TEXT" => Column::Text,
                     "BLOB" => Column::Blob,
                     other => {
