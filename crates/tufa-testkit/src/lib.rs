@@ -188,12 +188,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+/// Runs `command` to its end; its output, or an error with everything it printed.
+fn run(command: &mut Command) -> Result<std::process::Output, String> {
     let output = command
         .output()
         .map_err(|e| format!("running {command:?}: {e}"))?;
     if output.status.success() {
-        Ok(())
+        Ok(output)
     } else {
         Err(format!(
             "{command:?} failed ({}):\n{}{}",

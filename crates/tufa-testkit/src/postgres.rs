@@ -12,7 +12,7 @@
 use std::fs::{self, File};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -47,22 +47,6 @@ fn installed_bin_dir() -> PathBuf {
         "the tests of the PostgreSQL backend",
     );
     bin_dir().expect("postgresql is installed")
-}
-
-fn run(command: &mut Command) -> Result<Output, String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("running {command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(output)
-    } else {
-        Err(format!(
-            "{command:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
 }
 
 /// A free loopback port (free when asked: the server binds it a moment later).
@@ -130,14 +114,17 @@ impl Cluster {
                 .map_err(|e| format!("removing a half-made {}: {e}", data.display()))?;
         }
         fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
-        run(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&self.dir))?;
-        run(self
-            .as_postgres("initdb")
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
-            .args(["--locale=C", "--no-sync", "-D"])
-            .arg(&data))?;
+        crate::run(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&self.dir),
+        )?;
+        crate::run(
+            self.as_postgres("initdb")
+                .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
+                .args(["--locale=C", "--no-sync", "-D"])
+                .arg(&data),
+        )?;
         Ok(())
     }
 
@@ -159,13 +146,14 @@ impl Cluster {
             self.port,
             self.dir.display()
         );
-        run(self
-            .as_postgres("pg_ctl")
-            .args(["start", "-w", "-t", "60", "-D"])
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.dir.join("server.log"))
-            .args(["-o", &options]))?;
+        crate::run(
+            self.as_postgres("pg_ctl")
+                .args(["start", "-w", "-t", "60", "-D"])
+                .arg(self.data())
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(["-o", &options]),
+        )?;
         fs::write(self.dir.join("port"), self.port.to_string())
             .map_err(|e| format!("recording the port: {e}"))?;
         Ok(())
@@ -173,10 +161,11 @@ impl Cluster {
 
     /// Stops the server (fast shutdown: open connections are ended, as in an outage).
     pub fn stop(&self) {
-        run(self
-            .as_postgres("pg_ctl")
-            .args(["stop", "-w", "-m", "fast", "-D"])
-            .arg(self.data()))
+        crate::run(
+            self.as_postgres("pg_ctl")
+                .args(["stop", "-w", "-m", "fast", "-D"])
+                .arg(self.data()),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     }
 
@@ -187,10 +176,12 @@ impl Cluster {
 
     /// Runs one SQL command in database `postgres` with `psql` and returns what it printed.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
-        let output = run(Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url("postgres"))
-            .args(["-c", sql]))?;
+        let output = crate::run(
+            Command::new(self.bin.join("psql"))
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+                .arg(self.url("postgres"))
+                .args(["-c", sql]),
+        )?;
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 

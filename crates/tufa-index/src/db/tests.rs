@@ -189,10 +189,30 @@ async fn uploads_yanks_journal(database: Database) {
     assert_eq!(database.journal_after(4, 1).await.unwrap()[0].0, 5);
     assert_eq!(database.journal_count_after(4).await.unwrap(), 2);
     assert!(database.oldest_unsigned().await.unwrap().is_some());
-    database.set_signed_serial(5).await.unwrap();
-    database.set_signed_serial(3).await.unwrap();
+    // Only the lease holder under its epoch records the signed serial.
+    let epoch = database
+        .create_lease("publisher-a", 0, 5_000)
+        .await
+        .unwrap()
+        .expect("the first lease is taken");
+    assert!(
+        !database
+            .set_signed_serial_fenced(5, "publisher-a", epoch + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !database
+            .set_signed_serial_fenced(5, "publisher-b", epoch)
+            .await
+            .unwrap()
+    );
+    assert_eq!(database.signed_serial().await.unwrap(), 0);
+    let fenced = |serial| database.set_signed_serial_fenced(serial, "publisher-a", epoch);
+    assert!(fenced(5).await.unwrap());
+    assert!(fenced(3).await.unwrap());
     assert_eq!(database.signed_serial().await.unwrap(), 5);
-    database.set_signed_serial(6).await.unwrap();
+    assert!(fenced(6).await.unwrap());
     assert_eq!(database.oldest_unsigned().await.unwrap(), None);
     database.reset_signed_serial().await.unwrap();
     assert_eq!(database.signed_serial().await.unwrap(), 0);
