@@ -270,3 +270,53 @@ pub fn development_repository(dir: &Path) -> tufa_repo::Repository<tufa_repo::Fs
     )
     .unwrap()
 }
+
+/// The TUF repository (`tuf/`) and the distribution files (`files/`) an index on `data`
+/// publishes, wherever `DATA/locations.toml` records its storage: the data directory by default,
+/// a bucket on the S3 test backend. Tests read and forge published objects through these instead
+/// of `DATA/tuf/...` paths, so they check the same thing on either storage.
+pub struct Published {
+    pub tuf: std::sync::Arc<dyn tufa_repo::Store>,
+    pub files: std::sync::Arc<dyn tufa_repo::Store>,
+}
+
+impl Published {
+    /// The bytes at `path` under `tuf/` (e.g. `metadata/timestamp.json`), if present.
+    pub fn read_tuf(&self, path: &str) -> Option<Vec<u8>> {
+        self.tuf.read(path).unwrap()
+    }
+
+    /// Replaces (or creates) the object at `path` under `tuf/`.
+    pub fn write_tuf(&self, path: &str, bytes: Vec<u8>) {
+        self.tuf.write_all(&[(path.to_string(), bytes)]).unwrap()
+    }
+}
+
+/// The published storage of the index on `data` (see [`Published`]).
+pub fn published(data: &Path) -> Published {
+    use std::sync::Arc;
+    use tufa_repo::{FsStore, S3Client, S3Settings, S3Store, S3Url};
+    let recorded = std::fs::read_to_string(data.join("locations.toml")).unwrap_or_default();
+    let locations: toml::Table = toml::from_str(&recorded).unwrap();
+    match locations.get("storage").and_then(|s| s.as_str()) {
+        Some(url) if !url.is_empty() => {
+            let location = S3Url::parse(url).unwrap();
+            let env = tufa_testkit::SeaweedFs::shared().env();
+            let settings = S3Settings::from_lookup(|name| {
+                env.iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, value)| value.clone())
+            })
+            .unwrap();
+            let client = Arc::new(S3Client::new(&location.bucket, &settings).unwrap());
+            Published {
+                tuf: Arc::new(S3Store::new(Arc::clone(&client), location.join("tuf"))),
+                files: Arc::new(S3Store::new(client, location.join("files"))),
+            }
+        }
+        _ => Published {
+            tuf: Arc::new(FsStore::beside_publisher(data.join("tuf"))),
+            files: Arc::new(FsStore::beside_publisher(data.join("files"))),
+        },
+    }
+}
