@@ -98,11 +98,10 @@ pub fn run(args: ImportArgs) -> Result<()> {
             progress.finish_and_clear();
             let mut signed = false;
             if let Some(signing) = &index.signing {
-                // Renewed while the import signs. A server that died leaves its lease to run
-                // out, which is waited for rather than leave the imported files unsigned; a
-                // server that renews it signs them.
+                // Renewed while the import signs (from the opening on). A server that died
+                // leaves its lease to run out, which is waited for rather than leave the imported
+                // files unsigned; a server that renews it signs them.
                 let lease = &signing.lease;
-                tokio::spawn(std::sync::Arc::clone(lease).keep());
                 let first = index.database.lease().await?;
                 let deadline = std::time::Instant::now() + lease.ttl() * 2;
                 while !signing.publishing() && std::time::Instant::now() < deadline {

@@ -200,7 +200,7 @@ fn assert_published_state_is_whole(data: &Path, project: &str) -> BTreeSet<Strin
     let published = published(data);
     let read = |relative: &str| {
         published
-            .read_tuf(relative)
+            .read(&format!("tuf/{relative}"))
             .unwrap_or_else(|| panic!("the timestamp reaches {relative}, which is missing"))
     };
     let timestamp: Metadata<Timestamp> =

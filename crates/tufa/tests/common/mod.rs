@@ -278,17 +278,65 @@ pub fn development_repository(dir: &Path) -> tufa_repo::Repository<tufa_repo::Fs
 pub struct Published {
     pub tuf: std::sync::Arc<dyn tufa_repo::Store>,
     pub files: std::sync::Arc<dyn tufa_repo::Store>,
+    /// Whether they are in a bucket rather than the data directory.
+    pub in_bucket: bool,
 }
 
 impl Published {
-    /// The bytes at `path` under `tuf/` (e.g. `metadata/timestamp.json`), if present.
-    pub fn read_tuf(&self, path: &str) -> Option<Vec<u8>> {
-        self.tuf.read(path).unwrap()
+    /// The store and the path in it of `path`, named as in the data directory (`tuf/...`,
+    /// `files/...`).
+    fn locate<'a>(&self, path: &'a str) -> (&dyn tufa_repo::Store, &'a str) {
+        if let Some(rest) = path.strip_prefix("tuf/") {
+            (&*self.tuf, rest)
+        } else if let Some(rest) = path.strip_prefix("files/") {
+            (&*self.files, rest)
+        } else {
+            panic!("{path} is neither under tuf/ nor under files/")
+        }
     }
 
-    /// Replaces (or creates) the object at `path` under `tuf/`.
-    pub fn write_tuf(&self, path: &str, bytes: Vec<u8>) {
-        self.tuf.write_all(&[(path.to_string(), bytes)]).unwrap()
+    /// The bytes at `path` (e.g. `tuf/metadata/timestamp.json`), if present.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let (store, path) = self.locate(path);
+        store.read(path).unwrap()
+    }
+
+    /// Replaces (or creates) the object at `path`.
+    pub fn write(&self, path: &str, bytes: &[u8]) {
+        let (store, path) = self.locate(path);
+        store.write_all(&[(path.to_string(), bytes.to_vec())]).unwrap()
+    }
+
+    /// Every object under the directory `dir` (e.g. `tuf/targets/simple/demo`), by its path as
+    /// in the data directory.
+    pub fn list(&self, dir: &str) -> Vec<String> {
+        let dir = dir.trim_end_matches('/');
+        let (top, store): (&str, &dyn tufa_repo::Store) = if dir.starts_with("tuf") {
+            ("tuf", &*self.tuf)
+        } else {
+            ("files", &*self.files)
+        };
+        let inner = dir.strip_prefix(top).unwrap().trim_start_matches('/');
+        let mut found: Vec<String> = store
+            .list(inner)
+            .unwrap()
+            .into_iter()
+            .map(|path| format!("{top}/{path}"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Copies everything published (`tuf/` and `files/`) into `dir`, laid out as the index
+    /// serves it: what a static web server can serve in its place.
+    pub fn export(&self, dir: &Path) {
+        for top in ["tuf", "files"] {
+            for path in self.list(top) {
+                let target = dir.join(&path);
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::write(target, self.read(&path).unwrap()).unwrap();
+            }
+        }
     }
 }
 
@@ -312,11 +360,13 @@ pub fn published(data: &Path) -> Published {
             Published {
                 tuf: Arc::new(S3Store::new(Arc::clone(&client), location.join("tuf"))),
                 files: Arc::new(S3Store::new(client, location.join("files"))),
+                in_bucket: true,
             }
         }
         _ => Published {
             tuf: Arc::new(FsStore::beside_publisher(data.join("tuf"))),
             files: Arc::new(FsStore::beside_publisher(data.join("files"))),
+            in_bucket: false,
         },
     }
 }
