@@ -62,13 +62,21 @@ pub fn page_files(page: &Value) -> BTreeMap<String, String> {
 pub const TUFA: &str = env!("CARGO_BIN_EXE_tufa");
 
 pub fn tufa(args: &[&str]) -> Output {
-    let mut command = Command::new(TUFA);
-    command.args(args);
-    // On the S3 test backend the commands reach the bucket a data directory records.
+    Command::new(TUFA)
+        .args(args)
+        .envs(backend_env())
+        .output()
+        .expect("running tufa")
+}
+
+/// What a `tufa` command run by a test needs in its environment to reach the storage a data
+/// directory records: on the S3 test backend, the test SeaweedFS's endpoint and credentials.
+pub fn backend_env() -> Vec<(&'static str, String)> {
     if tufa_testkit::backend_includes("s3") {
-        command.envs(tufa_testkit::SeaweedFs::shared().env());
+        tufa_testkit::SeaweedFs::shared().env()
+    } else {
+        Vec::new()
     }
-    command.output().expect("running tufa")
 }
 
 /// Asserts that a command succeeded and returns what it printed (stdout, then stderr).
