@@ -189,10 +189,20 @@ async fn uploads_yanks_journal(database: Database) {
     assert_eq!(database.journal_after(4, 1).await.unwrap()[0].0, 5);
     assert_eq!(database.journal_count_after(4).await.unwrap(), 2);
     assert!(database.oldest_unsigned().await.unwrap().is_some());
-    database.set_signed_serial(5).await.unwrap();
-    database.set_signed_serial(3).await.unwrap();
+    // Recorded by the lease holder only (fenced by its epoch).
+    let epoch = database.create_lease("publisher", 0, 5_000).await.unwrap().unwrap();
+    let sign = |serial| database.set_signed_serial_fenced(serial, "publisher", epoch);
+    assert!(sign(5).await.unwrap());
+    assert!(sign(3).await.unwrap());
     assert_eq!(database.signed_serial().await.unwrap(), 5);
-    database.set_signed_serial(6).await.unwrap();
+    assert!(
+        !database
+            .set_signed_serial_fenced(6, "another", epoch)
+            .await
+            .unwrap()
+    );
+    assert_eq!(database.signed_serial().await.unwrap(), 5);
+    assert!(sign(6).await.unwrap());
     assert_eq!(database.oldest_unsigned().await.unwrap(), None);
     database.reset_signed_serial().await.unwrap();
     assert_eq!(database.signed_serial().await.unwrap(), 0);
