@@ -234,6 +234,7 @@ pub fn serve_refused(data: &Path) -> String {
     let mut child = Command::new(TUFA)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .envs(backend_env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
