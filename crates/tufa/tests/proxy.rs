@@ -403,7 +403,11 @@ fn substituted_files_and_pages_are_refused_with_nothing_installed() {
     for path in pages {
         let page = String::from_utf8(storage.read(&path).unwrap()).unwrap();
         let other = if sha.starts_with('0') { "1" } else { "0" };
-        storage.write(&path, page.replace(&sha, &format!("{other}{}", &sha[1..])).as_bytes());
+        storage.write(
+            &path,
+            page.replace(&sha, &format!("{other}{}", &sha[1..]))
+                .as_bytes(),
+        );
     }
     if storage.in_bucket {
         // An index on a bucket keeps the TUF files it served that are named by version or hash

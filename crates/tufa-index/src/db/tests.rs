@@ -190,7 +190,11 @@ async fn uploads_yanks_journal(database: Database) {
     assert_eq!(database.journal_count_after(4).await.unwrap(), 2);
     assert!(database.oldest_unsigned().await.unwrap().is_some());
     // Recorded by the lease holder only (fenced by its epoch).
-    let epoch = database.create_lease("publisher", 0, 5_000).await.unwrap().unwrap();
+    let epoch = database
+        .create_lease("publisher", 0, 5_000)
+        .await
+        .unwrap()
+        .unwrap();
     let sign = |serial| database.set_signed_serial_fenced(serial, "publisher", epoch);
     assert!(sign(5).await.unwrap());
     assert!(sign(3).await.unwrap());

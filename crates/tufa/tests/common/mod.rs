@@ -313,7 +313,9 @@ impl Published {
     /// Replaces (or creates) the object at `path`.
     pub fn write(&self, path: &str, bytes: &[u8]) {
         let (store, path) = self.locate(path);
-        store.write_all(&[(path.to_string(), bytes.to_vec())]).unwrap()
+        store
+            .write_all(&[(path.to_string(), bytes.to_vec())])
+            .unwrap()
     }
 
     /// Every object under the directory `dir` (e.g. `tuf/targets/simple/demo`), by its path as
