@@ -311,9 +311,9 @@ const JOURNAL_POLL: Duration = Duration::from_millis(100);
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
     /// and verifies the TUF repository in `data_dir`. Refuses metadata that does not verify.
-    /// Tries for the publisher lease once: without it (another replica publishes) the repository
-    /// is loaded without the right to write, for the start-up check, and dropped by
-    /// [`Signing::unload_unless_publishing`].
+    /// Tries for the publisher lease, then keeps renewing or watching it until the process ends:
+    /// without it (another replica publishes) the repository is loaded without the right to
+    /// write, for the start-up check, and dropped by [`Signing::unload_unless_publishing`].
     pub async fn open(
         data_dir: &Path,
         config: &SigningConfig,
@@ -322,9 +322,23 @@ impl Signing {
     ) -> Result<Self> {
         let lease = Arc::new(Lease::new(database.clone(), config.lease_ttl));
         lease.step().await?;
-        // Renewed from now on, not from when the publisher starts: creating or loading a large
-        // repository may take longer than the lease stays valid without a renewal.
-        tokio::spawn(Arc::clone(&lease).keep());
+        // Renewed (or watched) from here on: creating a development repository or loading and
+        // re-signing a large one on a slow store can outlast the lease, and the fenced store
+        // would then refuse the start-up writes of the replica that holds it.
+        let keeper = tokio::spawn(Arc::clone(&lease).keep());
+        let opened = Self::open_holding(data_dir, config, storage, lease).await;
+        if opened.is_err() {
+            keeper.abort();
+        }
+        opened
+    }
+
+    async fn open_holding(
+        data_dir: &Path,
+        config: &SigningConfig,
+        storage: &Storage,
+        lease: Arc<Lease>,
+    ) -> Result<Self> {
         let publishing = lease.holding().is_some();
         let tuf_dir = data_dir.join(TUF_DIR);
         let now = SystemTime::now();

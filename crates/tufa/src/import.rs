@@ -98,8 +98,9 @@ pub fn run(args: ImportArgs) -> Result<()> {
             progress.finish_and_clear();
             let mut signed = false;
             if let Some(signing) = &index.signing {
-                // A server that died leaves its lease to run out, which is waited for rather
-                // than leave the imported files unsigned; a server that renews it signs them.
+                // Renewed while the import signs (from the opening on). A server that died
+                // leaves its lease to run out, which is waited for rather than leave the imported
+                // files unsigned; a server that renews it signs them.
                 let lease = &signing.lease;
                 let first = index.database.lease().await?;
                 let deadline = std::time::Instant::now() + lease.ttl() * 2;

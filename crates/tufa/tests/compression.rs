@@ -216,8 +216,8 @@ fn every_kind_of_answer_is_compressed_as_asked_and_decodes_to_the_signed_bytes()
     let dir = tempfile::tempdir().unwrap();
     let server = index_with_project(dir.path());
     let base = &server.url;
-    let tuf = server.data_dir.join("tuf");
-    let timestamp = fs::read(tuf.join("metadata/timestamp.json")).unwrap();
+    let published = common::published(&server.data_dir);
+    let timestamp = published.read("tuf/metadata/timestamp.json").unwrap();
     let snapshot_version =
         serde_json::from_slice::<Value>(&timestamp).unwrap()["signed"]["meta"]["snapshot.json"]
             ["version"]
@@ -234,7 +234,9 @@ fn every_kind_of_answer_is_compressed_as_asked_and_decodes_to_the_signed_bytes()
         tufa_testkit::sha256_hex(&json_page)
     );
     // The page served is the signed target, byte for byte.
-    let target = fs::read(tuf.join("targets").join(&target_file)).unwrap();
+    let target = published
+        .read(&format!("tuf/targets/{target_file}"))
+        .unwrap();
     assert_eq!(json_page, target);
     let html_page = curl(
         &format!("{base}/simple/{PROJECT}/"),
@@ -279,7 +281,9 @@ fn every_kind_of_answer_is_compressed_as_asked_and_decodes_to_the_signed_bytes()
             name: "snapshot",
             url: format!("{base}/tuf/metadata/{snapshot_file}"),
             accept: "",
-            expected: fs::read(tuf.join("metadata").join(&snapshot_file)).unwrap(),
+            expected: published
+                .read(&format!("tuf/metadata/{snapshot_file}"))
+                .unwrap(),
             immutable: true,
         },
         Kind {

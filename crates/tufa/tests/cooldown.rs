@@ -38,6 +38,7 @@ fn import_aged(server: &TufaServer, dir: &Path, seconds_ago: u64) {
         .arg(&server.data_dir)
         .arg(dir)
         .envs(clock_offset_env(&format!("-{seconds_ago}")))
+        .envs(common::backend_env())
         .output()
         .unwrap();
     ok(output, "tufa import");
@@ -88,11 +89,18 @@ fn cooldown(server: &TufaServer, args: &[&str]) -> std::process::Output {
 fn the_cooldown_view_is_signed_follows_the_clock_and_the_operators_decisions() {
     let dir = tempfile::tempdir().unwrap();
     let period = format!("{PERIOD_SECONDS}s");
-    let server = TufaServer::start(
-        TUFA.as_ref(),
-        &dir.path().join("data"),
-        &["--cooldown", &period, "--cooldown-exempt", "acme-*"],
-    );
+    // The data directory's storage even on the S3 test backend: the aged imports move the
+    // importer's clock back hours, and a bucket refuses requests signed at such a time (S3
+    // allows 15 minutes of skew).
+    let server_args = [
+        "--cooldown",
+        &period,
+        "--cooldown-exempt",
+        "acme-*",
+        "--storage",
+        "",
+    ];
+    let server = TufaServer::start(TUFA.as_ref(), &dir.path().join("data"), &server_args);
     server.log_containing("cooldown view of files at least 1h old");
     let status = http::get(&format!("{}/status", server.url), &[]).json();
     assert_eq!(
@@ -318,11 +326,12 @@ fn the_cooldown_view_is_signed_follows_the_clock_and_the_operators_decisions() {
     }
 
     // A cooldown page changed on the index's disk is refused, with nothing installed.
-    let pages = server.data_dir.join("tuf/targets/cooldown/tufa-cd");
-    for entry in fs::read_dir(&pages).unwrap() {
-        let path = entry.unwrap().path();
-        let page = fs::read_to_string(&path).unwrap();
-        fs::write(&path, page.replace("\"2.0\"", "\"3.0\"")).unwrap();
+    let storage = common::published(&server.data_dir);
+    let pages = storage.list("tuf/targets/cooldown/tufa-cd");
+    assert!(!pages.is_empty());
+    for path in pages {
+        let page = String::from_utf8(storage.read(&path).unwrap()).unwrap();
+        storage.write(&path, page.replace("\"2.0\"", "\"3.0\"").as_bytes());
     }
     let tampered = TufaProxy::start(
         TUFA.as_ref(),
@@ -350,9 +359,10 @@ fn a_repository_made_before_the_cooldown_view_must_delegate_it_first() {
     let data = dir.path().join("data");
     // A development repository, then its targets re-signed as an older tufa made it.
     drop(TufaServer::start(TUFA.as_ref(), &data, &[]));
-    let targets_file = data.join("tuf/metadata/1.targets.json");
+    let storage = common::published(&data);
+    let targets_file = "tuf/metadata/1.targets.json";
     let mut targets: tufa_metadata::Metadata<tufa_metadata::Targets> =
-        tufa_metadata::Metadata::from_bytes(&fs::read(&targets_file).unwrap()).unwrap();
+        tufa_metadata::Metadata::from_bytes(&storage.read(targets_file).unwrap()).unwrap();
     let Some(DelegatedRoles::Roles(roles)) =
         targets.signed.delegations.as_mut().map(|d| &mut d.roles)
     else {
@@ -363,7 +373,7 @@ fn a_repository_made_before_the_cooldown_view_must_delegate_it_first() {
     let signer = tufa_repo::load_signer(&key, None).unwrap();
     targets.clear_signatures();
     targets.sign(&signer as &dyn Signer).unwrap();
-    fs::write(&targets_file, targets.to_bytes().unwrap()).unwrap();
+    storage.write(targets_file, &targets.to_bytes().unwrap());
 
     let refused = Command::new(TUFA)
         .args([
@@ -375,6 +385,7 @@ fn a_repository_made_before_the_cooldown_view_must_delegate_it_first() {
             "--data",
         ])
         .arg(&data)
+        .envs(common::backend_env())
         .output()
         .unwrap();
     let text = output_text(&refused);

@@ -210,6 +210,16 @@ fn cli_part(output: &str, part: &str) -> (u64, u64) {
         .unwrap_or_else(|| panic!("no disk row {part} in:\n{output}"))
 }
 
+/// This test measures the data directory itself (bytes allocated, the SQLite WAL), so every
+/// start runs on SQLite and the data directory's storage whatever `TUFA_TEST_BACKEND` says
+/// (`tufa serve` records no choice that is the default, and the testkit would move a prepared
+/// directory into a bucket).
+fn start(data: &Path, extra: &[&str]) -> TufaServer {
+    let mut args = vec!["--database", "", "--storage", ""];
+    args.extend(extra);
+    TufaServer::start(TUFA.as_ref(), data, &args)
+}
+
 fn tufa_status(data: &Path) -> String {
     ok(
         tufa(&["status", "--data", data.to_str().unwrap()]),
@@ -224,11 +234,11 @@ fn a_thousand_single_uploads_leave_the_files_and_one_copy_of_the_metadata() {
     let data = dir.path().join("data");
     let tuf = data.join("tuf");
     let alice = {
-        let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+        let server = start(&data, &[]);
         token(&server.data_dir, "alice", None)
     };
     let auth = http::basic_auth(&alice);
-    let server = TufaServer::start(TUFA.as_ref(), &data, &["--grace", "2"]);
+    let server = start(&data, &["--grace", "2"]);
     let started = Instant::now();
     let first_timestamp = server_status(&server)["timestamp_version"]
         .as_u64()
@@ -356,7 +366,7 @@ fn a_thousand_single_uploads_leave_the_files_and_one_copy_of_the_metadata() {
 
     // After a restart with the default grace period, what waits is counted exactly: files the
     // new batches superseded.
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = start(&data, &[]);
     for n in 0..5 {
         upload_signed(&server, &auth, &format!("disk-{n}"), "2.0");
     }
@@ -388,7 +398,7 @@ fn a_thousand_single_uploads_leave_the_files_and_one_copy_of_the_metadata() {
     // grace period has passed from the restart.
     let mut server = server;
     server.kill();
-    let server = TufaServer::start(TUFA.as_ref(), &data, &["--grace", "2"]);
+    let server = start(&data, &["--grace", "2"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while server_status(&server)["awaiting_removal"]["files"] != 0
         || !unreachable(&tuf).0.is_empty()

@@ -11,9 +11,15 @@ mod common;
 use common::{TUFA, output_text, page_files, python_tuf, serve_refused, token, tufa, twine};
 use tufa_testkit::{Built, Project, PythonEnv, TufaServer, sha256_hex};
 
-/// These tests delete, restore and edit the SQLite file itself, so they run on SQLite whatever
-/// `TUFA_TEST_BACKEND` says (a later start finds the file and stays on it).
-const ON_SQLITE: &[&str] = &["--database", ""];
+/// These tests delete, restore and edit the SQLite file and the files under `tuf/` and `files/`
+/// (moving them aside, ageing them), so every start runs on SQLite and the data directory's
+/// storage whatever `TUFA_TEST_BACKEND` says (`tufa serve` records no choice that is the
+/// default, and the testkit would move a prepared directory into a bucket).
+fn start(data: &Path, extra: &[&str]) -> TufaServer {
+    let mut args = vec!["--database", "", "--storage", ""];
+    args.extend(extra);
+    TufaServer::start(TUFA.as_ref(), data, &args)
+}
 
 fn build(dir: &Path, name: &str, version: &str, payload: &str) -> Built {
     Project {
@@ -80,7 +86,7 @@ fn a_deleted_database_stops_the_server_and_its_signed_names_stay_reserved() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let original = build(dir.path(), "tufa-keep", "1.0", "original");
-    let server = TufaServer::start(TUFA.as_ref(), &data, ON_SQLITE);
+    let server = start(&data, &[]);
     upload(&server, &token(&data, "alice", None), &original);
     server.wait_until_signed();
     drop(server);
@@ -100,7 +106,7 @@ fn a_deleted_database_stops_the_server_and_its_signed_names_stay_reserved() {
     }
 
     // Started on purpose as it is: the signed name cannot be taken, by anyone.
-    let server = TufaServer::start(TUFA.as_ref(), &data, &["--accept-data-mismatch"]);
+    let server = start(&data, &["--accept-data-mismatch"]);
     let impostor = build(dir.path(), "tufa-keep", "1.0.1", "impostor");
     let mallory = token(&data, "mallory", None);
     let output = twine(&server, &mallory, &[&impostor.wheel], &[]);
@@ -122,7 +128,7 @@ fn a_deleted_database_stops_the_server_and_its_signed_names_stay_reserved() {
 fn an_older_database_backup_or_a_missing_repository_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = TufaServer::start(TUFA.as_ref(), &data, ON_SQLITE);
+    let server = start(&data, &[]);
     let alice = token(&data, "alice", None);
     upload(
         &server,
@@ -133,7 +139,7 @@ fn an_older_database_backup_or_a_missing_repository_stops_the_server() {
     drop(server);
     copy_database(&data, &dir.path().join("backup"));
 
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = start(&data, &[]);
     upload(
         &server,
         &alice,
@@ -179,7 +185,7 @@ fn an_older_database_backup_or_a_missing_repository_stops_the_server() {
     for name in ["dev-keys", "trusted-root.json"] {
         fs::rename(data.join(name), dir.path().join(format!("{name}-aside"))).unwrap();
     }
-    let server = TufaServer::start(TUFA.as_ref(), &data, &["--accept-data-mismatch"]);
+    let server = start(&data, &["--accept-data-mismatch"]);
     server.wait_until_signed();
     let view = python_tuf(&server, &dir.path().join("python-tuf-new"), &["tufa-old"]);
     assert_eq!(view["pages"]["tufa-old"]["meta"]["_last-serial"], newest);
@@ -191,7 +197,7 @@ fn an_older_database_backup_or_a_missing_repository_stops_the_server() {
         let _ = fs::remove_file(data.join(name));
         fs::rename(dir.path().join(format!("{name}-aside")), data.join(name)).unwrap();
     }
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = start(&data, &[]);
     let view = python_tuf(&server, &dir.path().join("python-tuf"), &["tufa-old"]);
     assert_eq!(view["pages"]["tufa-old"]["meta"]["_last-serial"], newest);
 
@@ -224,7 +230,7 @@ fn bin_role_of(data: &Path, project: &str) -> PathBuf {
 fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = TufaServer::start(TUFA.as_ref(), &data, ON_SQLITE);
+    let server = start(&data, &[]);
     let alice = token(&data, "alice", None);
     let a = build(dir.path(), "tufa-a", "1.0", "a");
     let b = build(dir.path(), "tufa-b", "1.0", "b");
@@ -367,7 +373,7 @@ fn verify_names_each_problem_and_repair_removes_only_what_nothing_references() {
     );
     set_signed(signed);
 
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = start(&data, &[]);
     server.wait_until_signed();
     let view = python_tuf(
         &server,

@@ -429,13 +429,7 @@ fn forge_with_stolen_key(
 
 /// A copy of the index's published files, as a compromised mirror would serve them.
 fn mirror_of(data: &Path, mirror: &Path) {
-    let copy = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(data.join("tuf"))
-        .arg(mirror.join("tuf"))
-        .status()
-        .unwrap();
-    assert!(copy.success());
+    common::published(data).export(mirror);
 }
 
 #[test]

@@ -119,6 +119,7 @@ fn an_organization_installs_from_pypi_through_the_signed_mirror() {
         &dir.path().join("python-tuf"),
         &["flask", "requests"],
     );
+    let storage = common::published(&server.data_dir);
     for project in ["flask", "requests"] {
         let page = &verified["pages"][project];
         assert_eq!(page["meta"]["api-version"], "1.2", "{project}");
@@ -136,13 +137,9 @@ fn an_organization_installs_from_pypi_through_the_signed_mirror() {
                 file["url"],
                 format!("/files/{sha256}/{}", file["filename"].as_str().unwrap())
             );
-            let path = server
-                .data_dir
-                .join("files")
-                .join(&sha256[..2])
-                .join(sha256);
-            if let Ok(bytes) = std::fs::read(&path) {
-                assert_eq!(sha256_hex(&bytes), sha256, "{path:?}");
+            let path = format!("files/{}/{sha256}", &sha256[..2]);
+            if let Some(bytes) = storage.read(&path) {
+                assert_eq!(sha256_hex(&bytes), sha256, "{path}");
                 stored += 1;
             }
         }

@@ -15,6 +15,7 @@ fn tufa_with_token(hsm: &SoftHsm, args: &[&str]) -> Output {
     Command::new(TUFA)
         .args(args)
         .envs(hsm.env())
+        .envs(common::backend_env())
         .output()
         .expect("running tufa")
 }
@@ -132,9 +133,12 @@ fn an_online_key_on_a_token_signs_a_publishing_cycle_that_python_tuf_verifies() 
         assert_eq!(response.status, 200, "{}", response.reason);
         server.wait_until_signed();
 
-        let timestamp: Metadata<Timestamp> =
-            Metadata::from_bytes(&fs::read(data.join("tuf/metadata/timestamp.json")).unwrap())
-                .unwrap();
+        let timestamp: Metadata<Timestamp> = Metadata::from_bytes(
+            &common::published(&data)
+                .read("tuf/metadata/timestamp.json")
+                .unwrap(),
+        )
+        .unwrap();
         let signers: Vec<_> = timestamp.signatures().iter().map(|s| &s.keyid).collect();
         assert_eq!(signers, [&keyid], "the token's key signed the timestamp");
         assert!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
-use common::{TUFA, installed, ok, output_text as text, pip, token, twine, uv};
+use common::{TUFA, installed, ok, output_text as text, pip, published, token, twine, uv};
 use tufa_repo::{PageChange, View};
 use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer};
 use tufa_testkit::{http, sha256_hex};
@@ -347,7 +347,7 @@ fn swapping_mirror(upstream: String, name: String, swap: Vec<u8>) -> String {
 
 #[test]
 fn substituted_files_and_pages_are_refused_with_nothing_installed() {
-    let fixture = Fixture::new(&[]);
+    let mut fixture = Fixture::new(&[]);
     let dir = fixture.dir.path();
 
     // A mirror serving another build under the same name.
@@ -370,17 +370,13 @@ fn substituted_files_and_pages_are_refused_with_nothing_installed() {
     // A wheel modified in the index's storage, one byte, same length: it streams, and the
     // response breaks before its end.
     let sha = sha256_hex(&fs::read(&fixture.util.wheel).unwrap());
-    let stored = fixture
-        .server
-        .data_dir
-        .join("files")
-        .join(&sha[..2])
-        .join(&sha);
-    let original = fs::read(&stored).unwrap();
+    let storage = published(&fixture.server.data_dir);
+    let stored = format!("files/{}/{sha}", &sha[..2]);
+    let original = storage.read(&stored).unwrap();
     let mut modified = original.clone();
     let middle = modified.len() / 2;
     modified[middle] ^= 0xff;
-    fs::write(&stored, &modified).unwrap();
+    storage.write(&stored, &modified);
     let proxy = fixture.proxy(&fixture.server.url, "cache-storage");
     assert_refused(
         &proxy,
@@ -399,15 +395,26 @@ fn substituted_files_and_pages_are_refused_with_nothing_installed() {
             .exists(),
         "never cached"
     );
-    fs::write(&stored, &original).unwrap();
+    storage.write(&stored, &original);
 
     // The project page target replaced with one pointing at another file (same length).
-    let pages = fixture.server.data_dir.join("tuf/targets/simple/tufa-util");
-    for entry in fs::read_dir(&pages).unwrap() {
-        let path = entry.unwrap().path();
-        let page = fs::read_to_string(&path).unwrap();
+    let pages = storage.list("tuf/targets/simple/tufa-util");
+    assert!(!pages.is_empty());
+    for path in pages {
+        let page = String::from_utf8(storage.read(&path).unwrap()).unwrap();
         let other = if sha.starts_with('0') { "1" } else { "0" };
-        fs::write(&path, page.replace(&sha, &format!("{other}{}", &sha[1..]))).unwrap();
+        storage.write(
+            &path,
+            page.replace(&sha, &format!("{other}{}", &sha[1..]))
+                .as_bytes(),
+        );
+    }
+    if storage.in_bucket {
+        // An index on a bucket keeps the TUF files it served that are named by version or hash
+        // (they never change) instead of asking the bucket again: a restarted one serves what
+        // the bucket now holds.
+        fixture.server.kill();
+        fixture.server = TufaServer::start(TUFA.as_ref(), &fixture.server.data_dir, &[]);
     }
     let proxy = fixture.proxy(&fixture.server.url, "cache-page");
     assert_refused(
@@ -424,8 +431,9 @@ fn substituted_files_and_pages_are_refused_with_nothing_installed() {
 fn rollback_and_untrusted_keys_are_refused_with_nothing_installed() {
     let fixture = Fixture::new(&[]);
     let dir = fixture.dir.path();
-    let timestamp = fixture.server.data_dir.join("tuf/metadata/timestamp.json");
-    let old = fs::read(&timestamp).unwrap();
+    let storage = published(&fixture.server.data_dir);
+    let timestamp = "tuf/metadata/timestamp.json";
+    let old = storage.read(timestamp).unwrap();
     let proxy = fixture.proxy(&fixture.server.url, "cache");
     let target = fixture.path("pip-before");
     assert_installs(
@@ -441,7 +449,7 @@ fn rollback_and_untrusted_keys_are_refused_with_nothing_installed() {
     std::thread::sleep(AFTER_REFRESH);
     let page = http::get(&format!("{}tufa-util/", proxy.simple_url()), &[]);
     assert!(page.text().contains("tufa_util-0.2"), "{}", page.text());
-    fs::write(&timestamp, &old).unwrap();
+    storage.write(timestamp, &old);
     std::thread::sleep(AFTER_REFRESH);
     assert_refused(
         &proxy,
@@ -476,7 +484,9 @@ fn an_expired_timestamp_is_a_freeze_attack_with_nothing_installed() {
     let mut fixture = Fixture::new(&["--timestamp-expiry", "2"]);
     // The index stops re-signing; its files stay served as they are, by a static server.
     fixture.server.kill();
-    let frozen = StaticServer::start(fixture.server.data_dir.clone());
+    let frozen_dir = fixture.path("frozen");
+    published(&fixture.server.data_dir).export(&frozen_dir);
+    let frozen = StaticServer::start(frozen_dir);
     std::thread::sleep(Duration::from_secs(3));
     let proxy = fixture.proxy(&frozen.url(), "cache");
     assert_refused(

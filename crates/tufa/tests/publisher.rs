@@ -13,6 +13,11 @@ use common::{TUFA, python_tuf, token};
 use tufa_testkit::faketime::clock_offset_env;
 use tufa_testkit::{TufaServer, http};
 
+/// These tests run on the data directory's storage whatever `TUFA_TEST_BACKEND` says, given at
+/// every start (`tufa serve` records no storage choice that is the default, and the testkit
+/// would move a prepared directory into a bucket).
+const ON_THE_DATA_DIRECTORY: &[&str] = &["--storage", ""];
+
 fn upload(server: &TufaServer, token: &str, project: &str, version: &str) {
     let response = server.upload_wheel(token, project, version);
     assert_eq!(response.status, 200, "{}", response.reason);
@@ -52,6 +57,8 @@ fn wait_for(server: &TufaServer, what: &str, condition: impl Fn(&Value) -> bool)
 fn a_project_whose_page_cannot_be_stored_is_set_aside_and_every_other_change_is_signed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // The test blocks a page with a file where the publisher needs a directory, which only a
+    // file system has.
     let short_lives = [
         "--timestamp-expiry",
         "6",
@@ -59,6 +66,8 @@ fn a_project_whose_page_cannot_be_stored_is_set_aside_and_every_other_change_is_
         "6",
         "--bin-expiry",
         "6",
+        ON_THE_DATA_DIRECTORY[0],
+        ON_THE_DATA_DIRECTORY[1],
     ];
     let server = TufaServer::start(TUFA.as_ref(), &data, &short_lives);
     let alice = token(&data, "alice", None);
@@ -119,7 +128,7 @@ fn a_project_whose_page_cannot_be_stored_is_set_aside_and_every_other_change_is_
 
     // A restart finds everything in place.
     drop(server);
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = TufaServer::start(TUFA.as_ref(), &data, ON_THE_DATA_DIRECTORY);
     server.wait_until_signed();
     let view = python_tuf(
         &server,
@@ -142,8 +151,14 @@ fn a_clock_that_ran_ahead_is_pulled_back_and_a_clock_behind_pauses_signing() {
     let data = dir.path().join("data");
     let day = Duration::from_secs(86_400);
 
-    // Started once with the clock 400 days ahead: it signs a timestamp valid until then.
-    let ahead = TufaServer::start_with_env(TUFA.as_ref(), &data, &[], &clock_offset_env("+400d"));
+    // Started once with the clock 400 days ahead: it signs a timestamp valid until then. (A
+    // bucket would refuse requests signed with a clock that far off: S3 allows 15 minutes.)
+    let ahead = TufaServer::start_with_env(
+        TUFA.as_ref(),
+        &data,
+        ON_THE_DATA_DIRECTORY,
+        &clock_offset_env("+400d"),
+    );
     let alice = token(&data, "alice", None);
     upload(&ahead, &alice, "early", "1.0");
     ahead.wait_until_signed();
@@ -152,7 +167,7 @@ fn a_clock_that_ran_ahead_is_pulled_back_and_a_clock_behind_pauses_signing() {
     drop(ahead);
 
     // With the clock fixed, the online roles are re-signed within their lifetime at once.
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = TufaServer::start(TUFA.as_ref(), &data, ON_THE_DATA_DIRECTORY);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let timestamp = served_timestamp(&server);
@@ -173,7 +188,12 @@ fn a_clock_that_ran_ahead_is_pulled_back_and_a_clock_behind_pauses_signing() {
 
     // With the clock two days behind the newest signing, nothing is signed (it would already be
     // expired for everyone else); uploads are still taken, and the warning names the cause.
-    let behind = TufaServer::start_with_env(TUFA.as_ref(), &data, &[], &clock_offset_env("-2d"));
+    let behind = TufaServer::start_with_env(
+        TUFA.as_ref(),
+        &data,
+        ON_THE_DATA_DIRECTORY,
+        &clock_offset_env("-2d"),
+    );
     let before = served_timestamp(&behind).signed.version;
     upload(&behind, &alice, "waiting", "1.0");
     let state = wait_for(&behind, "the clock warning", |s| {
@@ -189,7 +209,7 @@ fn a_clock_that_ran_ahead_is_pulled_back_and_a_clock_behind_pauses_signing() {
     drop(behind);
 
     // Back on the right clock, the waiting upload is signed; nothing was lost.
-    let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let server = TufaServer::start(TUFA.as_ref(), &data, ON_THE_DATA_DIRECTORY);
     server.wait_until_signed();
     let view = python_tuf(&server, &dir.path().join("cache"), &["early", "waiting"]);
     assert!(view["pages"]["waiting"].is_object(), "{view}");

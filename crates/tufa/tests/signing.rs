@@ -14,7 +14,8 @@ use tufa_repo::{View, layout};
 mod common;
 
 use common::{
-    TUFA, generate_keys, install_ceremony, ok, page_files, python_tuf, token, tufa, twine,
+    TUFA, generate_keys, install_ceremony, ok, page_files, published, python_tuf, token, tufa,
+    twine,
 };
 use tufa_testkit::http;
 use tufa_testkit::sha256_hex;
@@ -195,10 +196,12 @@ fn view_other(server: &TufaServer, cache: &Path) -> Value {
 /// Checks what a client would find on disk right now: the timestamp's snapshot, every role the
 /// snapshot lists, and every target those roles list, each present with the recorded hash and
 /// length. Returns the filenames listed on `project`'s page.
-fn assert_published_state_is_whole(tuf: &Path, project: &str) -> BTreeSet<String> {
+fn assert_published_state_is_whole(data: &Path, project: &str) -> BTreeSet<String> {
+    let published = published(data);
     let read = |relative: &str| {
-        fs::read(tuf.join(relative))
-            .unwrap_or_else(|e| panic!("the timestamp reaches {relative}, which is missing: {e}"))
+        published
+            .read(&format!("tuf/{relative}"))
+            .unwrap_or_else(|| panic!("the timestamp reaches {relative}, which is missing"))
     };
     let timestamp: Metadata<Timestamp> =
         Metadata::from_bytes(&read("metadata/timestamp.json")).unwrap();
@@ -281,7 +284,7 @@ fn sigkill_during_uploads_never_exposes_partial_metadata_or_loses_an_acknowledge
         let (accepted, stopped_at) = uploader.join().unwrap();
         next = stopped_at + 1;
         acknowledged.extend(accepted);
-        assert_published_state_is_whole(&data.join("tuf"), "crash-test");
+        assert_published_state_is_whole(&data, "crash-test");
     }
     assert!(
         acknowledged.len() >= 8,
@@ -291,7 +294,7 @@ fn sigkill_during_uploads_never_exposes_partial_metadata_or_loses_an_acknowledge
 
     let server = TufaServer::start(TUFA.as_ref(), &data, &[]);
     server.wait_until_signed();
-    let signed = assert_published_state_is_whole(&data.join("tuf"), "crash-test");
+    let signed = assert_published_state_is_whole(&data, "crash-test");
     let missing: Vec<_> = acknowledged.difference(&signed).collect();
     assert!(
         missing.is_empty(),

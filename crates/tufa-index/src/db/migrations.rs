@@ -248,16 +248,6 @@ INSERT INTO cooldown_state (id, period, exempt, swept) VALUES (1, NULL, '', 0);
 CREATE INDEX files_by_upload_time ON files (upload_time);
 "#;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_backends_have_every_step() {
-        assert_eq!(SQLITE.len(), POSTGRES.len());
-    }
-}
-
 /// The publisher lease (see `super::lease`), its text compared by bytes like every other.
 const POSTGRES_LEASE: &str = r#"
 CREATE TABLE publisher_lease (
@@ -270,3 +260,13 @@ CREATE TABLE publisher_lease (
     ttl_ms BIGINT NOT NULL
 );
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_backends_have_every_step() {
+        assert_eq!(SQLITE.len(), POSTGRES.len());
+    }
+}

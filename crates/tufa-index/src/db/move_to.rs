@@ -133,8 +133,10 @@ async fn source_tables(source: &mut Tx) -> Result<Vec<Table>> {
             .map(|row| {
                 let column: String = row.get(0);
                 let declared: String = row.get(1);
+                // SQLite's affinity rule: a declared type containing INT is an integer (the
+                // portable migrations declare BIGINT).
                 let kind = match declared.to_ascii_uppercase().as_str() {
-                    "INTEGER" | "BIGINT" => Column::Integer,
+                    integer if integer.contains("INT") => Column::Integer,
                     "TEXT" => Column::Text,
                     "BLOB" => Column::Blob,
                     other => {

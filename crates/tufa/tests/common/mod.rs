@@ -62,13 +62,21 @@ pub fn page_files(page: &Value) -> BTreeMap<String, String> {
 pub const TUFA: &str = env!("CARGO_BIN_EXE_tufa");
 
 pub fn tufa(args: &[&str]) -> Output {
-    let mut command = Command::new(TUFA);
-    command.args(args);
-    // On the S3 test backend the commands reach the bucket a data directory records.
+    Command::new(TUFA)
+        .args(args)
+        .envs(backend_env())
+        .output()
+        .expect("running tufa")
+}
+
+/// What a `tufa` command run by a test needs in its environment to reach the storage a data
+/// directory records: on the S3 test backend, the test SeaweedFS's endpoint and credentials.
+pub fn backend_env() -> Vec<(&'static str, String)> {
     if tufa_testkit::backend_includes("s3") {
-        command.envs(tufa_testkit::SeaweedFs::shared().env());
+        tufa_testkit::SeaweedFs::shared().env()
+    } else {
+        Vec::new()
     }
-    command.output().expect("running tufa")
 }
 
 /// Asserts that a command succeeded and returns what it printed (stdout, then stderr).
@@ -226,6 +234,7 @@ pub fn serve_refused(data: &Path) -> String {
     let mut child = Command::new(TUFA)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .envs(backend_env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -269,4 +278,106 @@ pub fn development_repository(dir: &Path) -> tufa_repo::Repository<tufa_repo::Fs
         now,
     )
     .unwrap()
+}
+
+/// The TUF repository (`tuf/`) and the distribution files (`files/`) an index on `data`
+/// publishes, wherever `DATA/locations.toml` records its storage: the data directory by default,
+/// a bucket on the S3 test backend. Tests read and forge published objects through these instead
+/// of `DATA/tuf/...` paths, so they check the same thing on either storage.
+pub struct Published {
+    pub tuf: std::sync::Arc<dyn tufa_repo::Store>,
+    pub files: std::sync::Arc<dyn tufa_repo::Store>,
+    /// Whether they are in a bucket rather than the data directory.
+    pub in_bucket: bool,
+}
+
+impl Published {
+    /// The store and the path in it of `path`, named as in the data directory (`tuf/...`,
+    /// `files/...`).
+    fn locate<'a>(&self, path: &'a str) -> (&dyn tufa_repo::Store, &'a str) {
+        if let Some(rest) = path.strip_prefix("tuf/") {
+            (&*self.tuf, rest)
+        } else if let Some(rest) = path.strip_prefix("files/") {
+            (&*self.files, rest)
+        } else {
+            panic!("{path} is neither under tuf/ nor under files/")
+        }
+    }
+
+    /// The bytes at `path` (e.g. `tuf/metadata/timestamp.json`), if present.
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let (store, path) = self.locate(path);
+        store.read(path).unwrap()
+    }
+
+    /// Replaces (or creates) the object at `path`.
+    pub fn write(&self, path: &str, bytes: &[u8]) {
+        let (store, path) = self.locate(path);
+        store
+            .write_all(&[(path.to_string(), bytes.to_vec())])
+            .unwrap()
+    }
+
+    /// Every object under the directory `dir` (e.g. `tuf/targets/simple/demo`), by its path as
+    /// in the data directory.
+    pub fn list(&self, dir: &str) -> Vec<String> {
+        let dir = dir.trim_end_matches('/');
+        let (top, store): (&str, &dyn tufa_repo::Store) = if dir.starts_with("tuf") {
+            ("tuf", &*self.tuf)
+        } else {
+            ("files", &*self.files)
+        };
+        let inner = dir.strip_prefix(top).unwrap().trim_start_matches('/');
+        let mut found: Vec<String> = store
+            .list(inner)
+            .unwrap()
+            .into_iter()
+            .map(|path| format!("{top}/{path}"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Copies everything published (`tuf/` and `files/`) into `dir`, laid out as the index
+    /// serves it: what a static web server can serve in its place.
+    pub fn export(&self, dir: &Path) {
+        for top in ["tuf", "files"] {
+            for path in self.list(top) {
+                let target = dir.join(&path);
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                std::fs::write(target, self.read(&path).unwrap()).unwrap();
+            }
+        }
+    }
+}
+
+/// The published storage of the index on `data` (see [`Published`]).
+pub fn published(data: &Path) -> Published {
+    use std::sync::Arc;
+    use tufa_repo::{FsStore, S3Client, S3Settings, S3Store, S3Url};
+    let recorded = std::fs::read_to_string(data.join("locations.toml")).unwrap_or_default();
+    let locations: toml::Table = toml::from_str(&recorded).unwrap();
+    match locations.get("storage").and_then(|s| s.as_str()) {
+        Some(url) if !url.is_empty() => {
+            let location = S3Url::parse(url).unwrap();
+            let env = tufa_testkit::SeaweedFs::shared().env();
+            let settings = S3Settings::from_lookup(|name| {
+                env.iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, value)| value.clone())
+            })
+            .unwrap();
+            let client = Arc::new(S3Client::new(&location.bucket, &settings).unwrap());
+            Published {
+                tuf: Arc::new(S3Store::new(Arc::clone(&client), location.join("tuf"))),
+                files: Arc::new(S3Store::new(client, location.join("files"))),
+                in_bucket: true,
+            }
+        }
+        _ => Published {
+            tuf: Arc::new(FsStore::beside_publisher(data.join("tuf"))),
+            files: Arc::new(FsStore::beside_publisher(data.join("files"))),
+            in_bucket: false,
+        },
+    }
 }
