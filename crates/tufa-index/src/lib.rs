@@ -92,6 +92,9 @@ pub struct Index {
     pub blobs: Blobs,
     pub storage: storage::Storage,
     answers: encoding::Cache<page_cache::Resource>,
+    /// The serial of the newest page rendered for each project, view and format: what a client
+    /// gets while the database is unreachable (see [`Index::served_page`]).
+    newest_pages: quick_cache::sync::Cache<(View, ProjectName, bool), i64>,
     pub signing: Option<Signing>,
     pub mirror: Option<mirror::Mirror>,
     /// Names with signed pages the database does not know, which no upload may take.
@@ -214,6 +217,7 @@ impl Index {
             blobs,
             storage,
             answers: encoding::Cache::new(page_cache::CAPACITY_BYTES),
+            newest_pages: quick_cache::sync::Cache::new(page_cache::NEWEST_PAGES),
             signing,
             mirror,
             reserved,
@@ -275,6 +279,47 @@ impl Index {
     }
 
     /// [`Index::project_page`] as the cache keeps it, with its digest.
+    /// [`Index::page`] for a client. While the database is unreachable, the newest page this
+    /// replica rendered for the project, if it still holds it, rather than an error: a page is
+    /// a signed target, which TUF clients check against the metadata they trust, and pip and uv
+    /// keep installing what they could a moment before. Never for the publisher, which signs
+    /// what the database holds.
+    pub(crate) async fn served_page(
+        &self,
+        view: View,
+        name: &ProjectName,
+        json: bool,
+    ) -> Result<Option<(i64, encoding::Rendered)>> {
+        match self.page(view, name, json).await {
+            Err(error @ Error::DatabaseUnavailable { .. }) => {
+                let held = self
+                    .newest_pages
+                    .get(&(view, name.clone(), json))
+                    .and_then(|serial| {
+                        let key = page_cache::Resource::Page {
+                            view,
+                            project: name.clone(),
+                            json,
+                            serial,
+                        };
+                        self.answers.identity(&key).map(|page| (serial, page))
+                    });
+                match held {
+                    Some(held) => {
+                        tracing::warn!(
+                            project = %name,
+                            serial = held.0,
+                            "the database is unreachable: serving the newest page held ({error})"
+                        );
+                        Ok(Some(held))
+                    }
+                    None => Err(error),
+                }
+            }
+            answer => answer,
+        }
+    }
+
     async fn page(
         &self,
         view: View,
@@ -335,6 +380,7 @@ impl Index {
         };
         // Cached under the serial read with the files, which may be newer than the one above.
         let page = self.answers.keep(key(serial), body);
+        self.newest_pages.insert((view, name.clone(), json), serial);
         Ok(Some((serial, page)))
     }
 

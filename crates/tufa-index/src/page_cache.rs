@@ -13,6 +13,10 @@ use crate::name::ProjectName;
 /// used go first.
 pub const CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 
+/// At most this many projects' newest page serials are remembered for serving while the
+/// database is unreachable (a few megabytes).
+pub const NEWEST_PAGES: usize = 100_000;
+
 /// One version of one body the index serves.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {

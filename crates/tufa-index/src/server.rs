@@ -429,7 +429,7 @@ async fn project_page(
     let json = format == Format::Json;
     mirror_page(index, &name).await?;
     let (serial, body) = index
-        .page(view, &name, json)
+        .served_page(view, &name, json)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
     let key = Resource::Page {

@@ -161,9 +161,16 @@ fn a_database_outage_answers_503_with_the_reason_and_the_index_recovers() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     server.wait_until_signed();
     let page = format!("{}/simple/demo/", server.url);
+    let held = http::get(&page, &[]);
+    assert_eq!(held.status, 200, "{}", held.text());
+    let unknown = format!("{}/simple/never-asked-for/", server.url);
 
     cluster.stop();
+    // A page this replica rendered is still served; one it never rendered cannot be.
     let answer = http::get(&page, &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.body, held.body, "the newest page held is served");
+    let answer = http::get(&unknown, &[]);
     assert_eq!(answer.status, 503, "{}", answer.text());
     assert!(
         answer
