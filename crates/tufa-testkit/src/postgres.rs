@@ -21,8 +21,7 @@ pub const BACKEND: &str = "postgres";
 
 /// Whether `TUFA_TEST_BACKEND` asks for PostgreSQL.
 pub fn requested() -> bool {
-    std::env::var("TUFA_TEST_BACKEND")
-        .is_ok_and(|list| list.split(',').any(|backend| backend.trim() == BACKEND))
+    crate::server::backend_includes(BACKEND)
 }
 
 /// The directory of PostgreSQL's programs (`initdb`, `pg_ctl`, `psql`), newest version first.
