@@ -490,6 +490,25 @@ impl Layout {
     }
 }
 
+/// What a report says of a data directory with no published repository: a mismatch when the
+/// database records signed changes, otherwise a note.
+fn no_repository(report: &mut Report, database: &Database, repository: &Path, signed: i64) {
+    if signed > 0 {
+        report.problems.push(
+            Mismatch::RepositoryMissing {
+                database: PathBuf::from(database.location()),
+                repository: repository.to_path_buf(),
+                signed,
+            }
+            .into(),
+        );
+    } else {
+        report
+            .notes
+            .push("no TUF repository yet: `tufa serve` creates or opens it".into());
+    }
+}
+
 /// Checks a data directory: every distribution file against the database, the TUF repository
 /// against its own signatures and every page against the database, the journal against the
 /// signed serial, and what nothing references. Safe beside a running server: it only reads, and
@@ -520,20 +539,7 @@ pub async fn verify(data_dir: &Path, database: &Database, repair: bool) -> Resul
     let signed = check_journal(database, &mut report).await?;
 
     if !layout.tuf.join(METADATA_DIR).join("1.root.json").exists() {
-        if signed > 0 {
-            report.problems.push(
-                Mismatch::RepositoryMissing {
-                    database: PathBuf::from(database.location()),
-                    repository: layout.tuf.clone(),
-                    signed,
-                }
-                .into(),
-            );
-        } else {
-            report
-                .notes
-                .push("no TUF repository yet: `tufa serve` creates or opens it".into());
-        }
+        no_repository(&mut report, database, &layout.tuf, signed);
         return Ok(report);
     }
     let store = FsStore::beside_publisher(&layout.tuf);
@@ -640,20 +646,7 @@ pub async fn verify_bucket(
             .size(&format!("{METADATA_DIR}/1.root.json"))?
             .is_none()
         {
-            if signed > 0 {
-                report.problems.push(
-                    Mismatch::RepositoryMissing {
-                        database: data_dir.join(DATABASE_FILE),
-                        repository: repository.clone(),
-                        signed,
-                    }
-                    .into(),
-                );
-            } else {
-                report
-                    .notes
-                    .push("no TUF repository yet: `tufa serve` creates or opens it".into());
-            }
+            no_repository(&mut report, database, &repository, signed);
             return Ok((None, report));
         }
         let published = verify_repository(&store, &repository, now, &mut report);
