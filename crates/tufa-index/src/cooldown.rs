@@ -238,6 +238,7 @@ mod tests {
             metadata_sha256: None,
             upload_time_micros: uploaded,
             yanked: None,
+            provenance_sha256: None,
         }
     }
 

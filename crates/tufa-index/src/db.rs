@@ -48,6 +48,7 @@ mod lease;
 mod migrations;
 mod mirror;
 mod move_to;
+mod provenance;
 mod tokens;
 
 pub use cooldown::CooldownState;
@@ -58,6 +59,7 @@ pub use mirror::{
     RecordOutcome, Recorded,
 };
 pub use move_to::Moved;
+pub use provenance::{FileProvenance, NewProvenance};
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
 
 /// A project the publisher could not publish, as `/status` and `tufa status` show it.
@@ -112,6 +114,8 @@ pub struct FileRecord {
     pub upload_time_micros: i64,
     /// `Some(reason)` when yanked (PEP 592); the reason may be empty.
     pub yanked: Option<String>,
+    /// sha256 of the file's PEP 740 provenance object, when it has one.
+    pub provenance_sha256: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +141,8 @@ pub struct NewFile {
     pub version: Version,
     pub release_metadata: Vec<u8>,
     pub file: FileRecord,
+    /// The file's verified PEP 740 provenance, recorded in the same transaction as the file.
+    pub provenance: Option<NewProvenance>,
 }
 
 /// The outcome of recording an upload.
@@ -614,10 +620,10 @@ impl Database {
                 .await?
             }
         };
-        sqlx::query(
+        let file_id: i64 = sqlx::query_scalar(
             "INSERT INTO files (release_id, filename, packagetype, python_version, size, sha256,
                  md5, blake2_256, requires_python, metadata_sha256, upload_time)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(release_id)
         .bind(&file.filename)
@@ -630,8 +636,11 @@ impl Database {
         .bind(&file.requires_python)
         .bind(&file.metadata_sha256)
         .bind(file.upload_time_micros)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+        if let Some(provenance) = &new.provenance {
+            provenance::insert(&mut tx, file_id, provenance).await?;
+        }
         let serial = journal(
             &mut tx,
             &new.project,
@@ -965,8 +974,9 @@ async fn check_new_file(
 const FILE_COLUMNS: &str = "SELECT files.filename, releases.version, files.packagetype,
     files.python_version, files.size, files.sha256, files.md5, files.blake2_256,
     files.requires_python, files.metadata_sha256, files.upload_time, files.yanked,
-    files.yanked_reason
-    FROM files JOIN releases ON releases.id = files.release_id";
+    files.yanked_reason, file_provenance.sha256
+    FROM files JOIN releases ON releases.id = files.release_id
+    LEFT JOIN file_provenance ON file_provenance.file_id = files.id";
 
 fn file_record(row: &sqlx::any::AnyRow) -> FileRecord {
     let yanked = row.get::<i64, _>(11) != 0;
@@ -983,6 +993,7 @@ fn file_record(row: &sqlx::any::AnyRow) -> FileRecord {
         metadata_sha256: row.get(9),
         upload_time_micros: row.get(10),
         yanked: yanked.then(|| row.get::<Option<String>, _>(12).unwrap_or_default()),
+        provenance_sha256: row.get(13),
     }
 }
 

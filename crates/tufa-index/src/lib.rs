@@ -21,6 +21,7 @@ pub mod name;
 pub mod negotiate;
 mod page_cache;
 pub mod pages;
+pub mod provenance;
 mod resolver;
 mod server;
 pub mod signing;
@@ -72,6 +73,9 @@ pub struct Config {
     /// Where the TUF repository and the distribution files are kept: `s3://bucket/prefix`, or
     /// `None` for the data directory (see [`storage`]).
     pub storage: Option<String>,
+    /// The Sigstore trust root uploaded attestations are verified with; `None`: Sigstore's
+    /// public-good instance, which ships with Tufa.
+    pub sigstore_trust_root: Option<tufa_provenance::TrustRoot>,
 }
 
 /// Which cooldown view an index publishes.
@@ -104,6 +108,8 @@ pub struct Index {
     /// [`Index::follow_cooldown`]).
     cooldown: std::sync::RwLock<Option<cooldown::Policy>>,
     failed_logins: auth::FailedLogins,
+    /// What uploaded PEP 740 attestations are verified with.
+    trust_root: tufa_provenance::TrustRoot,
     /// Held shared for the life of the process (see [`SERVER_LOCK_FILE`]).
     _server_lock: std::fs::File,
 }
@@ -211,6 +217,10 @@ impl Index {
                 );
             }
         }
+        let trust_root = config
+            .sigstore_trust_root
+            .clone()
+            .unwrap_or_else(tufa_provenance::TrustRoot::public_good);
         Ok(Index {
             config,
             database,
@@ -223,6 +233,7 @@ impl Index {
             reserved,
             cooldown: std::sync::RwLock::new(cooldown),
             failed_logins: auth::FailedLogins::default(),
+            trust_root,
             _server_lock: server_lock,
         })
     }
@@ -261,6 +272,11 @@ impl Index {
     /// Names no upload may create: signed by the repository, unknown to the database.
     pub fn reserved(&self) -> &integrity::Reserved {
         &self.reserved
+    }
+
+    /// The Sigstore trust root uploaded attestations are verified with.
+    pub fn trust_root(&self) -> &tufa_provenance::TrustRoot {
+        &self.trust_root
     }
 
     /// A project's simple page in `view`, JSON (PEP 691; also its TUF target) or HTML (PEP

@@ -461,6 +461,7 @@ mod tests {
                 }),
                 cooldown: crate::CooldownSetting::Keep,
                 storage: None,
+                sigstore_trust_root: None,
             })
             .await
             .unwrap(),

@@ -20,16 +20,32 @@ use crate::name::{ProjectName, Version};
 pub const API_VERSION: &str = "1.1";
 /// The version a page with PEP 708's `tracks` declares.
 pub const TRACKS_API_VERSION: &str = "1.2";
+/// The version a page with PEP 740's `provenance` declares (PyPI's, for the same key).
+pub const PROVENANCE_API_VERSION: &str = "1.3";
 /// The version a page with PEP 792's `project-status` declares.
 pub const STATUS_API_VERSION: &str = "1.4";
 
 /// The API version a project's page declares: the lowest that has every field it carries.
-fn api_version(project: &Project) -> &'static str {
-    match &project.mirror {
+fn api_version(project: &Project, files: &[FileRecord]) -> &'static str {
+    let by_project = match &project.mirror {
         None => API_VERSION,
         Some(mirror) if mirror.status.is_some() => STATUS_API_VERSION,
         Some(_) => TRACKS_API_VERSION,
+    };
+    // Versions are `1.<minor>` with one-digit minors, so text order is version order.
+    if files.iter().any(|f| f.provenance_sha256.is_some()) {
+        by_project.max(PROVENANCE_API_VERSION)
+    } else {
+        by_project
     }
+}
+
+/// PEP 740's `provenance` URL of a file with provenance: an absolute path, like file URLs, so
+/// that the signed page names no host.
+fn provenance_url(project: &Project, file: &FileRecord) -> Option<String> {
+    file.provenance_sha256
+        .as_ref()
+        .map(|_| crate::provenance::provenance_path(&project.name, &file.version, &file.filename))
 }
 
 /// The files a page lists: none of a project upstream quarantined (PEP 792: an index must not
@@ -148,11 +164,11 @@ fn render_html(project: &Project, files: &[FileRecord], cooldown: Option<&Shown>
             )
         })
         .unwrap_or_default();
-    let version = api_version(project);
+    let files = offered(project, files);
+    let version = api_version(project, files);
     let mut out = format!(
         "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{version}\">\n{head}{state}    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
     );
-    let files = offered(project, files);
     for file in files {
         let _ = write!(
             out,
@@ -171,6 +187,9 @@ fn render_html(project: &Project, files: &[FileRecord], cooldown: Option<&Shown>
         }
         if let Some(reason) = &file.yanked {
             let _ = write!(out, " data-yanked=\"{}\"", escape(reason));
+        }
+        if let Some(url) = provenance_url(project, file) {
+            let _ = write!(out, " data-provenance=\"{}\"", escape(&url));
         }
         let _ = writeln!(out, ">{}</a><br />", escape(&file.filename));
     }
@@ -220,6 +239,16 @@ struct JsonFile<'a> {
     size: u64,
     #[serde(rename = "upload-time")]
     upload_time: String,
+    /// PEP 740: where the Integrity API serves the file's provenance object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<String>,
+    /// The sha256 of that provenance object, under a key PEP 691 leaves to the index (a leading
+    /// underscore). The JSON page is the project's TUF target, so this binds the provenance
+    /// into the signed metadata: a mirror or CDN that strips the `provenance` key or serves
+    /// other bytes at its URL is caught by whoever checks the digest (the proxy does), just as
+    /// one that swaps the file is caught by `hashes`. PEP 740 itself puts no digest in the page.
+    #[serde(rename = "_provenance_sha256", skip_serializing_if = "Option::is_none")]
+    provenance_sha256: Option<&'a str>,
 }
 
 fn yanked_value(yanked: &Option<String>) -> Value {
@@ -248,7 +277,8 @@ fn render_json(
     files: &[FileRecord],
     cooldown: Option<&Shown>,
 ) -> Vec<u8> {
-    let files = offered(project, files)
+    let offered = offered(project, files);
+    let files = offered
         .iter()
         .map(|file| {
             let metadata = match &file.metadata_sha256 {
@@ -267,12 +297,14 @@ fn render_json(
                 yanked: yanked_value(&file.yanked),
                 size: file.size,
                 upload_time: rfc3339(file.upload_time_micros),
+                provenance: provenance_url(project, file),
+                provenance_sha256: file.provenance_sha256.as_deref(),
             }
         })
         .collect();
     let page = JsonPage {
         meta: JsonMeta {
-            api_version: api_version(project),
+            api_version: api_version(project, offered),
             last_serial: cooldown.is_none().then_some(project.last_serial),
         },
         name: project.name.as_str(),
@@ -457,6 +489,7 @@ mod tests {
             metadata_sha256: Some("12".repeat(32)),
             upload_time_micros: 1_700_000_000_123_456,
             yanked: yanked.map(str::to_string),
+            provenance_sha256: None,
         }
     }
 
@@ -496,6 +529,40 @@ mod tests {
         assert_eq!(file["core-metadata"]["sha256"], "12".repeat(32));
         assert_eq!(file["requires-python"], ">=3.8,<4");
         assert!(page.get("tracks").is_none());
+    }
+
+    #[test]
+    fn attested_files_carry_their_provenance_url_and_signed_digest_at_api_1_3() {
+        let version = Version::new("1.0").unwrap();
+        let mut attested = file(None);
+        attested.provenance_sha256 = Some("9f".repeat(32));
+        let page: Value = serde_json::from_slice(&project_json(
+            &project(),
+            std::slice::from_ref(&version),
+            &[attested.clone()],
+        ))
+        .unwrap();
+        assert_eq!(page["meta"]["api-version"], "1.3");
+        let url = "/integrity/demo/1.0/demo-1.0-py3-none-any.whl/provenance";
+        assert_eq!(page["files"][0]["provenance"], url);
+        assert_eq!(page["files"][0]["_provenance_sha256"], "9f".repeat(32));
+        let html = project_html(&project(), &[attested.clone()]);
+        assert!(html.contains(&format!("data-provenance=\"{url}\"")));
+        assert!(html.contains("content=\"1.3\""));
+        // A quarantined mirror (1.4) keeps its higher version.
+        let mut mirrored = project();
+        mirrored.mirror = Some(crate::db::MirrorInfo {
+            tracks: "https://pypi.org/simple/demo/".into(),
+            status: Some("archived".into()),
+            status_reason: None,
+        });
+        let page: Value =
+            serde_json::from_slice(&project_json(&mirrored, &[version], &[attested])).unwrap();
+        assert_eq!(page["meta"]["api-version"], "1.4");
+        let plain: Value =
+            serde_json::from_slice(&project_json(&project(), &[], &[file(None)])).unwrap();
+        assert!(plain["files"][0].get("provenance").is_none());
+        assert!(plain["files"][0].get("_provenance_sha256").is_none());
     }
 
     #[test]

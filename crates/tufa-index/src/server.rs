@@ -189,6 +189,10 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/metrics", get(metrics))
         .route("/pypi/{project}/json", get(project_json))
         .route("/pypi/{project}/{version}/json", get(release_json))
+        .route(
+            "/integrity/{project}/{version}/{filename}/provenance",
+            get(integrity_provenance),
+        )
         .route("/legacy/", post(legacy_upload).layer(upload_limit))
         .route("/legacy", post(legacy_upload).layer(upload_limit))
         .layer(axum::middleware::from_fn(access_log))
@@ -869,6 +873,63 @@ async fn release_json(
     }
 }
 
+/// PEP 740's Integrity API, as Warehouse answers it: the file's provenance object, or a JSON
+/// `{"message": ...}` with 404 (no such file, or no provenance) or 406.
+async fn integrity_provenance(
+    State(index): State<Arc<Index>>,
+    Path((raw, raw_version, filename)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let message = |status: StatusCode, message: String| {
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "message": message }).to_string(),
+        )
+            .into_response();
+        response.extensions_mut().insert(reason_phrase(&message));
+        response
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let Some(content_type) = crate::provenance::negotiate(accept) else {
+        return message(StatusCode::NOT_ACCEPTABLE, "Request not acceptable".into());
+    };
+    let (Ok(project), Ok(version)) = (ProjectName::new(&raw), Version::new(&raw_version)) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            format!("No file {filename} of {raw} {raw_version}"),
+        );
+    };
+    match index
+        .database
+        .provenance(&project, &version, &filename)
+        .await
+    {
+        Err(error) => internal_error(&error).into_response(),
+        Ok(None) => message(
+            StatusCode::NOT_FOUND,
+            format!("No file {filename} of {project} {version}"),
+        ),
+        Ok(Some(None)) => message(
+            StatusCode::NOT_FOUND,
+            format!("No provenance available for {filename}"),
+        ),
+        Ok(Some(Some(provenance))) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::VARY, HeaderValue::from_static("Accept")),
+                // A file's provenance never changes: it is recorded with the file.
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=600"),
+                ),
+            ],
+            provenance,
+        )
+            .into_response(),
+    }
+}
+
 async fn legacy_upload(
     State(index): State<Arc<Index>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -883,6 +944,7 @@ async fn legacy_upload(
         request,
         index.config.max_upload_size,
         index.reserved(),
+        index.trust_root(),
     )
     .await
     {

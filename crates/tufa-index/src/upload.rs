@@ -20,7 +20,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::blobs::Blobs;
 use crate::coremeta::CoreMetadata;
-use crate::db::{AddRefused, Added, Database, FileRecord, Identity, NewFile, now_micros};
+use crate::db::{
+    AddRefused, Added, Database, FileRecord, Identity, NewFile, NewProvenance, now_micros,
+};
 use crate::dist::{DistFilename, DistKind, MAX_PROJECT_NAME_LEN};
 use crate::error::{Error, Invalid};
 use crate::integrity::Reserved;
@@ -30,8 +32,9 @@ type Blake2b256 = blake2::Blake2b<blake2::digest::consts::U32>;
 
 /// The form fields the index reads; only these are kept in memory. Everything else the index
 /// takes from the file itself, so other fields are read, bounded, and dropped.
-const KEPT_FIELDS: [&str; 7] = [
+const KEPT_FIELDS: [&str; 8] = [
     ":action",
+    "attestations",
     "name",
     "version",
     "filetype",
@@ -151,6 +154,8 @@ pub enum UploadError {
          releases it by restoring the database backup that matches the repository"
     )]
     SignedName(String),
+    #[error("{0}")]
+    Provenance(#[from] crate::provenance::ProvenanceError),
     #[error("{0}")]
     Internal(#[from] Error),
 }
@@ -434,6 +439,7 @@ impl FormReader<'_> {
     ) -> Result<Option<String>, UploadError> {
         let keep = KEPT_FIELDS.contains(&name);
         let field_limit = match name {
+            "attestations" => tufa_provenance::MAX_ATTESTATIONS_BYTES as u64,
             _ if keep => MAX_KEPT_FIELD_BYTES,
             "description" => MAX_DESCRIPTION_BYTES,
             _ => MAX_FIELD_BYTES,
@@ -549,6 +555,7 @@ pub async fn upload(
     request: Request,
     limit: u64,
     reserved: &Reserved,
+    root: &tufa_provenance::TrustRoot,
 ) -> Result<Uploaded, UploadError> {
     let reader = FormReader {
         blobs,
@@ -608,7 +615,30 @@ pub async fn upload(
         });
     }
     check_digests(&form, staged)?;
-    record(database, blobs, identity, staged, dist).await
+    let provenance = match form.field("attestations") {
+        Some(field) => verify_attestations(root, field, staged).await?,
+        None => None,
+    };
+    record(database, blobs, identity, staged, dist, provenance).await
+}
+
+/// PEP 740: verifies the attestations against the uploaded file's name and sha256, off the async
+/// threads (certificate chains and signatures).
+async fn verify_attestations(
+    root: &tufa_provenance::TrustRoot,
+    field: &str,
+    staged: &Staged,
+) -> Result<Option<NewProvenance>, UploadError> {
+    let mut sha256 = [0u8; 32];
+    hex::decode_to_slice(&staged.sha256, &mut sha256)
+        .map_err(|e| UploadError::Internal(Error::Config(format!("the file's sha256: {e}"))))?;
+    let (root, field, filename) = (root.clone(), field.to_string(), staged.filename.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::provenance::verify_upload(&root, &field, &filename, &sha256)
+    })
+    .await
+    .map_err(|e| UploadError::Internal(Error::Config(format!("attestation checker failed: {e}"))))?
+    .map_err(UploadError::Provenance)
 }
 
 /// Adds an existing distribution file (a pypiserver or devpi directory being imported) as if
@@ -629,7 +659,7 @@ pub async fn import_file(
             })??;
     let dist = DistFilename::parse_importable(&staged.filename)?;
     database.may_upload(identity, &dist.project).await??;
-    record(database, blobs, identity, &staged, dist).await
+    record(database, blobs, identity, &staged, dist, None).await
 }
 
 /// Stored files that uploads have moved into place but not yet recorded, by sha256, with how
@@ -723,6 +753,7 @@ async fn record(
     identity: &Identity,
     staged: &Staged,
     dist: DistFilename,
+    provenance: Option<NewProvenance>,
 ) -> Result<Uploaded, UploadError> {
     let path = staged.path.clone();
     let for_metadata = dist.clone();
@@ -777,7 +808,9 @@ async fn record(
             metadata_sha256: metadata_sha256.clone(),
             upload_time_micros: now_micros(),
             yanked: None,
+            provenance_sha256: provenance.as_ref().map(|p| p.sha256.clone()),
         },
+        provenance,
     };
     if database.check_file(identity, &new).await?? == Added::Unchanged {
         return Ok(Uploaded::Unchanged);

@@ -77,6 +77,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
         storage: crate::locations::Locations::storage(&args.data, None)?,
         mirror: None,
         cooldown: CooldownSetting::Keep,
+        sigstore_trust_root: None,
     };
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?

@@ -25,8 +25,8 @@ use crate::locations::{DatabaseArg, Locations};
 #[derive(Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: data, database, listen, max_upload_size, public_url, max_connections,
-    /// header_timeout, idle_timeout, body_timeout, min_body_rate, the signing settings, cooldown
-    /// and cooldown-exempt.
+    /// header_timeout, idle_timeout, body_timeout, min_body_rate, the signing settings, cooldown,
+    /// cooldown-exempt and sigstore_trust_root.
     #[arg(long, env = "TUFA_CONFIG")]
     config: Option<PathBuf>,
     /// Data directory (database and files); initialized on first run.
@@ -83,6 +83,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     cooldown_exempt: Vec<String>,
+    /// The Sigstore trust root (Sigstore's `trusted_root.json` format) that uploaded PEP 740
+    /// attestations are verified with [default: Sigstore's public-good instance, shipped with
+    /// Tufa].
+    #[arg(long, env = "TUFA_SIGSTORE_TRUST_ROOT")]
+    sigstore_trust_root: Option<PathBuf>,
     #[command(flatten)]
     connections: ConnectionArgs,
     #[command(flatten)]
@@ -215,6 +220,8 @@ struct ConfigFile {
     cooldown: Option<String>,
     #[serde(rename = "cooldown-exempt", alias = "cooldown_exempt")]
     cooldown_exempt: Option<Vec<String>>,
+    #[serde(rename = "sigstore-trust-root", alias = "sigstore_trust_root")]
+    sigstore_trust_root: Option<PathBuf>,
 }
 
 fn read_config_file(path: &Path) -> Result<ConfigFile> {
@@ -537,9 +544,22 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 ttl: upstream_ttl,
                 private,
             });
+    let sigstore_trust_root = match args.sigstore_trust_root.or(file.sigstore_trust_root) {
+        Some(path) => {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading the Sigstore trust root {}", path.display()))?;
+            Some(
+                tufa_provenance::TrustRoot::from_json(&bytes).with_context(|| {
+                    format!("reading the Sigstore trust root {}", path.display())
+                })?,
+            )
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let config = Config {
+        sigstore_trust_root,
         mirror,
         data_dir: data_dir.clone(),
         database,

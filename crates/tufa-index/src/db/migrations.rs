@@ -9,7 +9,7 @@
 //! `COLLATE "C"`, so that it sorts by bytes as SQLite does: pages list files in that order, and a
 //! moved index must render the pages it signed byte for byte.
 
-use super::{Backend, cooldown, lease, mirror};
+use super::{Backend, cooldown, lease, mirror, provenance};
 
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing).
@@ -20,6 +20,7 @@ pub(super) const SQLITE: &[&str] = &[
     mirror::MIRROR,
     cooldown::COOLDOWN,
     lease::LEASE,
+    provenance::PROVENANCE,
 ];
 
 /// The same steps for PostgreSQL.
@@ -30,6 +31,7 @@ pub(super) const POSTGRES: &[&str] = &[
     POSTGRES_MIRROR,
     POSTGRES_COOLDOWN,
     POSTGRES_LEASE,
+    provenance::POSTGRES_PROVENANCE,
 ];
 
 pub(super) fn steps(backend: Backend) -> &'static [&'static str] {

@@ -24,7 +24,9 @@ fn new_file(project: &str, version: &str, filename: &str, content: char) -> NewF
             metadata_sha256: None,
             upload_time_micros: now_micros(),
             yanked: None,
+            provenance_sha256: None,
         },
+        provenance: None,
     }
 }
 
@@ -375,4 +377,56 @@ async fn an_sqlite_path_with_url_syntax_opens_that_file() {
     database.close().await;
     assert!(odd.join("tufa.db").is_file());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+both_backends!(provenance_is_recorded_with_its_file, provenance_with_file);
+async fn provenance_with_file(database: Database) {
+    let alice = database.user("alice").await.unwrap();
+    let mut attested = wheel("demo", "1.0", 'a');
+    let provenance = super::NewProvenance {
+        json: r#"{"version":1,"attestation_bundles":[]}"#.into(),
+        sha256: "9f".repeat(32),
+        publisher: r#"{"kind":"GitHub","repository":"o/demo"}"#.into(),
+    };
+    attested.provenance = Some(provenance.clone());
+    database.add_file(&alice, &attested).await.unwrap().unwrap();
+    database
+        .add_file(&alice, &wheel("demo", "2.0", 'b'))
+        .await
+        .unwrap()
+        .unwrap();
+    let name = ProjectName::new("demo").unwrap();
+    let version = Version::new("1.0").unwrap();
+    let filename = "demo-1.0-py3-none-any.whl";
+    assert_eq!(
+        database
+            .provenance(&name, &version, filename)
+            .await
+            .unwrap(),
+        Some(Some(provenance.json.clone()))
+    );
+    assert_eq!(
+        database
+            .provenance(
+                &name,
+                &Version::new("2.0").unwrap(),
+                "demo-2.0-py3-none-any.whl"
+            )
+            .await
+            .unwrap(),
+        Some(None)
+    );
+    assert_eq!(
+        database
+            .provenance(&name, &version, "demo-1.0.tar.gz")
+            .await
+            .unwrap(),
+        None
+    );
+    let file = database.file(filename).await.unwrap().unwrap();
+    assert_eq!(file.provenance_sha256, Some(provenance.sha256.clone()));
+    let listed = database.project_provenance(&name).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].publisher, Some(provenance.publisher));
+    assert_eq!(listed[1].publisher, None);
 }
