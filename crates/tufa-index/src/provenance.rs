@@ -74,39 +74,16 @@ pub enum ProvenanceError {
     },
 }
 
-/// A publisher as people read it: `GitHub trailofbits/rfc8785.py (workflow release.yml)`.
-pub fn describe(publisher: &Publisher) -> String {
-    let mut text = format!("{} {}", publisher.kind, publisher.repository);
-    if let Some(workflow) = &publisher.workflow {
-        text.push_str(&format!(" (workflow {workflow})"));
-    }
-    text
-}
-
-/// The publisher in the form PyPI's provenance objects give it: GitHub's carries `workflow` and
-/// an `environment` that may be null, GitLab's `workflow_filepath` (pypi-attestations'
-/// `GitHubPublisher` and `GitLabPublisher`). Other kinds carry the fields the certificate named.
+/// The publisher in the form PyPI's provenance objects give it (pypi-attestations' publisher
+/// models): the certificate's fields, and for GitHub and GitLab an `environment` that is null
+/// when the certificate names none (it never does; PyPI fills it from its publisher settings).
 pub fn pypi_publisher(publisher: &Publisher) -> Value {
-    let mut object = Map::new();
-    object.insert("kind".into(), json!(publisher.kind));
-    object.insert("repository".into(), json!(publisher.repository));
-    let workflow_key = match publisher.kind.as_str() {
-        "GitLab" => "workflow_filepath",
-        _ => "workflow",
+    let mut object = match serde_json::to_value(publisher) {
+        Ok(Value::Object(object)) => object,
+        _ => Map::new(),
     };
-    match publisher.kind.as_str() {
-        "GitHub" | "GitLab" => {
-            object.insert(workflow_key.into(), json!(publisher.workflow));
-            object.insert("environment".into(), json!(publisher.environment));
-        }
-        _ => {
-            if let Some(workflow) = &publisher.workflow {
-                object.insert(workflow_key.into(), json!(workflow));
-            }
-            if let Some(environment) = &publisher.environment {
-                object.insert("environment".into(), json!(environment));
-            }
-        }
+    if matches!(publisher.kind.as_str(), "GitHub" | "GitLab") {
+        object.entry("environment").or_insert(Value::Null);
     }
     Value::Object(object)
 }
@@ -141,8 +118,8 @@ pub fn verify_upload(
             Some(first) if *first != named => {
                 return Err(ProvenanceError::TwoPublishers {
                     filename: filename.to_string(),
-                    first: describe(first),
-                    second: describe(&named),
+                    first: first.to_string(),
+                    second: named.to_string(),
                 });
             }
             Some(_) => {}
@@ -187,7 +164,7 @@ mod tests {
             kind: "GitHub".into(),
             repository: "trailofbits/rfc8785.py".into(),
             workflow: Some("release.yml".into()),
-            environment: None,
+            ..Publisher::default()
         }
     }
 
@@ -219,9 +196,20 @@ mod tests {
         let gitlab = Publisher {
             kind: "GitLab".into(),
             repository: "group/project".into(),
-            workflow: Some(".gitlab-ci.yml".into()),
+            workflow_filepath: Some(".gitlab-ci.yml".into()),
             environment: Some("release".into()),
+            ..Publisher::default()
         };
+        let circleci = Publisher {
+            kind: "CircleCI".into(),
+            project_id: Some("p".into()),
+            pipeline_definition_id: Some("d".into()),
+            ..Publisher::default()
+        };
+        assert_eq!(
+            pypi_publisher(&circleci),
+            json!({"kind": "CircleCI", "project_id": "p", "pipeline_definition_id": "d"})
+        );
         assert_eq!(
             pypi_publisher(&gitlab),
             json!({"kind": "GitLab", "repository": "group/project",

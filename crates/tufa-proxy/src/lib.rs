@@ -26,6 +26,7 @@
 mod ask;
 mod files;
 mod page;
+pub mod provenance;
 mod server;
 mod trust;
 
@@ -65,6 +66,12 @@ pub struct Config {
     /// cooldown view (`cooldown/<name>/index.json`), which installers then see as the whole
     /// index.
     pub view: View,
+    /// How PEP 740 provenance is enforced (see [`provenance`]).
+    pub provenance: provenance::Mode,
+    /// Expected publishers by project.
+    pub provenance_policy: provenance::Policy,
+    /// What attestations are verified with; `None`: Sigstore's public-good instance.
+    pub sigstore_trust_root: Option<tufa_provenance::TrustRoot>,
 }
 
 /// Why the proxy cannot start.
@@ -86,6 +93,7 @@ pub struct Proxy {
     trust: trust::Trust,
     asker: ask::Asker,
     files: files::FileStore,
+    provenance: provenance::Enforcer,
     /// The pages served, by project, version of the signed page, and format (JSON or not).
     pages: tufa_index::encoding::Cache<(tufa_index::name::ProjectName, String, bool)>,
 }
@@ -125,7 +133,18 @@ impl Proxy {
                 min_rate: config.download_min_rate,
             },
         );
+        let provenance = provenance::Enforcer::new(
+            config.provenance,
+            config.provenance_policy,
+            config
+                .sigstore_trust_root
+                .unwrap_or_else(tufa_provenance::TrustRoot::public_good),
+            &config.cache_dir,
+            &index_url,
+            config.timeout,
+        );
         Ok(Arc::new(Proxy {
+            provenance,
             asker: ask::Asker::new(&index_url),
             index_url,
             trust,

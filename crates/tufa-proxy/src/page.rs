@@ -37,6 +37,12 @@ pub struct PageFile {
     pub url: String,
     /// The PEP 658 metadata file's sha256, when the index serves one.
     pub metadata_sha256: Option<Sha256>,
+    /// PEP 740: where the index serves the file's provenance object, as the page gives it.
+    pub provenance_url: Option<String>,
+    /// The provenance object's sha256 under the page's `_provenance_sha256` (see
+    /// `tufa_index::pages`): signed with the page, so the provenance can be neither stripped
+    /// nor swapped.
+    pub provenance_sha256: Option<Sha256>,
     requires_python: Option<String>,
     /// PEP 592: `Some("")` when yanked without a reason.
     yanked: Option<String>,
@@ -88,6 +94,15 @@ fn parse_file(file: &Value) -> Result<PageFile, String> {
         ),
         _ => None,
     };
+    let provenance_sha256 = match file.get("_provenance_sha256") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_str()
+                .and_then(Sha256::new)
+                .ok_or_else(|| format!("{filename:?} has an invalid _provenance_sha256"))?,
+        ),
+    };
     let yanked = match &file["yanked"] {
         Value::String(reason) => Some(reason.clone()),
         Value::Bool(true) => Some(String::new()),
@@ -99,6 +114,8 @@ fn parse_file(file: &Value) -> Result<PageFile, String> {
         size,
         url: url.to_string(),
         metadata_sha256: metadata,
+        provenance_url: file["provenance"].as_str().map(str::to_string),
+        provenance_sha256,
         requires_python: file["requires-python"].as_str().map(str::to_string),
         yanked,
     })
@@ -156,6 +173,16 @@ impl VerifiedPage {
         )
     }
 
+    /// The path the proxy serves `file`'s verified provenance object at.
+    pub fn provenance_path(&self, file: &PageFile) -> String {
+        format!(
+            "/provenance/{}/{}/{}",
+            self.project,
+            file.sha256.as_str(),
+            encode_component(&file.filename)
+        )
+    }
+
     /// The PEP 691 JSON page as verified, with the proxy's file URLs and only verifiable files.
     pub fn to_json(&self) -> Vec<u8> {
         let mut page = self.page.clone();
@@ -169,6 +196,9 @@ impl VerifiedPage {
                 let file = parse_file(value).ok()?;
                 let mut value = value.clone();
                 value["url"] = Value::String(self.proxy_path(&file));
+                if file.provenance_url.is_some() || file.provenance_sha256.is_some() {
+                    value["provenance"] = Value::String(self.provenance_path(&file));
+                }
                 Some(value)
             })
             .collect();
@@ -179,8 +209,16 @@ impl VerifiedPage {
     /// The PEP 503 HTML page (with PEP 592, 658 and 714 attributes) for the same files.
     pub fn to_html(&self) -> String {
         let name = escape(self.project.as_str());
+        // The signed page's version: its files carry the same fields (PEP 740's at 1.3).
+        let version = escape(
+            self.page
+                .get("meta")
+                .and_then(|meta| meta.get("api-version"))
+                .and_then(Value::as_str)
+                .unwrap_or(API_VERSION),
+        );
         let mut out = format!(
-            "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">\n    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
+            "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{version}\">\n    <title>Links for {name}</title>\n  </head>\n  <body>\n    <h1>Links for {name}</h1>\n"
         );
         for file in &self.files {
             let _ = write!(
@@ -201,6 +239,13 @@ impl VerifiedPage {
             }
             if let Some(reason) = &file.yanked {
                 let _ = write!(out, " data-yanked=\"{}\"", escape(reason));
+            }
+            if file.provenance_url.is_some() || file.provenance_sha256.is_some() {
+                let _ = write!(
+                    out,
+                    " data-provenance=\"{}\"",
+                    escape(&self.provenance_path(file))
+                );
             }
             let _ = writeln!(out, ">{}</a><br />", escape(&file.filename));
         }

@@ -20,6 +20,7 @@ use tufa_index::{access_log, add_slash, reason_phrase, redirect, with_query};
 
 use crate::Proxy;
 use crate::page::upstream_url;
+use crate::provenance::Refusal;
 use crate::trust::PageError;
 use tufa_index::verified::{Expected, StartError};
 
@@ -105,6 +106,7 @@ pub fn router(proxy: Arc<Proxy>) -> Router {
         .route("/simple/{project}", get(add_slash))
         .route("/simple/{project}/", get(simple_project))
         .route("/files/{project}/{sha256}/{filename}", get(file))
+        .route("/provenance/{project}/{sha256}/{filename}", get(provenance))
         .layer(axum::middleware::from_fn(access_log))
         .with_state(proxy)
 }
@@ -238,6 +240,13 @@ async fn file(
             url,
         )
     };
+    if !metadata {
+        proxy
+            .provenance
+            .check(&name, listed)
+            .await
+            .map_err(refusal)?;
+    }
     let download = proxy.files.fetch(expected, url).await?;
     let mut response = (
         [
@@ -253,6 +262,47 @@ async fn file(
             .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     }
     Ok(response)
+}
+
+fn refusal(refusal: Refusal) -> ProxyError {
+    match refusal {
+        Refusal::Unreachable(reason) => {
+            tracing::warn!("index unreachable: {reason}");
+            ProxyError::new(StatusCode::BAD_GATEWAY, reason)
+        }
+        Refusal::Refused(reason) => {
+            tracing::error!("provenance check failed: {reason}");
+            ProxyError::new(REFUSED, reason)
+        }
+    }
+}
+
+/// A file's PEP 740 provenance object, as the index serves it and checked against the digest
+/// the verified page signs: the proxy's page points its `provenance` keys here.
+async fn provenance(
+    State(proxy): State<Arc<Proxy>>,
+    Path((raw, sha256, filename)): Path<(String, String, String)>,
+) -> ProxyResult {
+    let not_found =
+        |what: String| ProxyError::new(StatusCode::NOT_FOUND, format!("Not Found: {what}"));
+    let name = ProjectName::new(&raw).map_err(|_| not_found(format!("no project {raw:?}")))?;
+    let page = proxy.page(&name).await?;
+    let listed = page.file(&sha256, &filename).ok_or_else(|| {
+        not_found(format!(
+            "no file {filename:?} with sha256 {sha256} on the verified page of {name}"
+        ))
+    })?;
+    let bytes = proxy
+        .provenance
+        .served(&name, listed)
+        .await
+        .map_err(refusal)?
+        .ok_or_else(|| not_found(format!("no provenance available for {filename}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, tufa_index::provenance::CONTENT_TYPE)],
+        bytes,
+    )
+        .into_response())
 }
 
 /// Serves the proxy on `listener`, with `limits` on every connection, until `shutdown`

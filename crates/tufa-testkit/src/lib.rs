@@ -7,6 +7,7 @@
 //! file lock around creation.
 
 mod apt;
+mod attestations;
 pub mod faketime;
 pub mod http;
 mod packages;
@@ -17,6 +18,7 @@ mod softhsm;
 pub mod upstream;
 
 pub use apt::ensure_package;
+pub use attestations::pypi_attestations_assets;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
 pub use seaweedfs::SeaweedFs;
 pub use server::{TufaProxy, TufaServer, backend_includes};

@@ -11,6 +11,7 @@ mod keys;
 mod locations;
 mod mirror;
 mod mirror_sync;
+mod provenance;
 mod proxy;
 mod roles;
 mod status;
@@ -70,6 +71,9 @@ enum Command {
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
     Proxy(proxy::ProxyArgs),
+    /// List a project's files with the publishers their PEP 740 attestations prove, verified
+    /// (from an index through TUF and Sigstore, or as verified at upload from a data directory).
+    Provenance(provenance::ProvenanceArgs),
     /// Administer the upstream mirror (`tufa serve --upstream`), and fill it ahead of installs.
     #[command(subcommand)]
     Mirror(mirror::MirrorCommand),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
         Command::Proxy(args) => proxy::run(args),
+        Command::Provenance(args) => provenance::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Database(command) => database::run(command),
         Command::Storage(command) => storage::run(command),
