@@ -98,7 +98,10 @@ fn proxy(server: &TufaServer, cache: &Path, mode: &str) -> TufaProxy {
 
 /// What a command printed, with twine's line wrapping undone.
 fn flat(output: &std::process::Output) -> String {
-    text(output).split_whitespace().collect::<Vec<_>>().join(" ")
+    text(output)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn attestation_of(file: &str) -> String {
