@@ -553,3 +553,104 @@ fn tofu_refuses_a_changed_publisher_and_an_unattested_release_until_the_operator
         "pinned again on sight: {pins}"
     );
 }
+
+#[test]
+fn a_mirror_that_swaps_or_strips_provenance_is_caught_and_a_policy_names_the_publisher() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(TUFA.as_ref(), &dir.path().join("data"), &[]);
+    let token = common::token(&server.data_dir, "alice", None);
+    let circleci = staged(
+        &dir.path().join("good"),
+        CIRCLECI,
+        Some(&attestation_of(CIRCLECI)),
+    );
+    ok(
+        upload_attested(&server, &token, &circleci),
+        "twine upload --attestations",
+    );
+    server.wait_until_signed();
+
+    // A mirror (a static copy of what the index publishes) serving, at the provenance URL,
+    // another file's genuine PyPI provenance; then serving none.
+    let mirror_dir = dir.path().join("mirror");
+    common::published(&server.data_dir).export(&mirror_dir);
+    // The files where the page's URLs put them, as the index serves them.
+    let sha = sha256_hex(&fs::read(assets().join(CIRCLECI)).unwrap());
+    for name in [CIRCLECI.to_string(), format!("{CIRCLECI}.metadata")] {
+        let path = format!("files/{sha}/{name}");
+        let (status, _, body) = get(&format!("{}/{path}", server.url), None);
+        assert_eq!(status, 200, "{path}");
+        fs::create_dir_all(mirror_dir.join(format!("files/{sha}"))).unwrap();
+        fs::write(mirror_dir.join(path), body).unwrap();
+    }
+    let at = mirror_dir.join(format!(
+        "integrity/{CIRCLECI_PROJECT}/0.0.1.dev137/{CIRCLECI}/provenance"
+    ));
+    fs::create_dir_all(at.parent().unwrap()).unwrap();
+    fs::copy(
+        assets().join(format!("{PYPI_ATTESTATIONS}.provenance")),
+        &at,
+    )
+    .unwrap();
+    let mirror = tufa_testkit::StaticServer::start(&mirror_dir);
+    let through_mirror = |cache: &str| {
+        TufaProxy::start(
+            TUFA.as_ref(),
+            &mirror.url(),
+            &root(&server),
+            &dir.path().join(cache),
+            &["--provenance", "require"],
+        )
+    };
+    let proxy = through_mirror("swapped-cache");
+    let target = dir.path().join("swapped");
+    let said = text(&pip(&proxy.simple_url(), &target, &[CIRCLECI_PIN]));
+    assert!(
+        said.contains("provenance swapped"),
+        "{said}\n{}",
+        proxy.log()
+    );
+    assert!(installed(&target).is_empty());
+    fs::remove_file(&at).unwrap();
+    let proxy = through_mirror("stripped-cache");
+    let target = dir.path().join("stripped");
+    let output = uv(&proxy.simple_url(), &target, &[CIRCLECI_PIN]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(installed(&target).is_empty());
+    assert!(
+        proxy.log().contains("provenance stripped"),
+        "{}",
+        proxy.log()
+    );
+
+    // A policy naming another publisher for the project refuses its real file, naming both.
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[projects.{CIRCLECI_PROJECT}]\nkind = \"GitHub\"\nrepository = \"acme/example\"\n"
+        ),
+    )
+    .unwrap();
+    let proxy = TufaProxy::start(
+        TUFA.as_ref(),
+        &server.url,
+        &root(&server),
+        &dir.path().join("policy-cache"),
+        &[
+            "--provenance",
+            "tofu",
+            "--provenance-policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let target = dir.path().join("policy");
+    let said = text(&pip(&proxy.simple_url(), &target, &[CIRCLECI_PIN]));
+    assert!(
+        said.contains(&format!(
+            "publisher mismatch: {CIRCLECI} of {CIRCLECI_PROJECT} is attested by {CIRCLECI_PUBLISHER}, but"
+        )) && said.contains("expects GitHub acme/example (any workflow)"),
+        "{said}"
+    );
+    assert!(installed(&target).is_empty());
+}
