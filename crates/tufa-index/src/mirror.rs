@@ -297,7 +297,8 @@ async fn try_fetch_and_record(
             for reason in &page.skipped {
                 tracing::warn!(project = %name, "upstream file left out: {reason}");
             }
-            let outcome = index.database.record_mirror(&page).await?;
+            let provenance = upstream_provenance(index, mirror, &page).await?;
+            let outcome = index.database.record_mirror(&page, &provenance).await?;
             for reason in &outcome.skipped {
                 tracing::warn!(project = %name, "upstream file left out: {reason}");
             }
@@ -327,6 +328,95 @@ async fn try_fetch_and_record(
             Ok(Outcome::Failed(error))
         }
     }
+}
+
+/// Attested upstream files whose provenance is fetched per page fetch, at most: each is one
+/// request, and a first request waits for the page.
+const MAX_PROVENANCE_PER_FETCH: usize = 16;
+
+/// PEP 740 provenance for the page's attested files the index has not recorded yet, fetched
+/// from upstream and verified against each file's name and sha256 (the trust root of uploads),
+/// to be pinned with the file: recorded once, at first sight, and signed into the page like an
+/// upload's. A provenance that cannot be fetched or does not verify is logged, and its file is
+/// mirrored without one (a proxy requiring provenance then refuses it).
+async fn upstream_provenance(
+    index: &Index,
+    mirror: &Mirror,
+    page: &crate::upstream::UpstreamPage,
+) -> crate::Result<HashMap<String, crate::db::NewProvenance>> {
+    let mut found = HashMap::new();
+    if page.files.iter().all(|f| f.provenance_url.is_none()) {
+        return Ok(found);
+    }
+    let known: std::collections::HashSet<String> = index
+        .database
+        .project_provenance(&page.name)
+        .await?
+        .into_iter()
+        .map(|f| f.filename)
+        .collect();
+    let wanted: Vec<_> = page
+        .files
+        .iter()
+        .filter(|f| f.provenance_url.is_some() && !known.contains(&f.filename))
+        .collect();
+    if wanted.len() > MAX_PROVENANCE_PER_FETCH {
+        tracing::warn!(
+            project = %page.name,
+            "{} new attested files upstream: the provenance of the first {MAX_PROVENANCE_PER_FETCH} is fetched, the others are mirrored without",
+            wanted.len()
+        );
+    }
+    for file in wanted.into_iter().take(MAX_PROVENANCE_PER_FETCH) {
+        let upstream = mirror.upstream.clone();
+        let root = index.trust_root().clone();
+        let (url, filename, sha256) = (
+            file.provenance_url.clone().unwrap_or_default(),
+            file.filename.clone(),
+            file.sha256.clone(),
+        );
+        let checked = tokio::task::spawn_blocking(move || {
+            upstream_provenance_of(&upstream, &root, &url, &filename, &sha256)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the provenance task failed: {e}")));
+        match checked {
+            Ok(provenance) => {
+                found.insert(file.filename.clone(), provenance);
+            }
+            Err(reason) => tracing::error!(
+                project = %page.name,
+                "the upstream provenance of {} is not recorded: {reason}",
+                file.filename
+            ),
+        }
+    }
+    Ok(found)
+}
+
+/// Fetches and verifies one upstream provenance object (blocking), kept byte for byte.
+fn upstream_provenance_of(
+    upstream: &Upstream,
+    root: &tufa_provenance::TrustRoot,
+    url: &str,
+    filename: &str,
+    sha256: &str,
+) -> Result<crate::db::NewProvenance, String> {
+    let bytes = upstream.fetch_provenance(url).map_err(|e| e.to_string())?;
+    let json = String::from_utf8(bytes).map_err(|_| format!("{url} is not UTF-8 text"))?;
+    let provenance: tufa_provenance::Provenance = serde_json::from_str(&json)
+        .map_err(|e| format!("{url} is not a PEP 740 provenance object: {e}"))?;
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut digest).map_err(|e| format!("the sha256: {e}"))?;
+    let publishers = provenance
+        .verify(root, filename, &digest)
+        .map_err(|e| format!("{url} does not verify: {e}"))?;
+    let publisher = publishers.first().ok_or("no attestations")?;
+    Ok(crate::db::NewProvenance {
+        sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, json.as_bytes())),
+        publisher: serde_json::to_string(publisher).unwrap_or_default(),
+        json,
+    })
 }
 
 fn report_conflict(mirror: &Mirror, conflict: &PinConflict) {

@@ -108,6 +108,8 @@ pub struct UpstreamFile {
     /// sha256 of the PEP 658 metadata file; `None` when there is none or upstream gives no hash
     /// for it (it could not be verified).
     pub metadata_sha256: Option<String>,
+    /// PEP 740: where upstream serves the file's provenance object (absolute, HTTP(S)).
+    pub provenance_url: Option<String>,
 }
 
 /// A checked upstream page.
@@ -185,6 +187,8 @@ struct RawFile {
     core_metadata: Option<RawMetadata>,
     #[serde(rename = "dist-info-metadata")]
     dist_info_metadata: Option<RawMetadata>,
+    /// PEP 740: the URL of the file's provenance object.
+    provenance: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -392,7 +396,14 @@ fn check_file(page: &Url, project: &ProjectName, raw: RawFile) -> Result<Upstrea
         RawYanked::Flag(true) => Some(String::new()),
         RawYanked::Reason(reason) => Some(reason),
     };
+    let provenance_url = raw
+        .provenance
+        .as_deref()
+        .and_then(|p| page.join(p).ok())
+        .filter(|p| matches!(p.scheme(), "http" | "https"))
+        .map(|p| p.to_string());
     Ok(UpstreamFile {
+        provenance_url,
         url: url.to_string(),
         sha256,
         size,
@@ -574,6 +585,45 @@ impl Upstream {
         Err(UpstreamError::TooManyRedirects {
             url: self.project_url(project),
         })
+    }
+}
+
+impl Upstream {
+    /// Fetches a PEP 740 provenance object (blocking), bounded like the attestations an upload
+    /// may carry.
+    pub fn fetch_provenance(&self, url: &str) -> Result<Vec<u8>, UpstreamError> {
+        let limit = 2 * tufa_provenance::MAX_ATTESTATIONS_BYTES as u64;
+        let response = self
+            .agent
+            .get(url)
+            .header("Accept", crate::provenance::CONTENT_TYPE)
+            .call()
+            .map_err(|e| UpstreamError::Unreachable {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(UpstreamError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        response
+            .into_body()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => UpstreamError::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                },
+                e => UpstreamError::Unreachable {
+                    url: url.to_string(),
+                    reason: format!("reading the provenance: {e}"),
+                },
+            })
     }
 }
 

@@ -191,6 +191,8 @@ struct File {
     requires_python: Option<String>,
     upload_time: String,
     yanked: Option<String>,
+    /// PEP 740 provenance served at `/integrity/<filename>/provenance` and linked from the page.
+    provenance: Option<Arc<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -360,6 +362,14 @@ impl Upstream {
         self.edit(filename, |files, i| files[i].upload_time = rfc3339(time));
     }
 
+    /// Serves `provenance` as the file's PEP 740 provenance object, linked from its page entry
+    /// as PyPI does (`provenance`, at api-version 1.3).
+    pub fn set_provenance(&self, filename: &str, provenance: Vec<u8>) {
+        self.edit(filename, |files, i| {
+            files[i].provenance = Some(Arc::new(provenance));
+        });
+    }
+
     /// Marks a file yanked with `reason` on its page.
     pub fn yank(&self, filename: &str, reason: &str) {
         self.edit(filename, |files, i| files[i].yanked = Some(reason.into()));
@@ -490,6 +500,7 @@ fn file(filename: &str, content: Content) -> File {
         requires_python,
         upload_time: DEFAULT_UPLOAD_TIME.to_string(),
         yanked: None,
+        provenance: None,
     }
 }
 
@@ -604,6 +615,13 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         match segments.as_slice() {
             ["simple", name] => page_answer(&state, name, &base),
             ["packages", filename] => file_answer(&state, filename),
+            ["integrity", filename, "provenance"] => state
+                .projects
+                .values()
+                .flat_map(|p| &p.files)
+                .find(|f| f.filename == *filename)
+                .and_then(|f| f.provenance.clone())
+                .map_or(Answer::NotFound, |p| Answer::File(Content::Bytes(p))),
             _ => Answer::NotFound,
         }
     };
@@ -695,6 +713,9 @@ fn page_json(project: &Project, base: &str, serial: u64) -> serde_json::Value {
                 "upload-time": f.upload_time,
                 "yanked": f.yanked.clone().map_or(serde_json::Value::Bool(false), Into::into),
             });
+            if f.provenance.is_some() {
+                entry["provenance"] = format!("{base}/integrity/{}/provenance", f.filename).into();
+            }
             if let Some(metadata) = &f.metadata {
                 let hashes = serde_json::json!({"sha256": sha256_hex(metadata)});
                 entry["core-metadata"] = hashes.clone();

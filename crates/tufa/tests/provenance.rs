@@ -654,3 +654,93 @@ fn a_mirror_that_swaps_or_strips_provenance_is_caught_and_a_policy_names_the_pub
     );
     assert!(installed(&target).is_empty());
 }
+
+#[test]
+fn mirrored_files_carry_upstream_provenance_verified_and_pinned_like_the_file() {
+    let upstream = tufa_testkit::upstream::Upstream::start();
+    upstream.add_file(
+        CIRCLECI_PROJECT,
+        CIRCLECI,
+        fs::read(assets().join(CIRCLECI)).unwrap(),
+    );
+    let pypis = fs::read(assets().join(format!("{CIRCLECI}.provenance"))).unwrap();
+    upstream.set_provenance(CIRCLECI, pypis.clone());
+    // Upstream serving another file's provenance for an attested file: not recorded.
+    upstream.add_file(
+        "pypi-attestations",
+        PYPI_ATTESTATIONS,
+        fs::read(assets().join(PYPI_ATTESTATIONS)).unwrap(),
+    );
+    upstream.set_provenance(PYPI_ATTESTATIONS, pypis.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("data"),
+        &["--upstream", &upstream.simple_url()],
+    );
+
+    // pip through a proxy that requires provenance: the index mirrors the project with its
+    // provenance, signs the digest into the page, and the proxy verifies it.
+    let proxy = proxy(&server, &dir.path().join("proxy-cache"), "require");
+    let target = dir.path().join("pip");
+    ok(
+        pip(&proxy.simple_url(), &target, &[CIRCLECI_PIN]),
+        "pip install of a mirrored attested file",
+    );
+    assert!(
+        installed(&target)
+            .iter()
+            .any(|d| d.starts_with("circleci_sign_publish_example-0.0.1.dev137"))
+    );
+    let (status, _, body) = get(
+        &format!(
+            "{}/integrity/{CIRCLECI_PROJECT}/0.0.1.dev137/{CIRCLECI}/provenance",
+            server.url
+        ),
+        None,
+    );
+    assert_eq!(
+        (status, body),
+        (200, pypis.clone()),
+        "the upstream provenance, byte for byte"
+    );
+    let page = json_page(&server, CIRCLECI_PROJECT);
+    assert_eq!(page["files"][0]["_provenance_sha256"], sha256_hex(&pypis));
+    assert_eq!(page["meta"]["api-version"], "1.3");
+
+    // Pinned like the file: upstream changing it later changes nothing here.
+    let other = fs::read(assets().join(format!("{PYPI_ATTESTATIONS}.provenance"))).unwrap();
+    upstream.set_provenance(CIRCLECI, other);
+    let listed = ok(
+        tufa(&[
+            "provenance",
+            CIRCLECI_PROJECT,
+            "--data",
+            server.data_dir.to_str().unwrap(),
+        ]),
+        "tufa provenance --data",
+    );
+    assert!(
+        listed.contains(&format!("{CIRCLECI}  {CIRCLECI_PUBLISHER}")),
+        "{listed}"
+    );
+
+    let (status, _, _) = get(&format!("{}/simple/pypi-attestations/", server.url), None);
+    assert_eq!(status, 200);
+    server.wait_until_signed();
+    let (status, _, _) = get(
+        &format!(
+            "{}/integrity/pypi-attestations/0.0.19/{PYPI_ATTESTATIONS}/provenance",
+            server.url
+        ),
+        None,
+    );
+    assert_eq!(status, 404, "another file's provenance is not recorded");
+    assert!(
+        server.log().contains(&format!(
+            "the upstream provenance of {PYPI_ATTESTATIONS} is not recorded"
+        )),
+        "{}",
+        server.log()
+    );
+}

@@ -153,7 +153,11 @@ impl Database {
     /// Records `page` as the mirrored project `page.name`: one transaction, one journal row
     /// when the page changed. A file name keeps the sha256 it was first recorded with; a file
     /// upstream stops listing stays, yanked as [`REMOVED_UPSTREAM`].
-    pub async fn record_mirror(&self, page: &UpstreamPage) -> Result<RecordOutcome> {
+    pub async fn record_mirror(
+        &self,
+        page: &UpstreamPage,
+        provenance: &std::collections::HashMap<String, super::NewProvenance>,
+    ) -> Result<RecordOutcome> {
         let now = now_micros();
         let name = page.name.as_str();
         let mut tx = self.begin_write().await?;
@@ -307,11 +311,12 @@ impl Database {
                     id
                 }
             };
-            sqlx::query(
+            let file_id: i64 = sqlx::query_scalar(
                 "INSERT INTO files (release_id, filename, packagetype, python_version, size,
                      sha256, md5, blake2_256, requires_python, metadata_sha256, upload_time,
                      yanked, yanked_reason, upstream_url)
-                 VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $10, $11, $12)",
+                 VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8, $9, $10, $11, $12)
+                 RETURNING id",
             )
             .bind(release_id)
             .bind(&file.filename)
@@ -325,8 +330,12 @@ impl Database {
             .bind(i64::from(file.yanked.is_some()))
             .bind(&file.yanked)
             .bind(&file.url)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            // Pinned with the file, at first sight: never replaced, like the file's hash.
+            if let Some(provenance) = provenance.get(&file.filename) {
+                super::provenance::insert(&mut tx, file_id, provenance).await?;
+            }
             changed = true;
         }
         existing.retain(|filename, _| !listed.contains(filename.as_str()));
@@ -601,6 +610,7 @@ mod tests {
             upload_time_micros: Some(1_000_000),
             yanked: None,
             metadata_sha256: None,
+            provenance_url: None,
         }
     }
 
@@ -624,23 +634,32 @@ mod tests {
     async fn pages(db: Database) {
         let one = file("demo-1.0-py3-none-any.whl", "1.0", 'a');
         let two = file("demo-2.0-py3-none-any.whl", "2.0", 'b');
-        let first = db.record_mirror(&page(vec![one.clone()])).await.unwrap();
+        let first = db
+            .record_mirror(&page(vec![one.clone()]), &Default::default())
+            .await
+            .unwrap();
         assert!(matches!(first.recorded, Recorded::Changed { .. }));
-        let again = db.record_mirror(&page(vec![one.clone()])).await.unwrap();
+        let again = db
+            .record_mirror(&page(vec![one.clone()]), &Default::default())
+            .await
+            .unwrap();
         assert_eq!(again.recorded, Recorded::Unchanged);
         assert_eq!(db.last_serial().await.unwrap(), 1, "one journal row");
 
         // Upstream swaps the bytes of 1.0 and drops it for 2.0: the pin holds, 1.0 stays yanked.
         let swapped = file("demo-1.0-py3-none-any.whl", "1.0", 'c');
         let outcome = db
-            .record_mirror(&page(vec![swapped, two.clone()]))
+            .record_mirror(&page(vec![swapped, two.clone()]), &Default::default())
             .await
             .unwrap();
         assert_eq!(outcome.conflicts.len(), 1);
         assert_eq!(outcome.conflicts[0].pinned_sha256, "a".repeat(64));
         let kept = db.file("demo-1.0-py3-none-any.whl").await.unwrap().unwrap();
         assert_eq!(kept.sha256, "a".repeat(64));
-        let outcome = db.record_mirror(&page(vec![two.clone()])).await.unwrap();
+        let outcome = db
+            .record_mirror(&page(vec![two.clone()]), &Default::default())
+            .await
+            .unwrap();
         assert!(matches!(outcome.recorded, Recorded::Changed { .. }));
         let kept = db.file("demo-1.0-py3-none-any.whl").await.unwrap().unwrap();
         assert_eq!(kept.yanked.as_deref(), Some(REMOVED_UPSTREAM));
@@ -652,7 +671,10 @@ mod tests {
             status: "archived".into(),
             reason: None,
         });
-        let outcome = db.record_mirror(&archived).await.unwrap();
+        let outcome = db
+            .record_mirror(&archived, &Default::default())
+            .await
+            .unwrap();
         assert!(matches!(outcome.recorded, Recorded::Changed { .. }));
         let project = db.project(&archived.name).await.unwrap().unwrap();
         assert_eq!(project.mirror.unwrap().status.as_deref(), Some("archived"));
@@ -672,7 +694,10 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            db.record_mirror(&archived).await.unwrap().recorded,
+            db.record_mirror(&archived, &Default::default())
+                .await
+                .unwrap()
+                .recorded,
             Recorded::Local
         );
         assert!(db.user(MIRROR_USER).await.is_err(), "nobody can act as it");
