@@ -471,3 +471,91 @@ impl Provenance {
         Ok(publishers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github(repository: &str, workflow: &str) -> Publisher {
+        Publisher {
+            kind: "GitHub".into(),
+            repository: repository.into(),
+            workflow: Some(workflow.into()),
+            ..Publisher::default()
+        }
+    }
+
+    #[test]
+    fn claimed_publishers_compare_on_what_certificates_carry() {
+        let certified = github("Owner/Repo", "release.yml");
+        assert!(github("owner/repo", "release.yml").is_certified_by(&certified));
+        let with_environment = Publisher {
+            environment: Some("pypi".into()),
+            ..github("Owner/Repo", "release.yml")
+        };
+        assert!(with_environment.is_certified_by(&certified));
+        assert!(!github("owner/other", "release.yml").is_certified_by(&certified));
+        assert!(!github("Owner/Repo", "ci.yml").is_certified_by(&certified));
+        let gitlab = Publisher {
+            kind: "GitLab".into(),
+            ..github("Owner/Repo", "release.yml")
+        };
+        assert!(!gitlab.is_certified_by(&certified));
+
+        let circleci = Publisher {
+            kind: "CircleCI".into(),
+            project_id: Some("p".into()),
+            pipeline_definition_id: Some("d".into()),
+            vcs_origin: Some("github.com/o/r".into()),
+            vcs_ref: Some("refs/heads/main".into()),
+            ..Publisher::default()
+        };
+        let claimed = Publisher {
+            vcs_origin: None,
+            vcs_ref: None,
+            ..circleci.clone()
+        };
+        assert!(claimed.is_certified_by(&circleci));
+        let claimed = Publisher {
+            vcs_ref: Some("refs/heads/other".into()),
+            ..circleci.clone()
+        };
+        assert!(!claimed.is_certified_by(&circleci));
+    }
+
+    /// The certificate is checked at the log's integrated time: Fulcio certificates live ten
+    /// minutes, so an hour later the same chain no longer verifies.
+    #[test]
+    fn certificate_is_valid_only_around_the_logs_time() {
+        let attestation: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/assets/gitlab_oidc_project-0.0.3.tar.gz.publish.attestation"
+        ))
+        .unwrap();
+        let der = STANDARD
+            .decode(
+                attestation["verification_material"]["certificate"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let time: i64 =
+            attestation["verification_material"]["transparency_entries"][0]["integratedTime"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        let certificate = cert::SigningCertificate::parse(der).unwrap();
+        let root = TrustRoot::public_good();
+        certificate.verify_chain(&root, time).unwrap();
+        let err = certificate.verify_chain(&root, time + 3600).unwrap_err();
+        assert!(
+            matches!(err, Error::CertificateNotFromTrustRoot { .. }),
+            "{err}"
+        );
+        let err = certificate.verify_chain(&root, time - 3600).unwrap_err();
+        assert!(
+            matches!(err, Error::CertificateNotFromTrustRoot { .. }),
+            "{err}"
+        );
+    }
+}

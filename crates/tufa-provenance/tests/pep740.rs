@@ -533,3 +533,39 @@ fn trust_root_from_json_refuses_what_is_not_one() {
 fn trust_root_bytes() -> &'static [u8] {
     include_bytes!("../src/data/trusted_root.json")
 }
+
+/// Keys and CAs are used only within their `validFor` period.
+#[test]
+fn trust_root_entries_outside_their_validity_are_not_used() {
+    let mut root = serde_json::from_slice::<Value>(trust_root_bytes()).unwrap();
+    for ca in root["certificateAuthorities"].as_array_mut().unwrap() {
+        ca["validFor"]["end"] = "2023-01-01T00:00:00Z".into();
+    }
+    let root = TrustRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let err = attestation(&format!("{GITHUB_FILE}.publish.attestation"))
+        .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::CertificateNotFromTrustRoot { .. }),
+        "{err}"
+    );
+
+    let mut root = serde_json::from_slice::<Value>(trust_root_bytes()).unwrap();
+    root["tlogs"][0]["publicKey"]["validFor"]["end"] = "2023-01-01T00:00:00Z".into();
+    let root = TrustRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let err = attestation(&format!("{GITHUB_FILE}.publish.attestation"))
+        .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownTransparencyLog { .. }), "{err}");
+}
+
+#[test]
+fn provenance_without_attestations_proves_nothing() {
+    let mut provenance: Provenance =
+        serde_json::from_value(json(&format!("{GITHUB_FILE}.provenance"))).unwrap();
+    provenance.attestation_bundles[0].attestations.clear();
+    let err = provenance
+        .verify(&public_good(), GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(matches!(err, Error::MalformedField { .. }), "{err}");
+}
