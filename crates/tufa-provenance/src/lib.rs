@@ -27,13 +27,15 @@
 //! checkpoint's consistency with other views of the log, certificate revocation (Fulcio
 //! certificates live ten minutes), and — by design — whether the attested release is benign.
 //!
-//! Crate choice. The `sigstore` crate (sigstore-rs) verifies bundles, but its verification
-//! sits behind its `sign`/`verify` features with `tokio`, `reqwest` and either `openssl` or a
-//! large RustCrypto + `rustls` tree, a `tough` TUF client and more; on this project's 2-core
-//! builds that is minutes of compile time for what is offline, synchronous work, and its bundle
-//! model expects Sigstore's bundle JSON, not PEP 740's object. Instead: `rustls-webpki` (already
-//! in the workspace through rustls) builds and checks the certificate chain at the log's time,
-//! `ring` (already in the workspace) does every ECDSA/Ed25519 check and hash, `x509-cert`
+//! Crate choice. The `sigstore` crate (sigstore-rs 0.14.0, its crates.io feature table) verifies
+//! bundles only with its `bundle` feature, which is `["sign", "verify"]`: `sign` turns on
+//! `fulcio` and `rekor` (both `reqwest`; `fulcio` also `openidconnect` through `oauth`) and
+//! `cert`, which selects rustls-webpki's `aws-lc-rs` backend (a C/CMake build); its default
+//! features add `tough`, `oci-client` and native-tls. On this project's 2-core builds that is
+//! many minutes for offline, synchronous work, and its bundle type is Sigstore's bundle JSON,
+//! not PEP 740's object. Instead: `rustls-webpki` on `ring` (both already in the workspace
+//! through rustls) builds and checks the certificate chain at the log's time,
+//! `ring` does every ECDSA/Ed25519/RSA check and hash, `x509-cert`
 //! (RustCrypto, small, on `der`/`spki` already in the workspace) reads extensions and re-encodes
 //! the TBSCertificate for the SCT, `time` parses the trust root's RFC 3339 times. Written by hand,
 //! because no light crate has them: the RFC 6962 inclusion-proof arithmetic, the signed-note

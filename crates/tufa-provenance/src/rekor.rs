@@ -15,7 +15,9 @@
 //!   root hash are the proof's.
 //!
 //! Not checked: consistency between this checkpoint and any other checkpoint of the log (that
-//! needs a witness or an online monitor), and the checkpoint's origin line.
+//! needs a witness or an online monitor), the checkpoint's origin line (signed, but not compared
+//! with anything), and the signer name on the note's signature line (a label; the key hint and
+//! the signature are what identify the log).
 //!
 //! The RFC 6962 arithmetic is written here (30 lines) rather than pulled from the `sigstore`
 //! crate, which would bring its HTTP and async stack along (see the crate documentation).
