@@ -557,6 +557,16 @@ fn trust_root_entries_outside_their_validity_are_not_used() {
         .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
         .unwrap_err();
     assert!(matches!(err, Error::UnknownTransparencyLog { .. }), "{err}");
+
+    let mut root = serde_json::from_slice::<Value>(trust_root_bytes()).unwrap();
+    for log in root["ctlogs"].as_array_mut().unwrap() {
+        log["publicKey"]["validFor"]["end"] = "2023-01-01T00:00:00Z".into();
+    }
+    let root = TrustRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let err = attestation(&format!("{GITHUB_FILE}.publish.attestation"))
+        .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(matches!(err, Error::SctInvalid(_)), "{err}");
 }
 
 #[test]
