@@ -16,7 +16,8 @@
 //!    PEP 740 attestation does not carry; sigstore-python skips it for the same reason.)
 //! 4. **Certificate** (see `cert.rs`), at each entry's integrated time: chains to a Fulcio CA of
 //!    the trust root in use at that time, every certificate valid then; `digitalSignature` and
-//!    `codeSigning` usages; an embedded SCT signed by a CT log of the trust root.
+//!    `codeSigning` usages; an embedded SCT signed by a CT log of the trust root in use then
+//!    (skipped only for a trust root that lists no CT log).
 //! 5. **Statement**: in-toto Statement v1, exactly one subject, whose name parses to the same
 //!    distribution as `filename` and whose sha256 is the file's, and a predicate type PyPI
 //!    accepts (`https://docs.pypi.org/attestations/publish/v1`, `https://slsa.dev/provenance/v1`).
@@ -24,8 +25,9 @@
 //!    PyPI supports (GitHub, GitLab, Google, CircleCI); any other OIDC issuer is refused.
 //!
 //! Not verified: RFC 3161 timestamps (PEP 740 attestations carry none), Rekor v2 entries, the
-//! checkpoint's consistency with other views of the log, certificate revocation (Fulcio
-//! certificates live ten minutes), and — by design — whether the attested release is benign.
+//! checkpoint's consistency with other views of the log, its origin line and signer name, the
+//! SCT's own timestamp, certificate revocation (Fulcio certificates live ten minutes), and — by
+//! design — whether the attested release is benign.
 //!
 //! Crate choice. The `sigstore` crate (sigstore-rs 0.14.0, its crates.io feature table) verifies
 //! bundles only with its `bundle` feature, which is `["sign", "verify"]`: `sign` turns on
