@@ -39,9 +39,10 @@
 //! through rustls) builds and checks the certificate chain at the log's time,
 //! `ring` does every ECDSA/Ed25519/RSA check and hash, `x509-cert`
 //! (RustCrypto, small, on `der`/`spki` already in the workspace) reads extensions and re-encodes
-//! the TBSCertificate for the SCT, `time` parses the trust root's RFC 3339 times. Written by hand,
-//! because no light crate has them: the RFC 6962 inclusion-proof arithmetic, the signed-note
-//! checkpoint format, the SCT's TLS encoding, and the PEP 740 / Fulcio identity rules.
+//! the TBSCertificate for the SCT, `time` parses the trust root's RFC 3339 times, and
+//! `tufa-tlog` (Tufa's own transparency log crate) does the RFC 6962 inclusion-proof arithmetic
+//! and parses the signed-note checkpoint. Written by hand, because no light crate has them: the
+//! SCT's TLS encoding, and the PEP 740 / Fulcio identity rules.
 
 mod cert;
 mod rekor;
