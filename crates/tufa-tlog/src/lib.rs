@@ -10,6 +10,7 @@
 //! * [`checkpoint`]: C2SP tlog-checkpoint text.
 //! * [`witness`]: the C2SP tlog-witness `add-checkpoint` decision.
 //! * [`client`]: the client's rule (signed, cosigned, consistent) and its named refusals.
+//! * [`entry`]: the log entry recorded for each published TUF timestamp.
 //!
 //! Written here rather than taken from a crate: the Rust ports of these formats (for example
 //! Cloudflare's `tlog_tiles` and `signed_note` in `azul`) build on `ed25519-dalek` and `sha2`
@@ -19,6 +20,7 @@
 
 pub mod checkpoint;
 pub mod client;
+pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
@@ -27,6 +29,7 @@ pub mod witness;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use client::{Accepted, ClientError, Policy};
+pub use entry::{EntryError, TimestampEntry};
 pub use merkle::{
     Hash, HashReader, ProofError, consistency_proof, empty_root, inclusion_proof, leaf_hash,
     node_hash, tree_root, verify_consistency, verify_inclusion,
