@@ -583,3 +583,48 @@ const ARGON_CONSISTENCY: [&str; 30] = [
 
 /// The `leaf_input` of entry 10000 (testdata/argon2020/entries.json).
 const ARGON_LEAF_10000: &str = "AAAAAAFelPhqUwAAAAViMIIFXjCCBEagAwIBAgIRAOodHzZdqWIFzYyl/SovhCMwDQYJKoZIhvcNAQELBQAwgZAxCzAJBgNVBAYTAkdCMRswGQYDVQQIExJHcmVhdGVyIE1hbmNoZXN0ZXIxEDAOBgNVBAcTB1NhbGZvcmQxGjAYBgNVBAoTEUNPTU9ETyBDQSBMaW1pdGVkMTYwNAYDVQQDEy1DT01PRE8gUlNBIERvbWFpbiBWYWxpZGF0aW9uIFNlY3VyZSBTZXJ2ZXIgQ0EwHhcNMTcwMjE1MDAwMDAwWhcNMjAwNDE2MjM1OTU5WjBfMSEwHwYDVQQLExhEb21haW4gQ29udHJvbCBWYWxpZGF0ZWQxHTAbBgNVBAsTFFBvc2l0aXZlU1NMIFdpbGRjYXJkMRswGQYDVQQDDBIqLmxhbmRsb3Jkcy5jb20uYXUwggEiMA0GCSqGSIb3DQEBAQUAA4IBDwAwggEKAoIBAQCtPBKKHj4zdrGlCjgTHzb5gx9JCs97DwvBz60f14gDufF2haWbOxyJ0a3opAMsZnOr8HkARVCwxdqG/PTfACcb0QM7FOlzvxGqxataTYiChwvkkif8F9GlJw69HuHgzhusPf1Ytfk3ps1PRC14MkyrS4kwPrk/Le4XdkqRpRw62wG4V6IkbzsNMEOl1H8EgUbfyapdOcVxHjIzvBVy56fBRKG05Fr5wNq3Acak5kYZdNsLhhmlrqAfAjiombW3hb3V5blJdRC0BDdYHv2+zKey6LqJ1FDoXo6IzbzPpC+aifZy47YX+/N1U64Qn5xlDg7mOP8JXfkNJHbU1TJZHif5AgMBAAGjggHhMIIB3TAfBgNVHSMEGDAWgBSQr2o6lFoL2JDqElZz30O0Oija5zAdBgNVHQ4EFgQUNQSLjkoz01I+iuuoC5lgEp0anhcwDgYDVR0PAQH/BAQDAgWgMAwGA1UdEwEB/wQCMAAwHQYDVR0lBBYwFAYIKwYBBQUHAwEGCCsGAQUFBwMCME8GA1UdIARIMEYwOgYLKwYBBAGyMQECAgcwKzApBggrBgEFBQcCARYdaHR0cHM6Ly9zZWN1cmUuY29tb2RvLmNvbS9DUFMwCAYGZ4EMAQIBMFQGA1UdHwRNMEswSaBHoEWGQ2h0dHA6Ly9jcmwuY29tb2RvY2EuY29tL0NPTU9ET1JTQURvbWFpblZhbGlkYXRpb25TZWN1cmVTZXJ2ZXJDQS5jcmwwgYUGCCsGAQUFBwEBBHkwdzBPBggrBgEFBQcwAoZDaHR0cDovL2NydC5jb21vZG9jYS5jb20vQ09NT0RPUlNBRG9tYWluVmFsaWRhdGlvblNlY3VyZVNlcnZlckNBLmNydDAkBggrBgEFBQcwAYYYaHR0cDovL29jc3AuY29tb2RvY2EuY29tMC8GA1UdEQQoMCaCEioubGFuZGxvcmRzLmNvbS5hdYIQbGFuZGxvcmRzLmNvbS5hdTANBgkqhkiG9w0BAQsFAAOCAQEACyHqxUzrexToY7tOv4+kyGPP2D27P1tQpyzeAl1bPObiMhNK2b9vvBLDWAaqm8c0YL1h+DBdLoWzf3xFsIkTCVCjWJTNSNlcYtgRk6or1s7jWsfXzWqsnPjPPmTIOCw7EfH7Yme3oxPs3UUsmShAgPwNohAtL9GqlqMiKM6v1WU3NHt01jEoNP23LRa6KeNK6AH6WHJykzL223IlhgXjHTeuQj6lR+TNrQXJuhwTXYe+20rrpPQxc1Pn7AqnvfWgmicRQ7gdIcr4V6+ecTvLfNOaJ0ZYe5G5giuAAdTm7F57pk04f4gyZNYKrj88mvbkoriN8b6jcWExtrYO6bm2TwAA";
+
+/// Resuming refuses storage that does not rebuild the checkpoint's tree: a missing partial tile,
+/// a tile of the wrong length, a bundle that does not hash to the level-0 tile.
+#[test]
+fn resume_refuses_storage_that_was_rewritten() {
+    let empty = Tree::resume(0, &tufa_tlog::empty_root(), &[], b"").unwrap();
+    assert_eq!(empty.size(), 0);
+
+    let mut tree = Tree::new();
+    let entries: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let appended = tree.append(&entries).unwrap();
+    let partial: Vec<(Tile, Vec<u8>)> = appended
+        .tiles
+        .iter()
+        .filter(|(t, _)| t.is_partial())
+        .cloned()
+        .collect();
+    let bundle = appended
+        .bundles
+        .iter()
+        .find(|(t, _)| t.is_partial())
+        .unwrap()
+        .1
+        .clone();
+    Tree::resume(300, &appended.root, &partial, &bundle).unwrap();
+
+    assert!(matches!(
+        Tree::resume(300, &appended.root, &partial[1..], &bundle),
+        Err(tufa_tlog::TileError::ResumeMismatch { .. })
+    ));
+    let mut short = partial.clone();
+    short[0].1.pop();
+    assert!(matches!(
+        Tree::resume(300, &appended.root, &short, &bundle),
+        Err(tufa_tlog::TileError::BadTileLength { .. })
+    ));
+    let mut other_entries = entries[256..].to_vec();
+    other_entries[3] = b"rewritten".to_vec();
+    let other_bundle = encode_bundle(&other_entries).unwrap();
+    assert!(matches!(
+        Tree::resume(300, &appended.root, &partial, &other_bundle),
+        Err(tufa_tlog::TileError::ResumeMismatch { .. })
+    ));
+    assert!(Tree::resume(300, &appended.root, &partial, b"").is_err());
+}
