@@ -11,6 +11,7 @@
 //! * [`witness`]: the C2SP tlog-witness `add-checkpoint` decision.
 //! * [`client`]: the client's rule (signed, cosigned, consistent) and its named refusals.
 //! * [`entry`]: the log entry recorded for each published TUF timestamp.
+//! * [`monitor`]: replaying the log from its entry bundles against the signed checkpoints.
 //!
 //! Written here rather than taken from a crate: the Rust ports of these formats (for example
 //! Cloudflare's `tlog_tiles` and `signed_note` in `azul`) build on `ed25519-dalek` and `sha2`
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod entry;
 pub mod merkle;
+pub mod monitor;
 pub mod note;
 pub mod tiles;
 pub mod tree;
@@ -34,6 +36,7 @@ pub use merkle::{
     Hash, HashReader, ProofError, consistency_proof, empty_root, inclusion_proof, leaf_hash,
     node_hash, tree_root, verify_consistency, verify_inclusion,
 };
+pub use monitor::{MonitorError, Replay};
 pub use note::{
     Ed25519Key, Ed25519Signer, KeyType, Note, NoteError, NoteSignature, NoteSigner, VerifierKey,
 };

@@ -62,6 +62,11 @@ impl Tree {
         self.size
     }
 
+    /// The entries of the incomplete entry bundle (the last `size % 256` entries).
+    pub fn partial_entries(&self) -> &[Vec<u8>] {
+        &self.bundle
+    }
+
     /// The root hash at the current size.
     pub fn root(&self) -> Hash {
         let mut nodes = self.range.iter().rev();
