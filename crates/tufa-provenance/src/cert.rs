@@ -205,14 +205,15 @@ impl SigningCertificate {
                 "the certificate's extended key usage lacks codeSigning",
             ));
         }
-        self.verify_sct(root, &issuer_spki)
+        self.verify_sct(root, &issuer_spki, at)
     }
 
     /// Verifies the embedded signed certificate timestamp (RFC 6962 §3.2): some SCT in the list
-    /// must be signed by a CT log of the trust root, over the precertificate entry made of the
-    /// issuer key hash and this certificate's TBSCertificate without the SCT extension. Skipped
-    /// only when the trust root lists no CT log.
-    fn verify_sct(&self, root: &TrustRoot, issuer_spki: &[u8]) -> Result<(), Error> {
+    /// must be signed by a CT log of the trust root in use at `at`, over the precertificate entry
+    /// made of the issuer key hash and this certificate's TBSCertificate without the SCT
+    /// extension. Skipped only when the trust root lists no CT log (a private Sigstore without
+    /// CT); the SCT's own timestamp is not compared with anything.
+    fn verify_sct(&self, root: &TrustRoot, issuer_spki: &[u8], at: i64) -> Result<(), Error> {
         if root.ctlogs.is_empty() {
             return Ok(());
         }
@@ -257,9 +258,9 @@ impl SigningCertificate {
                 reasons.push(format!("SCT version {version} is not v1"));
                 continue;
             }
-            let Some(log) = root.ctlog(log_id) else {
+            let Some(log) = root.ctlog(log_id).filter(|log| log.valid_for.contains(at)) else {
                 reasons.push(format!(
-                    "SCT from a CT log the trust root does not list ({})",
+                    "SCT from a CT log the trust root does not list as in use then ({})",
                     hex::encode(log_id)
                 ));
                 continue;

@@ -16,7 +16,8 @@
 //!    PEP 740 attestation does not carry; sigstore-python skips it for the same reason.)
 //! 4. **Certificate** (see `cert.rs`), at each entry's integrated time: chains to a Fulcio CA of
 //!    the trust root in use at that time, every certificate valid then; `digitalSignature` and
-//!    `codeSigning` usages; an embedded SCT signed by a CT log of the trust root.
+//!    `codeSigning` usages; an embedded SCT signed by a CT log of the trust root in use then
+//!    (skipped only for a trust root that lists no CT log).
 //! 5. **Statement**: in-toto Statement v1, exactly one subject, whose name parses to the same
 //!    distribution as `filename` and whose sha256 is the file's, and a predicate type PyPI
 //!    accepts (`https://docs.pypi.org/attestations/publish/v1`, `https://slsa.dev/provenance/v1`).
@@ -24,20 +25,24 @@
 //!    PyPI supports (GitHub, GitLab, Google, CircleCI); any other OIDC issuer is refused.
 //!
 //! Not verified: RFC 3161 timestamps (PEP 740 attestations carry none), Rekor v2 entries, the
-//! checkpoint's consistency with other views of the log, certificate revocation (Fulcio
-//! certificates live ten minutes), and — by design — whether the attested release is benign.
+//! checkpoint's consistency with other views of the log, its origin line and signer name, the
+//! SCT's own timestamp, certificate revocation (Fulcio certificates live ten minutes), and — by
+//! design — whether the attested release is benign.
 //!
-//! Crate choice. The `sigstore` crate (sigstore-rs) verifies bundles, but its verification
-//! sits behind its `sign`/`verify` features with `tokio`, `reqwest` and either `openssl` or a
-//! large RustCrypto + `rustls` tree, a `tough` TUF client and more; on this project's 2-core
-//! builds that is minutes of compile time for what is offline, synchronous work, and its bundle
-//! model expects Sigstore's bundle JSON, not PEP 740's object. Instead: `rustls-webpki` (already
-//! in the workspace through rustls) builds and checks the certificate chain at the log's time,
-//! `ring` (already in the workspace) does every ECDSA/Ed25519 check and hash, `x509-cert`
+//! Crate choice. The `sigstore` crate (sigstore-rs 0.14.0, its crates.io feature table) verifies
+//! bundles only with its `bundle` feature, which is `["sign", "verify"]`: `sign` turns on
+//! `fulcio` and `rekor` (both `reqwest`; `fulcio` also `openidconnect` through `oauth`) and
+//! `cert`, which selects rustls-webpki's `aws-lc-rs` backend (a C/CMake build); its default
+//! features add `tough`, `oci-client` and native-tls. On this project's 2-core builds that is
+//! many minutes for offline, synchronous work, and its bundle type is Sigstore's bundle JSON,
+//! not PEP 740's object. Instead: `rustls-webpki` on `ring` (both already in the workspace
+//! through rustls) builds and checks the certificate chain at the log's time,
+//! `ring` does every ECDSA/Ed25519/RSA check and hash, `x509-cert`
 //! (RustCrypto, small, on `der`/`spki` already in the workspace) reads extensions and re-encodes
-//! the TBSCertificate for the SCT, `time` parses the trust root's RFC 3339 times. Written by hand,
-//! because no light crate has them: the RFC 6962 inclusion-proof arithmetic, the signed-note
-//! checkpoint format, the SCT's TLS encoding, and the PEP 740 / Fulcio identity rules.
+//! the TBSCertificate for the SCT, `time` parses the trust root's RFC 3339 times, and
+//! `tufa-tlog` (Tufa's own transparency log crate) does the RFC 6962 inclusion-proof arithmetic
+//! and parses the signed-note checkpoint. Written by hand, because no light crate has them: the
+//! SCT's TLS encoding, and the PEP 740 / Fulcio identity rules.
 
 mod cert;
 mod rekor;
@@ -469,5 +474,93 @@ impl Provenance {
             }
         }
         Ok(publishers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github(repository: &str, workflow: &str) -> Publisher {
+        Publisher {
+            kind: "GitHub".into(),
+            repository: repository.into(),
+            workflow: Some(workflow.into()),
+            ..Publisher::default()
+        }
+    }
+
+    #[test]
+    fn claimed_publishers_compare_on_what_certificates_carry() {
+        let certified = github("Owner/Repo", "release.yml");
+        assert!(github("owner/repo", "release.yml").is_certified_by(&certified));
+        let with_environment = Publisher {
+            environment: Some("pypi".into()),
+            ..github("Owner/Repo", "release.yml")
+        };
+        assert!(with_environment.is_certified_by(&certified));
+        assert!(!github("owner/other", "release.yml").is_certified_by(&certified));
+        assert!(!github("Owner/Repo", "ci.yml").is_certified_by(&certified));
+        let gitlab = Publisher {
+            kind: "GitLab".into(),
+            ..github("Owner/Repo", "release.yml")
+        };
+        assert!(!gitlab.is_certified_by(&certified));
+
+        let circleci = Publisher {
+            kind: "CircleCI".into(),
+            project_id: Some("p".into()),
+            pipeline_definition_id: Some("d".into()),
+            vcs_origin: Some("github.com/o/r".into()),
+            vcs_ref: Some("refs/heads/main".into()),
+            ..Publisher::default()
+        };
+        let claimed = Publisher {
+            vcs_origin: None,
+            vcs_ref: None,
+            ..circleci.clone()
+        };
+        assert!(claimed.is_certified_by(&circleci));
+        let claimed = Publisher {
+            vcs_ref: Some("refs/heads/other".into()),
+            ..circleci.clone()
+        };
+        assert!(!claimed.is_certified_by(&circleci));
+    }
+
+    /// The certificate is checked at the log's integrated time: Fulcio certificates live ten
+    /// minutes, so an hour later the same chain no longer verifies.
+    #[test]
+    fn certificate_is_valid_only_around_the_logs_time() {
+        let attestation: serde_json::Value = serde_json::from_slice(include_bytes!(
+            "../tests/assets/gitlab_oidc_project-0.0.3.tar.gz.publish.attestation"
+        ))
+        .unwrap();
+        let der = STANDARD
+            .decode(
+                attestation["verification_material"]["certificate"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let time: i64 =
+            attestation["verification_material"]["transparency_entries"][0]["integratedTime"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        let certificate = cert::SigningCertificate::parse(der).unwrap();
+        let root = TrustRoot::public_good();
+        certificate.verify_chain(&root, time).unwrap();
+        let err = certificate.verify_chain(&root, time + 3600).unwrap_err();
+        assert!(
+            matches!(err, Error::CertificateNotFromTrustRoot { .. }),
+            "{err}"
+        );
+        let err = certificate.verify_chain(&root, time - 3600).unwrap_err();
+        assert!(
+            matches!(err, Error::CertificateNotFromTrustRoot { .. }),
+            "{err}"
+        );
     }
 }

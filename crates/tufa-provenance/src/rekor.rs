@@ -15,10 +15,13 @@
 //!   root hash are the proof's.
 //!
 //! Not checked: consistency between this checkpoint and any other checkpoint of the log (that
-//! needs a witness or an online monitor), and the checkpoint's origin line.
+//! needs a witness or an online monitor), the checkpoint's origin line (signed, but not compared
+//! with anything), and the signer name on the note's signature line (a label; the key hint and
+//! the signature are what identify the log).
 //!
-//! The RFC 6962 arithmetic is written here (30 lines) rather than pulled from the `sigstore`
-//! crate, which would bring its HTTP and async stack along (see the crate documentation).
+//! The RFC 6962 arithmetic and the signed-note parsing are `tufa-tlog`'s (Tufa's own
+//! transparency log), rather than the `sigstore` crate's, which would bring its HTTP and async
+//! stack along (see the crate documentation).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -219,67 +222,28 @@ pub(crate) fn verify_entry(
     })
 }
 
-fn hash_leaf(leaf: &[u8]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&[0]);
-    ctx.update(leaf);
-    ctx.finish()
-        .as_ref()
-        .try_into()
-        .expect("sha256 is 32 bytes")
-}
-
-fn hash_children(left: &[u8], right: &[u8]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&[1]);
-    ctx.update(left);
-    ctx.update(right);
-    ctx.finish()
-        .as_ref()
-        .try_into()
-        .expect("sha256 is 32 bytes")
-}
-
-/// The root an RFC 6962 inclusion proof leads to for leaf `index` of a tree of `size` leaves.
-/// The path splits where the paths to `index` and `size - 1` diverge: below that point the proof
-/// hashes are siblings on either side (by the index's bits), above it they are left-hand subtrees
-/// on the tree's right border.
+/// The root an RFC 6962 inclusion proof leads to for leaf `index` of a tree of `size` leaves
+/// (the arithmetic is `tufa-tlog`'s, shared with Tufa's own transparency log).
 fn merkle_root(leaf: &[u8], index: u64, size: u64, proof: &[Vec<u8>]) -> Result<[u8; 32], Error> {
-    if index >= size {
-        return Err(proof_error(format!(
-            "log index {index} is outside a tree of {size} leaves"
-        )));
-    }
-    let inner = (64 - (index ^ (size - 1)).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
-    if proof.len() != inner + border {
-        return Err(proof_error(format!(
-            "the inclusion proof has {} hashes; leaf {index} of {size} needs {}",
-            proof.len(),
-            inner + border
-        )));
-    }
-    if let Some(bad) = proof.iter().position(|h| h.len() != 32) {
-        return Err(proof_error(format!("proof hash {bad} is not 32 bytes")));
-    }
-    let mut node = hash_leaf(leaf);
-    for (level, sibling) in proof[..inner].iter().enumerate() {
-        node = if (index >> level) & 1 == 0 {
-            hash_children(&node, sibling)
-        } else {
-            hash_children(sibling, &node)
-        };
-    }
-    for sibling in &proof[inner..] {
-        node = hash_children(sibling, &node);
-    }
-    Ok(node)
+    let hashes = proof
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            tufa_tlog::Hash::try_from(h.as_slice())
+                .map_err(|_| proof_error(format!("proof hash {i} is not 32 bytes")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    tufa_tlog::merkle::root_from_inclusion_proof(&tufa_tlog::leaf_hash(leaf), index, size, &hashes)
+        .map_err(|e| proof_error(e.to_string()))
 }
 
-/// Verifies a checkpoint in the signed-note format: `origin\nsize\nbase64(root)\n[other lines]`,
-/// a blank line, then lines `— NAME base64(4-byte key hint ‖ signature)`. The signature whose
-/// hint is the first four bytes of the log's key id must verify over the note text (everything
-/// before the blank line, including its final newline).
+/// Verifies a checkpoint in the signed-note format (parsed by `tufa-tlog`, with its bounds on
+/// size and line counts): `origin\nsize\nbase64(root)\n[other lines]`, a blank line, then lines
+/// `— NAME base64(4-byte key hint ‖ signature)`. The signature whose hint is the first four bytes
+/// of the log's key id must verify over the note text. Rekor's key hint is not the signed-note
+/// Ed25519 key ID (it is the first bytes of the SHA-256 of the log's DER public key, and the key
+/// is ECDSA), so the signature is checked here with the trust root's key rather than by
+/// `tufa-tlog`'s note verifier.
 fn verify_checkpoint(
     log: &LogKey,
     key_id: &[u8],
@@ -288,94 +252,61 @@ fn verify_checkpoint(
     root_hash: &[u8],
 ) -> Result<(), Error> {
     let fail = |reason: String| Error::CheckpointInvalid(reason);
-    let mut parts = envelope.split("\n\n");
-    let (Some(text), Some(signatures), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(fail(
-            "not a signed note (one blank line must separate text and signatures)".into(),
-        ));
-    };
-    let note = &envelope.as_bytes()[..text.len() + 1];
-    let mut lines = text.split('\n');
-    let (Some(origin), Some(size), Some(hash)) = (lines.next(), lines.next(), lines.next()) else {
-        return Err(fail("the note has fewer than three lines".into()));
-    };
-    if origin.is_empty() {
-        return Err(fail("the note has no origin".into()));
-    }
-    let size: u64 = size
-        .parse()
-        .map_err(|_| fail(format!("tree size {size:?} is not a number")))?;
-    let hash = STANDARD
-        .decode(hash)
-        .map_err(|_| fail(format!("root hash {hash:?} is not base64")))?;
-    if size != tree_size || hash != root_hash {
+    let note = tufa_tlog::Note::parse(envelope.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    let checkpoint = tufa_tlog::Checkpoint::parse(&note.text).map_err(|e| fail(e.to_string()))?;
+    if checkpoint.size != tree_size || checkpoint.root.as_slice() != root_hash {
         return Err(fail(format!(
-            "the checkpoint is for tree size {size} root {}, the inclusion proof for size {tree_size} root {}",
-            hex::encode(&hash),
+            "the checkpoint is for tree size {} root {}, the inclusion proof for size {tree_size} root {}",
+            checkpoint.size,
+            hex::encode(checkpoint.root),
             hex::encode(root_hash)
         )));
     }
-    for line in signatures.lines() {
-        let Some(rest) = line.strip_prefix("\u{2014} ") else {
-            return Err(fail(format!(
-                "signature line {line:?} does not start with an em dash"
-            )));
-        };
-        let Some((_name, sig)) = rest.split_once(' ') else {
-            return Err(fail(format!("signature line {line:?} has no signature")));
-        };
-        let Ok(sig) = STANDARD.decode(sig) else {
-            return Err(fail(format!("signature line {line:?} is not base64")));
-        };
-        if sig.len() > 4 && sig[..4] == key_id[..4] {
-            return if log.verify(note, &sig[4..]) {
-                Ok(())
-            } else {
-                Err(fail(format!(
-                    "the checkpoint signature is not {}'s",
-                    log.base_url
-                )))
-            };
-        }
+    let Some(hint) = key_id.get(..4) else {
+        return Err(fail("the log's key id is shorter than a key hint".into()));
+    };
+    let hint = u32::from_be_bytes(hint.try_into().expect("4 bytes"));
+    match note.signatures.iter().find(|s| s.key_id == hint) {
+        Some(sig) if log.verify(note.text.as_bytes(), &sig.signature) => Ok(()),
+        Some(_) => Err(fail(format!(
+            "the checkpoint signature is not {}'s",
+            log.base_url
+        ))),
+        None => Err(fail(format!(
+            "the checkpoint has no signature by {}",
+            log.base_url
+        ))),
     }
-    Err(fail(format!(
-        "the checkpoint has no signature by {}",
-        log.base_url
-    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A five-leaf tree built by hand, and the proofs for each leaf, checked against it.
+    /// The five-leaf tree of the RFC 6962 vectors' first leaves: proofs from tufa-tlog's tree,
+    /// checked through this module's error mapping.
     #[test]
     fn inclusion_proofs_of_a_small_tree() {
-        let leaves: Vec<[u8; 32]> = (0u8..5).map(|i| hash_leaf(&[i])).collect();
-        let n01 = hash_children(&leaves[0], &leaves[1]);
-        let n23 = hash_children(&leaves[2], &leaves[3]);
-        let n0123 = hash_children(&n01, &n23);
-        let root = hash_children(&n0123, &leaves[4]);
-        let proofs: Vec<Vec<Vec<u8>>> = vec![
-            vec![leaves[1].to_vec(), n23.to_vec(), leaves[4].to_vec()],
-            vec![leaves[0].to_vec(), n23.to_vec(), leaves[4].to_vec()],
-            vec![leaves[3].to_vec(), n01.to_vec(), leaves[4].to_vec()],
-            vec![leaves[2].to_vec(), n01.to_vec(), leaves[4].to_vec()],
-            vec![n0123.to_vec()],
-        ];
-        for (i, proof) in proofs.iter().enumerate() {
-            assert_eq!(
-                merkle_root(&[i as u8], i as u64, 5, proof).unwrap(),
-                root,
-                "leaf {i}"
-            );
-            assert_ne!(
-                merkle_root(&[9], i as u64, 5, proof).unwrap(),
-                root,
-                "leaf {i}"
-            );
+        let mut tree = tufa_tlog::MemoryTree::new();
+        for i in 0u8..5 {
+            tree.push(&[i]);
         }
-        assert!(merkle_root(&[0], 5, 5, &proofs[0]).is_err());
-        assert!(merkle_root(&[0], 0, 5, &proofs[4]).is_err());
+        let root = tree.root();
+        for i in 0..5u64 {
+            let proof: Vec<Vec<u8>> = tufa_tlog::inclusion_proof(&tree, i, 5)
+                .unwrap()
+                .iter()
+                .map(|h| h.to_vec())
+                .collect();
+            assert_eq!(merkle_root(&[i as u8], i, 5, &proof).unwrap(), root);
+            assert_ne!(merkle_root(&[9], i, 5, &proof).unwrap(), root);
+            assert!(merkle_root(&[i as u8], 5, 5, &proof).is_err());
+            let mut short = proof.clone();
+            short.pop();
+            assert!(merkle_root(&[i as u8], i, 5, &short).is_err());
+            let mut odd = proof.clone();
+            odd[0].push(0);
+            assert!(merkle_root(&[i as u8], i, 5, &odd).is_err());
+        }
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn check(statement: &[u8], filename: &str, sha256: &[u8; 32]) -> Resu
 #[derive(PartialEq, Eq, Debug)]
 struct DistName {
     name: String,
-    version: String,
+    version: pep440_rs::Version,
     build: Option<String>,
     tags: std::collections::BTreeSet<(String, String, String)>,
 }
@@ -108,16 +108,12 @@ fn normalize_name(name: &str) -> String {
     out
 }
 
-/// Versions compared case-insensitively without a leading `v`. PEP 440 would also equate
-/// spellings like `1.0` and `1.0.0` or `1.0a1` and `1.0alpha1`; this does not, so it can only
-/// refuse such a subject, never accept a different version.
-fn normalize_version(version: &str) -> Result<String, String> {
-    let v = version.to_ascii_lowercase();
-    let v = v.strip_prefix('v').unwrap_or(&v).to_owned();
-    if v.is_empty() || !v.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!("invalid version {version:?}"));
-    }
-    Ok(v)
+/// A PEP 440 version, compared as `packaging.version.Version` compares (so `1.0` is `1.0.0`
+/// and `1.0a1` is `1.0alpha1`), through the implementation the index already uses.
+fn parse_version(version: &str) -> Result<pep440_rs::Version, String> {
+    version
+        .parse()
+        .map_err(|e| format!("invalid version {version:?}: {e}"))
 }
 
 fn parse_dist(filename: &str) -> Result<DistName, String> {
@@ -145,7 +141,7 @@ fn parse_dist(filename: &str) -> Result<DistName, String> {
         }
         return Ok(DistName {
             name: normalize_name(name),
-            version: normalize_version(version)?,
+            version: parse_version(version)?,
             build: build.map(str::to_owned),
             tags,
         });
@@ -161,7 +157,7 @@ fn parse_dist(filename: &str) -> Result<DistName, String> {
     };
     Ok(DistName {
         name: normalize_name(name),
-        version: normalize_version(version)?,
+        version: parse_version(version)?,
         build: None,
         tags: Default::default(),
     })
@@ -197,6 +193,9 @@ mod tests {
             "foo-1.0-py3.py2-none-any.whl"
         ));
         assert!(!same("foo-1.0.tar.gz", "foo-1.1.tar.gz"));
+        assert!(same("foo-1.0.tar.gz", "foo-1.0.0.tar.gz"));
+        assert!(same("foo-1.0a1.tar.gz", "foo-1.0alpha1.tar.gz"));
+        assert!(!same("foo-1.0a1.tar.gz", "foo-1.0b1.tar.gz"));
         // packaging parses both sdist forms to the same (name, version); the digest tells them apart.
         assert!(same("foo-1.0.tar.gz", "foo-1.0.zip"));
         assert!(!same(

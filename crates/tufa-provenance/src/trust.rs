@@ -15,7 +15,10 @@ use crate::Error;
 /// `sigstore-4.5.1-py3-none-any.whl`, file
 /// `sigstore/_store/https%3A%2F%2Ftuf-repo-cdn.sigstore.dev/trusted_root.json` (sha256
 /// 6494e21ea73fa7ee769f85f57d5a3e6a08725eae1e38c755fc3517c9e6bc0b66), the copy sigstore-python
-/// embeds from Sigstore's TUF repository.
+/// embeds from Sigstore's TUF repository. Tufa does not refresh it over Sigstore's TUF
+/// repository: when Sigstore adds a CA or log key, a newer copy ships with Tufa or the operator
+/// loads one with [`TrustRoot::from_json`]. Attestations made under keys that are already listed
+/// keep verifying, since every key is used only within its own `validFor` period.
 pub(crate) const PUBLIC_GOOD: &[u8] = include_bytes!("data/trusted_root.json");
 
 /// A trust root larger than this is not a trust root (the public-good one is 7 KB).

@@ -533,3 +533,111 @@ fn trust_root_from_json_refuses_what_is_not_one() {
 fn trust_root_bytes() -> &'static [u8] {
     include_bytes!("../src/data/trusted_root.json")
 }
+
+/// Keys and CAs are used only within their `validFor` period.
+#[test]
+fn trust_root_entries_outside_their_validity_are_not_used() {
+    let mut root = serde_json::from_slice::<Value>(trust_root_bytes()).unwrap();
+    for ca in root["certificateAuthorities"].as_array_mut().unwrap() {
+        ca["validFor"]["end"] = "2023-01-01T00:00:00Z".into();
+    }
+    let root = TrustRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let err = attestation(&format!("{GITHUB_FILE}.publish.attestation"))
+        .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::CertificateNotFromTrustRoot { .. }),
+        "{err}"
+    );
+
+    let mut root = serde_json::from_slice::<Value>(trust_root_bytes()).unwrap();
+    root["tlogs"][0]["publicKey"]["validFor"]["end"] = "2023-01-01T00:00:00Z".into();
+    let root = TrustRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let err = attestation(&format!("{GITHUB_FILE}.publish.attestation"))
+        .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownTransparencyLog { .. }), "{err}");
+
+    let mut root = serde_json::from_slice::<Value>(trust_root_bytes()).unwrap();
+    for log in root["ctlogs"].as_array_mut().unwrap() {
+        log["publicKey"]["validFor"]["end"] = "2023-01-01T00:00:00Z".into();
+    }
+    let root = TrustRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let err = attestation(&format!("{GITHUB_FILE}.publish.attestation"))
+        .verify(&root, GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(matches!(err, Error::SctInvalid(_)), "{err}");
+}
+
+#[test]
+fn provenance_without_attestations_proves_nothing() {
+    let mut provenance: Provenance =
+        serde_json::from_value(json(&format!("{GITHUB_FILE}.provenance"))).unwrap();
+    provenance.attestation_bundles[0].attestations.clear();
+    let err = provenance
+        .verify(&public_good(), GITHUB_FILE, &sha256(GITHUB_FILE))
+        .unwrap_err();
+    assert!(matches!(err, Error::MalformedField { .. }), "{err}");
+}
+
+fn string_leaves(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Value::String(_) => out.push(path.clone()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                string_leaves(item, path, out);
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                path.push(key.clone());
+                string_leaves(item, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every string of a real attestation is covered by some check: changing one character
+/// anywhere (certificate, statement, signature, log entry, proof, checkpoint, log id, times)
+/// makes verification fail, with an error rather than a panic.
+#[test]
+fn every_field_of_a_real_attestation_is_checked() {
+    let original = attestation(&format!("{GITLAB_FILE}.publish.attestation"));
+    let mut leaves = Vec::new();
+    string_leaves(&original.0, &mut Vec::new(), &mut leaves);
+    assert!(leaves.len() > 15, "{leaves:?}");
+    for (leaf, third) in leaves.iter().flat_map(|l| [(l, 1), (l, 2)]) {
+        let mut a = original.clone();
+        let mut node = &mut a.0;
+        for key in leaf {
+            node = match node {
+                Value::Array(items) => &mut items[key.parse::<usize>().unwrap()],
+                other => &mut other[key.as_str()],
+            };
+        }
+        let text = node.as_str().unwrap().to_owned();
+        let mut chars: Vec<char> = text.chars().collect();
+        // One and two thirds of the way in: inside the text of every field, never base64
+        // padding. (In the checkpoint these fall in the signed note text and in the signature;
+        // the signer name on its signature line is, as in every signed-note verifier, only a
+        // label: the key hint and the signature are checked.)
+        let at = chars.len() * third / 3;
+        chars[at] = match chars[at] {
+            '0'..='8' => '9',
+            '9' => '1',
+            'A' => 'B',
+            _ => 'A',
+        };
+        *node = chars.into_iter().collect::<String>().into();
+        let result = a.verify(&public_good(), GITLAB_FILE, &sha256(GITLAB_FILE));
+        assert!(
+            result.is_err(),
+            "changing {} still verifies",
+            leaf.join(".")
+        );
+    }
+}
