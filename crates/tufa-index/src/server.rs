@@ -900,6 +900,16 @@ async fn integrity_provenance(
             format!("No file {filename} of {raw} {raw_version}"),
         );
     };
+    // PEP 792: a quarantined project's files are not offered, nor is their provenance.
+    if index.mirror.is_some() {
+        match index.database.upstream_url(&filename).await {
+            Err(error) => return internal_error(&error).into_response(),
+            Ok(Some((_, owner, Some(status)))) if status == "quarantined" => {
+                return quarantined(&owner).into_response();
+            }
+            Ok(_) => {}
+        }
+    }
     match index
         .database
         .provenance(&project, &version, &filename)

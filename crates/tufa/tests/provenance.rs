@@ -676,7 +676,7 @@ fn mirrored_files_carry_upstream_provenance_verified_and_pinned_like_the_file() 
     let server = TufaServer::start(
         TUFA.as_ref(),
         &dir.path().join("data"),
-        &["--upstream", &upstream.simple_url()],
+        &["--upstream", &upstream.simple_url(), "--upstream-ttl", "1s"],
     );
 
     // pip through a proxy that requires provenance: the index mirrors the project with its
@@ -742,5 +742,61 @@ fn mirrored_files_carry_upstream_provenance_verified_and_pinned_like_the_file() 
         )),
         "{}",
         server.log()
+    );
+
+    // PEP 792: once upstream quarantines the project, its provenance is not offered either.
+    upstream.set_project_status(CIRCLECI_PROJECT, "quarantined", Some("malware"));
+    let integrity = format!(
+        "{}/integrity/{CIRCLECI_PROJECT}/0.0.1.dev137/{CIRCLECI}/provenance",
+        server.url
+    );
+    let mut status = 200;
+    // The page is refreshed once it is older than the TTL, by a request or the sweep.
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        get(&format!("{}/simple/{CIRCLECI_PROJECT}/", server.url), None);
+        status = get(&integrity, None).0;
+        if status != 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 403, "{}", json_page(&server, CIRCLECI_PROJECT));
+}
+
+#[test]
+fn the_operator_replaces_the_sigstore_trust_root() {
+    // rfc8785's real attestation was made on Sigstore's staging instance: under the public-good
+    // root its log is unknown (first test); under the staging root the whole chain verifies and
+    // only its identity is refused, a developer's GitHub login, which is no Trusted Publisher.
+    let staging_root = tufa_testkit::workspace_root()
+        .join("crates/tufa-provenance/tests/assets/staging_trusted_root.json");
+    let dir = tempfile::tempdir().unwrap();
+    let server = TufaServer::start(
+        TUFA.as_ref(),
+        &dir.path().join("data"),
+        &["--sigstore-trust-root", staging_root.to_str().unwrap()],
+    );
+    let token = common::token(&server.data_dir, "alice", None);
+    let staging = staged(
+        &dir.path().join("staging"),
+        RFC8785,
+        Some(&attestation_of(RFC8785)),
+    );
+    let said = flat(&upload_attested(&server, &token, &staging));
+    assert!(
+        said.contains("400")
+            && said.contains("\"https://github.com/login/oauth\" is not a Trusted Publisher"),
+        "{said}"
+    );
+    // And the public-good material no longer verifies under it.
+    let circleci = staged(
+        &dir.path().join("good"),
+        CIRCLECI,
+        Some(&attestation_of(CIRCLECI)),
+    );
+    let said = flat(&upload_attested(&server, &token, &circleci));
+    assert!(
+        said.contains("400") && said.contains("Invalid attestation"),
+        "{said}"
     );
 }
