@@ -20,11 +20,12 @@
 //! Client, server, PostgreSQL and SeaweedFS share the machine's cores: the numbers are a floor.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tufa_testkit::{SeaweedFs, TufaServer, http, postgres};
+use tufa_testkit::{SeaweedFs, http, postgres};
 
 const CLIENTS: usize = 4;
 
@@ -155,22 +156,93 @@ fn fill(database: &str, projects: usize, files: usize) {
     psql(database, &sql);
 }
 
-/// Stops a server so that it releases the publisher lease (SIGTERM, then waits for the log line).
-fn stop(server: TufaServer) {
-    let status = Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success());
-    server.log_containing("released the publisher lease");
+/// A `tufa serve` the bench started. Not the testkit's `TufaServer`: creating or loading a
+/// repository of 16,384 bins in a bucket on a loaded machine can take longer than the two
+/// minutes it waits for a server to listen.
+struct Server {
+    child: Child,
+    url: String,
+    data_dir: std::path::PathBuf,
 }
 
-fn status(server: &TufaServer) -> serde_json::Value {
+impl Server {
+    fn start(data_dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tufa"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data_dir)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tufa serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (lines, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let url = loop {
+            let line = log.recv().expect("tufa serve ended before listening");
+            if line.starts_with("tufa: serving")
+                && let Some(rest) = line.split(" at http://").nth(1)
+            {
+                break format!("http://{}", rest.split('/').next().unwrap_or_default());
+            }
+            if line.contains("ERROR") || line.starts_with("error") {
+                println!("  tufa serve: {line}");
+            }
+        };
+        // Errors (a failing batch) are shown as they come; the rest is left unread.
+        std::thread::spawn(move || {
+            for line in log {
+                if line.contains("ERROR") {
+                    println!("  tufa serve: {line}");
+                }
+            }
+        });
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn simple_url(&self) -> String {
+        format!("{}/simple/", self.url)
+    }
+
+    /// Stops the server so that it releases the publisher lease (SIGTERM, then waits for it).
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(server: &Server) -> serde_json::Value {
     http::get(&format!("{}/status", server.url), &[]).json()
 }
 
 /// Every bin role the published snapshot names, with how many targets each lists.
-fn count_targets(server: &TufaServer) -> (usize, usize) {
+fn count_targets(server: &Server) -> (usize, usize) {
     let metadata = format!("{}/tuf/metadata/", server.url);
     let timestamp = http::get(&format!("{metadata}timestamp.json"), &[]).json();
     let snapshot_version = timestamp["signed"]["meta"]["snapshot.json"]["version"]
@@ -203,7 +275,7 @@ fn count_targets(server: &TufaServer) -> (usize, usize) {
     (bins.len(), targets.into_inner())
 }
 
-fn verify_sample(server: &TufaServer, projects: usize, samples: usize) {
+fn verify_sample(server: &Server, projects: usize, samples: usize) {
     let tufa = env!("CARGO_BIN_EXE_tufa");
     let cache = tempfile::tempdir().unwrap();
     let root = server.data_dir.join("trusted-root.json");
@@ -226,7 +298,7 @@ fn verify_sample(server: &TufaServer, projects: usize, samples: usize) {
     }
 }
 
-fn serve_pages(label: &str, server: &TufaServer, projects: usize, requests: usize) {
+fn serve_pages(label: &str, server: &Server, projects: usize, requests: usize) {
     for (format, accept) in [
         ("HTML", "text/html"),
         ("JSON", "application/vnd.pypi.simple.v1+json"),
@@ -255,7 +327,6 @@ fn main() {
     let files = setting("TUFA_BENCH_FILES", 1);
     let bits = setting("TUFA_BENCH_BIN_BITS", 14);
     let requests = setting("TUFA_BENCH_REQUESTS", 20_000);
-    let tufa = env!("CARGO_BIN_EXE_tufa");
     println!(
         "scale: {projects} projects x {files} files, {} bins, load {}",
         1 << bits,
@@ -264,7 +335,6 @@ fn main() {
 
     let database = postgres::fresh_database();
     let (bucket, s3_env) = SeaweedFs::shared().fresh_bucket();
-    let env: Vec<(&str, std::ffi::OsString)> = s3_env.iter().map(|(k, v)| (*k, v.into())).collect();
     let storage = format!("s3://{bucket}/tufa");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -279,13 +349,13 @@ fn main() {
     ];
 
     let started = Instant::now();
-    let server = TufaServer::start_with_env(tufa.as_ref(), &data, &args, &env);
+    let server = Server::start(&data, &args, &s3_env);
     println!(
         "empty repository of {} bins created in the bucket in {:.1} s",
         1 << bits.parse::<u32>().unwrap(),
         started.elapsed().as_secs_f64()
     );
-    stop(server);
+    server.stop();
 
     let started = Instant::now();
     fill(&database, projects, files);
@@ -295,7 +365,7 @@ fn main() {
     );
 
     let started = Instant::now();
-    let server = TufaServer::start_with_env(tufa.as_ref(), &data, &args, &env);
+    let server = Server::start(&data, &args, &s3_env);
     let listening = started.elapsed();
     let mut progress = BTreeMap::new();
     let mut peak_rss = 0;
@@ -344,7 +414,7 @@ fn main() {
 
     // On the same data directory, where the development repository's keys are (another
     // machine would take the online key with --online-key).
-    let replica = TufaServer::start_with_env(tufa.as_ref(), &data, &args, &env);
+    let replica = Server::start(&data, &args, &s3_env);
     let (rss, hwm) = memory(replica.pid());
     println!("second replica started: VmRSS {rss} MiB, VmHWM {hwm} MiB");
     serve_pages("second replica", &replica, projects, requests);
