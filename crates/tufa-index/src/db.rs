@@ -49,6 +49,7 @@ mod migrations;
 mod mirror;
 mod move_to;
 mod provenance;
+mod render;
 mod tokens;
 
 pub use cooldown::CooldownState;
@@ -60,6 +61,7 @@ pub use mirror::{
 };
 pub use move_to::Moved;
 pub use provenance::{FileProvenance, NewProvenance};
+pub use render::{PROJECTS_PER_READ, ProjectState};
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
 
 /// A project the publisher could not publish, as `/status` and `tufa status` show it.
@@ -997,33 +999,33 @@ fn file_record(row: &sqlx::any::AnyRow) -> FileRecord {
     }
 }
 
+const PROJECT_COLUMNS: &str = "SELECT projects.id, projects.name, projects.display_name,
+    projects.last_serial, projects.upstream, mirror_state.status, mirror_state.status_reason
+    FROM projects LEFT JOIN mirror_state ON mirror_state.project_id = projects.id";
+
+fn project_record(row: &sqlx::any::AnyRow) -> Result<Project> {
+    Ok(Project {
+        id: row.get(0),
+        name: stored_name(row.get(1))?,
+        display_name: row.get(2),
+        last_serial: row.get(3),
+        mirror: row.get::<Option<String>, _>(4).map(|tracks| MirrorInfo {
+            tracks,
+            status: row.get(5),
+            status_reason: row.get(6),
+        }),
+    })
+}
+
 async fn find_project<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     name: &ProjectName,
 ) -> Result<Option<Project>> {
-    let row = sqlx::query(
-        "SELECT projects.id, projects.name, projects.display_name, projects.last_serial,
-             projects.upstream, mirror_state.status, mirror_state.status_reason
-         FROM projects LEFT JOIN mirror_state ON mirror_state.project_id = projects.id
-         WHERE projects.name = $1",
-    )
-    .bind(name.as_str())
-    .fetch_optional(executor)
-    .await?;
-    row.map(|row| {
-        Ok(Project {
-            id: row.get(0),
-            name: stored_name(row.get(1))?,
-            display_name: row.get(2),
-            last_serial: row.get(3),
-            mirror: row.get::<Option<String>, _>(4).map(|tracks| MirrorInfo {
-                tracks,
-                status: row.get(5),
-                status_reason: row.get(6),
-            }),
-        })
-    })
-    .transpose()
+    let row = sqlx::query(&format!("{PROJECT_COLUMNS} WHERE projects.name = $1"))
+        .bind(name.as_str())
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(project_record).transpose()
 }
 
 /// A project with its files and release versions, within the caller's transaction.

@@ -664,21 +664,35 @@ impl Signing {
             .chain(retries)
             .collect();
         let mut changes = Vec::with_capacity(projects.len() * View::ALL.len());
-        for project in &projects {
-            for view in View::ALL {
-                // With the cooldown view off, its pages are withdrawn where there are any.
-                if view == View::Cooldown
-                    && cooldown_off
-                    && repository.page(view, project.as_str()).is_none()
-                {
-                    continue;
+        let names: Vec<ProjectName> = projects.iter().cloned().collect();
+        for chunk in names.chunks(crate::db::PROJECTS_PER_READ) {
+            // Simple pages are read a chunk at a time (see `crate::db::render`), and go past
+            // the serving cache: a large batch would only push out the pages clients ask for.
+            let mut states = index.database.project_states(chunk).await?;
+            for project in chunk {
+                for view in View::ALL {
+                    // With the cooldown view off, its pages are withdrawn where there are any.
+                    if view == View::Cooldown
+                        && cooldown_off
+                        && repository.page(view, project.as_str()).is_none()
+                    {
+                        continue;
+                    }
+                    let page = match view {
+                        View::Simple => states.remove(project).map(|(project, versions, files)| {
+                            crate::pages::project_json(&project, &versions, &files)
+                        }),
+                        View::Cooldown => index
+                            .project_page(view, project, true)
+                            .await?
+                            .map(|(_, bytes)| bytes.to_vec()),
+                    };
+                    changes.push(PageChange {
+                        project: project.to_string(),
+                        view,
+                        page,
+                    });
                 }
-                let page = index.project_page(view, project, true).await?;
-                changes.push(PageChange {
-                    project: project.to_string(),
-                    view,
-                    page: page.map(|(_, bytes)| bytes.to_vec()),
-                });
             }
         }
         let published =

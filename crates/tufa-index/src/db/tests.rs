@@ -30,7 +30,7 @@ fn new_file(project: &str, version: &str, filename: &str, content: char) -> NewF
     }
 }
 
-fn wheel(project: &str, version: &str, content: char) -> NewFile {
+pub(super) fn wheel(project: &str, version: &str, content: char) -> NewFile {
     new_file(
         project,
         version,
