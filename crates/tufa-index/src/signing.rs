@@ -233,6 +233,13 @@ impl<S: Store> Store for Fenced<S> {
         self.inner.write_all(files)
     }
 
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> tufa_repo::Result<()> {
+        if let Some((path, _)) = files.first() {
+            self.check(path)?;
+        }
+        self.inner.write_immutable(files)
+    }
+
     fn read(&self, path: &str) -> tufa_repo::Result<Option<Vec<u8>>> {
         self.inner.read(path)
     }

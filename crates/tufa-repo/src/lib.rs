@@ -22,7 +22,7 @@ pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
 pub use layout::{Expiries, View};
 pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{
-    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, PageChange, Policy, Published,
+    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, Import, PageChange, Policy, Published,
     RejectedPage, Repository, delegates,
 };
 pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};

@@ -126,12 +126,42 @@ struct Waiting {
 /// a few rounds instead of stalling the publishing between them.
 pub const GARBAGE_PER_ROUND: usize = 1_000;
 
-/// A page on its way into a bin role: its target, and the listing and stored file, or `None` when
-/// the project's target is withdrawn.
+/// A page on its way into a bin role: its target, and its listing, stored file name and bytes, or
+/// `None` when the project's target is withdrawn. The bytes are the caller's, never copied.
 struct StagedPage<'a> {
     project: &'a str,
     target: TargetPath,
-    file: Option<(TargetFile, (String, Vec<u8>))>,
+    /// The bin role that lists the target (a SHA-256 of its path, so worked out once).
+    bin: RoleName,
+    file: Option<(TargetFile, String, &'a [u8])>,
+}
+
+impl<'a> StagedPage<'a> {
+    fn stored(&self) -> Option<(&str, &'a [u8])> {
+        self.file
+            .as_ref()
+            .map(|(_, path, bytes)| (path.as_str(), *bytes))
+    }
+}
+
+/// Changes to project pages published in parts and signed together, from
+/// [`Repository::import`]: each part's page files are written when it is staged, and
+/// [`Import::commit`] signs every bin role the parts changed once, then snapshot and timestamp.
+/// A first import of a million pages then signs each of 16,384 bin roles once, not once per
+/// part, while only one part's pages are in memory at a time. Dropping an import that was not
+/// committed leaves the repository as it was.
+pub struct Import<'r, S: Store> {
+    repository: &'r mut Repository<S>,
+    /// The bin roles to sign. They hold the published roles' target lists, taken rather than
+    /// copied (copying and dropping a million listings costs seconds), until the commit.
+    bins: BTreeMap<RoleName, Metadata<Targets>>,
+    /// What each staged change replaced, oldest first, so that the published roles can be put
+    /// back (boxed: most changes replace nothing, and a million of them are kept).
+    undo: Vec<(TargetPath, Option<Box<TargetFile>>)>,
+    /// Page files the staged changes replaced: retired once the commit succeeds.
+    retiring: Vec<String>,
+    rejected: Vec<RejectedPage>,
+    started: SystemTime,
 }
 
 /// Versions the online roles must start above when they are signed anew.
@@ -611,144 +641,44 @@ impl<S: Store> Repository<S> {
     /// cannot be stored (a name the file system refuses, a directory that cannot be written) is
     /// left out and returned in [`Published::rejected`]; the others are published all the same.
     pub fn publish(&mut self, changes: &[PageChange], now: SystemTime) -> Result<Published> {
+        let mut import = self.import(now)?;
+        import.stage(changes)?;
+        import.commit(now)
+    }
+
+    /// Starts publishing changes in parts signed together (see [`Import`]): what a bulk import
+    /// (a first publish, every page published again) uses instead of one [`Repository::publish`]
+    /// per part, which would sign most bin roles again for every part.
+    pub fn import(&mut self, now: SystemTime) -> Result<Import<'_, S>> {
         self.check_clock(now)?;
-        let mut pages: Vec<StagedPage> = changes
-            .iter()
-            .map(|change| {
-                let target = layout::page_target(change.view, &change.project);
-                let file = change.page.as_ref().map(|page| {
-                    let digest = ring::digest::digest(&ring::digest::SHA256, page);
-                    let sha256 = HexDigest::from_bytes(digest.as_ref());
-                    let stored = (layout::target_file(&target, &sha256), page.clone());
-                    (TargetFile::from_sha256(page.len() as u64, sha256), stored)
-                });
-                StagedPage {
-                    project: &change.project,
-                    target,
-                    file,
-                }
-            })
-            .collect();
-        // A page exactly as published (a cooldown page an upload left as it was, a retry of a
-        // page that went out) needs neither a write nor a bin role signed anew.
-        pages.retain(|page| !self.is_listed(page));
-        let rejected = self.store_pages(&mut pages);
-
-        // The bin roles to sign take the published roles' target lists rather than copies of
-        // them (copying and dropping a million listings per batch costs seconds); `undo` records
-        // what each change replaced, so a commit that fails puts the published roles back.
-        let mut bins: BTreeMap<RoleName, Metadata<Targets>> = BTreeMap::new();
-        let mut undo: Vec<(RoleName, TargetPath, Option<TargetFile>)> = Vec::new();
-        let mut retiring = Vec::new();
-        let mut written = Vec::new();
-        for StagedPage { target, file, .. } in pages {
-            let name = self.succinct.role_for_target(target.as_str());
-            let role = match bins.entry(name.clone()) {
-                std::collections::btree_map::Entry::Occupied(role) => role.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    let Some(current) = self.bin_roles.get_mut(entry.key()) else {
-                        let missing = Error::Missing(entry.key().to_string());
-                        self.put_back(bins, undo);
-                        return Err(missing);
-                    };
-                    let targets = std::mem::take(&mut current.signed.targets);
-                    let mut role = current.clone();
-                    role.signed.targets = targets;
-                    entry.insert(role)
-                }
-            };
-            let new_sha256 = file
-                .as_ref()
-                .and_then(|(f, _)| f.hashes.get("sha256").cloned());
-            let old = match file {
-                Some((file, _)) => role.signed.targets.insert(target.clone(), file),
-                None => role.signed.targets.remove(&target),
-            };
-            let old_sha256 = old.as_ref().and_then(|old| old.hashes.get("sha256"));
-            if old_sha256 != new_sha256.as_ref() {
-                retiring.extend(old_sha256.map(|sha256| layout::target_file(&target, sha256)));
-                written.extend(new_sha256.map(|sha256| layout::target_file(&target, &sha256)));
-            }
-            undo.push((name, target, old));
-        }
-        if bins.is_empty() {
-            return Ok(Published {
-                timestamp_version: self.timestamp.signed.version,
-                snapshot_version: self.snapshot.signed.version,
-                bins_signed: 0,
-                rejected,
-            });
-        }
-        let mut published = match self.commit(BTreeSet::new(), &mut bins, now) {
-            Ok(published) => published,
-            Err(error) => {
-                self.put_back(bins, undo);
-                // The new pages are on disk but nothing reaches them.
-                self.retire(written, now);
-                return Err(error);
-            }
-        };
-        self.retire(retiring, now);
-        published.rejected = rejected;
-        Ok(published)
-    }
-
-    /// Gives the published bin roles back the target lists [`Repository::publish`] took for
-    /// `bins`, with every change in `undo` reverted (newest first, so that a target changed
-    /// twice ends as it was).
-    fn put_back(
-        &mut self,
-        mut bins: BTreeMap<RoleName, Metadata<Targets>>,
-        undo: Vec<(RoleName, TargetPath, Option<TargetFile>)>,
-    ) {
-        for (name, target, old) in undo.into_iter().rev() {
-            if let Some(role) = bins.get_mut(&name) {
-                match old {
-                    Some(old) => role.signed.targets.insert(target, old),
-                    None => role.signed.targets.remove(&target),
-                };
-            }
-        }
-        for (name, role) in bins {
-            if let Some(current) = self.bin_roles.get_mut(&name) {
-                current.signed.targets = role.signed.targets;
-            }
-        }
-    }
-
-    /// Whether the bin role already lists `page` as it is staged (or, for a withdrawal, does not
-    /// list it).
-    fn is_listed(&self, page: &StagedPage) -> bool {
-        let bin = self.succinct.role_for_target(page.target.as_str());
-        let listed = self
-            .bin_roles
-            .get(&bin)
-            .and_then(|role| role.signed.targets.get(&page.target));
-        match (&page.file, listed) {
-            (Some((staged, _)), Some(listed)) => staged == listed,
-            (None, None) => true,
-            _ => false,
-        }
+        Ok(Import {
+            repository: self,
+            bins: BTreeMap::new(),
+            undo: Vec::new(),
+            retiring: Vec::new(),
+            rejected: Vec::new(),
+            started: now,
+        })
     }
 
     /// Writes the page files, all in one durable batch when it can; when the batch fails,
     /// project by project, so that a project whose page the store refuses is found, taken out of
     /// `pages` with all its views and reported instead of stopping every other project with it.
     fn store_pages(&self, pages: &mut Vec<StagedPage>) -> Vec<RejectedPage> {
-        let stored = |pages: &mut dyn Iterator<Item = &StagedPage>| -> Vec<(String, Vec<u8>)> {
-            pages
-                .filter_map(|page| page.file.as_ref().map(|(_, stored)| stored.clone()))
-                .collect()
-        };
-        let files = stored(&mut pages.iter());
-        if files.is_empty() || self.store.write_all(&files).is_ok() {
+        let files: Vec<(&str, &[u8])> = pages.iter().filter_map(StagedPage::stored).collect();
+        if files.is_empty() || self.store.write_immutable(&files).is_ok() {
             return Vec::new();
         }
+        drop(files);
         let projects: BTreeSet<&str> = pages.iter().map(|page| page.project).collect();
         let mut rejected = Vec::new();
         for project in projects {
-            let files = stored(&mut pages.iter().filter(|page| page.project == project));
-            if let Err(error) = self.store.write_all(&files) {
+            let files: Vec<(&str, &[u8])> = pages
+                .iter()
+                .filter(|page| page.project == project)
+                .filter_map(StagedPage::stored)
+                .collect();
+            if let Err(error) = self.store.write_immutable(&files) {
                 rejected.push(RejectedPage {
                     project: project.to_string(),
                     error,
@@ -954,7 +884,13 @@ impl<S: Store> Repository<S> {
         now: SystemTime,
     ) -> Result<(Metadata<Snapshot>, Metadata<Timestamp>)> {
         let bin_files = sign_in_parallel(changed, self.signer.as_ref())?;
-        self.store.write_all(&bin_files)?;
+        let borrowed: Vec<(&str, &[u8])> = bin_files
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+            .collect();
+        self.store.write_immutable(&borrowed)?;
+        drop(borrowed);
+        drop(bin_files);
 
         let mut meta = self.snapshot.signed.meta.clone();
         meta.insert(
@@ -975,9 +911,9 @@ impl<S: Store> Repository<S> {
         ));
         snapshot.sign(self.signer.as_ref())?;
         let snapshot_bytes = snapshot.to_bytes()?;
-        self.store.write_all(&[(
-            layout::metadata_file(&RoleName::snapshot(), snapshot_version),
-            snapshot_bytes.clone(),
+        self.store.write_immutable(&[(
+            &layout::metadata_file(&RoleName::snapshot(), snapshot_version),
+            &snapshot_bytes,
         )])?;
 
         let mut timestamp = Metadata::new(Timestamp::new(
@@ -1142,6 +1078,162 @@ impl<S: Store> Repository<S> {
             .collect();
         self.retire(unreachable, now);
         Ok(())
+    }
+}
+
+impl<S: Store> Import<'_, S> {
+    /// Writes the page files of `changes` durably and lists them in their bin roles, unsigned
+    /// until [`Import::commit`]. A page exactly as published (a cooldown page an upload left as
+    /// it was, a retry of a page that went out) needs neither a write nor a bin role signed
+    /// anew. Pages the store refuses are left out, and reported by the commit.
+    pub fn stage(&mut self, changes: &[PageChange]) -> Result<()> {
+        let mut pages: Vec<StagedPage> = changes
+            .iter()
+            .map(|change| {
+                let target = layout::page_target(change.view, &change.project);
+                let file = change.page.as_deref().map(|page| {
+                    let digest = ring::digest::digest(&ring::digest::SHA256, page);
+                    let sha256 = HexDigest::from_bytes(digest.as_ref());
+                    let stored = layout::target_file(&target, &sha256);
+                    (
+                        TargetFile::from_sha256(page.len() as u64, sha256),
+                        stored,
+                        page,
+                    )
+                });
+                StagedPage {
+                    project: &change.project,
+                    bin: self.repository.succinct.role_for_target(target.as_str()),
+                    target,
+                    file,
+                }
+            })
+            .collect();
+        pages.retain(|page| !self.is_listed(page));
+        let rejected = self.repository.store_pages(&mut pages);
+        self.rejected.extend(rejected);
+
+        let repository = &mut *self.repository;
+        for StagedPage {
+            target, file, bin, ..
+        } in pages
+        {
+            let role = match self.bins.entry(bin) {
+                std::collections::btree_map::Entry::Occupied(role) => role.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    let Some(current) = repository.bin_roles.get_mut(entry.key()) else {
+                        return Err(Error::Missing(entry.key().to_string()));
+                    };
+                    let targets = std::mem::take(&mut current.signed.targets);
+                    let mut role = current.clone();
+                    role.signed.targets = targets;
+                    entry.insert(role)
+                }
+            };
+            let old = match file {
+                Some((file, _, _)) => role.signed.targets.insert(target.clone(), file),
+                None => role.signed.targets.remove(&target),
+            };
+            let new_sha256 = role
+                .signed
+                .targets
+                .get(&target)
+                .and_then(|f| f.hashes.get("sha256"));
+            let old_sha256 = old.as_ref().and_then(|old| old.hashes.get("sha256"));
+            if old_sha256 != new_sha256 {
+                self.retiring
+                    .extend(old_sha256.map(|sha256| layout::target_file(&target, sha256)));
+            }
+            self.undo.push((target, old.map(Box::new)));
+        }
+        Ok(())
+    }
+
+    /// The listing `page`'s target has in this import so far.
+    fn is_listed(&self, page: &StagedPage) -> bool {
+        let listed = self
+            .bins
+            .get(&page.bin)
+            .or_else(|| self.repository.bin_roles.get(&page.bin))
+            .and_then(|role| role.signed.targets.get(&page.target));
+        match (&page.file, listed) {
+            (Some((staged, _, _)), Some(listed)) => staged == listed,
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Signs every bin role the staged changes touched, once, then a snapshot and a timestamp
+    /// over them. A commit that fails leaves the repository as it was before the import.
+    pub fn commit(mut self, now: SystemTime) -> Result<Published> {
+        let rejected = std::mem::take(&mut self.rejected);
+        if self.bins.is_empty() {
+            return Ok(Published {
+                timestamp_version: self.repository.timestamp.signed.version,
+                snapshot_version: self.repository.snapshot.signed.version,
+                bins_signed: 0,
+                rejected,
+            });
+        }
+        let mut bins = std::mem::take(&mut self.bins);
+        match self.repository.commit(BTreeSet::new(), &mut bins, now) {
+            Ok(mut published) => {
+                self.undo = Vec::new();
+                let retiring = std::mem::take(&mut self.retiring);
+                self.repository.retire(retiring, now);
+                published.rejected = rejected;
+                Ok(published)
+            }
+            Err(error) => {
+                self.bins = bins;
+                self.put_back(now);
+                Err(error)
+            }
+        }
+    }
+
+    /// Gives the published bin roles back the target lists taken for this import, with every
+    /// staged change reverted (newest first, so that a target changed twice ends as it was). The
+    /// page files the changes wrote are on disk, but nothing reaches them: they are retired.
+    fn put_back(&mut self, now: SystemTime) {
+        let mut bins = std::mem::take(&mut self.bins);
+        let mut written = Vec::new();
+        for (target, old) in std::mem::take(&mut self.undo).into_iter().rev() {
+            let name = self.repository.succinct.role_for_target(target.as_str());
+            let Some(role) = bins.get_mut(&name) else {
+                continue;
+            };
+            let new = match old {
+                Some(old) => role.signed.targets.insert(target.clone(), *old),
+                None => role.signed.targets.remove(&target),
+            };
+            let old_sha256 = role
+                .signed
+                .targets
+                .get(&target)
+                .and_then(|f| f.hashes.get("sha256"));
+            if let Some(sha256) = new.as_ref().and_then(|new| new.hashes.get("sha256"))
+                && old_sha256 != Some(sha256)
+            {
+                written.push(layout::target_file(&target, sha256));
+            }
+        }
+        for (name, role) in bins {
+            if let Some(current) = self.repository.bin_roles.get_mut(&name) {
+                current.signed.targets = role.signed.targets;
+            }
+        }
+        self.repository.retire(written, now);
+    }
+}
+
+impl<S: Store> Drop for Import<'_, S> {
+    /// An import dropped before its commit (or after a commit that failed, which put everything
+    /// back already) leaves the repository as it was.
+    fn drop(&mut self) {
+        if !self.bins.is_empty() {
+            self.put_back(self.started);
+        }
     }
 }
 

@@ -646,11 +646,11 @@ impl S3Store {
     }
 }
 
-impl Store for S3Store {
+impl S3Store {
     /// Uploads on [`UPLOAD_THREADS`] threads; after the first failure no new upload starts, and
     /// the call returns once those under way ended. Objects stored before the failure stay:
     /// nothing refers to them until the metadata written after this batch does.
-    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+    fn put_all<P: AsRef<str> + Sync, B: AsRef<[u8]> + Sync>(&self, files: &[(P, B)]) -> Result<()> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let first_error = std::sync::Mutex::new(None);
@@ -663,6 +663,7 @@ impl Store for S3Store {
                         else {
                             break;
                         };
+                        let (path, bytes) = (path.as_ref(), bytes.as_ref());
                         if let Err(error) = self.client.put(&self.location.key(path), bytes) {
                             failed.store(true, Ordering::Relaxed);
                             if let Ok(mut slot) = first_error.lock() {
@@ -677,6 +678,17 @@ impl Store for S3Store {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+}
+
+impl Store for S3Store {
+    /// An object appears whole or not at all, so every file goes straight to its key.
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        self.put_all(files)
+    }
+
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        self.put_all(files)
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {

@@ -1,9 +1,14 @@
 //! Durable file storage for published metadata and targets.
 //!
 //! Publishing must never expose a file that is partly written, and must never publish a file that
-//! references another one not yet on disk. Every file is written to a temporary name, synced,
-//! renamed into place, and its directory synced; a batch syncs each directory once, which is what
-//! makes publishing hundreds of files per second affordable.
+//! references another one not yet on disk. A file whose content may change under its name
+//! (`timestamp.json`, offline roles) is written to a temporary name, synced, renamed into place,
+//! and its directory synced. A file that never changes under its name (a consistent-snapshot
+//! target or versioned metadata, [`Store::write_immutable`]) is written straight under its final
+//! name: nothing refers to that name until the batch is durable, and a file a crash left
+//! incomplete is found and replaced by the next write of the name. Large batches are made durable
+//! with one `syncfs` rather than a sync per file and directory, which is what makes publishing
+//! tens of thousands of files per second affordable.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -18,6 +23,19 @@ use crate::error::{Error, Result};
 pub trait Store: Send + Sync {
     /// Writes every file durably: when this returns, each is complete on disk under its final name.
     fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()>;
+    /// Writes files that never change under their name once written (consistent-snapshot
+    /// targets `<sha256>.<name>`, and metadata `N.<role>.json`, whose versions are never signed
+    /// again with other content), durably as [`Store::write_all`] does. Since nothing refers to
+    /// such a name before this returns, a store may write it in place, without a temporary name;
+    /// a crash can then leave a file incomplete under its final name, and the next write of that
+    /// name must find and replace it.
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        let owned: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|&(path, bytes)| (path.to_string(), bytes.to_vec()))
+            .collect();
+        self.write_all(&owned)
+    }
     /// Reads a file, or `None` when it does not exist.
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
     /// Removes a file; a missing file is not an error.
@@ -36,6 +54,9 @@ pub trait Store: Send + Sync {
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
         (**self).write_all(files)
+    }
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        (**self).write_immutable(files)
     }
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
         (**self).read(path)
@@ -271,7 +292,118 @@ impl FsStore {
     }
 }
 
+/// What writing an immutable file found under its name.
+enum Placed {
+    /// Nothing: the file was created, and `new_dir` tells whether its directory was too.
+    Created { new_dir: bool },
+    /// The same bytes: a write repeated (a retry, or a page published again).
+    Present,
+    /// Other bytes: what a crash in the middle of writing the file left.
+    Damaged,
+}
+
+impl FsStore {
+    /// Creates `full` with `bytes` under its final name, and its directory first when that is
+    /// missing (tried only then). A file it cannot finish is removed again: it created it, so
+    /// nothing refers to it.
+    fn place(&self, full: &Path, bytes: &[u8]) -> Result<Placed> {
+        let create = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(full)
+        };
+        let (mut file, new_dir) = match create() {
+            Ok(file) => (file, false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let dir = full.parent().unwrap_or(full);
+                fs::create_dir_all(dir).map_err(io("creating", dir))?;
+                (create().map_err(io("creating", full))?, true)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let existing = fs::read(full).map_err(io("reading", full))?;
+                return Ok(if existing == bytes {
+                    Placed::Present
+                } else {
+                    Placed::Damaged
+                });
+            }
+            Err(e) => return Err(io("creating", full)(e)),
+        };
+        if let Err(e) = file.write_all(bytes) {
+            drop(file);
+            let _ = fs::remove_file(full);
+            return Err(io("writing", full)(e));
+        }
+        Ok(Placed::Created { new_dir })
+    }
+
+    /// [`Store::write_immutable`]: every file in place on a few threads, the damaged ones
+    /// replaced through temporary names, then the whole batch made durable at once.
+    fn place_all(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        let whole_filesystem = files.len() > SYNCFS_BATCH;
+        // Files and directories to sync one by one when the batch is too small for `syncfs`.
+        let to_sync = std::sync::Mutex::new((Vec::new(), BTreeSet::new()));
+        let damaged = std::sync::Mutex::new(Vec::new());
+        in_parallel(files, file_threads(files.len()), |&(path, bytes)| {
+            let full = self.root.join(path);
+            let placed = self.place(&full, bytes)?;
+            if let Placed::Damaged = placed {
+                tracing::warn!(
+                    file = %full.display(),
+                    "replacing a file that a crash left incomplete under its final name"
+                );
+                let mut damaged = damaged.lock().unwrap_or_else(|e| e.into_inner());
+                damaged.push((path.to_string(), bytes.to_vec()));
+                return Ok(());
+            }
+            if whole_filesystem {
+                return Ok(());
+            }
+            let mut to_sync = to_sync.lock().unwrap_or_else(|e| e.into_inner());
+            let (synced_files, dirs) = &mut *to_sync;
+            let dir = full.parent().unwrap_or(&full).to_path_buf();
+            if let Placed::Created { new_dir: true } = placed {
+                // A new directory's own entry must be durable too, up to the first one that
+                // existed.
+                let mut ancestor = dir.parent();
+                while let Some(parent) = ancestor {
+                    dirs.insert(parent.to_path_buf());
+                    if parent == self.root {
+                        break;
+                    }
+                    ancestor = parent.parent();
+                }
+            }
+            dirs.insert(dir);
+            synced_files.push(full);
+            Ok(())
+        })?;
+        let damaged = damaged.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !damaged.is_empty() {
+            self.write_all(&damaged)?;
+        }
+        if whole_filesystem {
+            return self.sync_filesystem();
+        }
+        let (synced_files, dirs) = to_sync.into_inner().unwrap_or_else(|e| e.into_inner());
+        in_parallel(&synced_files, SYNC_THREADS, |path| {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(io("syncing", path))
+        })?;
+        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        in_parallel(&dirs, SYNC_THREADS, |dir| sync_dir(dir))
+    }
+}
+
 impl Store for FsStore {
+    /// Writes in place (see [`Store::write_immutable`]): a page or bin role costs the creation of
+    /// one file instead of a temporary file, its rename and a second `syncfs`.
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        self.place_all(files)
+    }
+
     /// A batch that fails removes the temporary files it made, so that a disk that keeps failing
     /// does not fill up with them until the next start.
     fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
@@ -356,5 +488,41 @@ mod tests {
         store.remove("d.json").unwrap();
         store.remove("d.json").unwrap();
         assert_eq!(store.read("d.json").unwrap(), None);
+    }
+
+    #[test]
+    fn immutable_files_are_written_in_place_and_one_a_crash_left_incomplete_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let damaged = "targets/simple/a/0a.index.json";
+        // One file is synced file by file, a large batch by `syncfs`.
+        for batch in [1, SYNCFS_BATCH + 1] {
+            // What a crash in the middle of writing leaves: the final name, part of the bytes.
+            fs::create_dir_all(dir.path().join("targets/simple/a")).unwrap();
+            fs::write(dir.path().join(damaged), b"{\"fi").unwrap();
+            let mut files: Vec<(String, Vec<u8>)> = (0..batch)
+                .map(|n| {
+                    let path = format!("targets/simple/p{batch}-{n}/0b.index.json");
+                    (path, format!("page {n}").into_bytes())
+                })
+                .collect();
+            files.push((damaged.into(), b"{\"files\":[]}".to_vec()));
+            let borrowed: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+                .collect();
+            store.write_immutable(&borrowed).unwrap();
+            // The same files again, as a retry writes them: found complete and kept.
+            store.write_immutable(&borrowed).unwrap();
+            for (path, bytes) in &files {
+                assert_eq!(&store.read(path).unwrap().unwrap(), bytes, "{path}");
+            }
+        }
+        let files = store.walk(dir.path()).unwrap();
+        assert!(
+            files
+                .iter()
+                .all(|path| !path.to_string_lossy().ends_with(TEMP_SUFFIX))
+        );
     }
 }

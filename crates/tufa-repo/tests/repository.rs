@@ -677,6 +677,105 @@ fn assert_complete(fixture: &Fixture, pages: &[(&str, &PageChange)]) -> Reposito
     repo
 }
 
+/// Pages and versioned metadata never change under their names, so they are written in place,
+/// without a temporary file: what a crash in the middle of such a write leaves (the final name,
+/// part of the bytes) must never be published.
+#[test]
+fn a_file_a_crash_left_incomplete_under_its_final_name_is_never_published() {
+    let fixture = ceremony(Expiries::default());
+    let mut repo = fixture.open().unwrap();
+    repo.publish(&[page("requests", "a")], fixture.now).unwrap();
+    let change = page("numpy", "b");
+    let bytes = change.page.clone().unwrap();
+    let target = layout::page_target(View::Simple, "numpy");
+    let file = layout::target_file(&target, &HexDigest::new(sha256(&bytes)).unwrap());
+    let bin = repo.succinct_roles().role_for_target(target.as_str());
+    let version = repo.bin_role(&bin).unwrap().signed.version;
+    let next_bin = layout::metadata_file(&bin, version + 1);
+    drop(repo);
+    // The crash: the page and the next version of its bin role, each cut short.
+    fs::create_dir_all(fixture.path(&file).parent().unwrap()).unwrap();
+    fs::write(fixture.path(&file), &bytes[..bytes.len() / 2]).unwrap();
+    fs::write(fixture.path(&next_bin), b"{\"signatures\":[").unwrap();
+
+    let mut repo = fixture.open().unwrap();
+    repo.publish(std::slice::from_ref(&change), fixture.now)
+        .unwrap();
+    assert_eq!(fs::read(fixture.path(&file)).unwrap(), bytes);
+    // The version cut short is never signed over: a cache may hold it.
+    assert_eq!(repo.bin_role(&bin).unwrap().signed.version, version + 2);
+    drop(repo);
+    assert_complete(
+        &fixture,
+        &[("numpy", &change), ("requests", &page("requests", "a"))],
+    );
+}
+
+#[test]
+fn an_import_signs_each_bin_role_once_and_one_dropped_before_its_commit_changes_nothing() {
+    let fixture = ceremony(Expiries::default());
+    let mut repo = fixture.open().unwrap();
+    let before = repo.timestamp().signed.version;
+    let waiting = repo.awaiting_removal().0;
+    let parts: Vec<Vec<PageChange>> = (0..3)
+        .map(|part| {
+            (0..20)
+                .map(|n| page(&format!("p{part}-{n}"), "a"))
+                .collect()
+        })
+        .collect();
+    let mut import = repo.import(fixture.now).unwrap();
+    import.stage(&parts[0]).unwrap();
+    drop(import);
+    assert_eq!(repo.timestamp().signed.version, before);
+    assert!(repo.page(View::Simple, "p0-0").is_none());
+    assert!(
+        repo.succinct_roles().role_names().all(|name| repo
+            .bin_role(&name)
+            .unwrap()
+            .signed
+            .targets
+            .is_empty())
+    );
+    // The page files it wrote are reachable from nothing.
+    assert_eq!(repo.awaiting_removal().0, waiting + 20);
+
+    let mut import = repo.import(fixture.now).unwrap();
+    for part in &parts {
+        import.stage(part).unwrap();
+    }
+    // A project changed again by a later part: the later page is the one published.
+    let changed = page("p0-0", "b");
+    import.stage(std::slice::from_ref(&changed)).unwrap();
+    let published = import.commit(fixture.now).unwrap();
+    assert_eq!(published.timestamp_version, before + 1);
+    for name in repo.succinct_roles().role_names() {
+        let role = repo.bin_role(&name).unwrap();
+        assert!(role.signed.version <= 2, "{name} signed once");
+    }
+    assert_eq!(
+        repo.page(View::Simple, "p0-0").unwrap().hashes["sha256"].as_str(),
+        sha256(changed.page.as_ref().unwrap())
+    );
+    drop(repo);
+    let names: Vec<String> = (0..3)
+        .flat_map(|part| (0..20).map(move |n| format!("p{part}-{n}")))
+        .collect();
+    let changes: Vec<PageChange> = names
+        .iter()
+        .map(|name| {
+            if name == "p0-0" {
+                changed.clone()
+            } else {
+                page(name, "a")
+            }
+        })
+        .collect();
+    let pages: Vec<(&str, &PageChange)> = names.iter().map(String::as_str).zip(&changes).collect();
+    let repo = assert_complete(&fixture, &pages);
+    assert_eq!(repo.timestamp().signed.version, before + 1);
+}
+
 #[test]
 fn a_signer_or_store_failing_at_any_step_leaves_a_complete_repository_and_the_retry_publishes() {
     // (what fails, which signature or path) for each step of a publish of one page:
