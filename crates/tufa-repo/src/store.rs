@@ -161,20 +161,33 @@ fn in_parallel<T: Sync>(
     threads: usize,
     work: impl Fn(&T) -> Result<()> + Sync,
 ) -> Result<()> {
+    map_in_parallel(items, threads, work).map(drop)
+}
+
+/// `work` applied to every item on up to `threads` threads, the results in the items' order.
+pub(crate) fn map_in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     if items.len() <= 1 || threads <= 1 {
-        return items.iter().try_for_each(&work);
+        return items.iter().map(&work).collect();
     }
     let chunk = items.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let workers: Vec<_> = items
             .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().try_for_each(&work)))
+            .map(|part| scope.spawn(|| part.iter().map(&work).collect::<Result<Vec<R>>>()))
             .collect();
-        workers.into_iter().try_for_each(|worker| {
-            worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        let mut results = Vec::with_capacity(items.len());
+        for worker in workers {
+            results.extend(
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
+        }
+        Ok(results)
     })
 }
 
