@@ -569,11 +569,15 @@ impl Database {
 
     /// Records an uploaded file, whose bytes are already durable, in one transaction with its
     /// project, release and journal entry (the signing queue). Checks everything again: another
-    /// upload may have won a race since [`Database::check_file`].
+    /// upload may have won a race since [`Database::check_file`]. Before a new file's rows,
+    /// `stored` makes sure its bytes are still stored, under the write lock: an upload of the
+    /// same content that gave up removes them under that lock too, and may have done so since
+    /// they were stored; once the row is committed, nothing does.
     pub async fn add_file(
         &self,
         identity: &Identity,
         new: &NewFile,
+        stored: impl AsyncFnOnce() -> Result<()>,
     ) -> Result<Result<Added, AddRefused>> {
         let mut tx = self.begin_write().await?;
         let (project_id, release_id) = match check_new_file(&mut tx, identity, new).await? {
@@ -584,6 +588,7 @@ impl Database {
                 release_id,
             }) => (project_id, release_id),
         };
+        stored().await?;
         let file = &new.file;
         let project_id = match project_id {
             Some(id) => id,
@@ -1096,6 +1101,11 @@ impl WriteLock {
     /// Whether a row references the distribution file with this sha256.
     pub async fn references(&mut self, sha256: &str) -> Result<bool> {
         references(&mut *self.0, sha256).await
+    }
+
+    /// Releases the lock now, rather than when the connection is next used.
+    pub async fn release(self) -> Result<()> {
+        Ok(self.0.rollback().await?)
     }
 }
 
