@@ -254,6 +254,13 @@ pub fn redact(url: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: AnyPool,
+    /// What writes go through. SQLite: one connection, so that this process's writers queue for
+    /// it in turn, woken as it comes back, instead of each retrying the file's lock in SQLite's
+    /// busy handler, which sleeps longer the longer it has waited (up to 100 ms between tries)
+    /// and so lets late writers pass early ones; only this connection competes with other
+    /// processes on the same file. PostgreSQL: the pool (writers wait for the advisory lock,
+    /// which the server grants in turn).
+    writer: AnyPool,
     backend: Backend,
     /// The file or the URL without its password: what messages name.
     location: String,
@@ -293,19 +300,24 @@ impl Database {
         // Without a journal size limit the WAL keeps the size of its largest burst (an import, a
         // reader that held back checkpoints) forever; with it, the next reset truncates it to the
         // size the automatic checkpoint (every 1,000 pages) lets it reach anyway.
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .after_connect(move |connection, _| {
-                let pragmas = pragmas.clone();
-                Box::pin(async move {
-                    sqlx::Executor::execute(connection, pragmas.as_str()).await?;
-                    Ok(())
+        let connected = |connections| {
+            let pragmas = pragmas.clone();
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .after_connect(move |connection, _| {
+                    let pragmas = pragmas.clone();
+                    Box::pin(async move {
+                        sqlx::Executor::execute(connection, pragmas.as_str()).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await?;
+                .connect_with(options.clone())
+        };
+        let pool = connected(8).await?;
+        let writer = connected(1).await?;
         let database = Database {
             pool,
+            writer,
             backend: Backend::Sqlite,
             location: path.display().to_string(),
         };
@@ -324,6 +336,7 @@ impl Database {
             .connect_with(options)
             .await?;
         let database = Database {
+            writer: pool.clone(),
             pool,
             backend,
             location: redact(url),
@@ -345,9 +358,9 @@ impl Database {
     /// PostgreSQL an advisory lock held until it ends), so that journal serials commit in order.
     pub(crate) async fn begin_write(&self) -> Result<Tx> {
         match self.backend {
-            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite => Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(WRITE_LOCK_KEY)
                     .execute(&mut *tx)
@@ -739,7 +752,7 @@ impl Database {
     /// roles were signed anew.
     pub async fn reset_signed_serial(&self) -> Result<()> {
         sqlx::query("UPDATE signed SET serial = 0 WHERE id = 1")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -809,7 +822,7 @@ impl Database {
 
     /// Forgets the failures of projects that are now published.
     pub async fn clear_unpublished(&self, projects: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for project in projects {
             sqlx::query("DELETE FROM unpublished WHERE project = $1")
                 .bind(project)
@@ -871,6 +884,7 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
