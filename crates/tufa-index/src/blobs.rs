@@ -6,7 +6,10 @@
 //! the checked file is PUT to `files/<sha[..2]>/<sha>` instead (an object appears whole or not at
 //! all) before its row is committed, so an acknowledged upload is in the bucket. A file renamed
 //! into place whose database row was never committed is invisible (files are served only through
-//! their row) and is reused if the same content is uploaded again.
+//! their row) and is reused if the same content is uploaded again. An upload that gives up its
+//! stored file removes it under the database's write lock unless a row records that content, and
+//! every upload looks for its stored file again under that lock before committing its row, so
+//! that neither a replica nor a process of its own removes a file an upload is about to record.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -145,6 +148,35 @@ impl Blobs {
         }
         fs::rename(staged, target).map_err(io("moving into place", target))?;
         sync_dir(dir)
+    }
+
+    /// Makes a staged file durable under `target` like [`Blobs::commit`], but keeps the staged
+    /// file (its owner removes it): an upload stores it again should an upload of the same
+    /// content that gave up remove it before this one's row is committed (see `upload.rs`).
+    /// Locally the stored file is a hard link to the staged one, renamed into place.
+    pub fn store(&self, staged: &Path, target: &Path) -> Result<()> {
+        if let Some((client, key)) = self.object(target) {
+            return client.put_file(&key, staged).map_err(Error::Tuf);
+        }
+        let link = self.staging_path();
+        fs::hard_link(staged, &link).map_err(io("linking", &link))?;
+        let stored = self.commit(&link, target);
+        if stored.is_err() {
+            let _ = fs::remove_file(&link);
+        }
+        stored
+    }
+
+    /// Whether a file is stored at `target` (a path from [`Blobs::path`]). Blocks.
+    pub fn exists(&self, target: &Path) -> Result<bool> {
+        if let Some((client, key)) = self.object(target) {
+            return Ok(client.head(&key)?.is_some());
+        }
+        match fs::symlink_metadata(target) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io("looking up", target)(e)),
+        }
     }
 
     /// Writes `bytes` durably at `target`, through `tmp/`.

@@ -262,6 +262,13 @@ pub fn redact(url: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: AnyPool,
+    /// What writes go through. SQLite: one connection, so that this process's writers queue for
+    /// it in turn, woken as it comes back, instead of each retrying the file's lock in SQLite's
+    /// busy handler, which sleeps longer the longer it has waited (up to 100 ms between tries)
+    /// and so lets late writers pass early ones; only this connection competes with other
+    /// processes on the same file. PostgreSQL: the pool (writers wait for the advisory lock,
+    /// which the server grants in turn).
+    writer: AnyPool,
     backend: Backend,
     /// The file or the URL without its password: what messages name.
     location: String,
@@ -301,19 +308,24 @@ impl Database {
         // Without a journal size limit the WAL keeps the size of its largest burst (an import, a
         // reader that held back checkpoints) forever; with it, the next reset truncates it to the
         // size the automatic checkpoint (every 1,000 pages) lets it reach anyway.
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .after_connect(move |connection, _| {
-                let pragmas = pragmas.clone();
-                Box::pin(async move {
-                    sqlx::Executor::execute(connection, pragmas.as_str()).await?;
-                    Ok(())
+        let connected = |connections| {
+            let pragmas = pragmas.clone();
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .after_connect(move |connection, _| {
+                    let pragmas = pragmas.clone();
+                    Box::pin(async move {
+                        sqlx::Executor::execute(connection, pragmas.as_str()).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await?;
+                .connect_with(options.clone())
+        };
+        let pool = connected(8).await?;
+        let writer = connected(1).await?;
         let database = Database {
             pool,
+            writer,
             backend: Backend::Sqlite,
             location: path.display().to_string(),
         };
@@ -332,6 +344,7 @@ impl Database {
             .connect_with(options)
             .await?;
         let database = Database {
+            writer: pool.clone(),
             pool,
             backend,
             location: redact(url),
@@ -353,9 +366,9 @@ impl Database {
     /// PostgreSQL an advisory lock held until it ends), so that journal serials commit in order.
     pub(crate) async fn begin_write(&self) -> Result<Tx> {
         match self.backend {
-            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite => Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(WRITE_LOCK_KEY)
                     .execute(&mut *tx)
@@ -577,11 +590,15 @@ impl Database {
 
     /// Records an uploaded file, whose bytes are already durable, in one transaction with its
     /// project, release and journal entry (the signing queue). Checks everything again: another
-    /// upload may have won a race since [`Database::check_file`].
+    /// upload may have won a race since [`Database::check_file`]. Before a new file's rows,
+    /// `stored` makes sure its bytes are still stored, under the write lock: an upload of the
+    /// same content that gave up removes them under that lock too, and may have done so since
+    /// they were stored; once the row is committed, nothing does.
     pub async fn add_file(
         &self,
         identity: &Identity,
         new: &NewFile,
+        stored: impl AsyncFnOnce() -> Result<()>,
     ) -> Result<Result<Added, AddRefused>> {
         let mut tx = self.begin_write().await?;
         let (project_id, release_id) = match check_new_file(&mut tx, identity, new).await? {
@@ -592,6 +609,7 @@ impl Database {
                 release_id,
             }) => (project_id, release_id),
         };
+        stored().await?;
         let file = &new.file;
         let project_id = match project_id {
             Some(id) => id,
@@ -745,7 +763,7 @@ impl Database {
     /// roles were signed anew.
     pub async fn reset_signed_serial(&self) -> Result<()> {
         sqlx::query("UPDATE signed SET serial = 0 WHERE id = 1")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -815,7 +833,7 @@ impl Database {
 
     /// Forgets the failures of projects that are now published.
     pub async fn clear_unpublished(&self, projects: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for project in projects {
             sqlx::query("DELETE FROM unpublished WHERE project = $1")
                 .bind(project)
@@ -877,6 +895,7 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -1109,6 +1128,11 @@ impl WriteLock {
     /// Whether a row references the distribution file with this sha256.
     pub async fn references(&mut self, sha256: &str) -> Result<bool> {
         references(&mut *self.0, sha256).await
+    }
+
+    /// Releases the lock now, rather than when the connection is next used.
+    pub async fn release(self) -> Result<()> {
+        Ok(self.0.rollback().await?)
     }
 }
 

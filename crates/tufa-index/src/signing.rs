@@ -311,9 +311,12 @@ const MAX_PROJECT_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often an idle publisher truncates the database's WAL (a no-op when nothing was written).
 const WAL_TRUNCATE_INTERVAL: Duration = Duration::from_secs(10);
-/// How often an idle publisher looks for changes other replicas journaled: their uploads wake
-/// nothing in this process. One indexed `MAX(serial)` per tick.
-const JOURNAL_POLL: Duration = Duration::from_millis(100);
+/// How soon an idle publisher first looks for changes other replicas journaled (their uploads
+/// wake nothing in this process), and how far apart its looks grow: each wait doubles, so that
+/// an upload on another replica in a busy stretch waits a few milliseconds for its batch, and an
+/// idle publisher still looks only about a dozen times a second. One indexed `MAX(serial)` each.
+const JOURNAL_POLL_FIRST: Duration = Duration::from_millis(5);
+const JOURNAL_POLL_MAX: Duration = Duration::from_millis(100);
 
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
@@ -579,12 +582,14 @@ impl Signing {
     async fn wait_for_work(&self, index: &crate::Index, interval: Duration) {
         let started = std::time::Instant::now();
         let signed = self.status.signed_serial.load(Ordering::Relaxed);
+        let mut poll = JOURNAL_POLL_FIRST;
         loop {
             let left = interval.saturating_sub(started.elapsed());
             if left.is_zero() {
                 return;
             }
-            let tick = JOURNAL_POLL.min(left);
+            let tick = poll.min(left);
+            poll = (poll * 2).min(JOURNAL_POLL_MAX);
             if tokio::time::timeout(tick, self.wake.notified())
                 .await
                 .is_ok()

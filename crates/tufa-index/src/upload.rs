@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
@@ -662,87 +662,80 @@ pub async fn import_file(
     record(database, blobs, identity, &staged, dist, None).await
 }
 
-/// Stored files that uploads have moved into place but not yet recorded, by sha256, with how
-/// many uploads hold each. An upload that loses a race removes its file only when no other upload
-/// holds it and no row refers to it; the lock is held from that check to the removal, so an
-/// upload of the same content waits rather than losing the file it is about to record.
-static IN_FLIGHT: LazyLock<tokio::sync::Mutex<HashMap<String, usize>>> =
-    LazyLock::new(Default::default);
-
-fn let_go(in_flight: &mut HashMap<String, usize>, sha256: &str) {
-    if let Some(count) = in_flight.get_mut(sha256) {
-        *count -= 1;
-        if *count == 0 {
-            in_flight.remove(sha256);
+/// Removes the stored file of an upload that failed after storing it (a racing upload took its
+/// file name), and its metadata file, unless a row records that content. Under the database's
+/// write lock, which every upload holds while it records a file: an upload of the same content
+/// on any replica either committed its row before (the file stays), or looks for its file after
+/// this and stores it again (see [`Database::add_file`]).
+async fn abandon(database: &Database, blobs: &Blobs, sha256: &str) {
+    let mut lock = match database.write_lock().await {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::warn!("keeping unrecorded file {sha256}: cannot take the write lock: {e}");
+            return;
         }
-    }
-}
-
-/// One upload's hold on a stored file, from before it is moved into place until it is recorded
-/// or abandoned.
-struct Claim {
-    sha256: String,
-    settled: bool,
-}
-
-impl Claim {
-    async fn take(sha256: &str) -> Claim {
-        *IN_FLIGHT
-            .lock()
-            .await
-            .entry(sha256.to_string())
-            .or_insert(0) += 1;
-        Claim {
-            sha256: sha256.to_string(),
-            settled: false,
-        }
-    }
-
-    /// The file is recorded (its row keeps it from now on), or left in place unrecorded.
-    async fn recorded(mut self) {
-        self.settled = true;
-        let_go(&mut *IN_FLIGHT.lock().await, &self.sha256);
-    }
-
-    /// The upload failed after moving its file into place (a racing upload took the file name):
-    /// removes the file, and its metadata file, unless they are someone else's too.
-    async fn abandoned(mut self, database: &Database, blobs: &Blobs) {
-        self.settled = true;
-        let mut in_flight = IN_FLIGHT.lock().await;
-        if in_flight.get(&self.sha256) == Some(&1) {
-            match database.stores_file(&self.sha256).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    for path in [blobs.path(&self.sha256), blobs.metadata_path(&self.sha256)] {
-                        let blobs = blobs.clone();
-                        match tokio::task::spawn_blocking(move || blobs.remove(&path)).await {
-                            Ok(Err(e)) => tracing::warn!("{e}"),
-                            Err(e) => tracing::warn!("removing an unrecorded file: {e}"),
-                            Ok(Ok(())) => {}
-                        }
-                    }
+    };
+    match lock.references(sha256).await {
+        Ok(true) => {}
+        Ok(false) => {
+            for path in [blobs.path(sha256), blobs.metadata_path(sha256)] {
+                let blobs = blobs.clone();
+                match tokio::task::spawn_blocking(move || blobs.remove(&path)).await {
+                    Ok(Err(e)) => tracing::warn!("{e}"),
+                    Err(e) => tracing::warn!("removing an unrecorded file: {e}"),
+                    Ok(Ok(())) => {}
                 }
-                Err(e) => tracing::warn!(
-                    "keeping unrecorded file {}: cannot check whether it is used: {e}",
-                    self.sha256
-                ),
             }
         }
-        let_go(&mut in_flight, &self.sha256);
+        Err(e) => {
+            tracing::warn!("keeping unrecorded file {sha256}: cannot check whether it is used: {e}")
+        }
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!("releasing the write lock: {e}");
     }
 }
 
-impl Drop for Claim {
-    fn drop(&mut self) {
-        // A request dropped mid-way (the client went away) leaves its file unrecorded: invisible,
-        // and reused if the same content is uploaded again.
-        if !self.settled
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let sha256 = std::mem::take(&mut self.sha256);
-            runtime.spawn(async move { let_go(&mut *IN_FLIGHT.lock().await, &sha256) });
+/// Stores an upload's file, and a wheel's metadata file, where the index serves them from; the
+/// staged file stays, so that this can run again.
+fn store(blobs: &Blobs, staged: &Path, sha256: &str, metadata: Option<&[u8]>) -> Result<(), Error> {
+    if let Some(metadata) = metadata {
+        blobs.write(&blobs.metadata_path(sha256), metadata)?;
+    }
+    blobs.store(staged, &blobs.path(sha256))
+}
+
+/// Stores the upload's files again where they are missing: run under the write lock, just
+/// before the upload's row is recorded.
+fn restore(
+    blobs: &Blobs,
+    staged: &Path,
+    sha256: &str,
+    metadata: Option<&[u8]>,
+) -> Result<(), Error> {
+    if let Some(metadata) = metadata {
+        let path = blobs.metadata_path(sha256);
+        if !blobs.exists(&path)? {
+            tracing::info!(
+                "storing the metadata file of {sha256} again: a racing upload removed it"
+            );
+            blobs.write(&path, metadata)?;
         }
     }
+    let path = blobs.path(sha256);
+    if !blobs.exists(&path)? {
+        tracing::info!("storing {sha256} again: a racing upload removed it");
+        blobs.store(staged, &path)?;
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Config(format!("file writer failed: {e}")))?
 }
 
 /// Reads the core metadata from a staged file, checks it against the file name, records the
@@ -816,49 +809,62 @@ async fn record(
         return Ok(Uploaded::Unchanged);
     }
     // Durable before the row that makes it visible; a row is never without its file. Should a
-    // racing upload win between the check and the transaction, the claim removes this file again.
-    let claim = Claim::take(&staged.sha256).await;
-    let blobs_for_move = blobs.clone();
-    let staged_path = staged.path.clone();
-    let sha256 = staged.sha256.clone();
-    let metadata_bytes = metadata.bytes;
-    let moved = tokio::task::spawn_blocking(move || -> Result<(), Error> {
-        if metadata_sha256.is_some() {
-            blobs_for_move.write(&blobs_for_move.metadata_path(&sha256), &metadata_bytes)?;
-        }
-        blobs_for_move.commit(&staged_path, &blobs_for_move.path(&sha256))
+    // racing upload win between the check and the transaction, this file is removed again.
+    let metadata_bytes: Option<Arc<[u8]>> = metadata_sha256.map(|_| metadata.bytes.into());
+    let (for_store, staged_path, sha256, metadata_for_store) = (
+        blobs.clone(),
+        staged.path.clone(),
+        staged.sha256.clone(),
+        metadata_bytes.clone(),
+    );
+    let stored = blocking(move || {
+        store(
+            &for_store,
+            &staged_path,
+            &sha256,
+            metadata_for_store.as_deref(),
+        )
     })
-    .await
-    .map_err(|e| UploadError::Internal(Error::Config(format!("file writer failed: {e}"))))
-    .and_then(|moved| moved.map_err(UploadError::Internal));
-    let added = match moved {
-        Ok(()) => database.add_file(identity, &new).await,
+    .await;
+    match stored {
+        Ok(()) => {}
         // With the bucket unavailable, removing what may have been stored would only wait on it
         // again: an object no row records is invisible, and the next upload of the same content
         // overwrites it.
-        Err(UploadError::Internal(error)) if error.storage_unavailable().is_some() => {
-            claim.recorded().await;
+        Err(error) if error.storage_unavailable().is_some() => {
             return Err(UploadError::Internal(error));
         }
         Err(error) => {
-            claim.abandoned(database, blobs).await;
-            return Err(error);
+            abandon(database, blobs, &staged.sha256).await;
+            return Err(UploadError::Internal(error));
         }
+    }
+    let (for_restore, staged_path, sha256) =
+        (blobs.clone(), staged.path.clone(), staged.sha256.clone());
+    let stored_again = async move || {
+        blocking(move || {
+            restore(
+                &for_restore,
+                &staged_path,
+                &sha256,
+                metadata_bytes.as_deref(),
+            )
+        })
+        .await
     };
-    match added {
-        Ok(Ok(added)) => {
-            claim.recorded().await;
-            Ok(match added {
-                Added::Unchanged => Uploaded::Unchanged,
-                Added::New { serial } => Uploaded::New { serial },
-            })
-        }
+    match database.add_file(identity, &new, stored_again).await {
+        Ok(Ok(added)) => Ok(match added {
+            Added::Unchanged => Uploaded::Unchanged,
+            Added::New { serial } => Uploaded::New { serial },
+        }),
         Ok(Err(refused)) => {
-            claim.abandoned(database, blobs).await;
+            abandon(database, blobs, &staged.sha256).await;
             Err(refused.into())
         }
+        // Storing it again met the bucket unavailable: as above.
+        Err(error) if error.storage_unavailable().is_some() => Err(error.into()),
         Err(error) => {
-            claim.abandoned(database, blobs).await;
+            abandon(database, blobs, &staged.sha256).await;
             Err(error.into())
         }
     }

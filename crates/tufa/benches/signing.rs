@@ -5,8 +5,9 @@
 //! `cargo bench -p tufa --bench signing` (`TUFA_BENCH_RATE` uploads/s, default 200, for
 //! `TUFA_BENCH_SECONDS`, default 10; `TUFA_BENCH_COOLDOWN=7d` also publishes the cooldown view,
 //! a second page per change; `TUFA_BENCH_REPLICAS=2` spreads the uploads over that many
-//! replicas on one data directory, one of which signs). Client, servers and publisher share the
-//! machine's cores.
+//! replicas on one data directory, one of which signs; `TUFA_TEST_BACKEND=postgres` runs them on
+//! PostgreSQL; `TUFA_BENCH_LOGS=DIR` keeps the servers' logs there). Client, servers and
+//! publisher share the machine's cores.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -110,6 +111,12 @@ fn main() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let elapsed = start.elapsed();
+    // The servers' logs, for where the time went (each batch's `signed` line names its size).
+    if let Ok(logs) = std::env::var("TUFA_BENCH_LOGS") {
+        for (i, replica) in std::iter::once(&server).chain(&others).enumerate() {
+            std::fs::write(format!("{logs}/replica-{i}.log"), replica.log()).unwrap();
+        }
+    }
     let signed = signed.into_inner().unwrap();
     let mut latencies: Vec<Duration> = acknowledged
         .into_inner()

@@ -418,3 +418,145 @@ fn three_replicas_lose_no_acknowledged_upload_when_the_publisher_is_killed_mid_b
         acknowledged.len()
     );
 }
+
+/// Uploads `content` as `filename` (a wheel of `project` 1.0); `Err` when the replica refuses it.
+fn upload_as(
+    url: &str,
+    token: &str,
+    project: &str,
+    filename: &str,
+    content: &[u8],
+) -> Result<(), String> {
+    let (content_type, body) = tufa_testkit::http::multipart(
+        &[
+            (":action", "file_upload"),
+            ("name", project),
+            ("version", "1.0"),
+            ("filetype", "bdist_wheel"),
+            ("sha256_digest", &tufa_testkit::sha256_hex(content)),
+        ],
+        filename,
+        content,
+    );
+    let response = try_request(
+        "POST",
+        &format!("{url}/legacy/"),
+        &[
+            ("Content-Type", &content_type),
+            ("Authorization", &basic_auth(token)),
+        ],
+        &body,
+    )?;
+    if response.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("{} {}", response.status, response.reason))
+    }
+}
+
+const RACE_ROUNDS: usize = 160;
+const RACES_AT_ONCE: usize = 4;
+
+#[test]
+fn an_upload_that_loses_a_race_on_one_replica_never_removes_a_file_another_replica_acknowledges() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = start(&data);
+    wait_for_role(&a, "publisher");
+    let b = start(&data);
+    let token = a.create_token("alice");
+    // (file name, content) of every upload a replica acknowledged.
+    let acknowledged: Mutex<Vec<(String, Vec<u8>)>> = Mutex::default();
+    let mut lost = 0;
+    for batch in 0..RACE_ROUNDS / RACES_AT_ONCE {
+        let outcomes: Vec<bool> = std::thread::scope(|scope| {
+            let rounds: Vec<_> = (0..RACES_AT_ONCE)
+                .map(|k| {
+                    let round = batch * RACES_AT_ONCE + k;
+                    // One wheel uploaded under two file names (its tags are not checked against
+                    // the file name, as on PyPI) on different replicas, and under the first name
+                    // a different wheel that may take that name first. The upload that loses the
+                    // name gives up the stored file the other name's upload is about to record.
+                    let (loser, winner) = if round.is_multiple_of(2) {
+                        (&b, &a)
+                    } else {
+                        (&a, &b)
+                    };
+                    let project = format!("race{round}");
+                    let shared = tufa_testkit::minimal_wheel(&project, "1.0");
+                    let other = tufa_testkit::wheel_with(
+                        &project,
+                        "1.0",
+                        &[(format!("race{round}/other.py"), b"other = True\n".to_vec())],
+                    );
+                    let taken = format!("race{round}-1.0-py3-none-any.whl");
+                    let second = format!("race{round}-1.0-py2.py3-none-any.whl");
+                    let barrier = std::sync::Barrier::new(3);
+                    let (token, acknowledged) = (&token, &acknowledged);
+                    scope.spawn(move || {
+                        std::thread::scope(|inner| {
+                            let attempts = [
+                                (loser, taken.clone(), shared.clone()),
+                                (winner, taken.clone(), other),
+                                (winner, second, shared),
+                            ]
+                            .map(|(server, filename, content)| {
+                                let (barrier, project) = (&barrier, &project);
+                                inner.spawn(move || {
+                                    barrier.wait();
+                                    let result =
+                                        upload_as(&server.url, token, project, &filename, &content);
+                                    if result.is_ok() {
+                                        acknowledged.lock().unwrap().push((filename, content));
+                                    }
+                                    result
+                                })
+                            })
+                            .map(|attempt| attempt.join().unwrap());
+                            assert!(
+                                attempts[2].is_ok(),
+                                "{project}: the upload under its own name was refused: {:?}",
+                                attempts[2]
+                            );
+                            // The shared wheel lost the contested name.
+                            attempts[0].is_err()
+                        })
+                    })
+                })
+                .collect();
+            rounds.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        lost += outcomes.iter().filter(|&&l| l).count();
+    }
+    let acknowledged = acknowledged.into_inner().unwrap();
+    let mut missing = Vec::new();
+    for (filename, content) in &acknowledged {
+        let sha256 = tufa_testkit::sha256_hex(content);
+        for server in [&a, &b] {
+            let response = get(&format!("{}/files/{sha256}/{filename}", server.url), &[]);
+            if response.status != 200 || response.body != *content {
+                missing.push(format!(
+                    "{filename} through {}: {} {}",
+                    server.url, response.status, response.reason
+                ));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged uploads cannot be downloaded ({lost} rounds where the shared wheel \
+         lost the contested name):\n{}",
+        missing.len(),
+        acknowledged.len(),
+        missing.join("\n")
+    );
+    let stored_again: usize = [&a, &b]
+        .iter()
+        .map(|server| server.log().matches("a racing upload removed it").count())
+        .sum();
+    eprintln!(
+        "{RACE_ROUNDS} races, {lost} lost by the shared wheel, {stored_again} files stored again \
+         after a loser removed them; all {} acknowledged uploads download",
+        acknowledged.len()
+    );
+}

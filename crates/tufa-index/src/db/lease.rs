@@ -71,7 +71,7 @@ impl Database {
         .bind(holder)
         .bind(now)
         .bind(ttl_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok((done.rows_affected() == 1).then_some(1))
     }
@@ -101,7 +101,7 @@ impl Database {
         .bind(seen.epoch)
         .bind(seen.renewals)
         .bind(&seen.holder)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?)
     }
 
@@ -115,7 +115,7 @@ impl Database {
         .bind(NAME)
         .bind(holder)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -129,7 +129,7 @@ impl Database {
         .bind(NAME)
         .bind(holder)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -153,7 +153,7 @@ impl Database {
         .bind(NAME)
         .bind(holder)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

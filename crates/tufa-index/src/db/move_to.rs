@@ -108,6 +108,7 @@ impl Database {
             .connect_with(options)
             .await?;
         Ok(Database {
+            writer: pool.clone(),
             pool,
             backend: Backend::Postgres,
             location: super::redact(url),

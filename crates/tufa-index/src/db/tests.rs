@@ -68,30 +68,36 @@ async fn uploads_yanks_journal(database: Database) {
         Ok(Added::New { serial: 0 })
     );
     assert_eq!(
-        database.add_file(&alice, &first).await.unwrap(),
+        database
+            .add_file(&alice, &first, async || Ok(()))
+            .await
+            .unwrap(),
         Ok(Added::New { serial: 1 })
     );
     assert_eq!(
-        database.add_file(&alice, &first).await.unwrap(),
+        database
+            .add_file(&alice, &first, async || Ok(()))
+            .await
+            .unwrap(),
         Ok(Added::Unchanged)
     );
     assert!(matches!(
         database
-            .add_file(&alice, &wheel("demo", "1.0", 'b'))
+            .add_file(&alice, &wheel("demo", "1.0", 'b'), async || Ok(()))
             .await
             .unwrap(),
         Err(AddRefused::FileExists { .. })
     ));
     assert!(matches!(
         database
-            .add_file(&bob, &wheel("demo", "2.0", 'c'))
+            .add_file(&bob, &wheel("demo", "2.0", 'c'), async || Ok(()))
             .await
             .unwrap(),
         Err(AddRefused::NotOwner { .. })
     ));
     assert!(matches!(
         database
-            .add_file(&alice, &wheel("demo", "1.0.0", 'd'))
+            .add_file(&alice, &wheel("demo", "1.0.0", 'd'), async || Ok(()))
             .await
             .unwrap(),
         Err(AddRefused::VersionSpelling { .. })
@@ -99,7 +105,7 @@ async fn uploads_yanks_journal(database: Database) {
     let sdist = |name: &str, content| new_file("demo", "1.0", name, content);
     assert_eq!(
         database
-            .add_file(&alice, &sdist("demo-1.0.tar.gz", 'e'))
+            .add_file(&alice, &sdist("demo-1.0.tar.gz", 'e'), async || Ok(()))
             .await
             .unwrap(),
         Ok(Added::New { serial: 2 })
@@ -107,13 +113,19 @@ async fn uploads_yanks_journal(database: Database) {
     let mut real = new_file("demo", "3.0", "demo-3.0.tar.gz", 'g');
     real.file.packagetype = "sdist".into();
     assert_eq!(
-        database.add_file(&alice, &real).await.unwrap(),
+        database
+            .add_file(&alice, &real, async || Ok(()))
+            .await
+            .unwrap(),
         Ok(Added::New { serial: 3 })
     );
     let mut another = new_file("demo", "3.0", "demo-3.0.zip", 'h');
     another.file.packagetype = "sdist".into();
     assert!(matches!(
-        database.add_file(&alice, &another).await.unwrap(),
+        database
+            .add_file(&alice, &another, async || Ok(()))
+            .await
+            .unwrap(),
         Err(AddRefused::SecondSdist { .. })
     ));
 
@@ -309,7 +321,10 @@ async fn serials_in_order(database: Database) {
                     let mut new = wheel(&format!("p{writer}"), &format!("{n}.0"), 'a');
                     new.file.sha256 = format!("{writer:032}{n:032}");
                     assert!(matches!(
-                        database.add_file(&identity, &new).await.unwrap(),
+                        database
+                            .add_file(&identity, &new, async || Ok(()))
+                            .await
+                            .unwrap(),
                         Ok(Added::New { .. })
                     ));
                 }
