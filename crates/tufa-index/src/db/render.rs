@@ -140,7 +140,7 @@ mod tests {
             ("beta", "1.9.post1", 'f'),
         ] {
             let added = database
-                .add_file(&alice, &wheel(project, version, content))
+                .add_file(&alice, &wheel(project, version, content), async || Ok(()))
                 .await
                 .unwrap();
             assert!(added.is_ok(), "{added:?}");

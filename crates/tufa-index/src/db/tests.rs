@@ -404,9 +404,13 @@ async fn provenance_with_file(database: Database) {
         publisher: r#"{"kind":"GitHub","repository":"o/demo"}"#.into(),
     };
     attested.provenance = Some(provenance.clone());
-    database.add_file(&alice, &attested).await.unwrap().unwrap();
     database
-        .add_file(&alice, &wheel("demo", "2.0", 'b'))
+        .add_file(&alice, &attested, async || Ok(()))
+        .await
+        .unwrap()
+        .unwrap();
+    database
+        .add_file(&alice, &wheel("demo", "2.0", 'b'), async || Ok(()))
         .await
         .unwrap()
         .unwrap();
