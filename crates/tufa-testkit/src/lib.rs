@@ -9,6 +9,7 @@
 mod apt;
 pub mod faketime;
 pub mod http;
+pub mod openbao;
 mod packages;
 pub mod postgres;
 pub mod seaweedfs;
@@ -17,6 +18,7 @@ mod softhsm;
 pub mod upstream;
 
 pub use apt::ensure_package;
+pub use openbao::OpenBao;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
 pub use seaweedfs::SeaweedFs;
 pub use server::{TufaProxy, TufaServer, backend_includes};
