@@ -152,8 +152,10 @@ pub struct SigningArgs {
     /// The online signing key, trusted by the ceremony's root and bins: a PKCS#8 PEM file from
     /// `tufa keys generate` (passphrase in TUFA_ONLINE_KEY_PASSPHRASE), or a key on a hardware
     /// token as `pkcs11:token=<label>;object=<key label>?module-path=<module .so>` (PIN in
-    /// TUFA_PKCS11_PIN). Without it, an empty data directory gets a development repository
-    /// with local keys.
+    /// TUFA_PKCS11_PIN), or a key in a Vault/OpenBao transit engine as
+    /// `vault:<key>[?mount=<mount>&version=<n>]` (VAULT_ADDR, VAULT_TOKEN or AppRole's
+    /// VAULT_ROLE_ID/VAULT_SECRET_ID). Without it, an empty data directory gets a development
+    /// repository with local keys.
     #[arg(long, env = "TUFA_ONLINE_KEY")]
     online_key: Option<PathBuf>,
     /// Bin roles of a new development repository: 2^N (8 gives 256; PEP 458 suggests 14 = 16,384).
