@@ -272,31 +272,39 @@ impl Vault {
     /// The Vault the `VAULT_*` (or `BAO_*`) variables name.
     pub fn from_env() -> Result<Self> {
         let address = env(&["VAULT_ADDR", "BAO_ADDR"]).ok_or(Error::NoAddress)?;
-        let (credentials, token) = if let Some(token) = env(&["VAULT_TOKEN", "BAO_TOKEN"]) {
-            (Credentials::Token, Some(token))
-        } else if let (Some(role_id), Some(secret_id)) = (
+        if let Some(token) = env(&["VAULT_TOKEN", "BAO_TOKEN"]) {
+            return Ok(Self::with_token(&address, &token));
+        }
+        match (
             env(&["VAULT_ROLE_ID", "BAO_ROLE_ID"]),
             env(&["VAULT_SECRET_ID", "BAO_SECRET_ID"]),
         ) {
-            let mount = env(&["VAULT_APPROLE_MOUNT", "BAO_APPROLE_MOUNT"])
-                .unwrap_or_else(|| "approle".into());
-            (
-                Credentials::AppRole {
-                    role_id,
-                    secret_id,
-                    mount,
-                },
-                None,
-            )
-        } else {
-            return Err(Error::NoCredentials);
-        };
-        Ok(Self::new(address, credentials, token))
+            (Some(role_id), Some(secret_id)) => {
+                let mount = env(&["VAULT_APPROLE_MOUNT", "BAO_APPROLE_MOUNT"])
+                    .unwrap_or_else(|| "approle".into());
+                Ok(Self::with_approle(&address, &role_id, &secret_id, &mount))
+            }
+            _ => Err(Error::NoCredentials),
+        }
     }
 
     /// A Vault at `address` reached with `token`.
     pub fn with_token(address: &str, token: &str) -> Self {
         Self::new(address.into(), Credentials::Token, Some(token.into()))
+    }
+
+    /// A Vault at `address` reached by AppRole login at `auth/<mount>/login`, repeated whenever
+    /// the token it gave is refused (expired or revoked).
+    pub fn with_approle(address: &str, role_id: &str, secret_id: &str, mount: &str) -> Self {
+        Self::new(
+            address.into(),
+            Credentials::AppRole {
+                role_id: role_id.into(),
+                secret_id: secret_id.into(),
+                mount: mount.into(),
+            },
+            None,
+        )
     }
 
     fn new(address: String, credentials: Credentials, token: Option<String>) -> Self {

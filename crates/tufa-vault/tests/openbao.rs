@@ -133,3 +133,60 @@ fn kind_name(kind: KeyKind) -> &'static str {
         KeyKind::EcdsaP256 => "ecdsa-p256",
     }
 }
+
+#[test]
+fn an_approle_login_is_repeated_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let bao = OpenBao::start(dir.path());
+    bao.create_key("online", "ed25519");
+    bao.call(
+        "PUT",
+        "sys/policies/acl/tufa-online",
+        Some(json!({"policy": format!(
+            "path \"{TRANSIT_MOUNT}/keys/online\" {{ capabilities = [\"read\"] }}\n\
+             path \"{TRANSIT_MOUNT}/sign/online\" {{ capabilities = [\"update\"] }}"
+        )})),
+    );
+    bao.call("POST", "sys/auth/approle", Some(json!({"type": "approle"})));
+    // Tokens that live two seconds: the signer outlives several.
+    bao.call(
+        "POST",
+        "auth/approle/role/tufa",
+        Some(json!({"token_policies": ["tufa-online"], "token_ttl": "2s", "token_max_ttl": "2s"})),
+    );
+    let role_id = bao.call("GET", "auth/approle/role/tufa/role-id", None)["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret_id = bao.call("POST", "auth/approle/role/tufa/secret-id", None)["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let signer = VaultSigner::open(
+        Vault::with_approle(&bao.address(), &role_id, &secret_id, "approle"),
+        spec("online"),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let signature = signer.sign(b"message").unwrap();
+        signer
+            .public_key()
+            .verify(signer.key_id(), b"message", &signature.sig)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+    }
+
+    // The policy allows this key only.
+    bao.create_key("other", "ed25519");
+    let other = VaultSigner::open(
+        Vault::with_approle(&bao.address(), &role_id, &secret_id, "approle"),
+        spec("other"),
+    );
+    assert!(matches!(other, Err(Error::Forbidden { .. })), "{other:?}");
+    let wrong = VaultSigner::open(
+        Vault::with_approle(&bao.address(), &role_id, "not-the-secret", "approle"),
+        spec("online"),
+    );
+    assert!(wrong.is_err(), "{wrong:?}");
+}
