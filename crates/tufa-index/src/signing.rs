@@ -394,7 +394,7 @@ impl Signing {
         };
         if !root_exists(&store)? {
             return Err(Error::Config(format!(
-                "no TUF metadata in {where_}: copy the output of `tufa ceremony` there ({TUF_DIR}/)"
+                "no TUF metadata in {where_}: copy the files of the ceremony's metadata/ directory to {TUF_DIR}/metadata/ there"
             )));
         }
         let signer: Arc<dyn Signer> = match &online_key {

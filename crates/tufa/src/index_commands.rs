@@ -468,9 +468,22 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
         .or(file.online_key.clone())
         .map(OnlineKey::from);
     let online_key_passphrase = match &online_key {
-        Some(OnlineKey::File(_)) => std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
-            .ok()
-            .filter(|p| !p.is_empty()),
+        Some(OnlineKey::File(path)) => {
+            let passphrase = std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
+                .ok()
+                .filter(|p| !p.is_empty());
+            // The key file's own error only says a passphrase is needed, not where it goes.
+            if passphrase.is_none()
+                && std::fs::read_to_string(path)
+                    .is_ok_and(|pem| pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"))
+            {
+                anyhow::bail!(
+                    "the online key {} is encrypted: set TUFA_ONLINE_KEY_PASSPHRASE to its passphrase",
+                    path.display()
+                );
+            }
+            passphrase
+        }
         _ => None,
     };
     Ok(SigningConfig {
