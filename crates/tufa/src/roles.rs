@@ -4,6 +4,7 @@
 //! submit` hands signed copies to the index, which merges them and publishes the new version
 //! once every threshold is met, saying until then which signatures are missing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -164,6 +165,12 @@ pub fn offline_signer(key: &str) -> Result<Box<dyn tufa_metadata::Signer>> {
             tufa_pkcs11::Pkcs11Signer::from_uri(key).context("opening the key on the token")?;
         return Ok(Box::new(signer));
     }
+    if std::fs::read(key).is_ok_and(|bytes| bytes.trim_ascii_start().starts_with(b"{")) {
+        bail!(
+            "{key} is a public key (TUF JSON): signing needs the private key, the .pem file \
+             `tufa keys generate` wrote beside it"
+        );
+    }
     let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
     let signer = load_signer(Path::new(key), passphrase.as_deref().map(str::as_bytes))
         .with_context(|| format!("loading {key}"))?;
@@ -179,8 +186,46 @@ fn public_keys(paths: &[PathBuf]) -> Result<Vec<Key>> {
         .collect()
 }
 
-fn key_ids(ids: &[String]) -> Vec<KeyId> {
-    ids.iter().map(|id| KeyId::new(id.clone())).collect()
+/// Whether `request` trusts another online key than the installed roles do: the root's
+/// timestamp and snapshot keys, or the bins role's delegation to the bin roles.
+fn changes_online_key(state: &OfflineState, request: &SigningRequest) -> bool {
+    let delegated = |targets: &tufa_metadata::Targets| {
+        targets
+            .delegations
+            .as_ref()
+            .map(|d| d.keys.keys().cloned().collect::<Vec<_>>())
+    };
+    match request {
+        SigningRequest::Root(root) => {
+            let (new, old) = (&root.signed.roles, &state.root.signed.roles);
+            new.timestamp.keyids != old.timestamp.keyids
+                || new.snapshot.keyids != old.snapshot.keyids
+        }
+        SigningRequest::Bins(bins) => delegated(&bins.signed) != delegated(&state.bins.signed),
+        SigningRequest::Targets(_) => false,
+    }
+}
+
+/// Full key IDs for what the operator typed: a full ID, or a prefix (`tufa status` shows 12
+/// characters) that names exactly one of `keys`.
+fn resolve_key_ids(ids: &[String], keys: &BTreeMap<KeyId, Key>) -> Result<Vec<KeyId>> {
+    ids.iter()
+        .map(|id| {
+            let typed = id.trim().to_ascii_lowercase();
+            let matching: Vec<&KeyId> = keys
+                .keys()
+                .filter(|k| !typed.is_empty() && k.as_str().starts_with(&typed))
+                .collect();
+            match matching.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => bail!(
+                    "no key ID starting with {id:?} among the keys of this repository's roles \
+                     (`tufa status` lists them)"
+                ),
+                more => bail!("{} key IDs start with {id:?}: type more of it", more.len()),
+            }
+        })
+        .collect()
 }
 
 fn threshold(value: Option<u32>, flag: &str) -> Result<Option<Threshold>> {
@@ -236,10 +281,16 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     let (_, state) = data.state()?;
                     let changes = RootChanges {
                         add_root_keys: public_keys(&add_root_keys)?,
-                        remove_root_keys: key_ids(&remove_root_keys),
+                        remove_root_keys: resolve_key_ids(
+                            &remove_root_keys,
+                            &state.root.signed.keys,
+                        )?,
                         root_threshold: threshold(root_threshold, "--root-threshold")?,
                         add_targets_keys: public_keys(&add_targets_keys)?,
-                        remove_targets_keys: key_ids(&remove_targets_keys),
+                        remove_targets_keys: resolve_key_ids(
+                            &remove_targets_keys,
+                            &state.root.signed.keys,
+                        )?,
                         targets_threshold: threshold(targets_threshold, "--targets-threshold")?,
                         online_key: public_keys(online_key.as_slice())?.pop(),
                     };
@@ -259,7 +310,16 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     let (_, state) = data.state()?;
                     let request = state.prepare_targets(
                         &public_keys(&add_bins_keys)?,
-                        &key_ids(&remove_bins_keys),
+                        &resolve_key_ids(
+                            &remove_bins_keys,
+                            &state
+                                .targets
+                                .signed
+                                .delegations
+                                .as_ref()
+                                .map(|d| d.keys.clone())
+                                .unwrap_or_default(),
+                        )?,
                         threshold(bins_threshold, "--bins-threshold")?,
                         &lifetime.expiries()?,
                         now,
@@ -331,10 +391,19 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     eprintln!("{name}: {requirement}");
                 }
                 if requirements.iter().all(|r| r.met()) {
-                    eprintln!(
-                        "{name}: every threshold is met; the running server publishes it within \
-                         a second (or at its next start)"
-                    );
+                    if changes_online_key(&state, &request) {
+                        eprintln!(
+                            "{name}: every threshold is met, and it changes the online key: the \
+                             running server does not install it while it signs with the old key. \
+                             Restart it with the new key (`tufa serve --online-key NEW`); at \
+                             start it installs this and re-signs every online role"
+                        );
+                    } else {
+                        eprintln!(
+                            "{name}: every threshold is met; the running server publishes it \
+                             within a second (or at its next start)"
+                        );
+                    }
                 } else {
                     incomplete.push(name);
                 }

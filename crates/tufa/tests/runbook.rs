@@ -90,3 +90,145 @@ fn an_encrypted_online_key_without_its_passphrase_names_the_variable() {
     assert!(!serve.status.success(), "{text}");
     assert!(text.contains("set TUFA_ONLINE_KEY_PASSPHRASE"), "{text}");
 }
+
+/// A signed ceremony with root keys a, b, c (2 of 3) installed in `DIR/data`.
+fn installed_repository(d: &Path) -> std::path::PathBuf {
+    generate_keys(
+        d,
+        &[
+            "root-a", "root-b", "root-c", "targets", "bins", "online", "online-2",
+        ],
+    );
+    let key = |name: &str, ext: &str| {
+        d.join(format!("{name}.{ext}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let out = d.join("ceremony");
+    common::ok(
+        tufa(&[
+            "ceremony",
+            "--out",
+            out.to_str().unwrap(),
+            "--root-key",
+            &key("root-a", "pub.json"),
+            "--root-key",
+            &key("root-b", "pub.json"),
+            "--root-key",
+            &key("root-c", "pub.json"),
+            "--root-threshold",
+            "2",
+            "--targets-key",
+            &key("targets", "pub.json"),
+            "--bins-key",
+            &key("bins", "pub.json"),
+            "--online-key",
+            &key("online", "pub.json"),
+            "--bin-bits",
+            "2",
+            "--sign",
+            &key("root-a", "pem"),
+            "--sign",
+            &key("root-b", "pem"),
+            "--sign",
+            &key("targets", "pem"),
+            "--sign",
+            &key("bins", "pem"),
+        ]),
+        "tufa ceremony",
+    );
+    let data = d.join("data");
+    common::install_ceremony(&out, &data);
+    data
+}
+
+#[test]
+fn key_ids_by_prefix_a_public_key_to_sign_and_an_online_key_change_that_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = installed_repository(d);
+    let data_arg = data.to_str().unwrap();
+    let pub_key = |name: &str| {
+        d.join(format!("{name}.pub.json"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let key: tufa_metadata::Key =
+        serde_json::from_slice(&std::fs::read(pub_key("root-c")).unwrap()).unwrap();
+    let keyid = key.key_id().unwrap();
+
+    // 12 characters, as `tufa status` shows them.
+    let root_2 = d.join("root-2.json");
+    common::ok(
+        tufa(&[
+            "roles",
+            "prepare",
+            "root",
+            "--data",
+            data_arg,
+            "--out",
+            root_2.to_str().unwrap(),
+            "--remove-root-key",
+            &keyid.as_str()[..12],
+            "--online-key",
+            &pub_key("online-2"),
+        ]),
+        "tufa roles prepare root with a key ID prefix",
+    );
+    let unknown = tufa(&[
+        "roles",
+        "prepare",
+        "root",
+        "--data",
+        data_arg,
+        "--out",
+        d.join("other.json").to_str().unwrap(),
+        "--remove-root-key",
+        "ffffffffffff",
+    ]);
+    let text = output_text(&unknown);
+    assert!(
+        !unknown.status.success() && text.contains("no key ID starting with"),
+        "{text}"
+    );
+
+    // The public key file where the private key belongs.
+    let wrong = tufa(&[
+        "sign",
+        root_2.to_str().unwrap(),
+        "--key",
+        &pub_key("root-a"),
+    ]);
+    let text = output_text(&wrong);
+    assert!(!wrong.status.success(), "{text}");
+    assert!(text.contains("is a public key (TUF JSON)"), "{text}");
+
+    for holder in ["root-a", "root-b"] {
+        let pem = d.join(format!("{holder}.pem"));
+        common::ok(
+            tufa(&[
+                "sign",
+                root_2.to_str().unwrap(),
+                "--key",
+                pem.to_str().unwrap(),
+            ]),
+            "tufa sign",
+        );
+    }
+    let submitted = common::ok(
+        tufa(&[
+            "roles",
+            "submit",
+            "--data",
+            data_arg,
+            root_2.to_str().unwrap(),
+        ]),
+        "tufa roles submit",
+    );
+    assert!(
+        submitted.contains("changes the online key") && submitted.contains("Restart it"),
+        "{submitted}"
+    );
+}
