@@ -379,8 +379,15 @@ pub fn run(command: RolesCommand) -> Result<()> {
                 // version (prepared again) replaces them.
                 if let Some(bytes) = pending
                     && let Ok(earlier) = SigningRequest::from_bytes(&bytes)
+                    && request.merge(&earlier).is_err()
                 {
-                    let _ = request.merge(&earlier);
+                    eprintln!(
+                        "warning: {} version {} replaces a different request for that version \
+                         waiting in tuf/incoming/: the signatures collected for it are dropped, \
+                         and key holders who signed it must sign this one",
+                        request.role(),
+                        request.version()
+                    );
                 }
                 let requirements = state
                     .requirements(&request)

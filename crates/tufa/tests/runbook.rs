@@ -231,4 +231,33 @@ fn key_ids_by_prefix_a_public_key_to_sign_and_an_online_key_change_that_needs_a_
         submitted.contains("changes the online key") && submitted.contains("Restart it"),
         "{submitted}"
     );
+
+    // Prepared again, differently, for the same version: the collected signatures go, said so.
+    let again = d.join("root-2-again.json");
+    common::ok(
+        tufa(&[
+            "roles",
+            "prepare",
+            "root",
+            "--data",
+            data_arg,
+            "--out",
+            again.to_str().unwrap(),
+            "--online-key",
+            &pub_key("online-2"),
+        ]),
+        "tufa roles prepare root again",
+    );
+    let replaced = tufa(&[
+        "roles",
+        "submit",
+        "--data",
+        data_arg,
+        again.to_str().unwrap(),
+    ]);
+    let text = output_text(&replaced);
+    assert!(
+        text.contains("replaces a different request for that version"),
+        "{text}"
+    );
 }
