@@ -156,6 +156,10 @@ pub struct SignArgs {
     /// TUFA_PKCS11_PIN).
     #[arg(long)]
     key: String,
+    /// The index's data directory (or a copy of its `tuf/`): with it, a key the request's role
+    /// does not list is refused instead of adding a signature that counts for nothing.
+    #[arg(long, env = "TUFA_DATA")]
+    data: Option<PathBuf>,
 }
 
 /// A signer for an offline key holder: a key file, or a key on a PKCS#11 token.
@@ -251,6 +255,47 @@ pub fn sign(args: SignArgs) -> Result<()> {
     let mut request = read_request(&args.file)?;
     let signer = offline_signer(&args.key)?;
     request.sign(signer.as_ref()).context("signing")?;
+    match &args.data {
+        Some(data) => {
+            let (_, state) = DataDir {
+                data: data.clone(),
+                storage: None,
+            }
+            .state()?;
+            let requirements = state
+                .requirements(&request)
+                .with_context(|| format!("{} version {}", request.role(), request.version()))?;
+            if !requirements
+                .iter()
+                .any(|r| r.signed.contains(signer.key_id()))
+            {
+                let needed = requirements
+                    .iter()
+                    .map(|r| {
+                        let ids: Vec<&str> = r
+                            .signed
+                            .iter()
+                            .chain(&r.unsigned)
+                            .map(|id| &id.as_str()[..12.min(id.as_str().len())])
+                            .collect();
+                        format!("{} ({})", r.keys_of, ids.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                bail!(
+                    "key {} is not a key of {} version {}, so its signature would count for \
+                     nothing; it needs {needed}. Nothing was written",
+                    &signer.key_id().as_str()[..12],
+                    request.role(),
+                    request.version()
+                );
+            }
+        }
+        None => eprintln!(
+            "note: not checked against the repository's roles (pass --data to refuse a key the \
+             role does not list); `tufa roles submit` reports which signatures count"
+        ),
+    }
     write_request(&args.file, &request)?;
     eprintln!(
         "signed {} version {} with key {}",

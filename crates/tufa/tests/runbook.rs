@@ -205,6 +205,21 @@ fn key_ids_by_prefix_a_public_key_to_sign_and_an_online_key_change_that_needs_a_
     assert!(!wrong.status.success(), "{text}");
     assert!(text.contains("is a public key (TUF JSON)"), "{text}");
 
+    // A key the role does not list, with the repository at hand: refused, file untouched.
+    let before = std::fs::read(&root_2).unwrap();
+    let unlisted = tufa(&[
+        "sign",
+        root_2.to_str().unwrap(),
+        "--key",
+        d.join("bins.pem").to_str().unwrap(),
+        "--data",
+        data_arg,
+    ]);
+    let text = output_text(&unlisted);
+    assert!(!unlisted.status.success(), "{text}");
+    assert!(text.contains("is not a key of root version 2"), "{text}");
+    assert_eq!(std::fs::read(&root_2).unwrap(), before);
+
     for holder in ["root-a", "root-b"] {
         let pem = d.join(format!("{holder}.pem"));
         common::ok(
