@@ -157,8 +157,9 @@ pub struct SignArgs {
     #[arg(long)]
     key: String,
     /// The index's data directory (or a copy of its `tuf/`): with it, a key the request's role
-    /// does not list is refused instead of adding a signature that counts for nothing.
-    #[arg(long, env = "TUFA_DATA")]
+    /// does not list is refused instead of adding a signature that counts for nothing. Not
+    /// taken from TUFA_DATA: a ceremony's files are signed before any data directory exists.
+    #[arg(long)]
     data: Option<PathBuf>,
 }
 
