@@ -162,6 +162,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
     ));
     let mut earliest: Option<(Expires, u64)> = None;
     let mut highest = 0;
+    let mut lowest = u64::MAX;
     for name in succinct.role_names() {
         let Some(meta) = snapshot.signed.role_meta(&name) else {
             bail!("snapshot does not list {name}");
@@ -174,14 +175,18 @@ pub fn run(args: StatusArgs) -> Result<()> {
             }
         }
         highest = highest.max(bin.signed.version);
+        lowest = lowest.min(bin.signed.version);
         if earliest.is_none_or(|(e, _)| bin.signed.expires.unix_timestamp() < e.unix_timestamp()) {
             earliest = Some((bin.signed.expires, bin.signed.version));
         }
     }
-    if let Some((expires, version)) = earliest {
+    // The row shows the lowest bin version, as /metrics' tufa_role_version does, so the two
+    // agree; the range follows the table.
+    let bin_range = (lowest < highest).then_some((lowest, highest));
+    if let Some((expires, _)) = earliest {
         rows.push((
             format!("bin-* ({})", succinct.bin_count()),
-            version.max(highest),
+            lowest,
             expires,
             keys(&succinct.keyids, succinct.threshold),
         ));
@@ -192,6 +197,12 @@ pub fn run(args: StatusArgs) -> Result<()> {
     );
     for (role, version, expires, keys) in &rows {
         println!("{role:<14} {version:>8}  {:<36} {keys}", when(expires, now));
+    }
+    if let Some((lowest, highest)) = bin_range {
+        println!(
+            "bin-* versions range from {lowest} to {highest}; the row shows the lowest, as \
+             /metrics (tufa_role_version) does"
+        );
     }
     for (role, _, expires, _) in rows.iter().take(3) {
         if expires.is_expired_at(now + OFFLINE_WARNING) {

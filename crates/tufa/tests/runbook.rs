@@ -276,3 +276,41 @@ fn key_ids_by_prefix_a_public_key_to_sign_and_an_online_key_change_that_needs_a_
         "{text}"
     );
 }
+
+#[test]
+fn status_and_metrics_show_the_same_bin_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = tufa_testkit::TufaServer::start(TUFA.as_ref(), &data, &[]);
+    let token = common::token(&data, "alice", None);
+    let wheel = dir.path().join("one_bin-1.0-py3-none-any.whl");
+    std::fs::write(&wheel, tufa_testkit::minimal_wheel("one-bin", "1.0")).unwrap();
+    common::ok(
+        common::twine(&server, &token, &[&wheel], &[]),
+        "twine upload",
+    );
+    server.wait_until_signed();
+
+    let metrics = tufa_testkit::http::get(&format!("{}/metrics", server.url), &[]).text();
+    let metric: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tufa_role_version{role=\"bin-*\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no bin-* version in {metrics}"));
+    let status = common::ok(
+        tufa(&["status", "--data", data.to_str().unwrap()]),
+        "tufa status",
+    );
+    let row: u64 = status
+        .lines()
+        .find(|l| l.starts_with("bin-*"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no bin-* row in {status}"));
+    assert_eq!(row, metric, "{status}\n{metrics}");
+    // One bin was signed again for the upload, the others not: the range is shown.
+    assert!(
+        status.contains("bin-* versions range from 1 to 2"),
+        "{status}"
+    );
+}
