@@ -88,8 +88,63 @@ pub fn run(args: StatusArgs) -> Result<()> {
     let state = OfflineState::load(&shared).context("verifying the offline roles")?;
     let root = &state.root.signed;
     let timestamp: Metadata<Timestamp> = read(store, "metadata/timestamp.json")?;
-    root.verify_delegate("timestamp", &timestamp)
-        .context("verifying timestamp")?;
+    if let Err(error) = root.verify_delegate("timestamp", &timestamp) {
+        let signers: Vec<&KeyId> = timestamp.signatures().iter().map(|s| &s.keyid).collect();
+        if signers
+            .iter()
+            .any(|k| root.roles.timestamp.keyids.contains(k))
+        {
+            return Err(error).context("verifying timestamp");
+        }
+        // An online-key rotation was installed (a server started with the old key installs it,
+        // then refuses to sign): a state to explain, not an error of this command.
+        let now = SystemTime::now();
+        println!("{:<14} {:>8}  {:<36} keys", "role", "version", "expires");
+        for (role, version, expires, keys) in [
+            (
+                "root",
+                root.version,
+                root.expires,
+                keys(&root.roles.root.keyids, root.roles.root.threshold),
+            ),
+            (
+                "targets",
+                state.targets.signed.version,
+                state.targets.signed.expires,
+                keys(&root.roles.targets.keyids, root.roles.targets.threshold),
+            ),
+            (
+                "bins",
+                state.bins.signed.version,
+                state.bins.signed.expires,
+                String::new(),
+            ),
+        ] {
+            println!(
+                "{role:<14} {version:>8}  {:<36} {keys}",
+                when(&expires, now)
+            );
+        }
+        let short = |ids: &[&KeyId]| {
+            ids.iter()
+                .map(|k| &k.as_str()[..k.as_str().len().min(12)])
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let trusted: Vec<&KeyId> = root.roles.timestamp.keyids.iter().collect();
+        println!(
+            "timestamp, snapshot and bin-* (version {} of timestamp) are signed by online key \
+             [{}], which root version {} no longer lists: an online-key rotation is installed \
+             and no server has re-signed the online roles, so clients refuse them until one \
+             does. Next: start `tufa serve --online-key <the new online key>` with the key root \
+             lists for timestamp [{}]; at start it re-signs every online role",
+            timestamp.signed.version,
+            short(&signers),
+            root.version,
+            short(&trusted)
+        );
+        return Ok(());
+    }
     let snapshot: Metadata<Snapshot> = read(
         store,
         &format!(

@@ -314,3 +314,80 @@ fn status_and_metrics_show_the_same_bin_version() {
         "{status}"
     );
 }
+
+#[test]
+fn status_works_after_an_online_key_rotation_is_submitted_and_the_old_key_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = installed_repository(d);
+    let data_arg = data.to_str().unwrap();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let old_key = ["--online-key", &path("online.pem")];
+    let mut server = tufa_testkit::TufaServer::start(TUFA.as_ref(), &data, &old_key);
+    server.wait_until_signed();
+    for role in ["root", "bins"] {
+        let out = path(&format!("{role}-2.json"));
+        common::ok(
+            tufa(&[
+                "roles",
+                "prepare",
+                role,
+                "--data",
+                data_arg,
+                "--out",
+                &out,
+                "--online-key",
+                &path("online-2.pub.json"),
+            ]),
+            "tufa roles prepare",
+        );
+        let signers: &[&str] = if role == "root" {
+            &["root-a.pem", "root-b.pem"]
+        } else {
+            &["bins.pem"]
+        };
+        for key in signers {
+            common::ok(tufa(&["sign", &out, "--key", &path(key)]), "tufa sign");
+        }
+    }
+    common::ok(
+        tufa(&[
+            "roles",
+            "submit",
+            "--data",
+            data_arg,
+            &path("root-2.json"),
+            &path("bins-2.json"),
+        ]),
+        "tufa roles submit",
+    );
+    server.kill();
+    // Started again with the old key: refused, naming the key root now lists.
+    let refused = std::process::Command::new(TUFA)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data", data_arg])
+        .args(old_key)
+        .output()
+        .unwrap();
+    let text = output_text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("is not trusted for timestamp"), "{text}");
+    let status = tufa(&["status", "--data", data_arg]);
+    let text = output_text(&status);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("an online-key rotation is installed") && text.contains("Next: start"),
+        "{text}"
+    );
+    // Doing what it says recovers.
+    let server = tufa_testkit::TufaServer::start(
+        TUFA.as_ref(),
+        &data,
+        &["--online-key", &path("online-2.pem")],
+    );
+    server.wait_until_signed();
+    let text = common::ok(tufa(&["status", "--data", data_arg]), "tufa status");
+    assert!(
+        text.lines().any(|l| l.starts_with("timestamp")) && !text.contains("rotation is installed"),
+        "{text}"
+    );
+}
