@@ -472,6 +472,13 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
             let passphrase = std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
                 .ok()
                 .filter(|p| !p.is_empty());
+            if std::fs::read(path).is_ok_and(|b| b.trim_ascii_start().starts_with(b"{")) {
+                anyhow::bail!(
+                    "{} is a public key (TUF JSON): --online-key takes the private key, the \
+                     .pem file beside it",
+                    path.display()
+                );
+            }
             // The key file's own error only says a passphrase is needed, not where it goes.
             if passphrase.is_none()
                 && std::fs::read_to_string(path)

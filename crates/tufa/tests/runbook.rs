@@ -89,6 +89,17 @@ fn an_encrypted_online_key_without_its_passphrase_names_the_variable() {
     let text = output_text(&serve);
     assert!(!serve.status.success(), "{text}");
     assert!(text.contains("set TUFA_ONLINE_KEY_PASSPHRASE"), "{text}");
+
+    let public = std::process::Command::new(TUFA)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--online-key")
+        .arg(dir.path().join("online.pub.json"))
+        .output()
+        .unwrap();
+    let text = output_text(&public);
+    assert!(!public.status.success(), "{text}");
+    assert!(text.contains("is a public key (TUF JSON)"), "{text}");
 }
 
 /// A signed ceremony with root keys a, b, c (2 of 3) installed in `DIR/data`.
