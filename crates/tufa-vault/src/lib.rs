@@ -95,7 +95,7 @@ pub enum Error {
     },
 
     #[error(
-        "Vault at {address} is sealed or not active while {action} (HTTP {status}): unseal it or let a standby take over"
+        "Vault at {address} is sealed, on standby or limiting requests while {action} (HTTP {status}): unseal it, let a standby take over, or raise its rate limit"
     )]
     Sealed {
         address: String,
