@@ -377,6 +377,7 @@ fn status_works_after_an_online_key_rotation_is_submitted_and_the_old_key_restar
     let refused = std::process::Command::new(TUFA)
         .args(["serve", "--listen", "127.0.0.1:0", "--data", data_arg])
         .args(old_key)
+        .envs(common::backend_env())
         .output()
         .unwrap();
     let text = output_text(&refused);
