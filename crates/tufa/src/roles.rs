@@ -191,6 +191,29 @@ fn public_keys(paths: &[PathBuf]) -> Result<Vec<Key>> {
         .collect()
 }
 
+/// The ceremony's separation of roles, kept at rotation: the online key may not be a root or
+/// targets key (the server could then sign those roles by itself).
+fn refuse_offline_key_as_online(state: &OfflineState, online: &Key, added: &[Key]) -> Result<()> {
+    let root = &state.root.signed;
+    let offline = root
+        .roles
+        .root
+        .keyids
+        .iter()
+        .chain(&root.roles.targets.keyids)
+        .filter_map(|id| root.keys.get(id))
+        .chain(added);
+    for key in offline {
+        if key.keytype == online.keytype && key.keyval.public == online.keyval.public {
+            bail!(
+                "the new online key is a root or targets key: PEP 458 keeps the roles' keys apart \
+                 (the server could sign those roles by itself); generate a separate online key"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Whether `request` trusts another online key than the installed roles do: the root's
 /// timestamp and snapshot keys, or the bins role's delegation to the bin roles.
 fn changes_online_key(state: &OfflineState, request: &SigningRequest) -> bool {
@@ -340,6 +363,9 @@ pub fn run(command: RolesCommand) -> Result<()> {
                         targets_threshold: threshold(targets_threshold, "--targets-threshold")?,
                         online_key: public_keys(online_key.as_slice())?.pop(),
                     };
+                    if let Some(online) = &changes.online_key {
+                        refuse_offline_key_as_online(&state, online, &changes.add_root_keys)?;
+                    }
                     (
                         state.prepare_root(&changes, &lifetime.expiries()?, now)?,
                         out,

@@ -204,6 +204,23 @@ fn key_ids_by_prefix_a_public_key_to_sign_and_an_online_key_change_that_needs_a_
         !unknown.status.success() && text.contains("no key ID starting with"),
         "{text}"
     );
+    let root_as_online = tufa(&[
+        "roles",
+        "prepare",
+        "root",
+        "--data",
+        data_arg,
+        "--out",
+        d.join("other.json").to_str().unwrap(),
+        "--online-key",
+        &pub_key("root-c"),
+    ]);
+    let text = output_text(&root_as_online);
+    assert!(
+        !root_as_online.status.success()
+            && text.contains("the new online key is a root or targets key"),
+        "{text}"
+    );
 
     // The public key file where the private key belongs.
     let wrong = tufa(&[
