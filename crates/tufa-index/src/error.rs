@@ -62,6 +62,9 @@ pub enum Error {
     #[error("the online key: {0}")]
     Pkcs11(#[from] tufa_pkcs11::Error),
 
+    #[error("the online key in Vault: {0}")]
+    Vault(#[from] tufa_vault::Error),
+
     #[error("invalid configuration: {0}")]
     Config(String),
 
@@ -110,7 +113,7 @@ impl Error {
                 "missing record"
             }
             Error::Tuf(_) => "TUF repository error",
-            Error::Pkcs11(_) => "online key error",
+            Error::Pkcs11(_) | Error::Vault(_) => "online key error",
             Error::Config(_) => "internal error",
             Error::DataMismatch(_) => "data directory mismatch",
             Error::MissingReason | Error::NoDecision { .. } => "invalid cooldown decision",

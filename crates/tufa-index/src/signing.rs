@@ -42,6 +42,7 @@ use tufa_repo::{
     ClockSkew, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, Store, View,
     load_signer,
 };
+use tufa_vault::VaultSigner;
 
 use crate::db::Database;
 use crate::error::{Error, Result, io};
@@ -58,13 +59,20 @@ pub enum OnlineKey {
     /// A key on a PKCS#11 token, named by a `pkcs11:` URI (see `tufa_pkcs11`); the PIN comes
     /// from `TUFA_PKCS11_PIN` or the URI.
     Pkcs11(String),
+    /// A key in a Vault/OpenBao transit engine, `vault:<key>[?mount=..&version=..]` (see
+    /// `tufa_vault`); the address and credentials come from `VAULT_*`/`BAO_*`.
+    Vault(String),
 }
 
-/// `pkcs11:...` names a key on a token; anything else is a key file's path.
+/// `pkcs11:...` names a key on a token, `vault:...` one in Vault; anything else is a key file's
+/// path.
 impl From<PathBuf> for OnlineKey {
     fn from(value: PathBuf) -> Self {
         match value.to_str() {
             Some(uri) if uri.starts_with("pkcs11:") => OnlineKey::Pkcs11(uri.to_string()),
+            Some(spec) if spec.starts_with(tufa_vault::VaultSpec::SCHEME) => {
+                OnlineKey::Vault(spec.to_string())
+            }
             _ => OnlineKey::File(value),
         }
     }
@@ -79,6 +87,7 @@ impl std::fmt::Debug for OnlineKey {
                 .debug_tuple("Pkcs11")
                 .field(&uri.split('?').next().unwrap_or_default())
                 .finish(),
+            OnlineKey::Vault(spec) => f.debug_tuple("Vault").field(spec).finish(),
         }
     }
 }
@@ -395,7 +404,7 @@ impl Signing {
         };
         if !root_exists(&store)? {
             return Err(Error::Config(format!(
-                "no TUF metadata in {where_}: copy the output of `tufa ceremony` there ({TUF_DIR}/)"
+                "no TUF metadata in {where_}: copy the files of the ceremony's metadata/ directory to {TUF_DIR}/metadata/ there"
             )));
         }
         let signer: Arc<dyn Signer> = match &online_key {
@@ -404,6 +413,16 @@ impl Signing {
                 config.online_key_passphrase.as_deref().map(str::as_bytes),
             )?),
             OnlineKey::Pkcs11(uri) => Arc::new(Pkcs11Signer::from_uri(uri)?),
+            OnlineKey::Vault(spec) => {
+                let signer = tokio::task::block_in_place(|| VaultSigner::from_spec(spec))?;
+                tracing::info!(
+                    key = spec.as_str(),
+                    version = signer.version(),
+                    keyid = %signer.key_id(),
+                    "the online key is in Vault"
+                );
+                Arc::new(signer)
+            }
         };
         let policy = Policy {
             expiries: config.expiries,
@@ -931,6 +950,10 @@ mod tests {
         assert_eq!(
             OnlineKey::from(PathBuf::from("keys/online.pem")),
             OnlineKey::File("keys/online.pem".into())
+        );
+        assert_eq!(
+            OnlineKey::from(PathBuf::from("vault:online?mount=transit")),
+            OnlineKey::Vault("vault:online?mount=transit".into())
         );
     }
 }

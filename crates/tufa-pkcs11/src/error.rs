@@ -77,6 +77,22 @@ pub enum Error {
     )]
     KeyPairMismatch { token: String, label: String },
 
+    #[error(
+        "signing on token {token:?} failed ({first}) and a new session failed too ({again}): \
+         is the token plugged in and up? Signing is retried"
+    )]
+    Reopen {
+        token: String,
+        first: String,
+        again: String,
+    },
+
+    #[error(
+        "the key labelled {label:?} on token {token:?} is no longer the key Tufa started with: \
+         a new key is a new TUF online key; rotate to it with the online-key rotation procedure"
+    )]
+    KeyChanged { token: String, label: String },
+
     #[error("a key labelled {label:?} already exists on token {token:?}: choose another label")]
     KeyExists { token: String, label: String },
 

@@ -34,11 +34,18 @@ enum Kind {
 /// A key on a PKCS#11 token (an HSM, a smart card, a YubiKey, SoftHSM2) that signs TUF metadata.
 /// The private key never leaves the token; the public key is read from it.
 ///
-/// One session, logged in for the signer's life and used under a mutex: the publisher signs one
-/// role at a time, and tokens limit concurrent sessions.
+/// One session, logged in and used under a mutex: the publisher signs one role at a time, and
+/// tokens limit concurrent sessions. A token that restarts (unplugged, power-cycled, a network
+/// HSM that failed over) ends every session, so a signature that fails is tried once more on a
+/// new session: the signer logs in again and finds the key anew (object handles belong to a
+/// session), and refuses a key whose public half changed. A token that is still away fails
+/// that round; the publisher retries, and signing resumes with no restart of the server.
 pub struct Pkcs11Signer {
-    session: Mutex<Session>,
-    private: ObjectHandle,
+    /// `None` after a failed attempt to open a new session; the next signature tries again.
+    session: Mutex<Option<Open>>,
+    module: std::path::PathBuf,
+    /// Kept for logging in again after a token restart; never printed.
+    pin: String,
     kind: Kind,
     public: Key,
     keyid: KeyId,
@@ -71,19 +78,12 @@ impl Pkcs11Signer {
     pub fn open(uri: &Pkcs11Uri, pin: &str) -> Result<Self> {
         let token = uri.token.clone();
         let label = uri.object.clone();
-        let session = login(&uri.module, &token, pin, false)?;
-        let private =
-            find_one(&session, &token, &label, ObjectClass::PRIVATE_KEY)?.ok_or_else(|| {
-                Error::KeyNotFound {
-                    token: token.clone(),
-                    label: label.clone(),
-                }
-            })?;
-        let (kind, public) = read_public_key(&session, &token, &label)?;
+        let (open, kind, public) = Open::new(&uri.module, &token, &label, pin)?;
         let keyid = public.key_id()?;
         let signer = Pkcs11Signer {
-            session: Mutex::new(session),
-            private,
+            session: Mutex::new(Some(open)),
+            module: uri.module.clone(),
+            pin: pin.to_string(),
             kind,
             public,
             keyid,
@@ -103,7 +103,36 @@ impl Pkcs11Signer {
     }
 
     fn raw_signature(&self, message: &[u8]) -> Result<Vec<u8>> {
-        let session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = match open.as_ref() {
+            Some(current) => match self.sign_in(current, message) {
+                Ok(signature) => return Ok(signature),
+                Err(error) => error.to_string(),
+            },
+            None => "no session since the last failure".into(),
+        };
+        // The session may have ended with a token restart: a new one. The old one is closed
+        // first, since a module that restarted hands out the same handle numbers again and
+        // closing the old one later would close the new one.
+        *open = None;
+        let (reopened, _, public) = Open::new(&self.module, &self.token, &self.label, &self.pin)
+            .map_err(|again| Error::Reopen {
+                token: self.token.clone(),
+                first,
+                again: again.to_string(),
+            })?;
+        if public != self.public {
+            return Err(Error::KeyChanged {
+                token: self.token.clone(),
+                label: self.label.clone(),
+            });
+        }
+        self.sign_in(open.insert(reopened), message)
+    }
+
+    fn sign_in(&self, open: &Open, message: &[u8]) -> Result<Vec<u8>> {
+        let Open { session, private } = open;
+        let private = *private;
         let failed = |source| token_error(&self.token, "signing", source);
         match self.kind {
             // CKM_ECDSA over a digest computed here rather than CKM_ECDSA_SHA256 over the
@@ -112,7 +141,7 @@ impl Pkcs11Signer {
             Kind::EcdsaP256 => {
                 let digest = ring::digest::digest(&ring::digest::SHA256, message);
                 let raw = session
-                    .sign(&Mechanism::Ecdsa, self.private, digest.as_ref())
+                    .sign(&Mechanism::Ecdsa, private, digest.as_ref())
                     .map_err(failed)?;
                 der_ecdsa_signature(&raw).ok_or_else(|| {
                     Error::Metadata(tufa_metadata::Error::Signing(format!(
@@ -126,11 +155,32 @@ impl Pkcs11Signer {
             Kind::Ed25519 => session
                 .sign(
                     &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Ed25519)),
-                    self.private,
+                    private,
                     message,
                 )
                 .map_err(|source| mechanism_error(&self.token, "CKM_EDDSA", "signing", source)),
         }
+    }
+}
+
+/// A logged-in session and the private key's handle in it.
+struct Open {
+    session: Session,
+    private: ObjectHandle,
+}
+
+impl Open {
+    fn new(module: &Path, token: &str, label: &str, pin: &str) -> Result<(Open, Kind, Key)> {
+        let session = login(module, token, pin, false)?;
+        let private =
+            find_one(&session, token, label, ObjectClass::PRIVATE_KEY)?.ok_or_else(|| {
+                Error::KeyNotFound {
+                    token: token.into(),
+                    label: label.into(),
+                }
+            })?;
+        let (kind, public) = read_public_key(&session, token, label)?;
+        Ok((Open { session, private }, kind, public))
     }
 }
 

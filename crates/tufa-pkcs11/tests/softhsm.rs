@@ -22,6 +22,8 @@ fn main() -> ExitCode {
         ("missing_module_is_named", missing_module),
         ("generation_refuses_a_used_label_and_rsa", refusals),
         ("mismatched_public_key_is_named", mismatched_pair),
+        // Last: it finalizes the module under the others' sessions.
+        ("a_session_reopens_after_a_token_restart", token_restart),
     ])
 }
 
@@ -193,4 +195,60 @@ fn mismatched_pair(hsm: &SoftHsm) {
     }
     let error = Pkcs11Signer::open(&uri(hsm, "pair-a"), SOFTHSM_PIN).unwrap_err();
     assert!(matches!(error, Error::KeyPairMismatch { .. }), "{error}");
+}
+
+/// A logged-in session on the token, opened with cryptoki directly (not through the signer).
+fn session(hsm: &SoftHsm, read_write: bool) -> cryptoki::session::Session {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let pkcs11 = Pkcs11::new(SOFTHSM_MODULE).unwrap();
+    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label() == hsm.token)
+        .unwrap();
+    let session = if read_write {
+        pkcs11.open_rw_session(slot).unwrap()
+    } else {
+        pkcs11.open_ro_session(slot).unwrap()
+    };
+    let pin = cryptoki::types::AuthPin::from(SOFTHSM_PIN.to_owned());
+    let _ = session.login(cryptoki::session::UserType::User, Some(&pin));
+    session
+}
+
+/// The module finalized under the signer (every session ends, as when a token restarts): the next
+/// signature opens a new session by itself. A key replaced under the same label is refused.
+fn token_restart(hsm: &SoftHsm) {
+    let public = generate(hsm, "restart", KeyAlgorithm::EcdsaP256Sha256);
+    let signer = Pkcs11Signer::open(&uri(hsm, "restart"), SOFTHSM_PIN).unwrap();
+    signer.sign(b"before").unwrap();
+
+    let witness = session(hsm, false);
+    cryptoki::context::Pkcs11::new(SOFTHSM_MODULE)
+        .unwrap()
+        .finalize()
+        .unwrap();
+    assert!(
+        witness.get_session_info().is_err(),
+        "the restart ended the sessions open before it"
+    );
+    let signature = signer.sign(b"after").unwrap();
+    public
+        .verify(signer.key_id(), b"after", &signature.sig)
+        .unwrap();
+
+    // Replaced: both halves destroyed, a new pair made under the label.
+    let admin = session(hsm, true);
+    for object in admin
+        .find_objects(&[cryptoki::object::Attribute::Label(b"restart".to_vec())])
+        .unwrap()
+    {
+        admin.destroy_object(object).unwrap();
+    }
+    drop(admin);
+    generate(hsm, "restart", KeyAlgorithm::EcdsaP256Sha256);
+    let refused = signer.sign(b"replaced").unwrap_err().to_string();
+    assert!(refused.contains("online-key rotation"), "{refused}");
 }

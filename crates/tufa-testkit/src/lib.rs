@@ -10,6 +10,7 @@ mod apt;
 mod attestations;
 pub mod faketime;
 pub mod http;
+pub mod openbao;
 mod packages;
 pub mod postgres;
 pub mod seaweedfs;
@@ -19,6 +20,7 @@ pub mod upstream;
 
 pub use apt::ensure_package;
 pub use attestations::pypi_attestations_assets;
+pub use openbao::OpenBao;
 pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
 pub use seaweedfs::SeaweedFs;
 pub use server::{TufaProxy, TufaServer, backend_includes};

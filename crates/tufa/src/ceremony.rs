@@ -70,6 +70,7 @@ pub fn run(args: CeremonyArgs) -> Result<()> {
         bit_length: args.bin_bits,
         expiries: Expiries::default(),
     };
+    refuse_shared_keys(&plan)?;
     let mut roles = plan
         .offline_roles(SystemTime::now())
         .context("building the offline roles")?;
@@ -113,8 +114,52 @@ pub fn run(args: CeremonyArgs) -> Result<()> {
         }
     }
     eprintln!(
-        "wrote the offline roles to {}: copy its contents to <data>/tuf/ on the server",
+        "wrote the offline roles to {}: copy the files in it to DATA/tuf/metadata/ on the server",
         args.out.join("metadata").display()
     );
+    Ok(())
+}
+
+/// PEP 458 separates the roles' keys so that one stolen key gives one role: a key of two roles
+/// (bins signed with a root key, the online key also a root key, which lets the server sign a
+/// new root by itself) gives an attacker who takes it both. Refused, naming the key and roles.
+fn refuse_shared_keys(plan: &CeremonyPlan) -> Result<()> {
+    let mut seen: Vec<(&str, &Key)> = Vec::new();
+    let roles = [
+        ("root", plan.root.keys.iter().collect::<Vec<_>>()),
+        ("targets", plan.targets.keys.iter().collect()),
+        ("bins", plan.bins.keys.iter().collect()),
+        ("online", vec![&plan.online]),
+    ];
+    for (role, keys) in roles {
+        for key in keys {
+            let same = |other: &&Key| {
+                other.keytype == key.keytype && other.keyval.public == key.keyval.public
+            };
+            if let Some((first, _)) = seen.iter().find(|(_, other)| same(other)) {
+                let keyid = key.key_id().context("computing a key ID")?;
+                if *first == role {
+                    bail!(
+                        "key {} is listed twice for {role}: each key counts once toward a \
+                         threshold, pass distinct keys",
+                        &keyid.as_str()[..12]
+                    );
+                }
+                bail!(
+                    "key {} is given for both {first} and {role}: PEP 458 keeps the roles' keys \
+                     apart so that one stolen key compromises one role{}; generate a separate key \
+                     for {role}",
+                    &keyid.as_str()[..12],
+                    if role == "online" {
+                        " (an online key that is also a root key lets the server sign a new root \
+                         by itself)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            seen.push((role, key));
+        }
+    }
     Ok(())
 }

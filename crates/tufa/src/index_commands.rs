@@ -157,8 +157,10 @@ pub struct SigningArgs {
     /// The online signing key, trusted by the ceremony's root and bins: a PKCS#8 PEM file from
     /// `tufa keys generate` (passphrase in TUFA_ONLINE_KEY_PASSPHRASE), or a key on a hardware
     /// token as `pkcs11:token=<label>;object=<key label>?module-path=<module .so>` (PIN in
-    /// TUFA_PKCS11_PIN). Without it, an empty data directory gets a development repository
-    /// with local keys.
+    /// TUFA_PKCS11_PIN), or a key in a Vault/OpenBao transit engine as
+    /// `vault:<key>[?mount=<mount>&version=<n>]` (VAULT_ADDR, VAULT_TOKEN or AppRole's
+    /// VAULT_ROLE_ID/VAULT_SECRET_ID). Without it, an empty data directory gets a development
+    /// repository with local keys.
     #[arg(long, env = "TUFA_ONLINE_KEY")]
     online_key: Option<PathBuf>,
     /// Bin roles of a new development repository: 2^N (8 gives 256; PEP 458 suggests 14 = 16,384).
@@ -473,9 +475,29 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
         .or(file.online_key.clone())
         .map(OnlineKey::from);
     let online_key_passphrase = match &online_key {
-        Some(OnlineKey::File(_)) => std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
-            .ok()
-            .filter(|p| !p.is_empty()),
+        Some(OnlineKey::File(path)) => {
+            let passphrase = std::env::var("TUFA_ONLINE_KEY_PASSPHRASE")
+                .ok()
+                .filter(|p| !p.is_empty());
+            if std::fs::read(path).is_ok_and(|b| b.trim_ascii_start().starts_with(b"{")) {
+                anyhow::bail!(
+                    "{} is a public key (TUF JSON): --online-key takes the private key, the \
+                     .pem file beside it",
+                    path.display()
+                );
+            }
+            // The key file's own error only says a passphrase is needed, not where it goes.
+            if passphrase.is_none()
+                && std::fs::read_to_string(path)
+                    .is_ok_and(|pem| pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"))
+            {
+                anyhow::bail!(
+                    "the online key {} is encrypted: set TUFA_ONLINE_KEY_PASSPHRASE to its passphrase",
+                    path.display()
+                );
+            }
+            passphrase
+        }
         _ => None,
     };
     Ok(SigningConfig {

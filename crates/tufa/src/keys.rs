@@ -9,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use tufa_metadata::KeyAlgorithm;
 use tufa_pkcs11::{Pkcs11Uri, generate_key_pair};
 use tufa_repo::{generate_key_files, key_paths};
+use tufa_vault::{KeyKind, Vault, VaultSpec};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -41,6 +42,31 @@ pub enum KeysCommand {
         #[arg(long)]
         public_out: PathBuf,
     },
+    /// Create a key in a Vault or OpenBao transit engine: the private key never leaves it
+    /// (not exportable). Writes the public key for `tufa ceremony --online-key` and prints the
+    /// key ID. Address from VAULT_ADDR (or BAO_ADDR), credentials from VAULT_TOKEN (or
+    /// BAO_TOKEN) or AppRole (VAULT_ROLE_ID, VAULT_SECRET_ID); the policy needs `create` and
+    /// `read` on `<mount>/keys/<key>`.
+    GenerateVault {
+        /// The key to create: `vault:<key name>[?mount=<transit mount, default transit>]`.
+        #[arg(long)]
+        key: String,
+        #[arg(long, value_enum, default_value_t = Algorithm::EcdsaP256)]
+        algorithm: Algorithm,
+        /// The public key file to write (TUF JSON, as `tufa keys generate` writes `.pub.json`).
+        #[arg(long)]
+        public_out: PathBuf,
+    },
+    /// Write the public key of a Vault transit key (one version of it, the latest unless
+    /// `version=` is given) for the ceremony or an online-key rotation, and print its key ID.
+    /// A new Vault key version is a new TUF key: rotate to it with `tufa roles`.
+    VaultPublic {
+        /// `vault:<key name>[?mount=<transit mount>&version=<key version>]`.
+        key: String,
+        /// The public key file to write (TUF JSON).
+        #[arg(long)]
+        public_out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -66,6 +92,12 @@ pub fn run(command: KeysCommand) -> Result<()> {
             algorithm,
             public_out,
         } => generate_pkcs11(&uri, algorithm.into(), &public_out),
+        KeysCommand::GenerateVault {
+            key,
+            algorithm,
+            public_out,
+        } => vault_key(&key, Some(algorithm), &public_out),
+        KeysCommand::VaultPublic { key, public_out } => vault_key(&key, None, &public_out),
         KeysCommand::Generate {
             stem,
             algorithm,
@@ -138,6 +170,61 @@ fn generate_pkcs11(uri: &str, algorithm: KeyAlgorithm, public_out: &Path) -> Res
         uri.object,
         uri.token,
         public_out.display()
+    );
+    println!("{}", keyid.as_str());
+    Ok(())
+}
+
+/// Creates the Vault key (with `algorithm`) or reads its public key (without), and writes the
+/// public key to a new file.
+fn vault_key(key: &str, algorithm: Option<Algorithm>, public_out: &Path) -> Result<()> {
+    let spec = VaultSpec::parse(key)?;
+    if algorithm.is_some() && spec.version.is_some() {
+        bail!("a new Vault key has version 1 only: leave version= out of --key");
+    }
+    let vault = Vault::from_env()?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(public_out)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing file is never overwritten)",
+                public_out.display()
+            )
+        })?;
+    let public = match algorithm {
+        Some(algorithm) => {
+            let kind = match algorithm {
+                Algorithm::Ed25519 => KeyKind::Ed25519,
+                Algorithm::EcdsaP256 => KeyKind::EcdsaP256,
+            };
+            vault.create_key(&spec, kind).map(|key| (key, 1))
+        }
+        None => vault
+            .public_key(&spec)
+            .map(|(key, _, version)| (key, version)),
+    };
+    let (public, version) = match public {
+        Ok(found) => found,
+        Err(error) => {
+            let _ = std::fs::remove_file(public_out);
+            return Err(error.into());
+        }
+    };
+    let json = serde_json::to_vec_pretty(&public).context("encoding the public key")?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", public_out.display()))?;
+    let keyid = public.key_id().context("computing the key ID")?;
+    eprintln!(
+        "transit key {:?} version {version} in {}: wrote its public key to {}; serve with \
+         --online-key 'vault:{}?mount={}&version={version}'",
+        spec.key,
+        vault.address(),
+        public_out.display(),
+        spec.key,
+        spec.mount,
     );
     println!("{}", keyid.as_str());
     Ok(())

@@ -58,8 +58,8 @@ enum Command {
     /// New versions of the offline roles: prepare, then submit signed copies.
     #[command(subcommand)]
     Roles(roles::RolesCommand),
-    /// Sign a signing request (from `tufa roles prepare` or `tufa ceremony --unsigned`) with
-    /// your key, in place.
+    /// Sign a signing request (from `tufa roles prepare`, or a role file `tufa ceremony` wrote
+    /// without `--sign`) with your key, in place.
     Sign(roles::SignArgs),
     /// Show every TUF role with version, expiry, keys and threshold; warn of expiring offline roles.
     Status(status::StatusArgs),

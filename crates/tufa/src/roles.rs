@@ -4,6 +4,7 @@
 //! submit` hands signed copies to the index, which merges them and publishes the new version
 //! once every threshold is met, saying until then which signatures are missing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -155,6 +156,11 @@ pub struct SignArgs {
     /// TUFA_PKCS11_PIN).
     #[arg(long)]
     key: String,
+    /// The index's data directory (or a copy of its `tuf/`): with it, a key the request's role
+    /// does not list is refused instead of adding a signature that counts for nothing. Not
+    /// taken from TUFA_DATA: a ceremony's files are signed before any data directory exists.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// A signer for an offline key holder: a key file, or a key on a PKCS#11 token.
@@ -163,6 +169,12 @@ pub fn offline_signer(key: &str) -> Result<Box<dyn tufa_metadata::Signer>> {
         let signer =
             tufa_pkcs11::Pkcs11Signer::from_uri(key).context("opening the key on the token")?;
         return Ok(Box::new(signer));
+    }
+    if std::fs::read(key).is_ok_and(|bytes| bytes.trim_ascii_start().starts_with(b"{")) {
+        bail!(
+            "{key} is a public key (TUF JSON): signing needs the private key, the .pem file \
+             `tufa keys generate` wrote beside it"
+        );
     }
     let passphrase = std::env::var("TUFA_KEY_PASSPHRASE").ok();
     let signer = load_signer(Path::new(key), passphrase.as_deref().map(str::as_bytes))
@@ -179,8 +191,69 @@ fn public_keys(paths: &[PathBuf]) -> Result<Vec<Key>> {
         .collect()
 }
 
-fn key_ids(ids: &[String]) -> Vec<KeyId> {
-    ids.iter().map(|id| KeyId::new(id.clone())).collect()
+/// The ceremony's separation of roles, kept at rotation: the online key may not be a root or
+/// targets key (the server could then sign those roles by itself).
+fn refuse_offline_key_as_online(state: &OfflineState, online: &Key, added: &[Key]) -> Result<()> {
+    let root = &state.root.signed;
+    let offline = root
+        .roles
+        .root
+        .keyids
+        .iter()
+        .chain(&root.roles.targets.keyids)
+        .filter_map(|id| root.keys.get(id))
+        .chain(added);
+    for key in offline {
+        if key.keytype == online.keytype && key.keyval.public == online.keyval.public {
+            bail!(
+                "the new online key is a root or targets key: PEP 458 keeps the roles' keys apart \
+                 (the server could sign those roles by itself); generate a separate online key"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `request` trusts another online key than the installed roles do: the root's
+/// timestamp and snapshot keys, or the bins role's delegation to the bin roles.
+fn changes_online_key(state: &OfflineState, request: &SigningRequest) -> bool {
+    let delegated = |targets: &tufa_metadata::Targets| {
+        targets
+            .delegations
+            .as_ref()
+            .map(|d| d.keys.keys().cloned().collect::<Vec<_>>())
+    };
+    match request {
+        SigningRequest::Root(root) => {
+            let (new, old) = (&root.signed.roles, &state.root.signed.roles);
+            new.timestamp.keyids != old.timestamp.keyids
+                || new.snapshot.keyids != old.snapshot.keyids
+        }
+        SigningRequest::Bins(bins) => delegated(&bins.signed) != delegated(&state.bins.signed),
+        SigningRequest::Targets(_) => false,
+    }
+}
+
+/// Full key IDs for what the operator typed: a full ID, or a prefix (`tufa status` shows 12
+/// characters) that names exactly one of `keys`.
+fn resolve_key_ids(ids: &[String], keys: &BTreeMap<KeyId, Key>) -> Result<Vec<KeyId>> {
+    ids.iter()
+        .map(|id| {
+            let typed = id.trim().to_ascii_lowercase();
+            let matching: Vec<&KeyId> = keys
+                .keys()
+                .filter(|k| !typed.is_empty() && k.as_str().starts_with(&typed))
+                .collect();
+            match matching.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => bail!(
+                    "no key ID starting with {id:?} among the keys of this repository's roles \
+                     (`tufa status` lists them)"
+                ),
+                more => bail!("{} key IDs start with {id:?}: type more of it", more.len()),
+            }
+        })
+        .collect()
 }
 
 fn threshold(value: Option<u32>, flag: &str) -> Result<Option<Threshold>> {
@@ -206,6 +279,47 @@ pub fn sign(args: SignArgs) -> Result<()> {
     let mut request = read_request(&args.file)?;
     let signer = offline_signer(&args.key)?;
     request.sign(signer.as_ref()).context("signing")?;
+    match &args.data {
+        Some(data) => {
+            let (_, state) = DataDir {
+                data: data.clone(),
+                storage: None,
+            }
+            .state()?;
+            let requirements = state
+                .requirements(&request)
+                .with_context(|| format!("{} version {}", request.role(), request.version()))?;
+            if !requirements
+                .iter()
+                .any(|r| r.signed.contains(signer.key_id()))
+            {
+                let needed = requirements
+                    .iter()
+                    .map(|r| {
+                        let ids: Vec<&str> = r
+                            .signed
+                            .iter()
+                            .chain(&r.unsigned)
+                            .map(|id| &id.as_str()[..12.min(id.as_str().len())])
+                            .collect();
+                        format!("{} ({})", r.keys_of, ids.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                bail!(
+                    "key {} is not a key of {} version {}, so its signature would count for \
+                     nothing; it needs {needed}. Nothing was written",
+                    &signer.key_id().as_str()[..12],
+                    request.role(),
+                    request.version()
+                );
+            }
+        }
+        None => eprintln!(
+            "note: not checked against the repository's roles (pass --data to refuse a key the \
+             role does not list); `tufa roles submit` reports which signatures count"
+        ),
+    }
     write_request(&args.file, &request)?;
     eprintln!(
         "signed {} version {} with key {}",
@@ -236,13 +350,22 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     let (_, state) = data.state()?;
                     let changes = RootChanges {
                         add_root_keys: public_keys(&add_root_keys)?,
-                        remove_root_keys: key_ids(&remove_root_keys),
+                        remove_root_keys: resolve_key_ids(
+                            &remove_root_keys,
+                            &state.root.signed.keys,
+                        )?,
                         root_threshold: threshold(root_threshold, "--root-threshold")?,
                         add_targets_keys: public_keys(&add_targets_keys)?,
-                        remove_targets_keys: key_ids(&remove_targets_keys),
+                        remove_targets_keys: resolve_key_ids(
+                            &remove_targets_keys,
+                            &state.root.signed.keys,
+                        )?,
                         targets_threshold: threshold(targets_threshold, "--targets-threshold")?,
                         online_key: public_keys(online_key.as_slice())?.pop(),
                     };
+                    if let Some(online) = &changes.online_key {
+                        refuse_offline_key_as_online(&state, online, &changes.add_root_keys)?;
+                    }
                     (
                         state.prepare_root(&changes, &lifetime.expiries()?, now)?,
                         out,
@@ -259,7 +382,16 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     let (_, state) = data.state()?;
                     let request = state.prepare_targets(
                         &public_keys(&add_bins_keys)?,
-                        &key_ids(&remove_bins_keys),
+                        &resolve_key_ids(
+                            &remove_bins_keys,
+                            &state
+                                .targets
+                                .signed
+                                .delegations
+                                .as_ref()
+                                .map(|d| d.keys.clone())
+                                .unwrap_or_default(),
+                        )?,
                         threshold(bins_threshold, "--bins-threshold")?,
                         &lifetime.expiries()?,
                         now,
@@ -319,8 +451,15 @@ pub fn run(command: RolesCommand) -> Result<()> {
                 // version (prepared again) replaces them.
                 if let Some(bytes) = pending
                     && let Ok(earlier) = SigningRequest::from_bytes(&bytes)
+                    && request.merge(&earlier).is_err()
                 {
-                    let _ = request.merge(&earlier);
+                    eprintln!(
+                        "warning: {} version {} replaces a different request for that version \
+                         waiting in tuf/incoming/: the signatures collected for it are dropped, \
+                         and key holders who signed it must sign this one",
+                        request.role(),
+                        request.version()
+                    );
                 }
                 let requirements = state
                     .requirements(&request)
@@ -331,10 +470,19 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     eprintln!("{name}: {requirement}");
                 }
                 if requirements.iter().all(|r| r.met()) {
-                    eprintln!(
-                        "{name}: every threshold is met; the running server publishes it within \
-                         a second (or at its next start)"
-                    );
+                    if changes_online_key(&state, &request) {
+                        eprintln!(
+                            "{name}: every threshold is met, and it changes the online key: the \
+                             running server does not install it while it signs with the old key. \
+                             Restart it with the new key (`tufa serve --online-key NEW`); at \
+                             start it installs this and re-signs every online role"
+                        );
+                    } else {
+                        eprintln!(
+                            "{name}: every threshold is met; the running server publishes it \
+                             within a second (or at its next start)"
+                        );
+                    }
                 } else {
                     incomplete.push(name);
                 }

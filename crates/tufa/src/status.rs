@@ -88,8 +88,63 @@ pub fn run(args: StatusArgs) -> Result<()> {
     let state = OfflineState::load(&shared).context("verifying the offline roles")?;
     let root = &state.root.signed;
     let timestamp: Metadata<Timestamp> = read(store, "metadata/timestamp.json")?;
-    root.verify_delegate("timestamp", &timestamp)
-        .context("verifying timestamp")?;
+    if let Err(error) = root.verify_delegate("timestamp", &timestamp) {
+        let signers: Vec<&KeyId> = timestamp.signatures().iter().map(|s| &s.keyid).collect();
+        if signers
+            .iter()
+            .any(|k| root.roles.timestamp.keyids.contains(k))
+        {
+            return Err(error).context("verifying timestamp");
+        }
+        // An online-key rotation was installed (a server started with the old key installs it,
+        // then refuses to sign): a state to explain, not an error of this command.
+        let now = SystemTime::now();
+        println!("{:<14} {:>8}  {:<36} keys", "role", "version", "expires");
+        for (role, version, expires, keys) in [
+            (
+                "root",
+                root.version,
+                root.expires,
+                keys(&root.roles.root.keyids, root.roles.root.threshold),
+            ),
+            (
+                "targets",
+                state.targets.signed.version,
+                state.targets.signed.expires,
+                keys(&root.roles.targets.keyids, root.roles.targets.threshold),
+            ),
+            (
+                "bins",
+                state.bins.signed.version,
+                state.bins.signed.expires,
+                String::new(),
+            ),
+        ] {
+            println!(
+                "{role:<14} {version:>8}  {:<36} {keys}",
+                when(&expires, now)
+            );
+        }
+        let short = |ids: &[&KeyId]| {
+            ids.iter()
+                .map(|k| &k.as_str()[..k.as_str().len().min(12)])
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let trusted: Vec<&KeyId> = root.roles.timestamp.keyids.iter().collect();
+        println!(
+            "timestamp, snapshot and bin-* (version {} of timestamp) are signed by online key \
+             [{}], which root version {} no longer lists: an online-key rotation is installed \
+             and no server has re-signed the online roles, so clients refuse them until one \
+             does. Next: start `tufa serve --online-key <the new online key>` with the key root \
+             lists for timestamp [{}]; at start it re-signs every online role",
+            timestamp.signed.version,
+            short(&signers),
+            root.version,
+            short(&trusted)
+        );
+        return Ok(());
+    }
     let snapshot: Metadata<Snapshot> = read(
         store,
         &format!(
@@ -162,6 +217,7 @@ pub fn run(args: StatusArgs) -> Result<()> {
     ));
     let mut earliest: Option<(Expires, u64)> = None;
     let mut highest = 0;
+    let mut lowest = u64::MAX;
     for name in succinct.role_names() {
         let Some(meta) = snapshot.signed.role_meta(&name) else {
             bail!("snapshot does not list {name}");
@@ -174,14 +230,18 @@ pub fn run(args: StatusArgs) -> Result<()> {
             }
         }
         highest = highest.max(bin.signed.version);
+        lowest = lowest.min(bin.signed.version);
         if earliest.is_none_or(|(e, _)| bin.signed.expires.unix_timestamp() < e.unix_timestamp()) {
             earliest = Some((bin.signed.expires, bin.signed.version));
         }
     }
-    if let Some((expires, version)) = earliest {
+    // The row shows the lowest bin version, as /metrics' tufa_role_version does, so the two
+    // agree; the range follows the table.
+    let bin_range = (lowest < highest).then_some((lowest, highest));
+    if let Some((expires, _)) = earliest {
         rows.push((
             format!("bin-* ({})", succinct.bin_count()),
-            version.max(highest),
+            lowest,
             expires,
             keys(&succinct.keyids, succinct.threshold),
         ));
@@ -192,6 +252,12 @@ pub fn run(args: StatusArgs) -> Result<()> {
     );
     for (role, version, expires, keys) in &rows {
         println!("{role:<14} {version:>8}  {:<36} {keys}", when(expires, now));
+    }
+    if let Some((lowest, highest)) = bin_range {
+        println!(
+            "bin-* versions range from {lowest} to {highest}; the row shows the lowest, as \
+             /metrics (tufa_role_version) does"
+        );
     }
     for (role, _, expires, _) in rows.iter().take(3) {
         if expires.is_expired_at(now + OFFLINE_WARNING) {
