@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod seaweedfs;
 mod server;
 mod softhsm;
+mod tool_venv;
 pub mod upstream;
 
 pub use apt::ensure_package;

