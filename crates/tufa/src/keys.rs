@@ -138,33 +138,14 @@ pub fn run(command: KeysCommand) -> Result<()> {
     }
 }
 
-/// Creates the public key file first (refusing to overwrite one), so that a key made on the
-/// token always has its public half written somewhere.
+/// Makes a key pair on the token and writes its public key to a new file.
 fn generate_pkcs11(uri: &str, algorithm: KeyAlgorithm, public_out: &Path) -> Result<()> {
     let uri = Pkcs11Uri::parse(uri)?;
     let pin = uri.pin()?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(public_out)
-        .with_context(|| {
-            format!(
-                "creating {} (an existing file is never overwritten)",
-                public_out.display()
-            )
-        })?;
-    let key = match generate_key_pair(&uri.module, &uri.token, &pin, &uri.object, algorithm) {
-        Ok(key) => key,
-        Err(error) => {
-            let _ = std::fs::remove_file(public_out);
-            return Err(error.into());
-        }
-    };
-    let json = serde_json::to_vec_pretty(&key).context("encoding the public key")?;
-    file.write_all(&json)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", public_out.display()))?;
-    let keyid = key.key_id().context("computing the key ID")?;
+    let (keyid, ()) = write_public_key(public_out, || {
+        let key = generate_key_pair(&uri.module, &uri.token, &pin, &uri.object, algorithm)?;
+        Ok((key, ()))
+    })?;
     eprintln!(
         "created key {:?} on token {:?}; wrote its public key to {}",
         uri.object,
@@ -183,40 +164,21 @@ fn vault_key(key: &str, algorithm: Option<Algorithm>, public_out: &Path) -> Resu
         bail!("a new Vault key has version 1 only: leave version= out of --key");
     }
     let vault = Vault::from_env()?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(public_out)
-        .with_context(|| {
-            format!(
-                "creating {} (an existing file is never overwritten)",
-                public_out.display()
-            )
-        })?;
-    let public = match algorithm {
-        Some(algorithm) => {
-            let kind = match algorithm {
-                Algorithm::Ed25519 => KeyKind::Ed25519,
-                Algorithm::EcdsaP256 => KeyKind::EcdsaP256,
-            };
-            vault.create_key(&spec, kind).map(|key| (key, 1))
-        }
-        None => vault
-            .public_key(&spec)
-            .map(|(key, _, version)| (key, version)),
-    };
-    let (public, version) = match public {
-        Ok(found) => found,
-        Err(error) => {
-            let _ = std::fs::remove_file(public_out);
-            return Err(error.into());
-        }
-    };
-    let json = serde_json::to_vec_pretty(&public).context("encoding the public key")?;
-    file.write_all(&json)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", public_out.display()))?;
-    let keyid = public.key_id().context("computing the key ID")?;
+    let (keyid, version) = write_public_key(public_out, || {
+        Ok(match algorithm {
+            Some(algorithm) => {
+                let kind = match algorithm {
+                    Algorithm::Ed25519 => KeyKind::Ed25519,
+                    Algorithm::EcdsaP256 => KeyKind::EcdsaP256,
+                };
+                (vault.create_key(&spec, kind)?, 1)
+            }
+            None => {
+                let (key, _, version) = vault.public_key(&spec)?;
+                (key, version)
+            }
+        })
+    })?;
     eprintln!(
         "transit key {:?} version {version} in {}: wrote its public key to {}; serve with \
          --online-key 'vault:{}?mount={}&version={version}'",
@@ -228,4 +190,35 @@ fn vault_key(key: &str, algorithm: Option<Algorithm>, public_out: &Path) -> Resu
     );
     println!("{}", keyid.as_str());
     Ok(())
+}
+
+/// Creates `public_out` first (refusing to overwrite one), so that a key made on a token or in
+/// Vault always has its public half written somewhere; then makes the key with `make` and writes
+/// its public half, or removes the file again when making it fails.
+fn write_public_key<T>(
+    public_out: &Path,
+    make: impl FnOnce() -> Result<(tufa_metadata::Key, T)>,
+) -> Result<(tufa_metadata::KeyId, T)> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(public_out)
+        .with_context(|| {
+            format!(
+                "creating {} (an existing file is never overwritten)",
+                public_out.display()
+            )
+        })?;
+    let (key, made) = match make() {
+        Ok(made) => made,
+        Err(error) => {
+            let _ = std::fs::remove_file(public_out);
+            return Err(error);
+        }
+    };
+    let json = serde_json::to_vec_pretty(&key).context("encoding the public key")?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", public_out.display()))?;
+    Ok((key.key_id().context("computing the key ID")?, made))
 }
