@@ -592,7 +592,7 @@ impl Upstream {
     /// Fetches a PEP 740 provenance object (blocking), bounded like the attestations an upload
     /// may carry.
     pub fn fetch_provenance(&self, url: &str) -> Result<Vec<u8>, UpstreamError> {
-        let limit = 2 * tufa_provenance::MAX_ATTESTATIONS_BYTES as u64;
+        let limit = tufa_provenance::MAX_PROVENANCE_BYTES;
         let response = self
             .agent
             .get(url)

@@ -59,6 +59,9 @@ pub use trust::TrustRoot;
 /// Upper bounds on what an upload may carry, like every other form field.
 pub const MAX_ATTESTATIONS: usize = 16;
 pub const MAX_ATTESTATIONS_BYTES: usize = 256 * 1024;
+/// A served provenance object: at most [`MAX_ATTESTATIONS_BYTES`] of attestations, plus the
+/// publishers and the JSON around them.
+pub const MAX_PROVENANCE_BYTES: u64 = 2 * MAX_ATTESTATIONS_BYTES as u64;
 /// Transparency log entries one attestation may carry (PyPI's carry one).
 pub const MAX_TRANSPARENCY_ENTRIES: usize = 4;
 

@@ -35,14 +35,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tufa_index::name::ProjectName;
-use tufa_provenance::{Provenance, Publisher, TrustRoot};
+use tufa_provenance::{MAX_PROVENANCE_BYTES, Provenance, Publisher, TrustRoot};
 
 use crate::page::{PageFile, upstream_url};
 
 /// The file in the cache directory that holds the publishers trusted on first use.
 pub const PINS_FILE: &str = "provenance-publishers.json";
-/// A provenance object holds at most `MAX_ATTESTATIONS_BYTES` of attestations plus publishers.
-const MAX_PROVENANCE_BYTES: u64 = 2 * tufa_provenance::MAX_ATTESTATIONS_BYTES as u64;
 /// Verified provenance kept in memory, by its sha256 and the file's.
 const MAX_REMEMBERED: usize = 10_000;
 
