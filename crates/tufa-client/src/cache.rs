@@ -70,6 +70,14 @@ impl MetadataDir {
         write_atomic(&self.file(role), bytes, role == "root")
     }
 
+    /// Removes the directory and everything in it.
+    pub(crate) fn remove_all(&self) -> Result<()> {
+        match fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(io("removing", &self.dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn remove(&self, role: &str) -> Result<()> {
         let path = self.file(role);
         match fs::remove_file(&path) {

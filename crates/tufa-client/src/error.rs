@@ -69,6 +69,38 @@ pub enum Error {
         source: tufa_metadata::Error,
     },
 
+    #[error("invalid snapshot proof for {role}: {source}")]
+    InvalidSnapshotProof {
+        role: String,
+        source: tufa_metadata::SnapshotProofError,
+    },
+
+    /// TAP 16: a proof that does not lead to the trusted timestamp's `merkle_root` belongs to
+    /// another snapshot (or was forged).
+    #[error(
+        "mix-and-match attack: the snapshot proof of {role} leads to Merkle root {received}, \
+         not the trusted timestamp's {expected}"
+    )]
+    SnapshotProofOtherRoot {
+        role: String,
+        expected: String,
+        received: String,
+    },
+
+    #[error("mix-and-match attack: the snapshot proof served for {role} proves {proven}")]
+    SnapshotProofForOtherRole { role: String, proven: String },
+
+    /// TAP 16: the role that came with a proven entry is another version than the entry says.
+    #[error(
+        "mix-and-match attack: {role} version {received} came with a snapshot proof of version \
+         {proven}"
+    )]
+    SnapshotProofMismatch {
+        role: String,
+        proven: u64,
+        received: u64,
+    },
+
     #[error("the trusted snapshot does not list {role}")]
     NotInSnapshot { role: String },
 

@@ -55,6 +55,7 @@ mod cache;
 mod error;
 mod fetcher;
 mod names;
+mod proofs;
 pub mod trusted;
 mod updater;
 mod verify;

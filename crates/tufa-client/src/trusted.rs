@@ -16,15 +16,17 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use tufa_metadata::{
-    MetaFile, Metadata, Role, RoleKeys, RoleName, Root, Signature, Snapshot, Targets, Timestamp,
+    HexDigest, MetaFile, Metadata, Role, RoleKeys, RoleName, Root, Signature, Snapshot, Targets,
+    Timestamp,
 };
 
 use crate::error::{Error, Result};
+use crate::proofs::ProvenSnapshot;
 use crate::verify::{check_hashes, check_length};
 
 /// Metadata whose signatures were checked, with the canonical bytes they cover, kept so that the
 /// same document can be checked again against another delegator without re-serializing it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Verified<T> {
     metadata: Metadata<T>,
     signed_bytes: Vec<u8>,
@@ -374,11 +376,51 @@ impl SnapshotUpdate {
             reference_time: self.reference_time,
             root: self.root,
             timestamp: self.timestamp,
-            snapshot,
+            snapshot: SnapshotView::Classic(snapshot),
             targets: None,
             delegated: HashMap::new(),
         })
     }
+
+    /// TAP 16: the trusted timestamp's `merkle_root`, when the repository serves snapshot proofs.
+    pub fn merkle_root(&self) -> Result<Option<HexDigest>> {
+        self.timestamp
+            .metadata
+            .signed
+            .merkle_root()
+            .map_err(|source| Error::InvalidSnapshotProof {
+                role: "timestamp".into(),
+                source,
+            })
+    }
+
+    /// TAP 16: ends the snapshot step without the snapshot. Each targets role's entry is then
+    /// proven on its own against the timestamp's `merkle_root`
+    /// ([`TrustedMetadata::update_snapshot_proof`]) before the role can be loaded.
+    /// The snapshot step stays usable, for a repository that turns out to serve no proofs.
+    pub fn finish_with_proofs(&self) -> Result<TrustedMetadata> {
+        let root = self.merkle_root()?.ok_or(Error::NotLoaded {
+            role: "snapshot proofs".into(),
+            reason: "the trusted timestamp has no merkle_root",
+        })?;
+        Ok(TrustedMetadata {
+            reference_time: self.reference_time,
+            root: self.root.clone(),
+            timestamp: self.timestamp.clone(),
+            snapshot: SnapshotView::Proofs(ProvenSnapshot::new(root)),
+            targets: None,
+            delegated: HashMap::new(),
+        })
+    }
+}
+
+/// Where the versions of targets roles come from.
+#[derive(Debug)]
+enum SnapshotView {
+    /// The whole snapshot the trusted timestamp names.
+    Classic(Verified<Snapshot>),
+    /// TAP 16 proofs of the entries used so far.
+    Proofs(ProvenSnapshot),
 }
 
 /// Step 5.6 onwards: the final root, timestamp and snapshot, and the targets roles loaded so far.
@@ -387,7 +429,7 @@ pub struct TrustedMetadata {
     reference_time: SystemTime,
     root: Verified<Root>,
     timestamp: Verified<Timestamp>,
-    snapshot: Verified<Snapshot>,
+    snapshot: SnapshotView,
     targets: Option<Verified<Targets>>,
     delegated: HashMap<RoleName, Verified<Targets>>,
 }
@@ -405,8 +447,48 @@ impl TrustedMetadata {
         &self.timestamp.metadata
     }
 
-    pub fn snapshot(&self) -> &Metadata<Snapshot> {
-        &self.snapshot.metadata
+    /// The whole snapshot; `None` when the update uses TAP 16 proofs instead.
+    pub fn snapshot(&self) -> Option<&Metadata<Snapshot>> {
+        match &self.snapshot {
+            SnapshotView::Classic(snapshot) => Some(&snapshot.metadata),
+            SnapshotView::Proofs(_) => None,
+        }
+    }
+
+    /// The Merkle root proofs are checked against, when the update uses TAP 16 proofs.
+    pub fn merkle_root(&self) -> Option<&HexDigest> {
+        match &self.snapshot {
+            SnapshotView::Proofs(proven) => Some(proven.root()),
+            SnapshotView::Classic(_) => None,
+        }
+    }
+
+    /// Whether `role` needs its snapshot proof loaded before it can be: under TAP 16 proofs,
+    /// until [`TrustedMetadata::update_snapshot_proof`] accepted one.
+    pub fn needs_snapshot_proof(&self, role: &RoleName) -> bool {
+        matches!(&self.snapshot, SnapshotView::Proofs(proven) if proven.get(role).is_none())
+    }
+
+    fn proofs(&mut self) -> Result<&mut ProvenSnapshot> {
+        match &mut self.snapshot {
+            SnapshotView::Proofs(proven) => Ok(proven),
+            SnapshotView::Classic(_) => Err(Error::NotLoaded {
+                role: "snapshot proofs".into(),
+                reason: "this update reads the whole snapshot",
+            }),
+        }
+    }
+
+    /// Loads `role`'s snapshot proof accepted by an earlier update, from the local cache: its
+    /// version is the floor for the role's version now (rollback protection per role).
+    pub fn load_trusted_snapshot_proof(&mut self, role: &RoleName, bytes: &[u8]) -> Result<()> {
+        self.proofs()?.load_trusted(role, bytes)
+    }
+
+    /// TAP 16: accepts `role`'s snapshot entry from its proof, which must be for `role`, lead
+    /// to the trusted timestamp's `merkle_root`, and not take the role's version back.
+    pub fn update_snapshot_proof(&mut self, role: &RoleName, bytes: &[u8]) -> Result<()> {
+        self.proofs()?.update(role, bytes)
     }
 
     pub fn targets(&self) -> Option<&Metadata<Targets>> {
@@ -420,13 +502,13 @@ impl TrustedMetadata {
 
     /// The snapshot's entry for a targets role.
     pub fn role_meta(&self, role: &RoleName) -> Result<&MetaFile> {
-        self.snapshot
-            .metadata
-            .signed
-            .role_meta(role)
-            .ok_or_else(|| Error::NotInSnapshot {
-                role: role.to_string(),
-            })
+        match &self.snapshot {
+            SnapshotView::Classic(snapshot) => snapshot.metadata.signed.role_meta(role),
+            SnapshotView::Proofs(proven) => proven.get(role),
+        }
+        .ok_or_else(|| Error::NotInSnapshot {
+            role: role.to_string(),
+        })
     }
 
     /// Steps 5.6.2 to 5.6.5 for the top-level targets role: length and hashes from snapshot,
@@ -507,6 +589,13 @@ impl TrustedMetadata {
         let new: Verified<Targets> = parse(role.as_str(), bytes)?;
         verify(&new.signed_bytes, new.signatures()).map_err(signatures(role.as_str()))?;
         let received = new.metadata.signed.version;
+        if received != meta.version && matches!(self.snapshot, SnapshotView::Proofs(_)) {
+            return Err(Error::SnapshotProofMismatch {
+                role: role.to_string(),
+                proven: meta.version,
+                received,
+            });
+        }
         if received != meta.version {
             return Err(Error::MixAndMatch {
                 role: role.to_string(),

@@ -13,7 +13,7 @@ use crate::cache::{MetadataDir, read_optional, write_atomic};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchError, Fetcher};
 use crate::names::{metadata_file, target_file_name, target_url_path};
-use crate::trusted::{RootUpdate, TimestampOutcome, TrustedMetadata};
+use crate::trusted::{RootUpdate, SnapshotUpdate, TimestampOutcome, TrustedMetadata};
 use crate::verify::{check_hashes, check_length};
 
 /// Limits, with python-tuf's `UpdaterConfig` defaults.
@@ -35,6 +35,11 @@ pub struct UpdaterConfig {
     pub targets_max_length: u64,
     /// Under consistent snapshots, fetch targets as `<dir>/<hash>.<basename>`.
     pub prefix_targets_with_hash: bool,
+    /// TAP 16: when the timestamp carries a `merkle_root`, fetch a proof per targets role used
+    /// instead of the whole snapshot.
+    pub snapshot_proofs: bool,
+    /// Byte limit for one snapshot proof (a tree of 2^64 leaves needs about 5 KB).
+    pub snapshot_proof_max_length: u64,
 }
 
 impl Default for UpdaterConfig {
@@ -48,6 +53,8 @@ impl Default for UpdaterConfig {
             snapshot_max_length: 2_000_000,
             targets_max_length: 5_000_000,
             prefix_targets_with_hash: true,
+            snapshot_proofs: true,
+            snapshot_proof_max_length: 16_384,
         }
     }
 }
@@ -76,7 +83,14 @@ pub struct Updater<F> {
     config: UpdaterConfig,
     metadata_url: String,
     cache: MetadataDir,
+    /// The last accepted TAP 16 proof of each role, `<role>.json`: the per-role rollback floor.
+    proofs: MetadataDir,
 }
+
+/// The cache's subdirectory of TAP 16 proofs, apart so no role's name can collide with them.
+const PROOFS_DIR: &str = "snapshot-proofs";
+/// A proof's URL: `<metadata URL><snapshot version>.<role>-snapshot.json`.
+const PROOF_SUFFIX: &str = "-snapshot.json";
 
 fn with_trailing_slash(url: &str) -> String {
     if url.ends_with('/') {
@@ -94,11 +108,13 @@ impl<F: Fetcher + Clone> Updater<F> {
         fetcher: F,
         config: UpdaterConfig,
     ) -> Self {
+        let metadata_dir = metadata_dir.into();
         Updater {
             fetcher,
             config,
             metadata_url: with_trailing_slash(metadata_url),
-            cache: MetadataDir::new(metadata_dir.into()),
+            proofs: MetadataDir::new(metadata_dir.join(PROOFS_DIR)),
+            cache: MetadataDir::new(metadata_dir),
         }
     }
 
@@ -173,6 +189,7 @@ impl<F: Fetcher + Clone> Updater<F> {
         if rotated {
             self.cache.remove("timestamp")?;
             self.cache.remove("snapshot")?;
+            self.proofs.remove_all()?;
         } else if let Some(bytes) = self.cache.read("timestamp")?
             && let Err(e) = timestamp.load_trusted_timestamp(&bytes)
         {
@@ -183,7 +200,10 @@ impl<F: Fetcher + Clone> Updater<F> {
             self.cache.write("timestamp", &bytes)?;
         }
 
-        let mut snapshot = timestamp.finish()?;
+        let mut snapshot = match self.with_proofs(timestamp.finish()?)? {
+            Ok(refreshed) => return Ok(refreshed),
+            Err(snapshot) => snapshot,
+        };
         let cached_is_current = match self.cache.read("snapshot")? {
             Some(bytes) if !rotated => snapshot.load_trusted_snapshot(&bytes).unwrap_or_else(|e| {
                 tracing::debug!("cached snapshot not used: {e}");
@@ -232,7 +252,10 @@ impl<F: Fetcher + Clone> Updater<F> {
             .read("timestamp")?
             .ok_or_else(|| not_cached("timestamp"))?;
         timestamp.load_trusted_timestamp(&bytes)?;
-        let mut snapshot = timestamp.finish()?;
+        let mut snapshot = match self.with_proofs(timestamp.finish()?)? {
+            Ok(refreshed) => return Ok(refreshed),
+            Err(snapshot) => snapshot,
+        };
         let bytes = self
             .cache
             .read("snapshot")?
@@ -287,6 +310,7 @@ impl<F: Fetcher + Clone> Updater<F> {
         {
             return Ok(());
         }
+        self.load_snapshot_proof(trusted, role)?;
         if let Some(bytes) = self.cache.read(role.as_str())? {
             match update(&bytes) {
                 Ok(()) => return Ok(()),
@@ -309,6 +333,64 @@ impl<F: Fetcher + Clone> Updater<F> {
         let bytes = self.fetch_metadata(role.as_str(), version, limit)?;
         update(&bytes)?;
         self.cache.write(role.as_str(), &bytes)
+    }
+}
+
+impl<F: Fetcher + Clone> Updater<F> {
+    /// TAP 16: when the trusted timestamp carries a `merkle_root` (and proofs are not turned
+    /// off), the trusted state with the top-level targets role loaded through its proof; else
+    /// the snapshot step back, to load the snapshot.
+    fn with_proofs(
+        &self,
+        snapshot: SnapshotUpdate,
+    ) -> Result<std::result::Result<Refreshed<F>, SnapshotUpdate>> {
+        if !self.config.snapshot_proofs || snapshot.merkle_root()?.is_none() {
+            return Ok(Err(snapshot));
+        }
+        let trusted = Mutex::new(snapshot.finish_with_proofs()?);
+        match self.load_targets_role(&trusted, &RoleName::targets(), None) {
+            Ok(()) => Ok(Ok(Refreshed {
+                updater: self.clone(),
+                trusted,
+            })),
+            // A repository served as plain files (a mirror, a bucket) has no proofs: the whole
+            // snapshot, signed, protects as much, only at its full size.
+            Err(Error::HttpStatus { url, status: 404 }) if url.ends_with(PROOF_SUFFIX) => {
+                tracing::debug!("{url} not found: reading the whole snapshot");
+                Ok(Err(snapshot))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// TAP 16: proves `role`'s snapshot entry, when the update uses proofs and it is not proven
+    /// yet. The cached proof is the role's rollback floor, and is used as it is when it leads to
+    /// the current root (nothing changed, or the repository is unreachable); otherwise the proof
+    /// of the snapshot version the timestamp names is fetched.
+    fn load_snapshot_proof(&self, trusted: &Mutex<TrustedMetadata>, role: &RoleName) -> Result<()> {
+        if !lock(trusted).needs_snapshot_proof(role) {
+            return Ok(());
+        }
+        if let Some(cached) = self.proofs.read(role.as_str())? {
+            let mut trusted = lock(trusted);
+            match trusted.load_trusted_snapshot_proof(role, &cached) {
+                Ok(()) => {
+                    if trusted.update_snapshot_proof(role, &cached).is_ok() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => tracing::debug!("cached snapshot proof of {role} not used: {e}"),
+            }
+        }
+        let version = lock(trusted).timestamp().signed.snapshot_meta.version;
+        let url = format!(
+            "{}{version}.{}{PROOF_SUFFIX}",
+            self.metadata_url,
+            crate::names::encode_component(role.as_str())
+        );
+        let bytes = self.fetch(&url, self.config.snapshot_proof_max_length)?;
+        lock(trusted).update_snapshot_proof(role, &bytes)?;
+        self.proofs.write(role.as_str(), &bytes)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tufa_metadata::{
     DelegatedRoles, Expires, HexDigest, MetaFile, Metadata, Role, RoleName, Root, Signer, Snapshot,
-    SuccinctRoles, TargetFile, TargetPath, Targets, Timestamp,
+    SnapshotTree, SuccinctRoles, TargetFile, TargetPath, Targets, Timestamp,
 };
 
 use crate::error::{Error, Result};
@@ -930,6 +930,10 @@ impl<S: Store> Repository<S> {
             Expires::after(now, self.expiries.timestamp),
             MetaFile::with_content(snapshot_version, &snapshot_bytes),
         ));
+        // TAP 16: clients that read proofs fetch one per role they use instead of the snapshot.
+        timestamp
+            .signed
+            .set_merkle_root(&SnapshotTree::new(&snapshot.signed.meta).root());
         timestamp.sign(self.signer.as_ref())?;
         self.store.write_all(&[(
             layout::metadata_file(&RoleName::timestamp(), 0),
