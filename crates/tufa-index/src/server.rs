@@ -25,6 +25,8 @@ use crate::page_cache::Resource;
 use crate::pages;
 use crate::upload::{UploadError, Uploaded, max_form_bytes, upload};
 
+mod snapshot_proofs;
+
 const LAST_SERIAL: &str = "x-pypi-last-serial";
 
 /// Bytes of a distribution file read at a time. Each read is a trip to the blocking thread pool
@@ -1019,6 +1021,25 @@ async fn read_stored(
 }
 
 async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResult {
+    let (key, body, immutable) = tuf_body(index, relative).await?;
+    let answer = Answer {
+        content_type: "application/json",
+        freshness: if immutable {
+            Freshness::Immutable
+        } else {
+            Freshness::Revalidate
+        },
+        negotiated: false,
+    };
+    Ok(encoding::respond(&index.answers, &key, &body, headers, answer).await)
+}
+
+/// A TUF file from the store, through the answer cache: its cache key, its bytes, and whether
+/// it never changes (everything but `timestamp.json`).
+pub(crate) async fn tuf_body(
+    index: &Index,
+    relative: &str,
+) -> ApiResult<(Resource, Rendered, bool)> {
     if index.signing.is_none() {
         return Err(ApiError::not_found("this index does not sign with TUF"));
     }
@@ -1089,16 +1110,7 @@ async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResu
         let body = Rendered::new(read_tuf(&path).await?.ok_or_else(missing)?);
         (Resource::TufContent(body.digest().to_string()), body)
     };
-    let answer = Answer {
-        content_type: "application/json",
-        freshness: if immutable {
-            Freshness::Immutable
-        } else {
-            Freshness::Revalidate
-        },
-        negotiated: false,
-    };
-    Ok(encoding::respond(&index.answers, &key, &body, headers, answer).await)
+    Ok((key, body, immutable))
 }
 
 async fn tuf_metadata(
@@ -1106,6 +1118,9 @@ async fn tuf_metadata(
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
+    if let Some(wanted) = snapshot_proofs::ProofRequest::parse(&file) {
+        return snapshot_proofs::serve(&index, wanted, &headers).await;
+    }
     tuf_file(
         &index,
         &format!("{}/{file}", tufa_repo::layout::METADATA_DIR),

@@ -33,9 +33,14 @@ pub struct CeremonyArgs {
     /// The server's online key (public file): signs timestamp, snapshot and every bin role.
     #[arg(long)]
     online_key: PathBuf,
-    /// 2^N bin roles: 8 gives 256, 14 gives PEP 458's 16,384 for PyPI's scale.
-    #[arg(long, default_value_t = 8)]
-    bin_bits: u32,
+    /// 2^N bin roles: 8 gives 256, 14 gives PEP 458's 16,384 (sized for one target per
+    /// distribution file). Default: from --expected-projects, else 8.
+    #[arg(long, conflicts_with = "expected_projects")]
+    bin_bits: Option<u32>,
+    /// How many projects the index is expected to hold: picks the bin count that minimises what
+    /// a client downloads (snapshot plus one bin) for one target per project.
+    #[arg(long)]
+    expected_projects: Option<u64>,
     /// A private key to sign with (PKCS#8 PEM, or a `pkcs11:` URI); it signs every role it is a
     /// key of. Encrypted keys take their passphrase from TUFA_KEY_PASSPHRASE.
     #[arg(long = "sign")]
@@ -67,7 +72,10 @@ pub fn run(args: CeremonyArgs) -> Result<()> {
         bins: spec(&args.bins_keys, args.bins_threshold, "bins")?,
         online: load_public_key(&args.online_key, None)
             .with_context(|| format!("online key {}", args.online_key.display()))?,
-        bit_length: args.bin_bits,
+        bit_length: args
+            .bin_bits
+            .or(args.expected_projects.map(tufa_repo::layout::bin_bits_for))
+            .unwrap_or(8),
         expiries: Expiries::default(),
     };
     refuse_shared_keys(&plan)?;

@@ -166,6 +166,10 @@ pub struct SigningArgs {
     /// Bin roles of a new development repository: 2^N (8 gives 256; PEP 458 suggests 14 = 16,384).
     #[arg(long, env = "TUFA_BIN_BITS")]
     bin_bits: Option<u32>,
+    /// Projects a new development repository is expected to hold: picks its bin count when
+    /// --bin-bits is not given (the count that minimises snapshot plus one bin).
+    #[arg(long, env = "TUFA_EXPECTED_PROJECTS")]
+    expected_projects: Option<u64>,
     /// Lifetime of timestamp signatures, in seconds (default one day, as PEP 458).
     #[arg(long, env = "TUFA_TIMESTAMP_EXPIRY")]
     timestamp_expiry: Option<u64>,
@@ -208,6 +212,7 @@ struct ConfigFile {
     min_body_rate: Option<u64>,
     online_key: Option<PathBuf>,
     bin_bits: Option<u32>,
+    expected_projects: Option<u64>,
     timestamp_expiry: Option<u64>,
     snapshot_expiry: Option<u64>,
     bin_expiry: Option<u64>,
@@ -463,6 +468,10 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
     let bit_length = args
         .bin_bits
         .or(file.bin_bits)
+        .or(args
+            .expected_projects
+            .or(file.expected_projects)
+            .map(tufa_repo::layout::bin_bits_for))
         .unwrap_or(defaults.bit_length);
     if !(1..=32).contains(&bit_length) {
         anyhow::bail!(
