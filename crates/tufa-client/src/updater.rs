@@ -87,6 +87,13 @@ pub struct Updater<F> {
     proofs: MetadataDir,
 }
 
+/// Where a trusted state comes from: a refresh, or the local cache alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Repository,
+    Cache,
+}
+
 /// The cache's subdirectory of TAP 16 proofs, apart so no role's name can collide with them.
 const PROOFS_DIR: &str = "snapshot-proofs";
 /// A proof's URL: `<metadata URL><snapshot version>.<role>-snapshot.json`.
@@ -200,7 +207,7 @@ impl<F: Fetcher + Clone> Updater<F> {
             self.cache.write("timestamp", &bytes)?;
         }
 
-        let mut snapshot = match self.with_proofs(timestamp.finish()?)? {
+        let mut snapshot = match self.with_proofs(timestamp.finish()?, Source::Repository)? {
             Ok(refreshed) => return Ok(refreshed),
             Err(snapshot) => snapshot,
         };
@@ -252,7 +259,7 @@ impl<F: Fetcher + Clone> Updater<F> {
             .read("timestamp")?
             .ok_or_else(|| not_cached("timestamp"))?;
         timestamp.load_trusted_timestamp(&bytes)?;
-        let mut snapshot = match self.with_proofs(timestamp.finish()?)? {
+        let mut snapshot = match self.with_proofs(timestamp.finish()?, Source::Cache)? {
             Ok(refreshed) => return Ok(refreshed),
             Err(snapshot) => snapshot,
         };
@@ -340,11 +347,18 @@ impl<F: Fetcher + Clone> Updater<F> {
     /// TAP 16: when the trusted timestamp carries a `merkle_root` (and proofs are not turned
     /// off), the trusted state with the top-level targets role loaded through its proof; else
     /// the snapshot step back, to load the snapshot.
+    ///
+    /// From the cache, proofs are used only when the last refresh used them: one that found no
+    /// proofs and read the snapshot left no proof of the top-level targets role.
     fn with_proofs(
         &self,
         snapshot: SnapshotUpdate,
+        source: Source,
     ) -> Result<std::result::Result<Refreshed<F>, SnapshotUpdate>> {
         if !self.config.snapshot_proofs || snapshot.merkle_root()?.is_none() {
+            return Ok(Err(snapshot));
+        }
+        if source == Source::Cache && self.proofs.read(RoleName::targets().as_str())?.is_none() {
             return Ok(Err(snapshot));
         }
         let trusted = Mutex::new(snapshot.finish_with_proofs()?);

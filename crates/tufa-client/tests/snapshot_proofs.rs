@@ -200,6 +200,26 @@ fn a_refresh_fetches_the_proofs_and_roles_it_uses_and_never_the_snapshot() {
 }
 
 #[test]
+fn the_cache_alone_stands_in_with_the_proofs_it_holds() {
+    let setup = setup();
+    setup.look_up("project-3").unwrap();
+    setup.take_requests();
+    let offline = setup.updater().load_offline(SystemTime::now()).unwrap();
+    offline.target_info("simple/project-3/index.json").unwrap();
+    assert_eq!(setup.take_requests(), Vec::<String>::new());
+
+    // A cache a refresh without proofs left (the repository served none) holds no proof: the
+    // snapshot it cached stands in.
+    let setup = self::setup();
+    setup.fetcher.proofs.store(false, Ordering::Relaxed);
+    setup.look_up("project-3").unwrap();
+    setup.take_requests();
+    let offline = setup.updater().load_offline(SystemTime::now()).unwrap();
+    offline.target_info("simple/project-3/index.json").unwrap();
+    assert_eq!(setup.take_requests(), Vec::<String>::new());
+}
+
+#[test]
 fn a_proof_under_another_root_is_refused() {
     let mut setup = setup();
     let bin = setup.bin_of("project-3");
