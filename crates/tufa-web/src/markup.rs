@@ -121,7 +121,7 @@ pub fn is_safe_url(url: &str) -> bool {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
-    let scheme_end = url.find(|c| matches!(c, ':' | '/' | '?' | '#'));
+    let scheme_end = url.find([':', '/', '?', '#']);
     match scheme_end {
         Some(at) if url[at..].starts_with(':') => {
             let scheme = url[..at].to_ascii_lowercase();
