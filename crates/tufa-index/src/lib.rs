@@ -30,6 +30,7 @@ mod upload;
 pub mod upstream;
 pub mod usage;
 pub mod verified;
+mod web;
 mod wheel;
 
 use std::path::PathBuf;

@@ -162,8 +162,11 @@ pub struct Trust {
 #[derive(Clone, Debug, Serialize)]
 pub struct Role {
     pub name: String,
+    /// For the bin roles (`bin-*`), the highest.
     pub version: u64,
-    pub expires: i64,
+    /// For the bin roles, the earliest; `None` where it is not known (reading every bin role
+    /// is left to the replica that publishes, which holds them).
+    pub expires: Option<i64>,
     pub threshold: u32,
     pub keys: Vec<KeyInfo>,
     /// Signed by keys the index holds (timestamp, snapshot, bin-n) rather than by people.
@@ -185,8 +188,6 @@ pub struct Bins {
     /// Versions of the lowest and highest bin role, from the snapshot.
     pub lowest_version: u64,
     pub highest_version: u64,
-    /// The earliest expiry among them, when this replica knows it (it publishes).
-    pub earliest_expiry: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
