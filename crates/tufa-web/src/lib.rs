@@ -182,3 +182,173 @@ fn query_component(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "<script>alert(1)</script>\"'><img src=x onerror=alert(1)>";
+    const NOW: i64 = 1_800_000_000_000_000;
+
+    fn project() -> view::Project {
+        view::Project {
+            name: "sample".into(),
+            display_name: HOSTILE.into(),
+            version: "1.0".into(),
+            latest: true,
+            summary: Some(HOSTILE.into()),
+            description: Some((format!("# Hi\n\n{HOSTILE}"), Some("text/markdown".into()))),
+            requires_python: Some(HOSTILE.into()),
+            license: Some(HOSTILE.into()),
+            author: None,
+            urls: vec![
+                view::Link {
+                    label: HOSTILE.into(),
+                    url: "https://example.org/\"onmouseover=\"alert(1)".into(),
+                    web: true,
+                },
+                view::Link {
+                    label: "Docs".into(),
+                    url: "javascript:alert(1)".into(),
+                    web: false,
+                },
+            ],
+            releases: vec![view::ReleaseRow {
+                version: "1.0".into(),
+                uploaded: NOW,
+                yanked: Some(HOSTILE.into()),
+                files: 1,
+            }],
+            files: vec![view::FileRow {
+                filename: "sample-1.0-py3-none-any.whl".into(),
+                url: "/files/ab/sample-1.0-py3-none-any.whl".into(),
+                packagetype: "bdist_wheel".into(),
+                size: 1234,
+                sha256: "ab".repeat(32),
+                uploaded: NOW,
+                requires_python: None,
+                yanked: None,
+                publisher: Some(HOSTILE.into()),
+                cooldown: Some(view::Cooldown::Denied {
+                    reason: HOSTILE.into(),
+                }),
+            }],
+            origin: view::Origin::Mirrored {
+                upstream: HOSTILE.into(),
+                status: Some(HOSTILE.into()),
+                reason: None,
+            },
+            cooldown: Some("7d".into()),
+            base_url: "http://index.example".into(),
+        }
+    }
+
+    /// Whether `html` holds markup from [`HOSTILE`] rather than its text.
+    fn injected(html: &str) -> bool {
+        html.contains("<script") || html.contains("<img src=x") || html.contains("\"onmouseover")
+    }
+
+    #[test]
+    fn every_page_renders_hostile_text_as_text() {
+        let pages = Pages::new();
+        let project = pages.project(&project(), NOW).unwrap();
+        assert!(!injected(&project), "{project}");
+        assert!(
+            project.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{project}"
+        );
+        assert!(
+            project.contains("<h1>Hi</h1>"),
+            "Markdown rendered: {project}"
+        );
+        assert!(!project.contains("href=\"javascript"), "{project}");
+        let search = pages
+            .search(&view::Search {
+                query: HOSTILE.into(),
+                hits: vec![view::Hit {
+                    name: "sample".into(),
+                    display_name: HOSTILE.into(),
+                    summary: Some(HOSTILE.into()),
+                }],
+                total: 120,
+                page: 2,
+                per_page: RESULTS_PER_PAGE,
+            })
+            .unwrap();
+        assert!(!injected(&search), "{search}");
+        assert!(search.contains("page 2 of 3"), "{search}");
+        assert!(
+            search.contains("?q=%3Cscript%3E"),
+            "the query is encoded: {search}"
+        );
+        let home = pages
+            .home(
+                &view::Home {
+                    projects: 1,
+                    files: 1,
+                    recent: vec![view::Recent {
+                        name: "sample".into(),
+                        display_name: HOSTILE.into(),
+                        version: "1.0".into(),
+                        filename: "sample-1.0-py3-none-any.whl".into(),
+                        uploaded: NOW - 60_000_000,
+                    }],
+                    trust: None,
+                    base_url: "http://index.example".into(),
+                },
+                NOW,
+            )
+            .unwrap();
+        assert!(!injected(&home), "{home}");
+        assert!(home.contains("1 min ago"), "{home}");
+    }
+
+    #[test]
+    fn the_trust_page_colours_expiry() {
+        let role = |name: &str, expires: i64, online: bool| view::Role {
+            name: name.into(),
+            version: 3,
+            expires: Some(expires),
+            threshold: 1,
+            keys: vec![view::KeyInfo {
+                id: "0123456789abcdef0123".into(),
+                keytype: "ed25519".into(),
+                scheme: "ed25519".into(),
+            }],
+            online,
+        };
+        let trust = view::Trust {
+            roles: vec![
+                role("root", NOW + 400 * 86_400_000_000, false),
+                role("targets", NOW + 86_400_000_000, false),
+                role("timestamp", NOW - 1, true),
+            ],
+            bins: None,
+            last_serial: 10,
+            signed_serial: 8,
+            oldest_unsigned: Some(NOW - 5_000_000),
+            timestamp: None,
+            root: None,
+            log: Some(view::LogState {
+                origin: "index.example/log".into(),
+                size: 5,
+                root_hash: "abc=".into(),
+                signers: vec!["index.example/log".into(), "witness.example".into()],
+            }),
+            failure: Some(HOSTILE.into()),
+            signings: vec![view::Signing {
+                signed: NOW - 1_000_000,
+                oldest_change: NOW - 3_000_000,
+                changes: 2,
+            }],
+        };
+        let html = Pages::new().trust(&trust, NOW).unwrap();
+        assert!(!injected(&html), "{html}");
+        assert!(html.contains("2 changes waiting"), "{html}");
+        assert!(html.contains("class=\"expiry ok\""), "{html}");
+        assert!(html.contains("class=\"expiry soon\""), "{html}");
+        assert!(html.contains("class=\"expiry expired\""), "{html}");
+        assert!(html.contains("witness.example (witness)"), "{html}");
+        assert!(html.contains("class=\"bar\""), "{html}");
+    }
+}
