@@ -371,14 +371,7 @@ async fn cooldown_states(index: &Index, name: &ProjectName) -> ApiResult<Option<
     let Some(state) = index.database.cooldown_state(name).await? else {
         return Ok(None);
     };
-    let filtered = crate::cooldown::filter(
-        &policy,
-        name,
-        &state.versions,
-        &state.files,
-        &state.overrides,
-        state.swept_micros,
-    );
+    let filtered = crate::cooldown::filter_state(&policy, name, &state);
     Ok(Some(CooldownStates {
         shown: filtered.files.into_iter().map(|f| f.filename).collect(),
         denied: filtered
@@ -549,46 +542,28 @@ fn read_repository(store: &dyn Store) -> Result<RepositoryState, Error> {
                 })
                 .unwrap_or_default()
         };
-        let mut top = |name: &str, version: u64, expires: i64, online: bool| {
+        let top_level = [
+            Some(("root", root.signed.version, root.signed.expires, false)),
+            targets
+                .as_ref()
+                .map(|t| ("targets", t.signed.version, t.signed.expires, false)),
+            snapshot
+                .as_ref()
+                .map(|s| ("snapshot", s.signed.version, s.signed.expires, true)),
+            timestamp
+                .as_ref()
+                .map(|t| ("timestamp", t.signed.version, t.signed.expires, true)),
+        ];
+        for (name, version, expires, online) in top_level.into_iter().flatten() {
             let (threshold, keys) = keys(name);
             roles.push(view::Role {
                 name: name.to_string(),
                 version,
-                expires: Some(expires),
+                expires: Some(micros(expires.unix_timestamp())),
                 threshold,
                 keys,
                 online,
             });
-        };
-        top(
-            "root",
-            root.signed.version,
-            micros(root.signed.expires.unix_timestamp()),
-            false,
-        );
-        if let Some(targets) = &targets {
-            top(
-                "targets",
-                targets.signed.version,
-                micros(targets.signed.expires.unix_timestamp()),
-                false,
-            );
-        }
-        if let Some(snapshot) = &snapshot {
-            top(
-                "snapshot",
-                snapshot.signed.version,
-                micros(snapshot.signed.expires.unix_timestamp()),
-                true,
-            );
-        }
-        if let Some(timestamp) = &timestamp {
-            top(
-                "timestamp",
-                timestamp.signed.version,
-                micros(timestamp.signed.expires.unix_timestamp()),
-                true,
-            );
         }
         root_download = Some(view::RootDownload {
             url: format!(

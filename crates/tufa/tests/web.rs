@@ -47,6 +47,7 @@ fn screenshots() -> PathBuf {
 
 const LAPTOP: (u32, u32) = (1366, 900);
 const PHONE: (u32, u32) = (390, 844);
+const TALL: (u32, u32) = (1366, 1500);
 
 const DESCRIPTION: &str = "\
 # Sample project
@@ -246,6 +247,14 @@ fn pages_show_what_the_index_holds() {
         let url = format!("{}{path}", server.url);
         chromium.screenshot(&url, &shots.join(format!("{name}-laptop.png")), LAPTOP);
         chromium.screenshot(&url, &shots.join(format!("{name}-phone.png")), PHONE);
+    }
+    // Taller, for the README: the whole of each page.
+    for (name, path) in [
+        ("project", "/project/sample-project/"),
+        ("trust", "/trust/"),
+    ] {
+        let url = format!("{}{path}", server.url);
+        chromium.screenshot(&url, &shots.join(format!("{name}-full.png")), TALL);
     }
 }
 
