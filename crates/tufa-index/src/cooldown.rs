@@ -172,6 +172,22 @@ pub fn filter(
     }
 }
 
+/// [`filter`] over a project as the database read it for its cooldown page.
+pub fn filter_state(
+    policy: &Policy,
+    project: &ProjectName,
+    state: &crate::db::CooldownState,
+) -> Filtered {
+    filter(
+        policy,
+        project,
+        &state.versions,
+        &state.files,
+        &state.overrides,
+        state.swept_micros,
+    )
+}
+
 /// A duration as `tufa serve --cooldown` takes it, in the largest unit that divides it:
 /// `7d`, `36h`, `90m`, `45s`.
 pub fn format_duration(duration: Duration) -> String {

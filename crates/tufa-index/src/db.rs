@@ -51,6 +51,7 @@ mod move_to;
 mod provenance;
 mod render;
 mod tokens;
+mod web;
 
 pub use cooldown::CooldownState;
 pub use lease::LeaseRow;
@@ -63,6 +64,7 @@ pub use move_to::Moved;
 pub use provenance::{FileProvenance, NewProvenance};
 pub use render::{PROJECTS_PER_READ, ProjectState};
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
+pub use web::{FoundProject, RecentFile, SigningRound};
 
 /// A project the publisher could not publish, as `/status` and `tufa status` show it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -628,7 +630,7 @@ impl Database {
         let release_id: i64 = match release_id {
             Some(id) => id,
             None => {
-                sqlx::query_scalar(
+                let id = sqlx::query_scalar(
                     "INSERT INTO releases (project_id, version, metadata, created)
                      VALUES ($1, $2, $3, $4) RETURNING id",
                 )
@@ -637,7 +639,9 @@ impl Database {
                 .bind(&new.release_metadata)
                 .bind(file.upload_time_micros)
                 .fetch_one(&mut *tx)
-                .await?
+                .await?;
+                web::set_summary(&mut tx, project_id, &new.release_metadata).await?;
+                id
             }
         };
         let file_id: i64 = sqlx::query_scalar(

@@ -30,6 +30,7 @@ mod upload;
 pub mod upstream;
 pub mod usage;
 pub mod verified;
+mod web;
 mod wheel;
 
 use std::path::PathBuf;
@@ -378,14 +379,7 @@ impl Index {
                 let Some(state) = self.database.cooldown_state(name).await? else {
                     return Ok(None);
                 };
-                let view = cooldown::filter(
-                    &policy,
-                    name,
-                    &state.versions,
-                    &state.files,
-                    &state.overrides,
-                    state.swept_micros,
-                );
+                let view = cooldown::filter_state(&policy, name, &state);
                 let body = if json {
                     pages::cooldown_json(&state.project, &view).into()
                 } else {

@@ -52,7 +52,7 @@ impl ApiError {
         }
     }
 
-    fn not_found(what: impl std::fmt::Display) -> Self {
+    pub(crate) fn not_found(what: impl std::fmt::Display) -> Self {
         ApiError::new(404, format!("Not Found: {what}"))
     }
 }
@@ -168,14 +168,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 
 pub fn router(index: Arc<Index>) -> Router {
     let upload_limit = DefaultBodyLimit::max(
         usize::try_from(max_form_bytes(index.config.max_upload_size)).unwrap_or(usize::MAX),
     );
     Router::new()
-        .route("/", get(home))
+        .route("/", get(crate::web::home))
+        .route("/search", get(add_slash))
+        .route("/search/", get(crate::web::search))
+        .route("/project/{project}", get(add_slash))
+        .route("/project/{project}/", get(crate::web::project))
+        .route("/project/{project}/{version}", get(add_slash))
+        .route("/project/{project}/{version}/", get(crate::web::release))
+        .route("/trust", get(add_slash))
+        .route("/trust/", get(crate::web::trust))
+        .route(tufa_web::STYLESHEET_PATH, get(crate::web::stylesheet))
         .route("/simple", get(add_slash))
         .route("/simple/", get(simple_index))
         .route("/simple/{project}", get(add_slash))
@@ -245,17 +254,6 @@ fn redact_tokens(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-async fn home() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        "<!DOCTYPE html>\n<html><head><title>Tufa</title></head><body>\n\
-         <h1>Tufa package index</h1>\n<p><a href=\"/simple/\">Simple index</a> \
-         (pip and uv: <code>--index-url</code> this URL + <code>/simple/</code>). \
-         Upload with twine to this URL + <code>/legacy/</code>.</p>\n</body></html>\n",
-    )
-        .into_response()
 }
 
 /// A permanent redirect to `location`.
@@ -785,7 +783,7 @@ async fn mirror_file(
     Ok(response)
 }
 
-fn base_url(index: &Index, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(index: &Index, headers: &HeaderMap) -> String {
     if let Some(url) = &index.config.public_url {
         return url.trim_end_matches('/').to_string();
     }

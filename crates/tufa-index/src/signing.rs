@@ -675,7 +675,8 @@ impl Signing {
         // started with and another replica replaced since.
         index.follow_cooldown().await?;
         let cooldown_off = index.cooldown().is_none();
-        if std::mem::take(republish) {
+        let republishing = std::mem::take(republish);
+        if republishing {
             index.database.reset_signed_serial().await?;
         }
         let signed = index.database.signed_serial().await?;
@@ -773,6 +774,15 @@ impl Signing {
                 return Ok(None);
             }
             self.status.signed_serial.store(last, Ordering::Relaxed);
+            // Signing every page again is no change waiting to be signed: kept off the chart.
+            if !republishing
+                && let Err(error) = index
+                    .database
+                    .record_signing(signed, last, crate::db::now_micros())
+                    .await
+            {
+                tracing::warn!("the publishing round was not recorded for the trust page: {error}");
+            }
         }
         tracing::info!(
             serial = last,

@@ -8,6 +8,7 @@
 
 mod apt;
 mod attestations;
+mod chromium;
 pub mod faketime;
 pub mod http;
 pub mod openbao;
@@ -21,8 +22,12 @@ pub mod upstream;
 
 pub use apt::ensure_package;
 pub use attestations::pypi_attestations_assets;
+pub use chromium::Chromium;
 pub use openbao::OpenBao;
-pub use packages::{Built, Project, minimal_wheel, wheel_entries, wheel_with};
+pub use packages::{
+    Built, Project, minimal_wheel, wheel_entries, wheel_entries_with_metadata, wheel_with,
+    wheel_with_metadata,
+};
 pub use seaweedfs::SeaweedFs;
 pub use server::{TufaProxy, TufaServer, backend_includes};
 pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};

@@ -102,12 +102,28 @@ pub fn minimal_wheel(name: &str, version: &str) -> Vec<u8> {
 /// A valid wheel holding `files` (path in the archive, content) besides its `.dist-info`, every
 /// file listed in `RECORD` with its sha256 and size, as installers and PyPI check them.
 pub fn wheel_with(name: &str, version: &str, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    zip_entries(wheel_entries(name, version, files))
+}
+
+/// A valid wheel of a module whose `METADATA` is `metadata` exactly (which must name `name` and
+/// `version`): for tests of what an index does with what uploaders write there.
+pub fn wheel_with_metadata(name: &str, version: &str, metadata: &str) -> Vec<u8> {
+    let module = name.to_lowercase().replace(['-', '.'], "_");
+    zip_entries(wheel_entries_with_metadata(
+        name,
+        version,
+        &[(format!("{module}/__init__.py"), b"\n".to_vec())],
+        metadata,
+    ))
+}
+
+fn zip_entries(entries: Vec<(String, Vec<u8>)>) -> Vec<u8> {
     use std::io::Write;
     let mut buffer = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut buffer);
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (path, content) in wheel_entries(name, version, files) {
+    for (path, content) in entries {
         zip.start_file(path, options).unwrap();
         zip.write_all(&content).unwrap();
     }
@@ -122,16 +138,30 @@ pub fn wheel_entries(
     version: &str,
     files: &[(String, Vec<u8>)],
 ) -> Vec<(String, Vec<u8>)> {
+    wheel_entries_with_metadata(
+        name,
+        version,
+        files,
+        &format!(
+            "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
+        ),
+    )
+}
+
+/// [`wheel_entries`] with `metadata` as the `METADATA` file.
+pub fn wheel_entries_with_metadata(
+    name: &str,
+    version: &str,
+    files: &[(String, Vec<u8>)],
+    metadata: &str,
+) -> Vec<(String, Vec<u8>)> {
     use base64::Engine;
     let stem = format!("{}-{version}", name.to_lowercase().replace(['-', '.'], "_"));
     let dist_info = format!("{stem}.dist-info");
     let mut all: Vec<(String, Vec<u8>)> = files.to_vec();
     all.push((
         format!("{dist_info}/METADATA"),
-        format!(
-            "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nRequires-Python: >=3.8\n"
-        )
-        .into_bytes(),
+        metadata.as_bytes().to_vec(),
     ));
     all.push((
         format!("{dist_info}/WHEEL"),

@@ -9,7 +9,7 @@
 //! `COLLATE "C"`, so that it sorts by bytes as SQLite does: pages list files in that order, and a
 //! moved index must render the pages it signed byte for byte.
 
-use super::{Backend, cooldown, lease, mirror, provenance};
+use super::{Backend, cooldown, lease, mirror, provenance, web};
 
 /// Each step takes the schema from its position in the list to the next version (the first
 /// creates version 1 from nothing).
@@ -21,6 +21,7 @@ pub(super) const SQLITE: &[&str] = &[
     cooldown::COOLDOWN,
     lease::LEASE,
     provenance::PROVENANCE,
+    web::WEB,
 ];
 
 /// The same steps for PostgreSQL.
@@ -32,6 +33,7 @@ pub(super) const POSTGRES: &[&str] = &[
     POSTGRES_COOLDOWN,
     POSTGRES_LEASE,
     provenance::POSTGRES_PROVENANCE,
+    web::POSTGRES_WEB,
 ];
 
 pub(super) fn steps(backend: Backend) -> &'static [&'static str] {

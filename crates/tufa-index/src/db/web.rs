@@ -1,0 +1,262 @@
+//! What the web pages read beyond what the APIs do: counts, recent uploads, search over names
+//! and summaries, and the publisher's rounds for the upload-to-signed latency chart.
+
+use sqlx::Row;
+
+use super::{Database, Tx};
+use crate::error::Result;
+
+/// Each release's summary, for search (kept when the release is recorded: reading it out of
+/// every release's metadata per search would not scale), and one row per publishing round: when
+/// it signed, the oldest change it signed and how many. Releases recorded before this step have
+/// no summary until their project's next release.
+pub(super) const WEB: &str = "
+ALTER TABLE projects ADD COLUMN summary TEXT;
+CREATE TABLE signings (
+    serial INTEGER PRIMARY KEY,
+    signed INTEGER NOT NULL,
+    oldest_change INTEGER NOT NULL,
+    changes INTEGER NOT NULL
+);
+CREATE INDEX signings_by_time ON signings (signed);
+";
+
+pub(super) const POSTGRES_WEB: &str = r#"
+ALTER TABLE projects ADD COLUMN summary TEXT COLLATE "C";
+CREATE TABLE signings (
+    serial BIGINT PRIMARY KEY,
+    signed BIGINT NOT NULL,
+    oldest_change BIGINT NOT NULL,
+    changes BIGINT NOT NULL
+);
+CREATE INDEX signings_by_time ON signings (signed);
+"#;
+
+/// How long publishing rounds are kept: the chart shows the last hour.
+const SIGNINGS_KEPT_MICROS: i64 = 24 * 3_600 * 1_000_000;
+
+/// The most rounds the chart reads: a busy publisher signs many a second, and one bar per
+/// minute shows the slowest of them anyway.
+const SIGNINGS_READ: i64 = 20_000;
+
+/// A file as the home page lists it among recent uploads.
+#[derive(Clone, Debug)]
+pub struct RecentFile {
+    pub project: String,
+    pub display_name: String,
+    pub version: String,
+    pub filename: String,
+    pub upload_time_micros: i64,
+}
+
+/// A project found by search.
+#[derive(Clone, Debug)]
+pub struct FoundProject {
+    pub name: String,
+    pub display_name: String,
+    pub summary: Option<String>,
+}
+
+/// One publishing round, as the latency chart shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigningRound {
+    pub signed_micros: i64,
+    pub oldest_change_micros: i64,
+    pub changes: i64,
+}
+
+/// `query` as a `LIKE` pattern matching it anywhere, its own `%`, `_` and `\` taken literally.
+fn contains_pattern(query: &str) -> String {
+    let mut pattern = String::with_capacity(query.len() + 2);
+    pattern.push('%');
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Keeps the summary of the release whose core metadata is `metadata` as its project's: called
+/// when a release is recorded, the newest usually.
+pub(super) async fn set_summary(tx: &mut Tx, project_id: i64, metadata: &[u8]) -> Result<()> {
+    let summary = crate::coremeta::CoreMetadata::parse("METADATA", metadata.to_vec())
+        .ok()
+        .and_then(|parsed| parsed.get("Summary").map(str::to_string));
+    if let Some(summary) = summary {
+        sqlx::query("UPDATE projects SET summary = $1 WHERE id = $2")
+            .bind(summary)
+            .bind(project_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Database {
+    /// How many projects and files the index holds.
+    pub async fn counts(&self) -> Result<(i64, i64)> {
+        let projects: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects")
+            .fetch_one(&self.pool)
+            .await?;
+        let files: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM files")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((projects, files))
+    }
+
+    /// The `limit` files uploaded last, newest first.
+    pub async fn recent_files(&self, limit: i64) -> Result<Vec<RecentFile>> {
+        let rows = sqlx::query(
+            "SELECT projects.name, projects.display_name, releases.version, files.filename,
+                 files.upload_time
+             FROM files JOIN releases ON releases.id = files.release_id
+             JOIN projects ON projects.id = releases.project_id
+             ORDER BY files.upload_time DESC, files.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| RecentFile {
+                project: row.get(0),
+                display_name: row.get(1),
+                version: row.get(2),
+                filename: row.get(3),
+                upload_time_micros: row.get(4),
+            })
+            .collect())
+    }
+
+    /// Projects whose name or summary contains `query` (any case; every project when it is
+    /// empty), by name: how many there are, and those from `offset` on, at most `limit`.
+    pub async fn search_projects(
+        &self,
+        query: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<(i64, Vec<FoundProject>)> {
+        let pattern = contains_pattern(query.trim());
+        const MATCHES: &str = "WHERE LOWER(name) LIKE $1 ESCAPE '\\'
+             OR LOWER(display_name) LIKE $1 ESCAPE '\\'
+             OR LOWER(summary) LIKE $1 ESCAPE '\\'";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM projects {MATCHES}"))
+            .bind(&pattern)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT name, display_name, summary FROM projects {MATCHES}
+             ORDER BY name LIMIT $2 OFFSET $3"
+        ))
+        .bind(&pattern)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((
+            total,
+            rows.iter()
+                .map(|row| FoundProject {
+                    name: row.get(0),
+                    display_name: row.get(1),
+                    summary: row.get(2),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Records a publishing round that signed the changes after serial `from` up to `to` at
+    /// `now`, and forgets rounds older than a day.
+    pub async fn record_signing(&self, from: i64, to: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signings (serial, signed, oldest_change, changes)
+             SELECT $2, $3, MIN(time), COUNT(*) FROM journal WHERE serial > $1 AND serial <= $2
+             HAVING COUNT(*) > 0
+             ON CONFLICT (serial) DO NOTHING",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        sqlx::query("DELETE FROM signings WHERE signed < $1")
+            .bind(now - SIGNINGS_KEPT_MICROS)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishing rounds since `since`, oldest first.
+    pub async fn signings_since(&self, since: i64) -> Result<Vec<SigningRound>> {
+        let rows = sqlx::query(
+            "SELECT signed, oldest_change, changes FROM signings WHERE signed >= $1
+             ORDER BY signed DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(SIGNINGS_READ)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rounds: Vec<SigningRound> = rows
+            .iter()
+            .map(|row| SigningRound {
+                signed_micros: row.get(0),
+                oldest_change_micros: row.get(1),
+                changes: row.get(2),
+            })
+            .collect();
+        rounds.reverse();
+        Ok(rounds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+    use crate::db::Database;
+    use crate::db::tests::wheel;
+
+    #[test]
+    fn patterns_take_wildcards_literally() {
+        assert_eq!(contains_pattern("A_b%"), "%a\\_b\\%%");
+    }
+
+    async fn search_and_rounds(database: Database) {
+        let identity = database.user("alice").await.unwrap();
+        for (project, content) in [("alpha", 'a'), ("beta-x", 'b'), ("gamma", 'c')] {
+            let new = wheel(project, "1.0", content);
+            database
+                .add_file(&identity, &new, async || Ok(()))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(database.counts().await.unwrap(), (3, 3));
+        let (total, found) = database.search_projects("", 0, 2).await.unwrap();
+        assert_eq!(total, 3);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].name, "alpha");
+        let (total, found) = database.search_projects("A_X", 0, 10).await.unwrap();
+        assert_eq!((total, found.len()), (0, 0), "the _ is literal");
+        let (total, found) = database.search_projects("ETA", 0, 10).await.unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(found[0].name, "beta-x");
+        let recent = database.recent_files(2).await.unwrap();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[0].project, "gamma");
+
+        let last = database.last_serial().await.unwrap();
+        let now = crate::db::now_micros();
+        database.record_signing(0, last, now).await.unwrap();
+        // Nothing between: no round recorded.
+        database.record_signing(last, last, now).await.unwrap();
+        let rounds = database.signings_since(now - 1).await.unwrap();
+        assert_eq!(rounds.len(), 1);
+        assert_eq!(rounds[0].changes, 3);
+        assert!(rounds[0].oldest_change_micros <= now);
+    }
+
+    both_backends!(search_and_signings, search_and_rounds);
+}
