@@ -96,6 +96,28 @@ fn a_backup_under_upload_load_restores_to_an_index_its_clients_still_accept() {
     let (live_version, live_files) = restored_page(&server, &client);
     assert_eq!(live_files.len(), acknowledged.lock().unwrap().len());
 
+    // With the live index still answering, its current versions are the floor, exactly.
+    let beside = dir.path().join("restored-beside-the-live-index");
+    ok(
+        tufa(&[
+            "restore",
+            backup.to_str().unwrap(),
+            "--data",
+            beside.to_str().unwrap(),
+            "--live-index",
+            &server.url,
+        ]),
+        "tufa restore --live-index",
+    );
+    let floor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(beside.join("tuf/online-floor.json")).unwrap())
+            .unwrap();
+    let floor = floor["online_versions_above"].as_u64().unwrap();
+    assert!(
+        (live_version..live_version + 1_000).contains(&floor),
+        "floor {floor}, live timestamp {live_version}"
+    );
+
     server.kill();
     std::fs::remove_dir_all(&data).unwrap();
     let restored = ok(
