@@ -2,6 +2,7 @@
 //! role that `bins` delegates are refused when they expire further ahead than declared, the way
 //! a thief holding the online key would sign them; a root without the declaration bounds nothing.
 
+#[allow(dead_code)] // The other test binaries use the rest of it.
 mod common;
 
 use std::time::SystemTime;
