@@ -24,6 +24,18 @@ pub enum Error {
     #[error("freeze attack: {role} expired at {expires}")]
     Expired { role: String, expires: Expires },
 
+    /// Online metadata that outlives what root allows: only the online key can sign it, and a
+    /// thief holding that key picks a far expiry to freeze clients on a view of their choosing.
+    #[error(
+        "stolen online key attack: {role} expires at {expires}, further ahead than the \
+         {lifetime_seconds} seconds root allows it (x-tufa-online-lifetimes)"
+    )]
+    BeyondOnlineLifetime {
+        role: String,
+        expires: Expires,
+        lifetime_seconds: u64,
+    },
+
     #[error(
         "mix-and-match attack: {role} version {received}, but {referrer} lists version {expected}"
     )]

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use tufa_metadata::{
-    HexDigest, MetaFile, Metadata, Role, RoleKeys, RoleName, Root, Signature, Snapshot, Targets,
-    Timestamp,
+    Expires, HexDigest, MetaFile, Metadata, OnlineLifetimes, OnlineRole, Role, RoleKeys, RoleName,
+    Root, Signature, Snapshot, Targets, Timestamp,
 };
 
 use crate::error::{Error, Result};
@@ -66,6 +66,31 @@ fn check_expiry<T: Role>(role: &str, metadata: &Metadata<T>, now: SystemTime) ->
         });
     }
     Ok(())
+}
+
+/// Refuses online metadata expiring further ahead than the lifetime root declares for its role
+/// (see [`OnlineLifetimes`]); a root that declares none bounds nothing, as the TUF spec.
+fn check_online_lifetime(
+    root: &Root,
+    role: &str,
+    online: OnlineRole,
+    expires: &Expires,
+    now: SystemTime,
+) -> Result<()> {
+    let declared = OnlineLifetimes::of(root).map_err(|source| Error::InvalidMetadata {
+        role: "root".into(),
+        source,
+    })?;
+    match declared {
+        Some(lifetimes) if !lifetimes.allows(online, expires, now) => {
+            Err(Error::BeyondOnlineLifetime {
+                role: role.into(),
+                expires: *expires,
+                lifetime_seconds: lifetimes.of_role(online).as_secs(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Length and hashes against a `meta` entry, each when the entry lists it.
@@ -245,6 +270,13 @@ impl TimestampUpdate {
             }
         }
         check_expiry("timestamp", &new.metadata, self.reference_time)?;
+        check_online_lifetime(
+            &self.root.metadata.signed,
+            "timestamp",
+            OnlineRole::Timestamp,
+            &new.metadata.signed.expires,
+            self.reference_time,
+        )?;
         self.trusted = Some(new);
         Ok(TimestampOutcome::Updated)
     }
@@ -360,6 +392,13 @@ impl SnapshotUpdate {
             }
         }
         check_expiry("snapshot", &new.metadata, self.reference_time)?;
+        check_online_lifetime(
+            &self.root.metadata.signed,
+            "snapshot",
+            OnlineRole::Snapshot,
+            &new.metadata.signed.expires,
+            self.reference_time,
+        )?;
         self.snapshot = SnapshotState::Current(new);
         Ok(())
     }
@@ -535,6 +574,16 @@ impl TrustedMetadata {
         let targets = self.check_targets_role(role, bytes, |signed, sigs| {
             parent.verify_delegate_bytes(role, signed, sigs)
         })?;
+        // Roles that bins delegates are the online bin-XXXX roles.
+        if delegator.as_str() == "bins" {
+            check_online_lifetime(
+                &self.root.metadata.signed,
+                role.as_str(),
+                OnlineRole::Bin,
+                &targets.metadata.signed.expires,
+                self.reference_time,
+            )?;
+        }
         self.delegated.insert(role.clone(), targets);
         Ok(())
     }

@@ -897,6 +897,29 @@ impl Database {
         Ok(())
     }
 
+    /// Writes a consistent copy of the SQLite database to `path` while the index serves:
+    /// `VACUUM INTO` reads in one transaction, so the copy holds exactly the commits before it
+    /// began, and writers go on meanwhile (WAL).
+    pub async fn copy_sqlite_into(&self, path: &Path) -> Result<()> {
+        let Some(path) = path.to_str() else {
+            return Err(Error::Config(format!(
+                "{} is not UTF-8: choose a backup directory with a UTF-8 path",
+                path.display()
+            )));
+        };
+        if self.backend != Backend::Sqlite {
+            return Err(Error::Config(format!(
+                "{} is not the embedded SQLite database: back it up with its own tools",
+                self.location
+            )));
+        }
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;

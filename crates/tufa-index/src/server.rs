@@ -1156,6 +1156,7 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "timestamp_version": signing.timestamp_version(),
                 "publisher": signing.lease.describe().await?,
                 "signing_failure": signing.status.failure(),
+                "online_key": {"kind": signing.online_key().0, "keyid": signing.online_key().1},
                 "unpublished": {"count": count, "projects": projects},
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
@@ -1313,6 +1314,11 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
         let _ = writeln!(
             out,
             "# HELP tufa_unpublished_projects Projects whose page could not be published, retried with back-off.\n# TYPE tufa_unpublished_projects gauge\ntufa_unpublished_projects {unpublished}"
+        );
+        let (kind, keyid) = signing.online_key();
+        let _ = writeln!(
+            out,
+            "# HELP tufa_online_key_info What holds the online key, and its key ID.\n# TYPE tufa_online_key_info gauge\ntufa_online_key_info{{kind=\"{kind}\",keyid=\"{keyid}\"}} 1"
         );
         let _ = writeln!(
             out,

@@ -64,6 +64,17 @@ pub enum OnlineKey {
     Vault(String),
 }
 
+impl OnlineKey {
+    /// What holds the key, as `/status` and `/metrics` name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OnlineKey::File(_) => "file",
+            OnlineKey::Pkcs11(_) => "pkcs11",
+            OnlineKey::Vault(_) => "vault",
+        }
+    }
+}
+
 /// `pkcs11:...` names a key on a token, `vault:...` one in Vault; anything else is a key file's
 /// path.
 impl From<PathBuf> for OnlineKey {
@@ -298,6 +309,8 @@ pub struct Signing {
     /// The repository's store for reading it without the lock (serving `/tuf/`).
     store: Arc<dyn Store>,
     signer: Arc<dyn Signer>,
+    /// [`OnlineKey::kind`] of `signer`.
+    online_key_kind: &'static str,
     policy: Policy,
     pub lease: Arc<Lease>,
 }
@@ -446,6 +459,7 @@ impl Signing {
             storage: storage.clone(),
             store,
             signer,
+            online_key_kind: online_key.kind(),
             policy,
             lease,
         };
@@ -484,6 +498,12 @@ impl Signing {
             repository,
             epoch,
         })
+    }
+
+    /// What holds the online key (`file`, `pkcs11`, `vault`) and its key ID: which signer a
+    /// `signing_failure` is about.
+    pub fn online_key(&self) -> (&'static str, String) {
+        (self.online_key_kind, self.signer.key_id().to_string())
     }
 
     /// The repository loaded at start, for the check of the database against what it

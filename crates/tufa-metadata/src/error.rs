@@ -72,6 +72,9 @@ pub enum Error {
     #[error("invalid hash {value:?}: expected lowercase hexadecimal")]
     InvalidHash { value: String },
 
+    #[error("invalid x-tufa-online-lifetimes in root: {0}")]
+    InvalidOnlineLifetimes(String),
+
     #[error("cannot serialize metadata as canonical JSON: {0}")]
     Canonical(String),
 

@@ -31,6 +31,7 @@ mod delegation;
 mod error;
 mod glob;
 mod key;
+mod lifetimes;
 mod metadata;
 mod signer;
 mod snapshot_tree;
@@ -43,6 +44,9 @@ pub use glob::fnmatch;
 pub use key::{
     KEYTYPE_ECDSA, KEYTYPE_ED25519, KEYTYPE_RSA, Key, KeyAlgorithm, KeyVal, SCHEME_ECDSA_P256,
     SCHEME_ED25519, SCHEME_RSA_PSS_SHA256,
+};
+pub use lifetimes::{
+    LIFETIME_CLOCK_TOLERANCE, ONLINE_LIFETIMES_FIELD, OnlineLifetimes, OnlineRole,
 };
 pub use metadata::{
     MetaFile, Metadata, Role, RoleKeys, Root, Signature, Snapshot, TargetFile, Targets, Timestamp,

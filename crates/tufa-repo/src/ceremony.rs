@@ -71,7 +71,7 @@ impl CeremonyPlan {
     pub fn offline_roles(&self, now: SystemTime) -> Result<OfflineRoles> {
         let online_id = self.online.key_id()?;
         let online_role = || RoleKeys::new(vec![online_id.clone()], Threshold::ONE);
-        let root = Root::new(
+        let mut root = Root::new(
             1,
             Expires::after(now, self.expiries.root),
             true,
@@ -91,6 +91,7 @@ impl CeremonyPlan {
             },
         );
 
+        self.expiries.online_lifetimes().declare(&mut root);
         let mut targets = Targets::new(1, Expires::after(now, self.expiries.targets));
         targets.delegations = Some(Delegations {
             keys: key_map(self.bins.keys.iter().cloned())?,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tufa_metadata::{HexDigest, RoleName, TargetPath};
+use tufa_metadata::{HexDigest, OnlineLifetimes, OnlineRole, RoleName, Root, TargetPath};
 
 /// Metadata files, relative to the store root (served at `/tuf/metadata/`).
 pub const METADATA_DIR: &str = "metadata";
@@ -153,6 +153,45 @@ impl Default for Expiries {
             timestamp: DAY,
             bin_roles: DAY,
         }
+    }
+}
+
+impl Expiries {
+    /// The online lifetimes a new root declares: the publisher's own expiries, so that clients
+    /// accept what it signs and refuse anything a stolen online key signs for longer.
+    pub fn online_lifetimes(&self) -> OnlineLifetimes {
+        OnlineLifetimes {
+            timestamp: self.timestamp.as_secs(),
+            snapshot: self.snapshot.as_secs(),
+            bins: self.bin_roles.as_secs(),
+        }
+    }
+
+    /// These expiries with each online one cut to the lifetime `root` declares, so the
+    /// publisher never signs what clients would refuse. Logs each cut.
+    pub fn within_declared(self, root: &Root) -> tufa_metadata::Result<Expiries> {
+        let Some(declared) = OnlineLifetimes::of(root)? else {
+            return Ok(self);
+        };
+        let cut = |role: &str, configured: Duration, online: OnlineRole| {
+            let allowed = declared.of_role(online);
+            if configured > allowed {
+                tracing::warn!(
+                    role,
+                    configured_seconds = configured.as_secs(),
+                    declared_seconds = allowed.as_secs(),
+                    "the expiry configured for this role is longer than root's \
+                     x-tufa-online-lifetimes allows: signing with the declared lifetime"
+                );
+            }
+            configured.min(allowed)
+        };
+        Ok(Expiries {
+            timestamp: cut("timestamp", self.timestamp, OnlineRole::Timestamp),
+            snapshot: cut("snapshot", self.snapshot, OnlineRole::Snapshot),
+            bin_roles: cut("bin-*", self.bin_roles, OnlineRole::Bin),
+            ..self
+        })
     }
 }
 

@@ -22,8 +22,8 @@ pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
 pub use layout::{Expiries, View};
 pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{
-    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, Import, PageChange, Policy, Published,
-    RejectedPage, Repository, delegates,
+    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, Import, ONLINE_FLOOR_FILE, PageChange,
+    Policy, Published, RejectedPage, Repository, delegates, record_online_floor,
 };
 pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};
 pub use store::{FsStore, Store};

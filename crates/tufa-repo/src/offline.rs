@@ -12,8 +12,8 @@ use std::fmt;
 use std::time::SystemTime;
 
 use tufa_metadata::{
-    DelegatedRoles, Expires, Key, KeyId, Metadata, PathMatcher, RoleName, Root, Signature, Signer,
-    Targets, Threshold, valid_signers,
+    DelegatedRoles, Expires, Key, KeyId, Metadata, OnlineLifetimes, PathMatcher, RoleName, Root,
+    Signature, Signer, Targets, Threshold, valid_signers,
 };
 
 use crate::error::{Error, Result};
@@ -223,6 +223,19 @@ pub struct RootChanges {
     pub targets_threshold: Option<Threshold>,
     /// A new online key for timestamp and snapshot (the bins role delegates the bin roles).
     pub online_key: Option<Key>,
+    /// New online lifetimes; `None` keeps root's (or declares PEP 458's one day when it has none).
+    pub online_lifetimes: Option<OnlineLifetimes>,
+}
+
+/// Declares `lifetimes` in `root`, else keeps its declaration, else declares the default
+/// expiries', so that every root `tufa roles prepare root` writes bounds the online key.
+fn declare_online_lifetimes(root: &mut Root, lifetimes: Option<OnlineLifetimes>) -> Result<()> {
+    let declared = match lifetimes {
+        Some(lifetimes) => lifetimes,
+        None => OnlineLifetimes::of(root)?.unwrap_or(Expiries::default().online_lifetimes()),
+    };
+    declared.declare(root);
+    Ok(())
 }
 
 /// The trusted offline roles of a repository: the newest root reached through the chain of
@@ -443,6 +456,7 @@ impl OfflineState {
             root.roles.timestamp.keyids = vec![id.clone()];
             root.roles.snapshot.keyids = vec![id];
         }
+        declare_online_lifetimes(&mut root, changes.online_lifetimes)?;
         let used: Vec<KeyId> = ["root", "targets", "snapshot", "timestamp"]
             .iter()
             .filter_map(|r| root.roles.get(r))

@@ -87,6 +87,9 @@ pub enum ClockSkew {
 pub struct Repository<S: Store> {
     store: S,
     signer: Arc<dyn Signer>,
+    /// The expiries the operator configured; `expiries` is them within root's declared online
+    /// lifetimes, recomputed when a new root is installed.
+    configured_expiries: Expiries,
     expiries: Expiries,
     clock_tolerance: Duration,
     /// When the newest metadata was signed, as far as anyone can tell: the clock must not go
@@ -164,6 +167,19 @@ pub struct Import<'r, S: Store> {
     started: SystemTime,
 }
 
+/// The file in the TUF store where `tufa restore` records the version every online role must
+/// exceed when it is signed anew (outside `metadata/`, so it is never served as TUF metadata).
+pub const ONLINE_FLOOR_FILE: &str = "online-floor.json";
+
+const ONLINE_FLOOR_FIELD: &str = "online_versions_above";
+
+/// Records in `store` that online roles signed anew must have versions above `version`.
+pub fn record_online_floor<S: Store + ?Sized>(store: &S, version: u64) -> Result<()> {
+    let bytes = serde_json::to_vec(&serde_json::json!({ ONLINE_FLOOR_FIELD: version }))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    store.write_all(&[(ONLINE_FLOOR_FILE.to_string(), bytes)])
+}
+
 /// Versions the online roles must start above when they are signed anew.
 #[derive(Clone, Copy, Debug, Default)]
 struct Floors {
@@ -173,6 +189,27 @@ struct Floors {
 }
 
 impl Floors {
+    /// Raises every floor to the one `tufa restore` recorded in [`ONLINE_FLOOR_FILE`]: versions
+    /// the live index published after the backup was taken are not on this disk, yet clients
+    /// trust them, so online roles signed anew must go above them.
+    fn raise_to_recorded<S: Store>(&mut self, store: &S) -> Result<()> {
+        let Some(bytes) = store.read(ONLINE_FLOOR_FILE)? else {
+            return Ok(());
+        };
+        let floor = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|recorded| recorded.get(ONLINE_FLOOR_FIELD)?.as_u64())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{ONLINE_FLOOR_FILE} in the TUF store does not hold {{\"{ONLINE_FLOOR_FIELD}\": <version>}}"
+                ))
+            })?;
+        self.timestamp = self.timestamp.max(floor);
+        self.snapshot = self.snapshot.max(floor);
+        self.bins = self.bins.max(floor);
+        Ok(())
+    }
+
     /// The highest versions in the metadata directory's file names (the timestamp's is read from
     /// the file, unverified: it only has to be exceeded).
     fn on_disk(files: &[String]) -> Self {
@@ -334,16 +371,19 @@ impl<S: Store> Repository<S> {
         }
 
         let mut floors = Floors::on_disk(&files);
+        floors.raise_to_recorded(&store)?;
         let file = layout::metadata_file(&RoleName::timestamp(), 0);
         let newest_signing = if policy.trust_clock {
             None
         } else {
             store.modified(&file)?
         };
+        let expiries = policy.expiries.within_declared(&offline.root.signed)?;
         let unsigned = Repository {
             store,
             signer,
-            expiries: policy.expiries,
+            configured_expiries: policy.expiries,
+            expiries,
             clock_tolerance: policy.clock_tolerance,
             newest_signing,
             offline,
@@ -351,12 +391,12 @@ impl<S: Store> Repository<S> {
             bin_roles: HashMap::new(),
             snapshot: Metadata::new(Snapshot::new(
                 0,
-                Expires::after(now, policy.expiries.snapshot),
+                Expires::after(now, expiries.snapshot),
                 BTreeMap::new(),
             )),
             timestamp: Metadata::new(Timestamp::new(
                 0,
-                Expires::after(now, policy.expiries.timestamp),
+                Expires::after(now, expiries.timestamp),
                 MetaFile::new(0),
             )),
             retired: VecDeque::new(),
@@ -599,6 +639,9 @@ impl<S: Store> Repository<S> {
         for (role, version) in &installed {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
+        self.expiries = self
+            .configured_expiries
+            .within_declared(&self.offline.root.signed)?;
         let published = self.commit(BTreeSet::new(), &mut BTreeMap::new(), now)?;
         // The versions of targets and bins that the new snapshot no longer lists (rare enough
         // for a listing of the repository).

@@ -1,6 +1,7 @@
 //! `tufa`: the one binary operators and users run. Each subcommand lives in its own module; this
 //! file only parses the command line and reports errors with their context.
 
+mod backup;
 mod ceremony;
 mod cooldown;
 mod database;
@@ -84,6 +85,11 @@ enum Command {
     /// against its signatures and the database, the journal against the signed serial; list
     /// orphans (`--repair` removes them). Safe beside a running server.
     Verify(verify::VerifyArgs),
+    /// Copy a data directory (SQLite database, files, TUF repository) while `tufa serve` runs.
+    Backup(backup::BackupArgs),
+    /// Bring a `tufa backup` back into a new data directory, online roles to be re-signed above
+    /// every version the live index published.
+    Restore(backup::RestoreArgs),
     /// Move the TUF repository and the distribution files to other storage (a bucket).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
@@ -123,6 +129,8 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Provenance(args) => provenance::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
         Command::Database(command) => database::run(command),
         Command::Storage(command) => storage::run(command),
         Command::TufClient(args) => tuf_client::run(args),

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use tufa_metadata::{Key, KeyId, Threshold};
+use tufa_metadata::{Key, KeyId, OnlineLifetimes, Threshold};
 use tufa_repo::{
     Expiries, OfflineState, RootChanges, SigningRequest, Store, load_public_key, load_signer,
 };
@@ -93,6 +93,8 @@ pub enum PrepareCommand {
         /// key, then restart the server with it.
         #[arg(long)]
         online_key: Option<PathBuf>,
+        #[command(flatten)]
+        online_lifetimes: OnlineLifetimeArgs,
     },
     /// The next targets: change the keys or threshold of bins. With no change, a fresh expiry.
     /// Also delegates to bins every view of the project pages this tufa publishes (the upgrade
@@ -125,6 +127,46 @@ pub enum PrepareCommand {
 }
 
 /// How long the new version is valid.
+/// The longest expiry clients accept from each online role (root's x-tufa-online-lifetimes).
+/// Those not given keep root's declaration (one day each when root has none). Keep them at least
+/// the `tufa serve` expiries: the server never signs beyond them.
+#[derive(Args)]
+pub struct OnlineLifetimeArgs {
+    /// Longest timestamp lifetime clients accept, in seconds.
+    #[arg(long)]
+    timestamp_lifetime: Option<u64>,
+    /// Longest snapshot lifetime clients accept, in seconds.
+    #[arg(long)]
+    snapshot_lifetime: Option<u64>,
+    /// Longest bin role lifetime clients accept, in seconds.
+    #[arg(long)]
+    bin_lifetime: Option<u64>,
+}
+
+impl OnlineLifetimeArgs {
+    /// The new declaration, `None` when no flag changes it.
+    fn changes(&self, root: &tufa_metadata::Root) -> Result<Option<OnlineLifetimes>> {
+        let given = [
+            self.timestamp_lifetime,
+            self.snapshot_lifetime,
+            self.bin_lifetime,
+        ];
+        if given.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        if given.contains(&Some(0)) {
+            bail!("an online lifetime must be at least one second");
+        }
+        let current =
+            OnlineLifetimes::of(root)?.unwrap_or_else(|| Expiries::default().online_lifetimes());
+        Ok(Some(OnlineLifetimes {
+            timestamp: self.timestamp_lifetime.unwrap_or(current.timestamp),
+            snapshot: self.snapshot_lifetime.unwrap_or(current.snapshot),
+            bins: self.bin_lifetime.unwrap_or(current.bins),
+        }))
+    }
+}
+
 #[derive(Args)]
 pub struct Lifetime {
     /// Days until the new version expires (default 365, as PEP 458 for offline roles).
@@ -346,6 +388,7 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     remove_targets_keys,
                     targets_threshold,
                     online_key,
+                    online_lifetimes,
                 } => {
                     let (_, state) = data.state()?;
                     let changes = RootChanges {
@@ -362,6 +405,7 @@ pub fn run(command: RolesCommand) -> Result<()> {
                         )?,
                         targets_threshold: threshold(targets_threshold, "--targets-threshold")?,
                         online_key: public_keys(online_key.as_slice())?.pop(),
+                        online_lifetimes: online_lifetimes.changes(&state.root.signed)?,
                     };
                     if let Some(online) = &changes.online_key {
                         refuse_offline_key_as_online(&state, online, &changes.add_root_keys)?;

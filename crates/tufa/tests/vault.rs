@@ -214,6 +214,11 @@ fn openbao_stopped_under_uploads_delays_signing_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(reported.0.contains("unreachable"), "{}", reported.0);
+    // Which signer the failure is about.
+    assert_eq!(
+        reported.1["online_key"],
+        serde_json::json!({"kind": "vault", "keyid": keyid}),
+    );
     assert!(
         reported.1["signed_serial"].as_i64() < reported.1["last_serial"].as_i64(),
         "{}",
@@ -226,6 +231,12 @@ fn openbao_stopped_under_uploads_delays_signing_and_loses_nothing() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no tufa_signing_failures_total in {metrics}"));
     assert!(failures > 0, "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "tufa_online_key_info{{kind=\"vault\",keyid=\"{keyid}\"}} 1"
+        )),
+        "{metrics}"
+    );
     assert!(server.log().contains("unreachable"), "{}", server.log());
 
     bao.restart();

@@ -149,7 +149,7 @@ impl Repo {
         self.publish_root_signed_by(&extra);
     }
 
-    fn targets_role(&self, name: &str) -> &Targets {
+    pub fn targets_role(&self, name: &str) -> &Targets {
         if name == "targets" {
             &self.targets
         } else {
@@ -157,7 +157,7 @@ impl Repo {
         }
     }
 
-    fn targets_role_mut(&mut self, name: &str) -> &mut Targets {
+    pub fn targets_role_mut(&mut self, name: &str) -> &mut Targets {
         if name == "targets" {
             &mut self.targets
         } else {
