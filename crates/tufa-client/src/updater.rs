@@ -35,6 +35,9 @@ pub struct UpdaterConfig {
     pub targets_max_length: u64,
     /// Under consistent snapshots, fetch targets as `<dir>/<hash>.<basename>`.
     pub prefix_targets_with_hash: bool,
+    /// Witnesses whose cosignatures a transparency log's checkpoint needs, when the root
+    /// declares a log.
+    pub witnesses: crate::Witnesses,
 }
 
 impl Default for UpdaterConfig {
@@ -48,6 +51,7 @@ impl Default for UpdaterConfig {
             snapshot_max_length: 2_000_000,
             targets_max_length: 5_000_000,
             prefix_targets_with_hash: true,
+            witnesses: crate::Witnesses::default(),
         }
     }
 }
@@ -74,8 +78,8 @@ pub struct Artifact {
 pub struct Updater<F> {
     fetcher: F,
     config: UpdaterConfig,
-    metadata_url: String,
-    cache: MetadataDir,
+    pub(crate) metadata_url: String,
+    pub(crate) cache: MetadataDir,
 }
 
 fn with_trailing_slash(url: &str) -> String {
@@ -119,7 +123,7 @@ impl<F: Fetcher + Clone> Updater<F> {
     /// Fetches at most `limit` bytes. The limit is checked here, once for every fetcher, rather
     /// than trusted to each implementation: one that ignores it still cannot make the client
     /// accept endless data.
-    fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+    pub(crate) fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
         let endless = || Error::EndlessData {
             url: url.into(),
             limit,
@@ -180,6 +184,7 @@ impl<F: Fetcher + Clone> Updater<F> {
         }
         let bytes = self.fetch_metadata("timestamp", None, self.config.timestamp_max_length)?;
         if timestamp.update_timestamp(&bytes)? == TimestampOutcome::Updated {
+            self.check_log(timestamp.root(), &bytes, now)?;
             self.cache.write("timestamp", &bytes)?;
         }
 

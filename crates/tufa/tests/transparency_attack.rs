@@ -1,0 +1,194 @@
+//! Issue 16's attack, end to end: someone holding the index's online key (not the log key)
+//! shows one proxy a private view: a forged timestamp, snapshot, bin role and page listing a
+//! forged file, served in place of the index (a compromised mirror or CDN, a man in the middle).
+//! Plain TUF accepts it, since the online key signed it; with the transparency log declared in
+//! root the proxy refuses it, because the log never recorded that timestamp. Real `tufa serve`,
+//! real `tufa proxy`, real pip.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+mod common;
+
+use common::{TUFA, installed, ok, output_text as text, pip, published, token, twine};
+use tufa_metadata::{Metadata, Root};
+use tufa_repo::{Expiries, FsStore, PageChange, Repository, View, key_paths, load_signer};
+use tufa_testkit::{Built, Project, PythonEnv, StaticServer, TufaProxy, TufaServer, sha256_hex};
+
+const PROJECT: &str = "tufa-victim";
+const LOG_FIELD: &str = "x-tufa-transparency-log";
+
+fn build(dir: &Path, version: &str, payload: &str) -> Built {
+    let out = dir.join(payload);
+    fs::create_dir_all(&out).unwrap();
+    Project {
+        name: PROJECT,
+        version,
+        dependencies: &[],
+        payload,
+    }
+    .build(PythonEnv::shared(), &out)
+}
+
+fn proxy(index: &str, root: &Path, cache: &Path) -> TufaProxy {
+    TufaProxy::start(
+        TUFA.as_ref(),
+        index,
+        root,
+        cache,
+        &["--refresh-interval-ms", "300"],
+    )
+}
+
+fn install(proxy: &TufaProxy, target: &Path) -> Output {
+    pip(&proxy.simple_url(), target, &["-vv", PROJECT])
+}
+
+/// What the installed module says it is (its `PAYLOAD`).
+fn installed_payload(target: &Path) -> String {
+    let module = fs::read_to_string(target.join("tufa_victim/__init__.py")).unwrap();
+    module
+        .lines()
+        .find_map(|line| line.strip_prefix("PAYLOAD = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// The attacker's copy of the index: everything it published, plus a forged release of
+/// [`PROJECT`] signed with the index's online key (a new page, bin role, snapshot and
+/// timestamp), served by a static web server. Nothing is appended to the log: the attacker has
+/// no log key.
+fn forge(data: &Path, dir: &Path) -> StaticServer {
+    let copy = dir.join("attacker");
+    published(data).export(&copy);
+    let forged = build(dir, "1.1", "forged");
+    let name = forged
+        .wheel
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let wheel = fs::read(&forged.wheel).unwrap();
+    fs::create_dir_all(copy.join("files")).unwrap();
+    fs::write(copy.join("files").join(&name), &wheel).unwrap();
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": PROJECT,
+        "files": [{
+            "filename": name,
+            "url": format!("/files/{name}"),
+            "hashes": {"sha256": sha256_hex(&wheel)},
+            "size": wheel.len(),
+        }],
+    });
+    let online = load_signer(&key_paths(&data.join("dev-keys/online")).0, None).unwrap();
+    let now = SystemTime::now();
+    let mut repository = Repository::open(
+        FsStore::open(copy.join("tuf")).unwrap(),
+        Arc::new(online),
+        Expiries::default(),
+        now,
+    )
+    .unwrap();
+    repository
+        .publish(
+            &[PageChange {
+                project: PROJECT.into(),
+                view: View::Simple,
+                page: Some(serde_json::to_vec(&page).unwrap()),
+            }],
+            now,
+        )
+        .unwrap();
+    StaticServer::start(copy)
+}
+
+/// The index's trusted root without the log declaration, signed again with the development
+/// root key: what every TUF client trusted before the log, verifying everything else alike.
+fn root_without_log(data: &Path, out: &Path) -> PathBuf {
+    let mut root =
+        Metadata::<Root>::from_bytes(&fs::read(data.join("trusted-root.json")).unwrap()).unwrap();
+    assert!(
+        root.signed.unrecognized.remove(LOG_FIELD).is_some(),
+        "the index's root declares its transparency log"
+    );
+    root.clear_signatures();
+    let key = load_signer(&key_paths(&data.join("dev-keys/dev-root")).0, None).unwrap();
+    let path = out.join("root-without-log.json");
+    fs::write(&path, root.sign_to_bytes(&key).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_view_forged_with_the_online_key_is_installed_without_the_log_and_refused_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = TufaServer::start(TUFA.as_ref(), &dir.join("data"), &[]);
+    let token = token(&server.data_dir, "alice", None);
+    let honest = build(dir, "1.0", "honest");
+    ok(
+        twine(&server, &token, &[&honest.wheel], &[]),
+        "twine upload",
+    );
+    server.wait_until_signed();
+    let root = server.data_dir.join("trusted-root.json");
+
+    // A proxy in use before the attack has seen the log.
+    let seen_cache = dir.join("cache-seen");
+    {
+        let before = proxy(&server.url, &root, &seen_cache);
+        let target = dir.join("before");
+        let output = install(&before, &target);
+        assert!(output.status.success(), "{}", text(&output));
+        assert_eq!(installed_payload(&target), "honest");
+    }
+
+    let attacker = forge(&server.data_dir, dir);
+    let attacker_url = attacker.url();
+
+    // Without the log: the online key's signature is all plain TUF asks, and the forged file
+    // is installed.
+    let plain = proxy(
+        &attacker_url,
+        &root_without_log(&server.data_dir, dir),
+        &dir.join("cache-plain"),
+    );
+    let target = dir.join("plain");
+    let output = install(&plain, &target);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(installed(&target), ["tufa_victim-1.1"]);
+    assert_eq!(installed_payload(&target), "forged");
+
+    // With the log: a fresh proxy refuses the timestamp and installs nothing.
+    let logged = proxy(&attacker_url, &root, &dir.join("cache-logged"));
+    let target = dir.join("logged");
+    let output = install(&logged, &target);
+    assert!(!output.status.success(), "installed:\n{}", text(&output));
+    assert_eq!(installed(&target), Vec::<String>::new());
+    let reason = "unlogged timestamp";
+    assert!(
+        text(&output).contains(reason),
+        "pip does not show {reason:?}:\n{}",
+        text(&output)
+    );
+    let log = logged.log_containing(reason);
+    assert!(
+        log.contains(reason),
+        "the proxy does not log {reason:?}:\n{log}"
+    );
+
+    // The proxy that saw the log before keeps serving what it verified then: the honest file.
+    let seen = proxy(&attacker_url, &root, &seen_cache);
+    let target = dir.join("seen");
+    let output = install(&seen, &target);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(installed(&target), ["tufa_victim-1.0"]);
+    assert_eq!(installed_payload(&target), "honest");
+    let log = seen.log_containing("refused the index's new timestamp");
+    assert!(log.contains(reason), "{log}");
+}
