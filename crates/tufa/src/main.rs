@@ -16,8 +16,10 @@ mod proxy;
 mod roles;
 mod status;
 mod storage;
+mod transparency;
 mod tuf_client;
 mod verify;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -90,6 +92,9 @@ enum Command {
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
+    /// Run an independent transparency-log witness (C2SP tlog-witness), or make its key.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
         Command::Database(command) => database::run(command),
         Command::Storage(command) => storage::run(command),
         Command::TufClient(args) => tuf_client::run(args),
+        Command::Witness(command) => witness::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
