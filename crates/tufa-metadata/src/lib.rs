@@ -33,6 +33,7 @@ mod glob;
 mod key;
 mod metadata;
 mod signer;
+mod transparency;
 mod types;
 
 pub use canonical::{check_no_duplicate_keys, to_canonical_bytes, write_canonical};
@@ -48,6 +49,7 @@ pub use metadata::{
     TopLevelRoles, valid_signers, verify_threshold,
 };
 pub use signer::{FileSigner, Signer, generate_private_key, private_key_pem};
+pub use transparency::{TRANSPARENCY_LOG_FIELD, TransparencyLog, TransparencyLogError};
 pub use types::{
     Expires, HexDigest, KeyId, RoleName, SpecVersion, TOP_LEVEL_ROLES, TargetPath, Threshold,
 };

@@ -18,8 +18,10 @@ mod proxy;
 mod roles;
 mod status;
 mod storage;
+mod transparency;
 mod tuf_client;
 mod verify;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -95,6 +97,9 @@ enum Command {
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
+    /// Run an independent transparency-log witness (C2SP tlog-witness), or make its key.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
         Command::Storage(command) => storage::run(command),
         Command::Monitor(args) => monitor::run(args),
         Command::TufClient(args) => tuf_client::run(args),
+        Command::Witness(command) => witness::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

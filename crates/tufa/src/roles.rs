@@ -93,6 +93,9 @@ pub enum PrepareCommand {
         /// key, then restart the server with it.
         #[arg(long)]
         online_key: Option<PathBuf>,
+        /// Declare (add or rotate) the transparency log.
+        #[command(flatten)]
+        log: crate::transparency::LogKeyArgs,
     },
     /// The next targets: change the keys or threshold of bins. With no change, a fresh expiry.
     /// Also delegates to bins every view of the project pages this tufa publishes (the upgrade
@@ -346,6 +349,7 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     remove_targets_keys,
                     targets_threshold,
                     online_key,
+                    log,
                 } => {
                     let (_, state) = data.state()?;
                     let changes = RootChanges {
@@ -366,10 +370,11 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     if let Some(online) = &changes.online_key {
                         refuse_offline_key_as_online(&state, online, &changes.add_root_keys)?;
                     }
-                    (
-                        state.prepare_root(&changes, &lifetime.expiries()?, now)?,
-                        out,
-                    )
+                    let mut request = state.prepare_root(&changes, &lifetime.expiries()?, now)?;
+                    if let tufa_repo::SigningRequest::Root(root) = &mut request {
+                        log.declare(&mut root.signed)?;
+                    }
+                    (request, out)
                 }
                 PrepareCommand::Targets {
                     data,
