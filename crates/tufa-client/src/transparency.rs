@@ -22,14 +22,11 @@ use crate::updater::Updater;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
-use tufa_metadata::{Metadata, Root, Timestamp};
+use tufa_metadata::{Metadata, Root, Timestamp, TransparencyLog};
 use tufa_tlog::{
     Accepted, Checkpoint, ClientError, Hash, Note, Policy, SignedCheckpoint, TileHashReader,
     TileReader, TimestampEntry, VerifierKey, consistency_proof, tiles::Tile,
 };
-
-/// The root field naming the log (origin and verifier key).
-pub const ROOT_FIELD: &str = "x-tufa-transparency-log";
 
 /// At most this many bytes of `log/proof/<V>`: a checkpoint note (at most 64 KiB) and two proofs
 /// of at most 64 hashes each, in base64.
@@ -47,7 +44,7 @@ pub struct Witnesses {
 /// Why a timestamp is refused for want of a log proof. The texts name the attack.
 #[derive(Debug, thiserror::Error)]
 pub enum TransparencyError {
-    #[error("the trusted root's {ROOT_FIELD} cannot be read: {0}")]
+    #[error("the trusted root's transparency log cannot be used: {0}")]
     Declaration(String),
     #[error(
         "unlogged timestamp: version {version} comes with no proof that the transparency log \
@@ -74,34 +71,12 @@ pub enum TransparencyError {
     },
 }
 
-/// The log a root declares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeclaredLog {
-    pub origin: String,
-    pub key: VerifierKey,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Declaration {
-    origin: String,
-    key: String,
-}
-
-/// The log `root` declares, or `None` for a root without one. A declaration that does not parse
-/// is an error, never "no log": that would turn the check off.
-pub fn declared_log(root: &Metadata<Root>) -> Result<Option<DeclaredLog>, TransparencyError> {
-    let Some(value) = root.signed.unrecognized.get(ROOT_FIELD) else {
-        return Ok(None);
-    };
-    let bad = |reason: String| TransparencyError::Declaration(reason);
-    let declaration: Declaration =
-        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
-    let key = VerifierKey::parse(&declaration.key).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(DeclaredLog {
-        origin: declaration.origin,
-        key,
-    }))
+/// The log `root` declares (`x-tufa-transparency-log`), or `None` for a root without one. A
+/// declaration that does not parse is an error, never "no log": that would turn the check off.
+pub fn declared_log(root: &Metadata<Root>) -> Result<Option<TransparencyLog>, TransparencyError> {
+    root.signed
+        .transparency_log()
+        .map_err(|e| TransparencyError::Declaration(e.to_string()))
 }
 
 /// `log/proof/<V>` as served (contract 2 of the log's layout).
@@ -198,7 +173,7 @@ fn hex(bytes: &[u8]) -> String {
 /// ([`TimestampEntry`]) included in a checkpoint that `log`'s key signed, that `witnesses`
 /// cosigned, and that extends `last` (by `consistency`, from [`consistency_needed`]).
 pub fn accept_timestamp(
-    log: &DeclaredLog,
+    log: &TransparencyLog,
     witnesses: &Witnesses,
     last: Option<&Checkpoint>,
     timestamp: &[u8],
@@ -268,7 +243,7 @@ pub fn accept_timestamp(
 
 /// The last checkpoint this client accepted, from its saved note: `None` when there is none, or
 /// when it is not a checkpoint of `log` (a root rotation declared another log).
-pub fn last_checkpoint(log: &DeclaredLog, saved: Option<&[u8]>) -> Option<Checkpoint> {
+pub fn last_checkpoint(log: &TransparencyLog, saved: Option<&[u8]>) -> Option<Checkpoint> {
     let opened = SignedCheckpoint::open(saved?, std::slice::from_ref(&log.key)).ok()?;
     (opened.checkpoint.origin == log.origin).then_some(opened.checkpoint)
 }

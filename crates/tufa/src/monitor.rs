@@ -18,9 +18,9 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
-use tufa_client::transparency::{DeclaredLog, declared_log};
+use tufa_client::transparency::declared_log;
 use tufa_client::{FetchError, Fetcher, HttpFetcher};
-use tufa_metadata::{Metadata, Root, Snapshot, Targets, Timestamp};
+use tufa_metadata::{Metadata, Root, Snapshot, Targets, Timestamp, TransparencyLog};
 use tufa_tlog::tiles::{Tile, encode_bundle};
 use tufa_tlog::{Checkpoint, Policy, Replay, TimestampEntry};
 
@@ -125,7 +125,7 @@ fn save_state(dir: &Path, state: &State) -> Result<()> {
 }
 
 /// The replay of the entries a previous run saw, checked against the checkpoint it saved.
-fn replay_saved(log: &DeclaredLog, state: &State) -> Result<(Replay, Option<Checkpoint>)> {
+fn replay_saved(log: &TransparencyLog, state: &State) -> Result<(Replay, Option<Checkpoint>)> {
     let mut replay = Replay::new();
     let size = state.entries.len() as u64;
     for (n, chunk) in state.entries.chunks(256).enumerate() {
@@ -392,7 +392,7 @@ fn reach_page(index: &Index, target: &str, sha256: &str, length: u64) -> bool {
 }
 
 fn print_report(
-    log: &DeclaredLog,
+    log: &TransparencyLog,
     checkpoint: &Checkpoint,
     cosigned_by: &[String],
     entries: &[TimestampEntry],

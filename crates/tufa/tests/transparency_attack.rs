@@ -192,3 +192,91 @@ fn a_view_forged_with_the_online_key_is_installed_without_the_log_and_refused_wi
     let log = seen.log_containing("refused the index's new timestamp");
     assert!(log.contains(reason), "{log}");
 }
+
+/// The `/tuf/` requests `server` answered since its log had `mark` bytes, with the bytes of
+/// each answer (0 for a miss), as (path, status, bytes).
+fn tuf_requests(server: &TufaServer, mark: usize) -> Vec<(String, u16, usize)> {
+    let store = published(&server.data_dir);
+    server.log()[mark..]
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("GET /tuf/")? + "GET /".len()..];
+            let mut words = rest.split(' ');
+            let path = words.next()?.to_string();
+            let status: u16 = words.next()?.parse().ok()?;
+            let bytes = if status == 200 {
+                store.read(&path).map_or(0, |b| b.len())
+            } else {
+                0
+            };
+            Some((path, status, bytes))
+        })
+        .collect()
+}
+
+/// One refresh of `proxy` (a page request past its refresh interval), and the `/tuf/`
+/// requests it made of `server`.
+fn refresh(server: &TufaServer, proxy: &TufaProxy) -> Vec<(String, u16, usize)> {
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let mark = server.log().len();
+    let page = tufa_testkit::http::get(&format!("{}{PROJECT}/", proxy.simple_url()), &[]);
+    assert_eq!(page.status, 200, "{}", page.text());
+    tuf_requests(server, mark)
+}
+
+#[test]
+fn a_proxy_refresh_with_the_log_costs_one_more_request_or_two_when_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = TufaServer::start(TUFA.as_ref(), &dir.join("data"), &[]);
+    let token = token(&server.data_dir, "alice", None);
+    let publish = |version: &str| {
+        let built = build(dir, version, &format!("v{version}"));
+        ok(twine(&server, &token, &[&built.wheel], &[]), "twine upload");
+        server.wait_until_signed();
+    };
+    publish("1.0");
+    let root = server.data_dir.join("trusted-root.json");
+    let plain = proxy(
+        &server.url,
+        &root_without_log(&server.data_dir, dir),
+        &dir.join("cache-plain"),
+    );
+    let logged = proxy(&server.url, &root, &dir.join("cache-logged"));
+    refresh(&server, &plain);
+    refresh(&server, &logged);
+
+    let mut report = String::new();
+    for (case, versions) in [
+        ("one publish behind", &["1.1"][..]),
+        ("three publishes behind", &["1.2", "1.3", "1.4"][..]),
+    ] {
+        for version in versions {
+            publish(version);
+        }
+        let without = refresh(&server, &plain);
+        let with = refresh(&server, &logged);
+        let log_requests: Vec<_> = with
+            .iter()
+            .filter(|r| r.0.starts_with("tuf/log/"))
+            .collect();
+        let added = with.len() - without.len();
+        let bytes = |requests: &[(String, u16, usize)]| requests.iter().map(|r| r.2).sum::<usize>();
+        report.push_str(&format!(
+            "{case}: {} requests / {} bytes without the log, {} / {} with it (+{added}: {})\n",
+            without.len(),
+            bytes(&without),
+            with.len(),
+            bytes(&with),
+            log_requests
+                .iter()
+                .map(|r| format!("{} {} B", r.0, r.2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        assert_eq!(added, log_requests.len(), "{with:?}\n{without:?}");
+        assert!(added <= 2, "{report}");
+        assert!(log_requests[0].0.starts_with("tuf/log/proof/"), "{report}");
+    }
+    eprintln!("{report}");
+}
