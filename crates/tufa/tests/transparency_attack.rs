@@ -86,6 +86,19 @@ fn forge(data: &Path, dir: &Path) -> StaticServer {
             "size": wheel.len(),
         }],
     });
+    // tufa-repo refuses to publish for a root that declares a log without the log's key; the
+    // attacker's tool is not bound by that. Here it opens the copy with a root stripped of the
+    // declaration, and the index's own root files are put back before anything is served.
+    let roots: Vec<PathBuf> = fs::read_dir(copy.join("tuf/metadata"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("root.json"))
+        .collect();
+    let originals: Vec<Vec<u8>> = roots.iter().map(|p| fs::read(p).unwrap()).collect();
+    let stripped = fs::read(root_without_log(data, dir)).unwrap();
+    for path in &roots {
+        fs::write(path, &stripped).unwrap();
+    }
     let online = load_signer(&key_paths(&data.join("dev-keys/online")).0, None).unwrap();
     let now = SystemTime::now();
     let mut repository = Repository::open(
@@ -105,6 +118,9 @@ fn forge(data: &Path, dir: &Path) -> StaticServer {
             now,
         )
         .unwrap();
+    for (path, original) in roots.iter().zip(&originals) {
+        fs::write(path, original).unwrap();
+    }
     StaticServer::start(copy)
 }
 
