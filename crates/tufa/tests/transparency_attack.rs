@@ -198,6 +198,21 @@ fn a_view_forged_with_the_online_key_is_installed_without_the_log_and_refused_wi
         "the proxy does not log {reason:?}:\n{log}"
     );
 
+    // `tufa download` refuses it the same way.
+    let download_cache = dir.join("download-cache");
+    let download = common::tufa(&[
+        "download",
+        "--index",
+        &attacker_url,
+        "--root",
+        root.to_str().unwrap(),
+        "--cache",
+        download_cache.to_str().unwrap(),
+        PROJECT,
+    ]);
+    assert!(!download.status.success(), "{}", text(&download));
+    assert!(text(&download).contains(reason), "{}", text(&download));
+
     // The proxy that saw the log before keeps serving what it verified then: the honest file.
     let seen = proxy(&attacker_url, &root, &seen_cache);
     let target = dir.join("seen");
