@@ -140,6 +140,10 @@ pub enum Error {
     #[error("no trusted root in {0}: initialize the client with a root file first")]
     NoTrustedRoot(PathBuf),
 
+    /// The root declares a transparency log and the timestamp is not proven to be in it.
+    #[error(transparent)]
+    Transparency(#[from] crate::transparency::TransparencyError),
+
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,

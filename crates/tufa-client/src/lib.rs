@@ -9,6 +9,8 @@
 //!   [`Fetcher`] with a byte limit on every download that it enforces itself, and searches
 //!   delegations lazily: of PEP 458's 16,384 bins it fetches only the one a target hashes to.
 //!   A refreshed state is shared between threads: lookups of different targets run at once.
+//! - [`transparency`]: with a root that declares a transparency log, a new timestamp counts
+//!   only with proof that the log recorded it, cosigned by the configured [`Witnesses`].
 //! - [`HttpFetcher`]: blocking HTTP(S) with rustls, timeouts and byte limits.
 //!
 //! ```no_run
@@ -56,6 +58,7 @@ mod error;
 mod fetcher;
 mod names;
 mod proofs;
+pub mod transparency;
 pub mod trusted;
 mod updater;
 mod verify;
@@ -63,4 +66,5 @@ mod verify;
 pub use error::{Error, Result};
 pub use fetcher::{FetchError, Fetcher, HttpFetcher};
 pub use names::{MAX_FILE_NAME, encode_component, target_file_name};
+pub use transparency::{TransparencyError, Witnesses};
 pub use updater::{Artifact, Refreshed, TargetInfo, Updater, UpdaterConfig};

@@ -40,6 +40,9 @@ pub struct UpdaterConfig {
     pub snapshot_proofs: bool,
     /// Byte limit for one snapshot proof (a tree of 2^64 leaves needs about 5 KB).
     pub snapshot_proof_max_length: u64,
+    /// Witnesses whose cosignatures a transparency log's checkpoint needs, when the root
+    /// declares a log.
+    pub witnesses: crate::Witnesses,
 }
 
 impl Default for UpdaterConfig {
@@ -55,6 +58,7 @@ impl Default for UpdaterConfig {
             prefix_targets_with_hash: true,
             snapshot_proofs: true,
             snapshot_proof_max_length: 16_384,
+            witnesses: crate::Witnesses::default(),
         }
     }
 }
@@ -81,8 +85,8 @@ pub struct Artifact {
 pub struct Updater<F> {
     fetcher: F,
     config: UpdaterConfig,
-    metadata_url: String,
-    cache: MetadataDir,
+    pub(crate) metadata_url: String,
+    pub(crate) cache: MetadataDir,
     /// The last accepted TAP 16 proof of each role, `<role>.json`: the per-role rollback floor.
     proofs: MetadataDir,
 }
@@ -142,7 +146,7 @@ impl<F: Fetcher + Clone> Updater<F> {
     /// Fetches at most `limit` bytes. The limit is checked here, once for every fetcher, rather
     /// than trusted to each implementation: one that ignores it still cannot make the client
     /// accept endless data.
-    fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+    pub(crate) fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
         let endless = || Error::EndlessData {
             url: url.into(),
             limit,
@@ -204,6 +208,7 @@ impl<F: Fetcher + Clone> Updater<F> {
         }
         let bytes = self.fetch_metadata("timestamp", None, self.config.timestamp_max_length)?;
         if timestamp.update_timestamp(&bytes)? == TimestampOutcome::Updated {
+            self.check_log(timestamp.root(), &bytes, now)?;
             self.cache.write("timestamp", &bytes)?;
         }
 

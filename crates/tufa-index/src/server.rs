@@ -196,6 +196,7 @@ pub fn router(index: Arc<Index>) -> Router {
         .route("/files/{sha256}/{filename}", get(file))
         .route("/tuf/metadata/{file}", get(tuf_metadata))
         .route("/tuf/targets/{*path}", get(tuf_target))
+        .route("/tuf/log/{*path}", get(tuf_log))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/pypi/{project}/json", get(project_json))
@@ -1018,10 +1019,49 @@ async fn read_stored(
         .map_err(Error::Tuf)?)
 }
 
+/// A metadata file or target: JSON, and immutable but for `timestamp.json`.
 async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResult {
     let (key, body, immutable) = tuf_body(index, relative).await?;
+    respond_stored(index, key, body, headers, "application/json", immutable).await
+}
+
+/// A TUF file from the store, through the answer cache: its cache key, its bytes, and whether
+/// it never changes (everything but `timestamp.json`).
+pub(crate) async fn tuf_body(
+    index: &Index,
+    relative: &str,
+) -> ApiResult<(Resource, Rendered, bool)> {
+    // Everything but timestamp.json is named by version or hash and never changes: kept by
+    // name, and looked up on disk first, since superseded versions are removed.
+    let immutable =
+        relative != tufa_repo::layout::metadata_file(&tufa_metadata::RoleName::timestamp(), 0);
+    let (key, body) = stored_body(index, relative, immutable).await?;
+    Ok((key, body, immutable))
+}
+
+/// A file of the TUF store (metadata, targets, the transparency log), answered with
+/// `content_type`; `immutable` files are cached by name.
+async fn stored_file(
+    index: &Index,
+    relative: &str,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    immutable: bool,
+) -> ApiResult {
+    let (key, body) = stored_body(index, relative, immutable).await?;
+    respond_stored(index, key, body, headers, content_type, immutable).await
+}
+
+async fn respond_stored(
+    index: &Index,
+    key: Resource,
+    body: Rendered,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    immutable: bool,
+) -> ApiResult {
     let answer = Answer {
-        content_type: "application/json",
+        content_type,
         freshness: if immutable {
             Freshness::Immutable
         } else {
@@ -1032,12 +1072,12 @@ async fn tuf_file(index: &Index, relative: &str, headers: &HeaderMap) -> ApiResu
     Ok(encoding::respond(&index.answers, &key, &body, headers, answer).await)
 }
 
-/// A TUF file from the store, through the answer cache: its cache key, its bytes, and whether
-/// it never changes (everything but `timestamp.json`).
-pub(crate) async fn tuf_body(
+/// The bytes of a file of the TUF store and its cache key; `immutable` files are cached by name.
+async fn stored_body(
     index: &Index,
     relative: &str,
-) -> ApiResult<(Resource, Rendered, bool)> {
+    immutable: bool,
+) -> ApiResult<(Resource, Rendered)> {
     if index.signing.is_none() {
         return Err(ApiError::not_found("this index does not sign with TUF"));
     }
@@ -1050,10 +1090,6 @@ pub(crate) async fn tuf_body(
         .data_dir
         .join(crate::signing::TUF_DIR)
         .join(relative);
-    // Everything but timestamp.json is named by version or hash and never changes: kept by
-    // name, and looked up on disk first, since superseded versions are removed.
-    let immutable =
-        relative != tufa_repo::layout::metadata_file(&tufa_metadata::RoleName::timestamp(), 0);
     let (key, body) = if !index.storage.is_local() {
         let store = index.signing.as_ref().map(|signing| signing.store());
         let Some(store) = store else {
@@ -1108,7 +1144,7 @@ pub(crate) async fn tuf_body(
         let body = Rendered::new(read_tuf(&path).await?.ok_or_else(missing)?);
         (Resource::TufContent(body.digest().to_string()), body)
     };
-    Ok((key, body, immutable))
+    Ok((key, body))
 }
 
 async fn tuf_metadata(
@@ -1140,6 +1176,26 @@ async fn tuf_target(
     .await
 }
 
+/// The transparency log's files (`tufa_repo::tlog`): only the names the log writes, so that
+/// no other path of the store is reachable here.
+async fn tuf_log(
+    State(index): State<Arc<Index>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let file = tufa_repo::tlog::LogFile::parse(&path)
+        .ok_or_else(|| ApiError::not_found(format!("no transparency log file {path:?}")))?;
+    let immutable = matches!(file, tufa_repo::tlog::LogFile::Tile { full: true });
+    stored_file(
+        &index,
+        &format!("{}/{path}", tufa_repo::tlog::LOG_DIR),
+        &headers,
+        file.content_type(),
+        immutable,
+    )
+    .await
+}
+
 /// How far the index has got: the newest serial, and the serial and timestamp version signed;
 /// which replica publishes, since when, and this replica's role. The serials come from the
 /// database, which every replica shares; what only the publisher knows (its failures, the clock,
@@ -1161,6 +1217,16 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
                 "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
+                "transparency_log": signing.status.log().map(|log| serde_json::json!({
+                    "origin": log.origin,
+                    "size": log.size,
+                    "witnesses": log.witnesses.iter().map(|w| serde_json::json!({
+                        "url": w.url,
+                        "cosigned_size": w.cosigned_size,
+                        "failures": w.failures,
+                        "last_error": w.last_error,
+                    })).collect::<Vec<_>>(),
+                })),
                 "cooldown": index.cooldown().map(|policy| serde_json::json!({
                     "period": crate::cooldown::format_duration(policy.period),
                     "exempt": policy.exempt,
@@ -1198,6 +1264,48 @@ async fn mirror_status(
 
 /// Prometheus metrics: when each role expires, how far signing lags behind changes, and the
 /// disk the data directory takes (from the background walk, never walked per scrape).
+/// The transparency log's size and each witness's standing, named by its URL.
+fn log_metrics(out: &mut String, log: &tufa_repo::LogStatus) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "# HELP tufa_log_size Entries in the transparency log (one per timestamp signed).\n# TYPE tufa_log_size gauge\ntufa_log_size {}",
+        log.size
+    );
+    if log.witnesses.is_empty() {
+        return;
+    }
+    let label = |url: &str| {
+        url.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let _ = writeln!(
+        out,
+        "# HELP tufa_witness_failures_total Checkpoint submissions the witness did not cosign.\n# TYPE tufa_witness_failures_total counter"
+    );
+    for witness in &log.witnesses {
+        let _ = writeln!(
+            out,
+            "tufa_witness_failures_total{{witness=\"{}\"}} {}",
+            label(&witness.url),
+            witness.failures
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tufa_witness_cosigned_size The size of the latest checkpoint the witness cosigned.\n# TYPE tufa_witness_cosigned_size gauge"
+    );
+    for witness in &log.witnesses {
+        let _ = writeln!(
+            out,
+            "tufa_witness_cosigned_size{{witness=\"{}\"}} {}",
+            label(&witness.url),
+            witness.cosigned_size.unwrap_or(0)
+        );
+    }
+}
+
 async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
     use std::fmt::Write;
     let last_serial = index.database.last_serial().await?;
@@ -1350,6 +1458,9 @@ async fn metrics(State(index): State<Arc<Index>>) -> ApiResult {
             out,
             "# HELP tufa_awaiting_removal_bytes Bytes of the files no longer published, removed once the grace period has passed.\n# TYPE tufa_awaiting_removal_bytes gauge\ntufa_awaiting_removal_bytes {awaiting_bytes}"
         );
+        if let Some(log) = signing.status.log() {
+            log_metrics(&mut out, &log);
+        }
         if let Some(disk) = signing.status.disk() {
             let _ = writeln!(
                 out,

@@ -36,11 +36,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Mutex, Notify};
 use tufa_metadata::Signer;
 use tufa_pkcs11::Pkcs11Signer;
-use tufa_repo::dev::{ONLINE_KEY, create_development_repository};
+use tufa_repo::dev::{LOG_KEY, ONLINE_KEY, create_development_repository_with_log};
 use tufa_repo::layout::Expiries;
 use tufa_repo::{
-    ClockSkew, GARBAGE_PER_ROUND, PageChange, Policy, Published, Repository, Store, View,
-    load_signer,
+    ClockSkew, GARBAGE_PER_ROUND, LogKey, LogSettings, PageChange, Policy, Published, Repository,
+    Store, View, WitnessSettings, load_signer,
 };
 use tufa_vault::VaultSigner;
 
@@ -123,6 +123,15 @@ pub struct SigningConfig {
     /// How long the publisher lease lasts without renewal: another replica takes over about this
     /// long after the publisher dies.
     pub lease_ttl: Duration,
+    /// The transparency log's key file (see [`tufa_repo::tlog`]); a development repository
+    /// uses the one in its keys directory.
+    pub log_key: Option<PathBuf>,
+    /// Witness URLs each new checkpoint is submitted to (C2SP tlog-witness).
+    pub witnesses: Vec<String>,
+    /// The witnesses' verifier keys: when given, only cosignatures by them are kept.
+    pub witness_keys: Vec<tufa_tlog::VerifierKey>,
+    /// How long a publish waits for cosignatures before it goes on without them.
+    pub witness_wait: Duration,
 }
 
 impl Default for SigningConfig {
@@ -136,9 +145,17 @@ impl Default for SigningConfig {
             clock_tolerance: tufa_repo::DEFAULT_CLOCK_TOLERANCE,
             trust_clock: false,
             lease_ttl: crate::lease::DEFAULT_TTL,
+            log_key: None,
+            witnesses: Vec::new(),
+            witness_keys: Vec::new(),
+            witness_wait: DEFAULT_WITNESS_WAIT,
         }
     }
 }
+
+/// Long enough for a witness nearby to answer, short enough that a publish hardly waits for
+/// one that is down.
+pub const DEFAULT_WITNESS_WAIT: Duration = Duration::from_millis(250);
 
 /// The trusted root a development repository hands to clients, in the data directory.
 pub const TRUSTED_ROOT_FILE: &str = "trusted-root.json";
@@ -167,6 +184,8 @@ pub struct SigningStatus {
     pub awaiting_removal_bytes: AtomicU64,
     /// The data directory as the last background walk found it (see [`crate::usage`]).
     pub disk: std::sync::Mutex<Option<DiskUsage>>,
+    /// The transparency log and its witnesses, as of the last round.
+    pub log: std::sync::Mutex<Option<tufa_repo::LogStatus>>,
 }
 
 impl SigningStatus {
@@ -181,6 +200,16 @@ impl SigningStatus {
 
     pub fn disk(&self) -> Option<DiskUsage> {
         self.disk.lock().ok().and_then(|d| d.clone())
+    }
+
+    pub fn log(&self) -> Option<tufa_repo::LogStatus> {
+        self.log.lock().ok().and_then(|l| l.clone())
+    }
+
+    fn record_log<S: Store>(&self, repository: &Repository<S>) {
+        if let Ok(mut slot) = self.log.lock() {
+            *slot = repository.log_status();
+        }
     }
 
     /// `(files, bytes)` waiting for removal after the grace period.
@@ -298,7 +327,7 @@ pub(crate) struct Loaded {
 pub struct Signing {
     /// The repository while this replica publishes (or checks it at start); `None` otherwise.
     loaded: Mutex<Option<Loaded>>,
-    wake: Notify,
+    wake: Arc<Notify>,
     pub status: SigningStatus,
     grace: Duration,
     /// The repository's directory, left out of what `/status` shows.
@@ -312,6 +341,8 @@ pub struct Signing {
     /// [`OnlineKey::kind`] of `signer`.
     online_key_kind: &'static str,
     policy: Policy,
+    /// The transparency log's key, when root declares a log.
+    log: Option<LogSettings>,
     pub lease: Arc<Lease>,
 }
 
@@ -392,7 +423,7 @@ impl Signing {
                              again once that one serves"
                         )));
                     }
-                    create_development_repository(
+                    create_development_repository_with_log(
                         &storage.tuf_store(data_dir)?,
                         &keys,
                         config.bit_length,
@@ -437,6 +468,30 @@ impl Signing {
                 Arc::new(signer)
             }
         };
+        let log_key = config.log_key.clone().or_else(|| {
+            let development = data_dir.join(DEV_KEYS_DIR).join(LOG_KEY);
+            (config.online_key.is_none() && development.exists()).then_some(development)
+        });
+        let wake = Arc::new(Notify::new());
+        let log = match log_key {
+            Some(path) => {
+                let mut settings = LogSettings::new(LogKey::load(&path)?);
+                let woken = Arc::clone(&wake);
+                settings.witnesses = WitnessSettings {
+                    urls: config.witnesses.clone(),
+                    keys: config.witness_keys.clone(),
+                    wait: config.witness_wait,
+                    on_late_answer: Some(Arc::new(move || woken.notify_one())),
+                };
+                Some(settings)
+            }
+            None if !config.witnesses.is_empty() => {
+                return Err(Error::Config(
+                    "--witness needs a transparency log: start with --log-key".into(),
+                ));
+            }
+            None => None,
+        };
         let policy = Policy {
             expiries: config.expiries,
             clock_tolerance: config.clock_tolerance,
@@ -451,7 +506,7 @@ impl Signing {
         }
         let signing = Signing {
             loaded: Mutex::new(None),
-            wake: Notify::new(),
+            wake,
             status: SigningStatus::default(),
             grace: config.grace,
             tuf_dir,
@@ -461,6 +516,7 @@ impl Signing {
             signer,
             online_key_kind: online_key.kind(),
             policy,
+            log,
             lease,
         };
         let loaded = signing.load(signing.lease.holding())?;
@@ -482,10 +538,11 @@ impl Signing {
             epoch,
         };
         let repository = tokio::task::block_in_place(|| {
-            Repository::open(
+            Repository::open_with_log(
                 store,
                 Arc::clone(&self.signer),
                 self.policy,
+                self.log.as_ref(),
                 SystemTime::now(),
             )
         })?;
@@ -493,6 +550,7 @@ impl Signing {
             .timestamp_version
             .store(repository.timestamp().signed.version, Ordering::Relaxed);
         self.status.count_awaiting_removal(&repository);
+        self.status.record_log(&repository);
         Ok(Loaded {
             republish: repository.rebuilt(),
             repository,
@@ -846,6 +904,11 @@ impl Signing {
                 bins = published.bins_signed,
                 "re-signed online roles before expiry"
             );
+        }
+        let gathered = tokio::task::block_in_place(|| repository.gather_cosignatures());
+        self.status.record_log(repository);
+        if gathered? > 0 {
+            tracing::debug!("added late witness cosignatures to the log's checkpoint and proofs");
         }
         let removed = tokio::task::block_in_place(|| {
             repository.collect_garbage(now, self.grace, GARBAGE_PER_ROUND)

@@ -35,6 +35,7 @@ mod lifetimes;
 mod metadata;
 mod signer;
 mod snapshot_tree;
+mod transparency;
 mod types;
 
 pub use canonical::{check_no_duplicate_keys, to_canonical_bytes, write_canonical};
@@ -54,6 +55,7 @@ pub use metadata::{
 };
 pub use signer::{FileSigner, Signer, generate_private_key, private_key_pem};
 pub use snapshot_tree::{MERKLE_ROOT_FIELD, Side, SnapshotProof, SnapshotProofError, SnapshotTree};
+pub use transparency::{TRANSPARENCY_LOG_FIELD, TransparencyLog, TransparencyLogError};
 pub use types::{
     Expires, HexDigest, KeyId, RoleName, SpecVersion, TOP_LEVEL_ROLES, TargetPath, Threshold,
 };

@@ -18,6 +18,11 @@
 //! - `ask`: a project the signed metadata does not list is requested from the index once (an
 //!   index with an upstream mirrors it and signs its page), then looked up again.
 //!
+//! With a root that declares a transparency log, a new timestamp counts only with proof that the
+//! log recorded it, cosigned by the configured witnesses (tufa-client's `transparency`); one
+//! refused for that is reported and the proxy goes on serving the previously trusted metadata
+//! while it is unexpired.
+//!
 //! With the index unreachable, or not answering a refresh within the refresh deadline (and only
 //! then), pages come from the cached metadata for as long as it is unexpired; any verification
 //! failure is an error, never a fallback. File downloads have an overall deadline and a minimum
@@ -72,6 +77,9 @@ pub struct Config {
     pub provenance_policy: provenance::Policy,
     /// What attestations are verified with; `None`: Sigstore's public-good instance.
     pub sigstore_trust_root: Option<tufa_provenance::TrustRoot>,
+    /// The witnesses whose cosignatures the index's transparency log needs, when its root
+    /// declares one.
+    pub witnesses: tufa_client::Witnesses,
 }
 
 /// Why the proxy cannot start.
@@ -115,7 +123,10 @@ impl Proxy {
             metadata_dir,
             &format!("{index_url}/tuf/metadata/"),
             HttpFetcher::new(config.timeout),
-            UpdaterConfig::default(),
+            UpdaterConfig {
+                witnesses: config.witnesses,
+                ..UpdaterConfig::default()
+            },
         );
         let trust = trust::Trust::new(trust::Settings {
             updater,

@@ -252,6 +252,7 @@ impl Shared {
         let refreshed = match self.settings.updater.refresh(now) {
             Ok(refreshed) => refreshed,
             Err(error) if unreachable(&error) => self.offline(now, &error.to_string())?,
+            Err(ClientError::Transparency(refusal)) => self.previous(now, &refusal)?,
             Err(error) => return Err(PageError::Refused(error.to_string())),
         };
         Ok(Arc::new(Generation {
@@ -275,6 +276,31 @@ impl Shared {
                 "{reason}; the cached TUF metadata cannot stand in: {offline}"
             ))),
         }
+    }
+
+    /// The previously trusted metadata, after the index's new timestamp was refused for want of
+    /// a log proof: what was verified (log included) before stays trusted until it expires, and
+    /// nothing the refused timestamp names is used. Without it, the refusal is the answer.
+    fn previous(
+        &self,
+        now: SystemTime,
+        refusal: &tufa_client::TransparencyError,
+    ) -> Result<Refreshed<HttpFetcher>, PageError> {
+        let cached = self
+            .settings
+            .updater
+            .load_offline(now)
+            .map_err(|previous| {
+                PageError::Refused(format!(
+                    "{refusal}; no previously trusted metadata to serve instead: {previous}"
+                ))
+            })?;
+        tracing::warn!(
+            "refused the index's new timestamp: {refusal}; serving the previously trusted \
+             metadata, which expires at {}",
+            cached.trusted().timestamp().signed.expires
+        );
+        Ok(cached)
     }
 
     /// The cached metadata standing in for a refresh that is past the deadline, made current

@@ -13,9 +13,13 @@ use crate::error::{Error, Result};
 use crate::keyfile::{generate_key_files, key_paths, load_signer};
 use crate::layout::Expiries;
 use crate::store::Store;
+use crate::tlog::LogKey;
 
 /// The online key's file name (without extension) in the keys directory.
 pub const ONLINE_KEY: &str = "online";
+
+/// The transparency log key's file name in the keys directory (see [`crate::tlog::LogKey`]).
+pub const LOG_KEY: &str = "log.key";
 
 /// Generates development keys into `keys_dir` and writes signed offline roles into `store`.
 pub fn create_development_repository(
@@ -24,6 +28,29 @@ pub fn create_development_repository(
     bit_length: u32,
     expiries: Expiries,
     now: SystemTime,
+) -> Result<()> {
+    create(store, keys_dir, bit_length, expiries, now, false)
+}
+
+/// [`create_development_repository`] with a transparency log: its key in `keys_dir`
+/// ([`LOG_KEY`]) and declared in root, as `tufa serve` creates it.
+pub fn create_development_repository_with_log(
+    store: &impl Store,
+    keys_dir: &Path,
+    bit_length: u32,
+    expiries: Expiries,
+    now: SystemTime,
+) -> Result<()> {
+    create(store, keys_dir, bit_length, expiries, now, true)
+}
+
+fn create(
+    store: &impl Store,
+    keys_dir: &Path,
+    bit_length: u32,
+    expiries: Expiries,
+    now: SystemTime,
+    log: bool,
 ) -> Result<()> {
     fs::create_dir_all(keys_dir).map_err(|source| Error::Io {
         action: "creating",
@@ -51,8 +78,21 @@ pub fn create_development_repository(
         expiries,
     };
     let mut roles = plan.offline_roles(now)?;
+    if log {
+        let declared = LogKey::generate(&keys_dir.join(LOG_KEY), &development_origin()?)?;
+        roles.root.signed.set_transparency_log(Some(&declared));
+    }
     for signer in &offline {
         roles.sign(signer)?;
     }
     store.write_all(&roles.files()?)
+}
+
+/// A development log's origin: unique, since witnesses tell logs apart by it, and naming no
+/// host, since the server's address is not known when the repository is created.
+fn development_origin() -> Result<String> {
+    let mut random = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+        .map_err(|_| Error::Config("the system's random generator failed".into()))?;
+    Ok(format!("tufa-development-log/{}", hex::encode(random)))
 }

@@ -15,6 +15,8 @@ mod offline;
 mod repository;
 pub mod s3;
 mod store;
+pub mod tlog;
+mod witness;
 
 pub use ceremony::{CeremonyPlan, OfflineRoles, RoleSpec};
 pub use error::{Error, Result};
@@ -27,3 +29,5 @@ pub use repository::{
 };
 pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};
 pub use store::{FsStore, Store};
+pub use tlog::{LogKey, LogSettings, LogStatus};
+pub use witness::{WitnessSettings, WitnessStatus};

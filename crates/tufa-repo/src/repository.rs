@@ -115,6 +115,8 @@ pub struct Repository<S: Store> {
     /// was: the highest such version, still never signed again.
     retired_attempts: HashMap<RoleName, u64>,
     rebuilt: bool,
+    /// The transparency log every timestamp goes into, when root declares one.
+    log: Option<crate::tlog::Log>,
 }
 
 /// A file waiting for its grace period to pass before it is removed.
@@ -335,11 +337,24 @@ impl<S: Store> Repository<S> {
         policy: impl Into<Policy>,
         now: SystemTime,
     ) -> Result<Self> {
+        Self::open_with_log(store, signer, policy, None, now)
+    }
+
+    /// [`Repository::open`] for a repository whose root declares a transparency log: every
+    /// timestamp is logged with the key in `log` (see [`crate::tlog`]).
+    pub fn open_with_log(
+        store: S,
+        signer: Arc<dyn Signer>,
+        policy: impl Into<Policy>,
+        log: Option<&crate::tlog::LogSettings>,
+        now: SystemTime,
+    ) -> Result<Self> {
         let policy = policy.into();
         let mut offline = OfflineState::load(&store)?;
         for (role, version) in offline.install_incoming(&store, |_, _| true)? {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
+        let log = crate::tlog::open_declared(&store, &offline.root.signed, log)?;
         let files = store.list(METADATA_DIR)?;
         let succinct = match offline.bins.signed.delegations.as_ref().map(|d| &d.roles) {
             Some(DelegatedRoles::Succinct(succinct)) => succinct.clone(),
@@ -405,6 +420,7 @@ impl<S: Store> Repository<S> {
             attempted: HashMap::new(),
             retired_attempts: HashMap::new(),
             rebuilt: false,
+            log,
         };
         let Some(timestamp_bytes) = unsigned.store.read(&file)? else {
             return unsigned.create_online_roles(floors, now);
@@ -661,6 +677,21 @@ impl<S: Store> Repository<S> {
         &self.succinct
     }
 
+    /// The transparency log's origin and size, when this repository keeps one.
+    pub fn log_status(&self) -> Option<crate::tlog::LogStatus> {
+        self.log.as_ref().map(crate::tlog::Log::status)
+    }
+
+    /// Adds the witness cosignatures that arrived after their checkpoint was written, and asks
+    /// witnesses that lack the latest checkpoint again (see [`crate::tlog`]). Returns how many
+    /// cosignatures were added.
+    pub fn gather_cosignatures(&self) -> Result<usize> {
+        match &self.log {
+            Some(log) => log.gather(&self.store),
+            None => Ok(0),
+        }
+    }
+
     pub fn timestamp(&self) -> &Metadata<Timestamp> {
         &self.timestamp
     }
@@ -820,9 +851,14 @@ impl<S: Store> Repository<S> {
     /// The next version of `role` after `current`, above any version a failed commit tried.
     fn next_version(&self, role: &RoleName, current: u64) -> u64 {
         let tried = |versions: &HashMap<RoleName, u64>| versions.get(role).copied().unwrap_or(0);
+        let logged = match &self.log {
+            Some(log) if role == &RoleName::timestamp() => log.last_version().unwrap_or(0),
+            _ => 0,
+        };
         current
             .max(tried(&self.attempted))
             .max(tried(&self.retired_attempts))
+            .max(logged)
             + 1
     }
 
@@ -978,9 +1014,13 @@ impl<S: Store> Repository<S> {
             .signed
             .set_merkle_root(&SnapshotTree::new(&snapshot.signed.meta).root());
         timestamp.sign(self.signer.as_ref())?;
+        let timestamp_bytes = timestamp.to_bytes()?;
+        if let Some(log) = &self.log {
+            log.append(&self.store, &timestamp, &timestamp_bytes)?;
+        }
         self.store.write_all(&[(
             layout::metadata_file(&RoleName::timestamp(), 0),
-            timestamp.to_bytes()?,
+            timestamp_bytes,
         )])?;
         Ok((snapshot, timestamp))
     }

@@ -19,6 +19,7 @@ mod server;
 mod softhsm;
 mod tool_venv;
 pub mod upstream;
+mod witness;
 
 pub use apt::ensure_package;
 pub use attestations::pypi_attestations_assets;
@@ -31,6 +32,7 @@ pub use packages::{
 pub use seaweedfs::SeaweedFs;
 pub use server::{TufaProxy, TufaServer, backend_includes};
 pub use softhsm::{SOFTHSM_MODULE, SOFTHSM_PIN, SoftHsm, SoftHsmTest, run_in_softhsm};
+pub use witness::TufaWitness;
 
 use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hash, Hasher};

@@ -218,7 +218,7 @@ fn log_containing(log: &Mutex<String>, needle: &str) -> String {
 
 /// Spawns `command`, collects its stderr, and waits for the line starting with `marker` that
 /// names the address it listens on (`... at http://<address>/...`).
-fn spawn_listening(
+pub(crate) fn spawn_listening(
     mut command: Command,
     marker: &'static str,
 ) -> (Child, String, Arc<Mutex<String>>) {

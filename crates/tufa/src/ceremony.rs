@@ -45,6 +45,8 @@ pub struct CeremonyArgs {
     /// key of. Encrypted keys take their passphrase from TUFA_KEY_PASSPHRASE.
     #[arg(long = "sign")]
     signing_keys: Vec<String>,
+    #[command(flatten)]
+    log: crate::transparency::LogKeyArgs,
 }
 
 fn spec(paths: &[PathBuf], threshold: u32, role: &str) -> Result<RoleSpec> {
@@ -82,6 +84,7 @@ pub fn run(args: CeremonyArgs) -> Result<()> {
     let mut roles = plan
         .offline_roles(SystemTime::now())
         .context("building the offline roles")?;
+    args.log.declare(&mut roles.root.signed)?;
     for key in &args.signing_keys {
         let signer = crate::roles::offline_signer(key)?;
         let signed = roles

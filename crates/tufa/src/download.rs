@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
-use tufa_client::{HttpFetcher, Refreshed, Updater, UpdaterConfig, encode_component};
+use tufa_client::{HttpFetcher, Refreshed, Updater, UpdaterConfig, Witnesses, encode_component};
 use tufa_index::name::ProjectName;
 
 #[derive(Args)]
@@ -28,6 +28,8 @@ pub struct DownloadArgs {
     cache: Option<PathBuf>,
     /// The project, by any spelling of its name.
     project: String,
+    #[command(flatten)]
+    witnesses: crate::log_policy::WitnessArgs,
 }
 
 #[derive(Deserialize)]
@@ -50,11 +52,13 @@ pub(crate) fn default_cache(index: &str) -> Result<PathBuf> {
     Ok(base.join("tufa").join(encode_component(index)))
 }
 
-/// The index's TUF metadata, refreshed now, trusting `root` on first use of `cache`.
+/// The index's TUF metadata, refreshed now, trusting `root` on first use of `cache`; when the
+/// root declares a transparency log, `witnesses` must have cosigned the timestamp's checkpoint.
 pub(crate) fn refreshed_metadata(
     cache: &Path,
     root: &Path,
     index: &str,
+    witnesses: Witnesses,
 ) -> Result<Refreshed<HttpFetcher>> {
     let metadata_dir = cache.join("metadata");
     if !metadata_dir.join("root.json").exists() {
@@ -65,7 +69,10 @@ pub(crate) fn refreshed_metadata(
         metadata_dir,
         &format!("{index}/tuf/metadata/"),
         HttpFetcher::default(),
-        UpdaterConfig::default(),
+        UpdaterConfig {
+            witnesses,
+            ..UpdaterConfig::default()
+        },
     );
     updater
         .refresh(SystemTime::now())
@@ -79,7 +86,7 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         Some(cache) => cache,
         None => default_cache(index)?,
     };
-    let refreshed = refreshed_metadata(&cache, &args.root, index)?;
+    let refreshed = refreshed_metadata(&cache, &args.root, index, args.witnesses.witnesses()?)?;
     let info = refreshed
         .target_info(&format!("simple/{project}/index.json"))
         .with_context(|| format!("looking up project {project}"))?;

@@ -194,6 +194,19 @@ pub struct SigningArgs {
     /// one database, another takes over signing about this long after the publisher dies.
     #[arg(long, env = "TUFA_PUBLISHER_LEASE_TTL")]
     publisher_lease_ttl: Option<u64>,
+    /// The transparency log's key (a file from `tufa ceremony --log-origin` or `tufa keys
+    /// log-key`), declared in root: every timestamp is logged and its proof served under
+    /// /tuf/log/. A development repository keeps its own in its keys directory.
+    #[arg(long, env = "TUFA_LOG_KEY")]
+    log_key: Option<PathBuf>,
+    /// A witness (C2SP tlog-witness, e.g. `tufa witness serve`) to submit every new checkpoint
+    /// to, by its URL; repeat for several. A witness that is down never holds back publishing.
+    #[arg(long = "witness", value_name = "URL")]
+    witnesses: Vec<String>,
+    /// A witness's verifier key (as `tufa witness key` prints it): when any are given, only
+    /// cosignatures by these keys are added to the checkpoint. Repeatable.
+    #[arg(long = "witness-key", value_name = "VERIFIER_KEY")]
+    witness_keys: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,6 +232,10 @@ struct ConfigFile {
     grace: Option<u64>,
     clock_tolerance: Option<u64>,
     publisher_lease_ttl: Option<u64>,
+    log_key: Option<PathBuf>,
+    witnesses: Option<Vec<String>>,
+    #[serde(rename = "witness-keys", alias = "witness_keys")]
+    witness_keys: Option<Vec<String>>,
     upstream: Option<String>,
     #[serde(rename = "upstream-ttl", alias = "upstream_ttl")]
     upstream_ttl: Option<String>,
@@ -526,6 +543,21 @@ fn signing_config(args: &SigningArgs, file: &ConfigFile) -> Result<SigningConfig
             file.publisher_lease_ttl,
             defaults.lease_ttl,
         ),
+        log_key: args.log_key.clone().or(file.log_key.clone()),
+        witnesses: if args.witnesses.is_empty() {
+            file.witnesses.clone().unwrap_or_default()
+        } else {
+            args.witnesses.clone()
+        },
+        witness_keys: args
+            .witness_keys
+            .iter()
+            .chain(file.witness_keys.iter().flatten())
+            .map(|text| {
+                tufa_tlog::VerifierKey::parse(text).with_context(|| format!("--witness-key {text}"))
+            })
+            .collect::<Result<_>>()?,
+        witness_wait: defaults.witness_wait,
     })
 }
 

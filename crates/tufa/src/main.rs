@@ -10,15 +10,19 @@ mod import;
 mod index_commands;
 mod keys;
 mod locations;
+mod log_policy;
 mod mirror;
 mod mirror_sync;
+mod monitor;
 mod provenance;
 mod proxy;
 mod roles;
 mod status;
 mod storage;
+mod transparency;
 mod tuf_client;
 mod verify;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -71,7 +75,7 @@ enum Command {
     Download(download::DownloadArgs),
     /// Serve pip and uv a simple index in front of a Tufa index, verifying every page and file
     /// with TUF.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
     /// List a project's files with the publishers their PEP 740 attestations prove, verified
     /// (from an index through TUF and Sigstore, or as verified at upload from a data directory).
     Provenance(provenance::ProvenanceArgs),
@@ -93,9 +97,15 @@ enum Command {
     /// Move the TUF repository and the distribution files to other storage (a bucket).
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// Replay an index's transparency log against its TUF metadata history: list every version
+    /// of every project page it published, and fail naming a fork or a gap.
+    Monitor(monitor::MonitorArgs),
     /// The tuf-conformance client protocol: init, refresh and download against any TUF
     /// repository.
     TufClient(tuf_client::TufClientArgs),
+    /// Run an independent transparency-log witness (C2SP tlog-witness), or make its key.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 fn main() -> ExitCode {
@@ -126,14 +136,16 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Sign(args) => roles::sign(args),
         Command::Download(args) => download::run(args),
-        Command::Proxy(args) => proxy::run(args),
+        Command::Proxy(args) => proxy::run(*args),
         Command::Provenance(args) => provenance::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Backup(args) => backup::backup(args),
         Command::Restore(args) => backup::restore(args),
         Command::Database(command) => database::run(command),
         Command::Storage(command) => storage::run(command),
+        Command::Monitor(args) => monitor::run(args),
         Command::TufClient(args) => tuf_client::run(args),
+        Command::Witness(command) => witness::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -479,7 +479,8 @@ fn verified_pages(
     pages: BTreeMap<ProjectName, Page>,
     failures: &mut Vec<String>,
 ) -> Result<BTreeMap<ProjectName, Page>> {
-    let refreshed = crate::download::refreshed_metadata(cache, root, index)?;
+    let refreshed =
+        crate::download::refreshed_metadata(cache, root, index, tufa_client::Witnesses::default())?;
     let mut verified = BTreeMap::new();
     for project in pages.into_keys() {
         let page = refreshed

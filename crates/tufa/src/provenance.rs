@@ -101,7 +101,12 @@ fn from_index(
         .with_context(|| format!("reading the Sigstore trust root {}", path.display()))?,
         None => TrustRoot::public_good(),
     };
-    let refreshed = crate::download::refreshed_metadata(&cache, root, index)?;
+    let refreshed = crate::download::refreshed_metadata(
+        &cache,
+        root,
+        index,
+        tufa_client::Witnesses::default(),
+    )?;
     let info = refreshed
         .target_info(&format!("simple/{project}/index.json"))
         .with_context(|| format!("looking up project {project}"))?;

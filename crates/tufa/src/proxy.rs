@@ -67,6 +67,8 @@ pub struct ProxyArgs {
     #[arg(long, env = "TUFA_SIGSTORE_TRUST_ROOT")]
     sigstore_trust_root: Option<PathBuf>,
     #[command(flatten)]
+    witnesses: crate::log_policy::WitnessArgs,
+    #[command(flatten)]
     connections: crate::index_commands::ConnectionArgs,
 }
 
@@ -198,6 +200,7 @@ pub fn run(args: ProxyArgs) -> Result<()> {
         provenance: args.provenance,
         provenance_policy,
         sigstore_trust_root,
+        witnesses: args.witnesses.witnesses()?,
     };
     let limits = args.connections.limits()?;
     tracing_subscriber::fmt()

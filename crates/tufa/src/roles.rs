@@ -95,6 +95,9 @@ pub enum PrepareCommand {
         online_key: Option<PathBuf>,
         #[command(flatten)]
         online_lifetimes: OnlineLifetimeArgs,
+        /// Declare (add or rotate) the transparency log.
+        #[command(flatten)]
+        log: crate::transparency::LogKeyArgs,
     },
     /// The next targets: change the keys or threshold of bins. With no change, a fresh expiry.
     /// Also delegates to bins every view of the project pages this tufa publishes (the upgrade
@@ -389,6 +392,7 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     targets_threshold,
                     online_key,
                     online_lifetimes,
+                    log,
                 } => {
                     let (_, state) = data.state()?;
                     let changes = RootChanges {
@@ -410,10 +414,11 @@ pub fn run(command: RolesCommand) -> Result<()> {
                     if let Some(online) = &changes.online_key {
                         refuse_offline_key_as_online(&state, online, &changes.add_root_keys)?;
                     }
-                    (
-                        state.prepare_root(&changes, &lifetime.expiries()?, now)?,
-                        out,
-                    )
+                    let mut request = state.prepare_root(&changes, &lifetime.expiries()?, now)?;
+                    if let tufa_repo::SigningRequest::Root(root) = &mut request {
+                        log.declare(&mut root.signed)?;
+                    }
+                    (request, out)
                 }
                 PrepareCommand::Targets {
                     data,

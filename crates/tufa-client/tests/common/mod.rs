@@ -42,7 +42,8 @@ pub struct Repo {
     pub artifacts: HashMap<String, Vec<u8>>,
     /// Whether timestamp and snapshot meta carry lengths and hashes.
     pub meta_hashes: bool,
-    /// Bytes served for a file name instead of the signed metadata (the attacker's answers).
+    /// Bytes served for a file name instead of the signed metadata (the attacker's answers), and
+    /// the transparency log's files (`log/...`).
     pub served: HashMap<String, Vec<u8>>,
 }
 
@@ -418,6 +419,8 @@ impl Fetcher for Sim {
             repo.metadata_file(file)
         } else if let Some(file) = path.strip_prefix("targets/") {
             repo.target_file(file)
+        } else if path.starts_with("log/") {
+            repo.served.get(path).cloned()
         } else {
             None
         };

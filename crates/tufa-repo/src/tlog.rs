@@ -1,0 +1,672 @@
+//! The repository's transparency log: one leaf ([`TimestampEntry`]) per timestamp it signs,
+//! kept as C2SP tiles and entry bundles with a checkpoint signed by the log key (never the
+//! online TUF key), and a proof file per timestamp version, all in the store under `log/`.
+//!
+//! Order, each step durable before the next: the new tiles and bundles; then `log/proof/<V>`
+//! and `log/checkpoint`; then (by the caller) `timestamp.json`. So every timestamp a client can
+//! fetch has its proof, and every checkpoint its tiles. A crash before the timestamp leaves a
+//! logged timestamp nobody was served, which the next one's higher version follows.
+//!
+//! Witnesses ([`crate::witness`]) get each new checkpoint; an append waits for their
+//! cosignatures only briefly, and late ones are added to the files when they arrive.
+//!
+//! After a restart, or when another replica takes over publishing, the log resumes from the
+//! stored checkpoint (verified with the log key) and the partial tiles of its size
+//! ([`Tree::resume`] checks them against the checkpoint's root).
+//!
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use tufa_metadata::{Metadata, Root, Timestamp, TransparencyLog};
+use tufa_tlog::{
+    Checkpoint, Ed25519Key, Ed25519Signer, Hash, KeyType, Note, NoteSigner, SignedCheckpoint, Tile,
+    TileHashReader, TileReader, TimestampEntry, Tree, VerifierKey, consistency_proof,
+    inclusion_proof,
+};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::witness::{Reply, Submission, WitnessSettings, WitnessStatus, Witnesses};
+
+/// The log's directory in the store (served at `/tuf/log/`).
+pub const LOG_DIR: &str = "log";
+/// The latest checkpoint, with the cosignatures gathered for it.
+pub const CHECKPOINT_FILE: &str = "log/checkpoint";
+
+/// `log/proof/<version>`: the proof that the timestamp of `version` is in the log.
+pub fn proof_file(version: u64) -> String {
+    format!("{LOG_DIR}/proof/{version}")
+}
+
+/// How many recent proofs are kept in memory to add late cosignatures to.
+const RECENT_PROOFS: usize = 64;
+
+fn log_error(what: impl std::fmt::Display) -> Error {
+    Error::Config(format!("transparency log: {what}"))
+}
+
+/// The log's signing key, kept in a file as a C2SP signer key
+/// (`PRIVATE+KEY+<origin>+<key ID>+<base64(0x01 || seed)>`, the `golang.org/x/mod/sumdb/note`
+/// encoding) whose name is the log's origin.
+pub struct LogKey {
+    signer: NoteSigner<Ed25519Key>,
+}
+
+impl std::fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogKey")
+            .field("verifier", &self.signer.verifier().to_string())
+            .finish()
+    }
+}
+
+impl LogKey {
+    /// Generates a key for the log `origin` into `path` (readable by its owner only, never
+    /// overwriting a file), its verifier key into `<path>.pub`, and returns the declaration for
+    /// root.
+    pub fn generate(path: &Path, origin: &str) -> Result<TransparencyLog> {
+        let mut seed = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+            .map_err(|_| log_error("the system's random generator failed"))?;
+        let key = Ed25519Key::from_seed(&seed).map_err(log_error)?;
+        let verifier =
+            VerifierKey::new(origin, KeyType::Ed25519, key.public_key()).map_err(log_error)?;
+        let mut raw = vec![KeyType::Ed25519.byte()];
+        raw.extend_from_slice(&seed);
+        let text = format!(
+            "PRIVATE+KEY+{origin}+{:08x}+{}\n",
+            verifier.key_id(),
+            STANDARD.encode(raw)
+        );
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let mut file = options
+            .open(path)
+            .map_err(io("creating (an existing key is never overwritten)", path))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io("writing", path))?;
+        let public = public_key_path(path);
+        std::fs::write(&public, format!("{verifier}\n")).map_err(io("writing", &public))?;
+        TransparencyLog::new(verifier).map_err(log_error)
+    }
+
+    /// Loads a key file written by [`LogKey::generate`] (or any C2SP Ed25519 signer key).
+    pub fn load(path: &Path) -> Result<LogKey> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            action: "reading the log key",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (name, key) = Ed25519Key::parse_signer_key(text.trim_end())
+            .map_err(|e| log_error(format!("{}: {e}", path.display())))?;
+        let signer = NoteSigner::new(&name, KeyType::Ed25519, key).map_err(log_error)?;
+        Ok(LogKey { signer })
+    }
+
+    /// The declaration of this key's log, for root.
+    pub fn declaration(&self) -> Result<TransparencyLog> {
+        TransparencyLog::new(self.signer.verifier().clone()).map_err(log_error)
+    }
+
+    pub fn verifier(&self) -> &VerifierKey {
+        self.signer.verifier()
+    }
+
+    /// Refuses a log key that is also one of root's keys (the online key among them): the log
+    /// key signs what the online key's holder must not be able to forge alone.
+    pub fn check_distinct_from(&self, root: &Root) -> Result<()> {
+        check_distinct(self.signer.verifier(), root)
+    }
+}
+
+/// Refuses a log key that is also one of root's keys (see [`LogKey::check_distinct_from`]).
+pub fn check_distinct(key: &VerifierKey, root: &Root) -> Result<()> {
+    let public = hex::encode(key.public_key());
+    let reused = root
+        .keys
+        .iter()
+        .find(|(_, key)| key.keyval.public.eq_ignore_ascii_case(&public));
+    if let Some((id, _)) = reused {
+        return Err(log_error(format!(
+            "the log key is also root's key {id}: a log key must be a key of its own, \
+             separate from the online and offline TUF keys"
+        )));
+    }
+    Ok(())
+}
+
+/// `<path>.pub`: where [`LogKey::generate`] writes the verifier key.
+pub fn public_key_path(path: &Path) -> PathBuf {
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    public.into()
+}
+
+/// What the publisher needs to keep the log: its key and the witnesses to ask for
+/// cosignatures.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    pub key: Arc<LogKey>,
+    pub witnesses: WitnessSettings,
+}
+
+impl LogSettings {
+    pub fn new(key: LogKey) -> Self {
+        LogSettings {
+            key: Arc::new(key),
+            witnesses: WitnessSettings::default(),
+        }
+    }
+}
+
+/// The log as its publisher sees it, for `/status` and `/metrics`.
+#[derive(Clone, Debug)]
+pub struct LogStatus {
+    pub origin: String,
+    pub size: u64,
+    pub witnesses: Vec<WitnessStatus>,
+}
+
+/// `log/proof/<V>`: the timestamp's entry, its inclusion in the checkpoint of size
+/// `index + 1`, and that checkpoint's consistency with the one published before it.
+#[derive(Clone, Debug)]
+pub(crate) struct ProofDocument {
+    pub version: u64,
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub inclusion: Vec<Hash>,
+    pub previous_size: u64,
+    pub consistency: Vec<Hash>,
+    pub checkpoint: Note,
+}
+
+impl ProofDocument {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let hashes = |hashes: &[Hash]| -> Vec<String> {
+            hashes.iter().map(|h| STANDARD.encode(h)).collect()
+        };
+        let checkpoint = String::from_utf8_lossy(&self.checkpoint.to_bytes()).into_owned();
+        let document = serde_json::json!({
+            "index": self.index,
+            "entry": STANDARD.encode(&self.entry),
+            "inclusion": hashes(&self.inclusion),
+            "previous_size": self.previous_size,
+            "consistency": hashes(&self.consistency),
+            "checkpoint": checkpoint,
+        });
+        let mut bytes = serde_json::to_vec(&document).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+/// The log's state between appends.
+struct State {
+    tree: Tree,
+    /// The tiles at the right edge of the tree: the partial tiles of its size and the tiles
+    /// the last append completed. Everything the proofs of the next append read.
+    edge: BTreeMap<Tile, Vec<u8>>,
+    /// The latest checkpoint published, with its cosignatures.
+    checkpoint: Option<SignedCheckpoint>,
+    /// The version of the last timestamp logged.
+    last_version: Option<u64>,
+    /// Recent proofs, to add late cosignatures to.
+    recent: VecDeque<ProofDocument>,
+}
+
+/// The log kept by a [`crate::Repository`].
+pub(crate) struct Log {
+    key: Arc<LogKey>,
+    origin: String,
+    state: Mutex<State>,
+    witnesses: Witnesses,
+}
+
+/// Reads tiles from those in memory first, then from the store.
+pub(crate) struct StoreTiles<'a> {
+    pub store: &'a dyn Store,
+    pub memory: &'a BTreeMap<Tile, Vec<u8>>,
+}
+
+impl TileReader for StoreTiles<'_> {
+    fn read_tile(&self, tile: &Tile) -> std::result::Result<Vec<u8>, String> {
+        if let Some(bytes) = self.memory.get(tile) {
+            return Ok(bytes.clone());
+        }
+        let path = format!("{LOG_DIR}/{}", tile.path());
+        match self.store.read(&path) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(format!("{path} is missing")),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+/// The log this repository must keep, from root's declaration and the configured key: a root
+/// that declares a log needs its key, and a key needs a root that declares it.
+pub(crate) fn open_declared(
+    store: &dyn Store,
+    root: &Root,
+    settings: Option<&LogSettings>,
+) -> Result<Option<Log>> {
+    let declared = root.transparency_log().map_err(log_error)?;
+    match (declared, settings) {
+        (None, None) => Ok(None),
+        (Some(declared), None) => Err(log_error(format!(
+            "root declares the log {:?}: start with its key (--log-key FILE); without it no \
+             timestamp could be logged, and clients that check the log would refuse them all",
+            declared.origin
+        ))),
+        (None, Some(settings)) => Err(log_error(format!(
+            "a log key ({}) was given but root declares no transparency log: declare it with \
+             `tufa roles prepare root --log-key` and have root signed",
+            settings.key.verifier()
+        ))),
+        (Some(declared), Some(settings)) => {
+            if &declared.key != settings.key.verifier() {
+                return Err(log_error(format!(
+                    "the log key given ({}) is not the one root declares ({})",
+                    settings.key.verifier(),
+                    declared.key
+                )));
+            }
+            settings.key.check_distinct_from(root)?;
+            Log::open(store, settings).map(Some)
+        }
+    }
+}
+
+impl Log {
+    /// Resumes the log from the store: the checkpoint, verified with the log key, and the
+    /// partial tiles of its size, checked against its root. An empty store starts an empty log.
+    fn open(store: &dyn Store, settings: &LogSettings) -> Result<Log> {
+        let verifier = settings.key.verifier().clone();
+        let origin = verifier.name().to_string();
+        let mut state = State {
+            tree: Tree::new(),
+            edge: BTreeMap::new(),
+            checkpoint: None,
+            last_version: None,
+            recent: VecDeque::new(),
+        };
+        if let Some(bytes) = store.read(CHECKPOINT_FILE)? {
+            let signed =
+                SignedCheckpoint::open(&bytes, std::slice::from_ref(&verifier)).map_err(|e| {
+                    log_error(format!(
+                        "{CHECKPOINT_FILE} does not verify with the log key {verifier}: {e}. It \
+                         was tampered with, or written under another key"
+                    ))
+                })?;
+            if signed.checkpoint.origin != origin {
+                return Err(log_error(format!(
+                    "{CHECKPOINT_FILE} is of the log {:?}, the key is of {origin:?}",
+                    signed.checkpoint.origin
+                )));
+            }
+            let size = signed.checkpoint.size;
+            let mut tiles = Vec::new();
+            for tile in Tile::partial_tiles(size) {
+                let path = format!("{LOG_DIR}/{}", tile.path());
+                let bytes = store.read(&path)?.ok_or(Error::MissingFile(path))?;
+                tiles.push((tile, bytes));
+            }
+            let bundle = match Tile::in_tree(0, size >> 8, size) {
+                Some(tile) => {
+                    let path = format!("{LOG_DIR}/{}", tile.entries_path());
+                    store.read(&path)?.ok_or(Error::MissingFile(path))?
+                }
+                None => Vec::new(),
+            };
+            state.tree =
+                Tree::resume(size, &signed.checkpoint.root, &tiles, &bundle).map_err(log_error)?;
+            state.last_version = last_entry(store, &state.tree)?.map(|e| e.version);
+            state.edge = tiles.into_iter().collect();
+            state.checkpoint = Some(signed);
+        }
+        Ok(Log {
+            key: Arc::clone(&settings.key),
+            origin,
+            state: Mutex::new(state),
+            witnesses: Witnesses::new(&settings.witnesses),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The version of the last timestamp logged: the next one must be above it, even when
+    /// that timestamp was never served (a crash between the log and `timestamp.json`).
+    pub fn last_version(&self) -> Option<u64> {
+        self.state().last_version
+    }
+
+    pub fn status(&self) -> LogStatus {
+        let size = self.state().tree.size();
+        LogStatus {
+            origin: self.origin.clone(),
+            size,
+            witnesses: self.witnesses.status(),
+        }
+    }
+
+    /// Logs the signed timestamp `bytes`: writes the new tiles and bundles, signs a
+    /// checkpoint, asks the witnesses to cosign it (waiting at most
+    /// [`WitnessSettings::wait`]), and writes the proof and the checkpoint. The log's state changes only once all of that is durable.
+    pub fn append(
+        &self,
+        store: &dyn Store,
+        timestamp: &Metadata<Timestamp>,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let mut state = self.state();
+        let earlier = self.witnesses.drain();
+        self.apply(store, &mut state, earlier)?;
+        let meta = &timestamp.signed.snapshot_meta;
+        let snapshot_sha256 = meta
+            .hashes
+            .as_ref()
+            .and_then(|h| h.get("sha256"))
+            .and_then(|h| hex::decode(h.as_str()).ok())
+            .and_then(|h| Hash::try_from(h).ok());
+        let entry = TimestampEntry::of(
+            bytes,
+            timestamp.signed.version,
+            meta.version,
+            snapshot_sha256,
+        )
+        .to_bytes();
+        let mut tree = state.tree.clone();
+        let appended = tree
+            .append(std::slice::from_ref(&entry))
+            .map_err(log_error)?;
+        let files: Vec<(String, &[u8])> = appended
+            .tiles
+            .iter()
+            .map(|(tile, bytes)| (format!("{LOG_DIR}/{}", tile.path()), bytes.as_slice()))
+            .chain(appended.bundles.iter().map(|(tile, bytes)| {
+                (
+                    format!("{LOG_DIR}/{}", tile.entries_path()),
+                    bytes.as_slice(),
+                )
+            }))
+            .collect();
+        let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
+        store.write_immutable(&borrowed)?;
+
+        let size = appended.size;
+        let mut edge = state.edge.clone();
+        edge.extend(appended.tiles.iter().cloned());
+        let reader = TileHashReader::new(
+            size,
+            StoreTiles {
+                store,
+                memory: &edge,
+            },
+        );
+        let previous_size = state.checkpoint.as_ref().map_or(0, |c| c.checkpoint.size);
+        let inclusion = inclusion_proof(&reader, appended.first_index, size).map_err(log_error)?;
+        let consistency = consistency_proof(&reader, previous_size, size).map_err(log_error)?;
+        let text = Checkpoint::new(&self.origin, size, appended.root).to_text();
+        let signature = self.key.signer.sign(&text, 0).map_err(log_error)?;
+        let mut note = Note {
+            text,
+            signatures: vec![signature],
+        };
+        let mut later = Vec::new();
+        if !self.witnesses.is_empty() {
+            let proof = |old: u64| {
+                if old == previous_size {
+                    Ok(consistency.clone())
+                } else {
+                    consistency_proof(&reader, old, size).map_err(|e| e.to_string())
+                }
+            };
+            let submission = Submission {
+                size,
+                note: &note,
+                previous_size,
+                proof: &proof,
+            };
+            let sent = self.witnesses.submit(&submission, Instant::now());
+            let deadline = Instant::now() + self.witnesses.wait_limit();
+            let mut cosignatures = Vec::new();
+            for reply in self.witnesses.wait(&submission, sent, deadline) {
+                if reply.size == size {
+                    let signatures = self.witnesses.record(&reply);
+                    cosignatures.extend(self.witnesses.keep(&note.text, &self.origin, signatures));
+                } else {
+                    later.push(reply);
+                }
+            }
+            add_cosignatures(&mut note, cosignatures);
+        }
+        let document = ProofDocument {
+            version: timestamp.signed.version,
+            index: appended.first_index,
+            entry,
+            inclusion,
+            previous_size,
+            consistency,
+            checkpoint: note.clone(),
+        };
+        store.write_all(&[
+            (proof_file(document.version), document.to_bytes()),
+            (CHECKPOINT_FILE.to_string(), note.to_bytes()),
+        ])?;
+
+        edge.retain(|tile, _| {
+            appended.tiles.iter().any(|(t, _)| t == tile)
+                || Tile::partial_tiles(size).contains(tile)
+        });
+        state.tree = tree;
+        state.edge = edge;
+        state.checkpoint = Some(SignedCheckpoint {
+            checkpoint: Checkpoint::new(&self.origin, size, appended.root),
+            note,
+        });
+        state.last_version = Some(document.version);
+        state.recent.push_back(document);
+        while state.recent.len() > RECENT_PROOFS {
+            state.recent.pop_front();
+        }
+        self.apply(store, &mut state, later)?;
+        Ok(())
+    }
+
+    /// Adds the cosignatures witnesses sent since the last append to the files they belong to,
+    /// and submits the latest checkpoint again to witnesses that have not cosigned it (after a
+    /// failure, once its back-off passed). Returns how many cosignatures were added.
+    pub fn gather(&self, store: &dyn Store) -> Result<usize> {
+        let mut state = self.state();
+        let replies = self.witnesses.drain();
+        let added = self.apply(store, &mut state, replies)?;
+        let Some(current) = &state.checkpoint else {
+            return Ok(added);
+        };
+        if self.witnesses.is_empty() {
+            return Ok(added);
+        }
+        let size = current.checkpoint.size;
+        let previous_size = state
+            .recent
+            .iter()
+            .find(|d| d.index + 1 == size)
+            .map_or(0, |d| d.previous_size);
+        let reader = TileHashReader::new(
+            size,
+            StoreTiles {
+                store,
+                memory: &state.edge,
+            },
+        );
+        let proof = |old: u64| consistency_proof(&reader, old, size).map_err(|e| e.to_string());
+        self.witnesses.submit(
+            &Submission {
+                size,
+                note: &Note {
+                    text: current.note.text.clone(),
+                    signatures: current.note.signatures.iter().take(1).cloned().collect(),
+                },
+                previous_size,
+                proof: &proof,
+            },
+            Instant::now(),
+        );
+        Ok(added)
+    }
+
+    /// Adds the cosignatures in `replies` to the recent proofs and the latest checkpoint they
+    /// belong to, and rewrites those files. Returns how many were added.
+    fn apply(&self, store: &dyn Store, state: &mut State, replies: Vec<Reply>) -> Result<usize> {
+        let mut proofs = BTreeSet::new();
+        let mut checkpoint = false;
+        let mut added = 0;
+        for reply in replies {
+            let signatures = self.witnesses.record(&reply);
+            if signatures.is_empty() {
+                continue;
+            }
+            let text = state
+                .recent
+                .iter()
+                .find(|d| d.index + 1 == reply.size)
+                .map(|d| d.checkpoint.text.clone());
+            let Some(text) = text else {
+                continue;
+            };
+            let kept = self.witnesses.keep(&text, &self.origin, signatures);
+            for document in state
+                .recent
+                .iter_mut()
+                .filter(|d| d.index + 1 == reply.size)
+            {
+                let count = add_cosignatures(&mut document.checkpoint, kept.clone());
+                if count > 0 {
+                    proofs.insert(document.version);
+                    added += count;
+                }
+            }
+            if let Some(current) = state
+                .checkpoint
+                .as_mut()
+                .filter(|c| c.checkpoint.size == reply.size)
+            {
+                checkpoint |= add_cosignatures(&mut current.note, kept) > 0;
+            }
+        }
+        let mut files: Vec<(String, Vec<u8>)> = state
+            .recent
+            .iter()
+            .filter(|d| proofs.contains(&d.version))
+            .map(|d| (proof_file(d.version), d.to_bytes()))
+            .collect();
+        if let (true, Some(current)) = (checkpoint, &state.checkpoint) {
+            files.push((CHECKPOINT_FILE.to_string(), current.note.to_bytes()));
+        }
+        if !files.is_empty() {
+            store.write_all(&files)?;
+        }
+        Ok(added)
+    }
+}
+
+/// Adds each cosignature whose key (name and key ID) has not signed `note` yet, within the
+/// note's signature limit. Returns how many were added.
+fn add_cosignatures(note: &mut Note, signatures: Vec<tufa_tlog::NoteSignature>) -> usize {
+    let mut added = 0;
+    for signature in signatures {
+        let signed = note
+            .signatures
+            .iter()
+            .any(|s| s.name == signature.name && s.key_id == signature.key_id);
+        if !signed && note.signatures.len() < tufa_tlog::note::MAX_SIGNATURES {
+            note.signatures.push(signature);
+            added += 1;
+        }
+    }
+    added
+}
+
+/// The last entry of the log, parsed: the partial bundle's last, or the last full bundle's.
+fn last_entry(store: &dyn Store, tree: &Tree) -> Result<Option<TimestampEntry>> {
+    let size = tree.size();
+    if size == 0 {
+        return Ok(None);
+    }
+    let bytes = match tree.partial_entries().last() {
+        Some(entry) => entry.clone(),
+        None => {
+            let tile = Tile::in_tree(0, (size >> 8) - 1, size)
+                .ok_or_else(|| log_error("no last entry bundle"))?;
+            let path = format!("{LOG_DIR}/{}", tile.entries_path());
+            let bundle = store.read(&path)?.ok_or(Error::MissingFile(path))?;
+            tufa_tlog::tiles::decode_bundle(&tile, &bundle)
+                .map_err(log_error)?
+                .pop()
+                .ok_or_else(|| log_error("the last entry bundle is empty"))?
+        }
+    };
+    TimestampEntry::parse(&bytes).map(Some).map_err(log_error)
+}
+
+/// A file of the log as served under `log/`: what it is decides its content type and caching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFile {
+    /// `checkpoint`: replaced by every append and when cosignatures arrive.
+    Checkpoint,
+    /// `proof/<V>`: rewritten when cosignatures arrive.
+    Proof,
+    /// `tile/...` or `tile/entries/...`: a full tile never changes.
+    Tile { full: bool },
+}
+
+impl LogFile {
+    /// Classifies a path relative to `log/`, accepting only the names the log writes (the
+    /// canonical tile paths, decimal versions without leading zeroes): anything else, a path
+    /// that climbs out (`..`) included, is `None`.
+    pub fn parse(path: &str) -> Option<LogFile> {
+        if path == "checkpoint" {
+            return Some(LogFile::Checkpoint);
+        }
+        if let Some(version) = path.strip_prefix("proof/") {
+            let canonical = !version.is_empty()
+                && version.len() <= 20
+                && version.bytes().all(|b| b.is_ascii_digit())
+                && (version == "0" || !version.starts_with('0'));
+            return (canonical && version.parse::<u64>().is_ok()).then_some(LogFile::Proof);
+        }
+        let tile = match Tile::parse_path(path).ok()? {
+            tufa_tlog::TilePath::Hashes(tile) | tufa_tlog::TilePath::Entries(tile) => tile,
+        };
+        Some(LogFile::Tile {
+            full: !tile.is_partial(),
+        })
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            LogFile::Checkpoint => "text/plain; charset=utf-8",
+            LogFile::Proof => "application/json",
+            LogFile::Tile { .. } => "application/octet-stream",
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The repository's transparency log (`tufa_repo::tlog`): every timestamp signed gets a leaf and
+//! a proof before `timestamp.json` is written, the log resumes from the store, a timestamp that
+//! failed after it was logged never has its version reused, and the log key must be the one
+//! root declares. On the S3 test backend (`TUFA_TEST_BACKEND=s3`) the log also runs in a bucket.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use tufa_metadata::{Metadata, Signer, Timestamp};
+use tufa_repo::layout::Expiries;
+use tufa_repo::tlog::{CHECKPOINT_FILE, proof_file};
+use tufa_repo::*;
+use tufa_tlog::{
+    Hash, MemoryTree, SignedCheckpoint, TimestampEntry, VerifierKey, leaf_hash, verify_consistency,
+    verify_inclusion,
+};
+
+fn page(project: &str, content: &str) -> PageChange {
+    PageChange {
+        project: project.into(),
+        view: View::Simple,
+        page: Some(format!("{{\"name\":\"{project}\",\"v\":\"{content}\"}}").into_bytes()),
+    }
+}
+
+struct Logged {
+    keys: tempfile::TempDir,
+    online: Arc<dyn Signer>,
+    settings: LogSettings,
+}
+
+impl Logged {
+    fn create(store: &impl Store) -> Logged {
+        let keys = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        dev::create_development_repository_with_log(
+            store,
+            keys.path(),
+            3,
+            Expiries::default(),
+            now,
+        )
+        .unwrap();
+        let online: Arc<dyn Signer> =
+            Arc::new(load_signer(&key_paths(&keys.path().join(dev::ONLINE_KEY)).0, None).unwrap());
+        let settings = LogSettings::new(LogKey::load(&keys.path().join(dev::LOG_KEY)).unwrap());
+        Logged {
+            keys,
+            online,
+            settings,
+        }
+    }
+
+    fn open<S: Store>(&self, store: S) -> Repository<S> {
+        Repository::open_with_log(
+            store,
+            self.online.clone(),
+            Expiries::default(),
+            Some(&self.settings),
+            SystemTime::now(),
+        )
+        .unwrap()
+    }
+
+    fn key(&self) -> VerifierKey {
+        self.settings.key.verifier().clone()
+    }
+}
+
+fn hashes(value: &serde_json::Value) -> Vec<Hash> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Checks the proof of the served timestamp against it and the checkpoint before; returns the
+/// entry and the checkpoint (size, root).
+fn check_proof(
+    store: &impl Store,
+    key: &VerifierKey,
+    previous: Option<(u64, Hash)>,
+) -> (Vec<u8>, (u64, Hash)) {
+    let bytes = store.read("metadata/timestamp.json").unwrap().unwrap();
+    let timestamp: Metadata<Timestamp> = Metadata::from_bytes(&bytes).unwrap();
+    let version = timestamp.signed.version;
+    let proof: serde_json::Value =
+        serde_json::from_slice(&store.read(&proof_file(version)).unwrap().unwrap()).unwrap();
+    let checkpoint = SignedCheckpoint::open(
+        proof["checkpoint"].as_str().unwrap().as_bytes(),
+        std::slice::from_ref(key),
+    )
+    .unwrap();
+    let served = SignedCheckpoint::open(
+        &store.read(CHECKPOINT_FILE).unwrap().unwrap(),
+        std::slice::from_ref(key),
+    )
+    .unwrap();
+    assert_eq!(
+        served.checkpoint, checkpoint.checkpoint,
+        "the latest checkpoint is served"
+    );
+    let entry = STANDARD.decode(proof["entry"].as_str().unwrap()).unwrap();
+    let parsed = TimestampEntry::parse(&entry).unwrap();
+    assert_eq!(parsed.version, version);
+    assert_eq!(parsed.sha256, TimestampEntry::of(&bytes, 0, 0, None).sha256);
+    assert_eq!(
+        parsed.snapshot_version,
+        timestamp.signed.snapshot_meta.version
+    );
+    let index = proof["index"].as_u64().unwrap();
+    let (size, root) = (checkpoint.checkpoint.size, checkpoint.checkpoint.root);
+    assert_eq!(index + 1, size);
+    verify_inclusion(
+        &leaf_hash(&entry),
+        index,
+        size,
+        &hashes(&proof["inclusion"]),
+        &root,
+    )
+    .unwrap();
+    let previous_size = proof["previous_size"].as_u64().unwrap();
+    assert_eq!(previous_size, previous.map_or(0, |(s, _)| s));
+    if let Some((old_size, old_root)) = previous {
+        verify_consistency(
+            old_size,
+            size,
+            &hashes(&proof["consistency"]),
+            &old_root,
+            &root,
+        )
+        .unwrap();
+    }
+    (entry, (size, root))
+}
+
+/// Publishes `count` times, reopening the repository every `reopen_every` publishes, checking
+/// each proof; returns every entry logged.
+fn publish_and_check<S: Store + Clone>(
+    logged: &Logged,
+    store: &S,
+    count: usize,
+    reopen_every: usize,
+) -> Vec<Vec<u8>> {
+    let key = logged.key();
+    let mut repo = logged.open(store.clone());
+    // The first open signed the online roles: already logged.
+    let (first, mut previous) = check_proof(store, &key, None);
+    let mut entries = vec![first];
+    for n in 0..count {
+        if n > 0 && n % reopen_every == 0 {
+            repo = logged.open(store.clone());
+        }
+        repo.publish(&[page("demo", &n.to_string())], SystemTime::now())
+            .unwrap();
+        let (entry, checkpoint) = check_proof(store, &key, Some(previous));
+        entries.push(entry);
+        previous = checkpoint;
+    }
+    // The whole log, rebuilt from the entries, has the served root.
+    let mut tree = MemoryTree::new();
+    for entry in &entries {
+        tree.push(entry);
+    }
+    assert_eq!((tree.size(), tree.root()), previous);
+    assert_eq!(repo.log_status().unwrap().size, previous.0);
+    entries
+}
+
+#[test]
+fn every_timestamp_is_logged_with_a_proof_across_reopens_and_a_full_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let logged = Logged::create(&store);
+    // 1 + 260 leaves: the first level-0 tile and entry bundle fill up.
+    let entries = publish_and_check(&logged, &store, 260, 100);
+    assert_eq!(entries.len(), 261);
+    assert!(store.read("log/tile/0/000").unwrap().is_some());
+    assert!(store.read("log/tile/entries/000").unwrap().is_some());
+    assert!(store.read("log/tile/0/001.p/5").unwrap().is_some());
+    assert!(store.read("log/tile/1/000.p/1").unwrap().is_some());
+    let versions: Vec<u64> = entries
+        .iter()
+        .map(|e| TimestampEntry::parse(e).unwrap().version)
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    drop(logged.keys);
+}
+
+#[test]
+fn the_log_runs_in_a_bucket() {
+    if !tufa_testkit::backend_includes("s3") {
+        return;
+    }
+    let (bucket, env) = tufa_testkit::SeaweedFs::shared().fresh_bucket();
+    let settings = S3Settings::from_lookup(|name| {
+        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let client = S3Client::new(&bucket, &settings).unwrap();
+    let store = Arc::new(S3Store::new(
+        Arc::new(client),
+        S3Url::parse(&format!("s3://{bucket}/tuf")).unwrap(),
+    ));
+    let logged = Logged::create(&store);
+    publish_and_check(&logged, &store, 6, 3);
+}
+
+/// A store that fails writes of paths containing a pattern, once set.
+#[derive(Clone)]
+struct Failing {
+    inner: FsStore,
+    pattern: Arc<Mutex<Option<&'static str>>>,
+}
+
+impl Failing {
+    fn check(&self, path: &str) -> Result<()> {
+        match *self.pattern.lock().unwrap() {
+            Some(pattern) if path.contains(pattern) => Err(Error::Io {
+                action: "writing",
+                path: path.into(),
+                source: std::io::Error::other("the disk is full"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Store for Failing {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        files.iter().try_for_each(|(path, _)| self.check(path))?;
+        self.inner.write_all(files)
+    }
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        files.iter().try_for_each(|(path, _)| self.check(path))?;
+        self.inner.write_immutable(files)
+    }
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read(path)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        self.inner.remove(path)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
+        self.inner.modified(path)
+    }
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        self.inner.size(path)
+    }
+}
+
+#[test]
+fn a_timestamp_that_failed_after_it_was_logged_never_has_its_version_signed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Failing {
+        inner: FsStore::open(dir.path()).unwrap(),
+        pattern: Arc::default(),
+    };
+    let logged = Logged::create(&store);
+    let key = logged.key();
+    let mut repo = logged.open(store.clone());
+    let (_, first) = check_proof(&store, &key, None);
+    repo.publish(&[page("demo", "one")], SystemTime::now())
+        .unwrap();
+    let (_, before) = check_proof(&store, &key, Some(first));
+    let served = store.read("metadata/timestamp.json").unwrap();
+
+    // The log takes the entry, the timestamp write fails: a logged timestamp nobody is served.
+    *store.pattern.lock().unwrap() = Some("timestamp.json");
+    repo.publish(&[page("demo", "two")], SystemTime::now())
+        .unwrap_err();
+    assert_eq!(store.read("metadata/timestamp.json").unwrap(), served);
+    let checkpoint = SignedCheckpoint::open(
+        &store.read(CHECKPOINT_FILE).unwrap().unwrap(),
+        std::slice::from_ref(&key),
+    )
+    .unwrap();
+    assert_eq!(checkpoint.checkpoint.size, before.0 + 1);
+
+    // The next timestamp, from this repository or one reopened on the store, has a higher
+    // version than the logged one: two entries never share a version.
+    *store.pattern.lock().unwrap() = None;
+    let mut reopened = logged.open(store.clone());
+    reopened
+        .publish(&[page("demo", "three")], SystemTime::now())
+        .unwrap();
+    let (_, after) = check_proof(
+        &store,
+        &key,
+        Some((before.0 + 1, checkpoint.checkpoint.root)),
+    );
+    assert_eq!(after.0, before.0 + 2);
+    let mut versions = Vec::new();
+    for bundle in store.list("log/tile/entries").unwrap() {
+        let tile = tufa_tlog::Tile::parse_path(bundle.strip_prefix("log/").unwrap()).unwrap();
+        let tufa_tlog::TilePath::Entries(tile) = tile else {
+            panic!("{bundle}")
+        };
+        if tile.width as u64 == after.0 {
+            let bytes = store.read(&bundle).unwrap().unwrap();
+            for entry in tufa_tlog::tiles::decode_bundle(&tile, &bytes).unwrap() {
+                versions.push(TimestampEntry::parse(&entry).unwrap().version);
+            }
+        }
+    }
+    assert_eq!(versions.len() as u64, after.0);
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+}
+
+#[test]
+fn the_log_key_must_be_the_one_root_declares_and_the_checkpoint_must_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let logged = Logged::create(&store);
+    let open = |settings: Option<&LogSettings>| {
+        Repository::open_with_log(
+            store.clone(),
+            logged.online.clone(),
+            Expiries::default(),
+            settings,
+            SystemTime::now(),
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    };
+    let missing = open(None).unwrap_err();
+    assert!(missing.contains("root declares the log"), "{missing}");
+    let other_keys = tempfile::tempdir().unwrap();
+    let other_path = other_keys.path().join("other.key");
+    LogKey::generate(&other_path, "other.example/log").unwrap();
+    let other = LogSettings::new(LogKey::load(&other_path).unwrap());
+    let wrong = open(Some(&other)).unwrap_err();
+    assert!(wrong.contains("is not the one root declares"), "{wrong}");
+    open(Some(&logged.settings)).unwrap();
+
+    // A checkpoint altered in the store is refused, naming the tampering.
+    let mut checkpoint = store.read(CHECKPOINT_FILE).unwrap().unwrap();
+    let last = checkpoint.len() - 3;
+    checkpoint[last] ^= 1;
+    store
+        .write_all(&[(CHECKPOINT_FILE.into(), checkpoint)])
+        .unwrap();
+    let tampered = open(Some(&logged.settings)).unwrap_err();
+    assert!(tampered.contains("tampered"), "{tampered}");
+
+    // A repository whose root declares no log refuses a log key.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = FsStore::open(plain_dir.path()).unwrap();
+    let plain_keys = tempfile::tempdir().unwrap();
+    dev::create_development_repository(
+        &plain,
+        plain_keys.path(),
+        3,
+        Expiries::default(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let online: Arc<dyn Signer> = Arc::new(
+        load_signer(&key_paths(&plain_keys.path().join(dev::ONLINE_KEY)).0, None).unwrap(),
+    );
+    let refused = Repository::open_with_log(
+        plain.clone(),
+        online.clone(),
+        Expiries::default(),
+        Some(&logged.settings),
+        SystemTime::now(),
+    )
+    .map(drop)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("root declares no transparency log"),
+        "{refused}"
+    );
+    let repo = Repository::open(
+        plain.clone(),
+        online,
+        Expiries::default(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert!(repo.log_status().is_none());
+    assert!(plain.list("log").unwrap().is_empty());
+}
