@@ -1280,29 +1280,37 @@ fn log_metrics(out: &mut String, log: &tufa_repo::LogStatus) {
             .replace('"', "\\\"")
             .replace('\n', "\\n")
     };
-    let _ = writeln!(
-        out,
-        "# HELP tufa_witness_failures_total Checkpoint submissions the witness did not cosign.\n# TYPE tufa_witness_failures_total counter"
+    /// Name, type, help, and the value of one witness.
+    type WitnessMetric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&tufa_repo::WitnessStatus) -> u64,
     );
-    for witness in &log.witnesses {
-        let _ = writeln!(
-            out,
-            "tufa_witness_failures_total{{witness=\"{}\"}} {}",
-            label(&witness.url),
-            witness.failures
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP tufa_witness_cosigned_size The size of the latest checkpoint the witness cosigned.\n# TYPE tufa_witness_cosigned_size gauge"
-    );
-    for witness in &log.witnesses {
-        let _ = writeln!(
-            out,
-            "tufa_witness_cosigned_size{{witness=\"{}\"}} {}",
-            label(&witness.url),
-            witness.cosigned_size.unwrap_or(0)
-        );
+    let metrics: [WitnessMetric; 2] = [
+        (
+            "tufa_witness_failures_total",
+            "counter",
+            "Checkpoint submissions the witness did not cosign.",
+            |w| w.failures,
+        ),
+        (
+            "tufa_witness_cosigned_size",
+            "gauge",
+            "The size of the latest checkpoint the witness cosigned.",
+            |w| w.cosigned_size.unwrap_or(0),
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for witness in &log.witnesses {
+            let _ = writeln!(
+                out,
+                "{name}{{witness=\"{}\"}} {}",
+                label(&witness.url),
+                value(witness)
+            );
+        }
     }
 }
 

@@ -954,6 +954,9 @@ impl<S: Store> Repository<S> {
         self.snapshot = snapshot;
         self.timestamp = timestamp;
         self.newest_signing = Some(now);
+        if let Some(log) = &self.log {
+            retiring.extend(log.take_superseded());
+        }
         self.retire(retiring, now);
         Ok(Published {
             timestamp_version: self.timestamp.signed.version,

@@ -230,6 +230,11 @@ struct State {
     last_version: Option<u64>,
     /// Recent proofs, to add late cosignatures to.
     recent: VecDeque<ProofDocument>,
+    /// Files no reader needs once the latest checkpoint is out, for the repository to remove
+    /// after its grace period: the proof of the timestamp before, and the partial tiles and
+    /// bundles a full one replaced (c2sp.org/tlog-tiles lets a log delete those; a client
+    /// falls back to the full tile).
+    superseded: Vec<String>,
 }
 
 /// The log kept by a [`crate::Repository`].
@@ -306,6 +311,7 @@ impl Log {
             checkpoint: None,
             last_version: None,
             recent: VecDeque::new(),
+            superseded: Vec::new(),
         };
         if let Some(bytes) = store.read(CHECKPOINT_FILE)? {
             let signed =
@@ -338,6 +344,7 @@ impl Log {
             state.tree =
                 Tree::resume(size, &signed.checkpoint.root, &tiles, &bundle).map_err(log_error)?;
             state.last_version = last_entry(store, &state.tree)?.map(|e| e.version);
+            state.superseded = left_over(store, size, state.last_version)?;
             state.edge = tiles.into_iter().collect();
             state.checkpoint = Some(signed);
         }
@@ -483,6 +490,19 @@ impl Log {
             checkpoint: Checkpoint::new(&self.origin, size, appended.root),
             note,
         });
+        if let Some(previous) = state.last_version {
+            state.superseded.push(proof_file(previous));
+        }
+        for (tile, _) in appended.tiles.iter().filter(|(t, _)| !t.is_partial()) {
+            state
+                .superseded
+                .extend(partial_versions(store, &tile.path())?);
+            if tile.level == 0 {
+                state
+                    .superseded
+                    .extend(partial_versions(store, &tile.entries_path())?);
+            }
+        }
         state.last_version = Some(document.version);
         state.recent.push_back(document);
         while state.recent.len() > RECENT_PROOFS {
@@ -490,6 +510,11 @@ impl Log {
         }
         self.apply(store, &mut state, later)?;
         Ok(())
+    }
+
+    /// The files superseded since the last call (see `State::superseded`).
+    pub fn take_superseded(&self) -> Vec<String> {
+        std::mem::take(&mut self.state().superseded)
     }
 
     /// Adds the cosignatures witnesses sent since the last append to the files they belong to,
@@ -604,6 +629,39 @@ fn add_cosignatures(note: &mut Note, signatures: Vec<tufa_tlog::NoteSignature>) 
         }
     }
     added
+}
+
+/// What an earlier publisher superseded and may not have removed before it stopped: every
+/// proof but the last one's, and the partial tiles and bundles of the newest full tile of each
+/// level.
+fn left_over(store: &dyn Store, size: u64, last_version: Option<u64>) -> Result<Vec<String>> {
+    let current = last_version.map(proof_file);
+    let mut files: Vec<String> = store
+        .list(&format!("{LOG_DIR}/proof"))?
+        .into_iter()
+        .filter(|file| Some(file) != current.as_ref())
+        .collect();
+    for level in 0..=tufa_tlog::tiles::MAX_LEVEL {
+        let full = size.checked_shr(8 * u32::from(level) + 8).unwrap_or(0);
+        if full == 0 {
+            break;
+        }
+        let tile = Tile {
+            level,
+            index: full - 1,
+            width: tufa_tlog::tiles::TILE_WIDTH,
+        };
+        files.extend(partial_versions(store, &tile.path())?);
+        if level == 0 {
+            files.extend(partial_versions(store, &tile.entries_path())?);
+        }
+    }
+    Ok(files)
+}
+
+/// Every partial width of the tile or bundle at `path` (relative to the log) in the store.
+fn partial_versions(store: &dyn Store, path: &str) -> Result<Vec<String>> {
+    store.list(&format!("{LOG_DIR}/{path}.p"))
 }
 
 /// The last entry of the log, parsed: the partial bundle's last, or the last full bundle's.

@@ -189,6 +189,21 @@ fn every_timestamp_is_logged_with_a_proof_across_reopens_and_a_full_tile() {
     assert!(store.read("log/tile/entries/000").unwrap().is_some());
     assert!(store.read("log/tile/0/001.p/5").unwrap().is_some());
     assert!(store.read("log/tile/1/000.p/1").unwrap().is_some());
+    // The partial tiles and bundles the full ones replaced, and the proofs of timestamps no
+    // longer served, go once their grace period passed; the current proof stays.
+    let mut repo = logged.open(store.clone());
+    repo.publish(&[page("demo", "last")], SystemTime::now())
+        .unwrap();
+    let later = SystemTime::now() + std::time::Duration::from_secs(7200);
+    repo.collect_garbage(later, std::time::Duration::from_secs(3600), usize::MAX)
+        .unwrap();
+    assert!(store.list("log/tile/0/000.p").unwrap().is_empty());
+    assert!(store.list("log/tile/entries/000.p").unwrap().is_empty());
+    assert!(!store.list("log/tile/0/001.p").unwrap().is_empty());
+    let proofs = store.list("log/proof").unwrap();
+    let version = repo.timestamp().signed.version;
+    assert!(proofs.contains(&proof_file(version)), "{proofs:?}");
+    assert_eq!(proofs.len(), 1, "{proofs:?}");
     let versions: Vec<u64> = entries
         .iter()
         .map(|e| TimestampEntry::parse(e).unwrap().version)
