@@ -218,11 +218,20 @@ const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// wait only means contention.)
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The PostgreSQL advisory lock every writing transaction holds until it ends (ASCII "tufa" and
-/// 1), so that writers take turns as under SQLite's `BEGIN IMMEDIATE`: journal serials then
-/// commit in the order they were drawn, and the publisher, which reads the journal after the
-/// last serial it signed, never passes over one that commits late.
+/// The PostgreSQL advisory lock (ASCII "tufa" and 1) that orders writers and the journal's
+/// readers. Most writing transactions hold it exclusively until they end, taking turns as under
+/// SQLite's `BEGIN IMMEDIATE`. An upload holds it shared, beside its project's lock (see
+/// [`PROJECT_LOCK_CLASS`]), so that uploads to different projects commit in parallel; their
+/// serials may then commit out of order, and the publisher reads the journal only up to what it
+/// saw committed while holding this lock exclusively (see [`Database::journal_after`]): no
+/// writer is between drawing a serial and committing then, so it never passes over one that
+/// commits late.
 const WRITE_LOCK_KEY: i64 = 0x7475_6661_0001;
+
+/// The first key of a project's PostgreSQL advisory lock (ASCII "tufa"); the second is a hash
+/// of its normalized name. Two-key advisory locks never collide with [`WRITE_LOCK_KEY`], a
+/// one-key lock. Two names hashing alike only make their uploads take turns.
+const PROJECT_LOCK_CLASS: i32 = 0x7475_6661;
 
 /// Which database an index runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +283,37 @@ pub struct Database {
     backend: Backend,
     /// The file or the URL without its password: what messages name.
     location: String,
+    /// PostgreSQL: where [`Database::journal_listener`] connects.
+    url: Option<Secret>,
+}
+
+/// A database URL, which may hold a password: never printed.
+#[derive(Clone)]
+struct Secret(std::sync::Arc<str>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+/// The PostgreSQL channel every committed journal entry is announced on (see [`journal`]).
+const JOURNAL_CHANNEL: &str = "tufa_journal";
+
+/// How long the publisher waits for a listening connection before it goes on polling alone.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Told by PostgreSQL when a journal entry commits, on any replica: what wakes the publisher at
+/// once, where it would otherwise find the entry at its next poll of the journal.
+pub struct JournalListener(sqlx::postgres::PgListener);
+
+impl JournalListener {
+    /// Waits for the next commit that journaled something. An error means the connection was
+    /// lost: what was announced meanwhile is missed, so the caller polls.
+    pub async fn next(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
+    }
 }
 
 /// A transaction on either backend.
@@ -330,6 +370,7 @@ impl Database {
             writer,
             backend: Backend::Sqlite,
             location: path.display().to_string(),
+            url: None,
         };
         database.migrate().await?;
         Ok(database)
@@ -350,6 +391,7 @@ impl Database {
             pool,
             backend,
             location: redact(url),
+            url: Some(Secret(url.into())),
         };
         database.migrate().await?;
         Ok(database)
@@ -376,6 +418,69 @@ impl Database {
                     .execute(&mut *tx)
                     .await?;
                 Ok(tx)
+            }
+        }
+    }
+
+    /// A transaction that may write what one project's upload writes: its project, release,
+    /// file and provenance rows and a journal entry naming it. SQLite: as [`Database::begin_write`].
+    /// PostgreSQL: the write lock shared with other uploads, so that only uploads of the same
+    /// project take turns; every other writer, and the content an upload stores (one content is
+    /// one project: its core metadata names it), is excluded by the lock held exclusively.
+    pub(crate) async fn begin_project_write(&self, project: &ProjectName) -> Result<Tx> {
+        match self.backend {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => {
+                let mut tx = self.writer.begin().await?;
+                // Shared first, always: an exclusive waiter then never sits between a writer's
+                // two locks.
+                sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                    .bind(WRITE_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                    .bind(PROJECT_LOCK_CLASS)
+                    .bind(project.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// A listener for committed journal entries: `None` on SQLite (a file has no way to tell
+    /// another process), or when PostgreSQL does not answer in time.
+    pub async fn journal_listener(&self) -> Result<Option<JournalListener>> {
+        let Some(Secret(url)) = &self.url else {
+            return Ok(None);
+        };
+        let listen = async {
+            let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+            listener.listen(JOURNAL_CHANNEL).await?;
+            Ok::<_, Error>(JournalListener(listener))
+        };
+        match tokio::time::timeout(LISTEN_TIMEOUT, listen).await {
+            Ok(listener) => listener.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The highest serial below which every journal entry is committed (or never will be):
+    /// where a reader following the journal must stop. SQLite commits serials in order, so
+    /// that is all of them. PostgreSQL: uploads of different projects commit in parallel, so
+    /// this waits for the write lock held exclusively, when no writer holds a serial it has
+    /// not committed, and every serial drawn later is higher than what it reads.
+    async fn settled_serial(&self) -> Result<i64> {
+        match self.backend {
+            Backend::Sqlite => Ok(i64::MAX),
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                let settled: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.rollback().await?;
+                Ok(settled)
             }
         }
     }
@@ -602,7 +707,7 @@ impl Database {
         new: &NewFile,
         stored: impl AsyncFnOnce() -> Result<()>,
     ) -> Result<Result<Added, AddRefused>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_project_write(&new.project).await?;
         let (project_id, release_id) = match check_new_file(&mut tx, identity, new).await? {
             Err(refused) => return Ok(Err(refused)),
             Ok(Found::Unchanged) => return Ok(Ok(Added::Unchanged)),
@@ -772,12 +877,17 @@ impl Database {
         Ok(())
     }
 
-    /// Journal entries after `serial`, oldest first, at most `limit`.
+    /// Journal entries after `serial`, oldest first, at most `limit`: only settled ones (see
+    /// [`Database::settled_serial`]), so that a reader that goes on from the last serial it read
+    /// never passes over one that commits late.
     pub async fn journal_after(&self, serial: i64, limit: i64) -> Result<Vec<(i64, ProjectName)>> {
+        let settled = self.settled_serial().await?;
         let rows = sqlx::query(
-            "SELECT serial, project FROM journal WHERE serial > $1 ORDER BY serial LIMIT $2",
+            "SELECT serial, project FROM journal WHERE serial > $1 AND serial <= $2
+             ORDER BY serial LIMIT $3",
         )
         .bind(serial)
+        .bind(settled)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -1131,6 +1241,14 @@ async fn journal(
         .bind(project.as_str())
         .execute(&mut **tx)
         .await?;
+    // Delivered when the transaction commits, never before (nor at all if it rolls back); many
+    // entries in one transaction make one notification.
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(JOURNAL_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(serial)
 }
 

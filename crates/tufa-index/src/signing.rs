@@ -344,6 +344,15 @@ pub struct Signing {
     /// The transparency log's key, when root declares a log.
     log: Option<LogSettings>,
     pub lease: Arc<Lease>,
+    /// PostgreSQL's announcements of committed journal entries, while the publisher waits.
+    listening: Mutex<Listening>,
+}
+
+/// The publisher's listening connection, and when it last tried to open one.
+#[derive(Default)]
+struct Listening {
+    listener: Option<crate::db::JournalListener>,
+    tried: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Signing {
@@ -370,6 +379,9 @@ const WAL_TRUNCATE_INTERVAL: Duration = Duration::from_secs(10);
 /// idle publisher still looks only about a dozen times a second. One indexed `MAX(serial)` each.
 const JOURNAL_POLL_FIRST: Duration = Duration::from_millis(5);
 const JOURNAL_POLL_MAX: Duration = Duration::from_millis(100);
+/// How soon a publisher that could not listen for journal entries (PostgreSQL) tries again; it
+/// polls meanwhile.
+const LISTEN_RETRY: Duration = Duration::from_secs(10);
 
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
@@ -518,6 +530,7 @@ impl Signing {
             policy,
             log,
             lease,
+            listening: Mutex::default(),
         };
         let loaded = signing.load(signing.lease.holding())?;
         *signing.loaded.lock().await = Some(loaded);
@@ -674,11 +687,23 @@ impl Signing {
     }
 
     /// Waits until woken by an upload on this replica, until the journal holds a change from
-    /// another replica (or a command), until this replica loses the lease, or until `interval`
-    /// passes.
+    /// another replica (or a command) as PostgreSQL announces or a poll finds, until this
+    /// replica loses the lease, or until `interval` passes.
     async fn wait_for_work(&self, index: &crate::Index, interval: Duration) {
         let started = std::time::Instant::now();
         let signed = self.status.signed_serial.load(Ordering::Relaxed);
+        let mut listening = self.listening.lock().await;
+        let Listening { listener, tried } = &mut *listening;
+        if listener.is_none()
+            && index.database.backend() == crate::db::Backend::Postgres
+            && tried.is_none_or(|tried| tried.elapsed() >= LISTEN_RETRY)
+        {
+            *tried = Some(std::time::Instant::now());
+            match index.database.journal_listener().await {
+                Ok(listening) => *listener = listening,
+                Err(error) => tracing::debug!("polling the journal: cannot listen: {error}"),
+            }
+        }
         let mut poll = JOURNAL_POLL_FIRST;
         loop {
             let left = interval.saturating_sub(started.elapsed());
@@ -687,11 +712,22 @@ impl Signing {
             }
             let tick = poll.min(left);
             poll = (poll * 2).min(JOURNAL_POLL_MAX);
-            if tokio::time::timeout(tick, self.wake.notified())
-                .await
-                .is_ok()
-                || !self.publishing()
-            {
+            let heard = async {
+                match listener.as_mut() {
+                    Some(listener) => listener.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woken = tokio::select! {
+                () = self.wake.notified() => Some(Ok(())),
+                heard = heard => Some(heard),
+                () = tokio::time::sleep(tick) => None,
+            };
+            if let Some(Err(error)) = &woken {
+                tracing::debug!("polling the journal: the listening connection was lost: {error}");
+                *listener = None;
+            }
+            if woken.is_some() || !self.publishing() {
                 return;
             }
             if index

@@ -664,9 +664,10 @@ pub async fn import_file(
 
 /// Removes the stored file of an upload that failed after storing it (a racing upload took its
 /// file name), and its metadata file, unless a row records that content. Under the database's
-/// write lock, which every upload holds while it records a file: an upload of the same content
-/// on any replica either committed its row before (the file stays), or looks for its file after
-/// this and stores it again (see [`Database::add_file`]).
+/// write lock, which every upload holds (on PostgreSQL shared with other uploads, excluding
+/// this) while it records a file: an upload of the same content on any replica either committed
+/// its row before (the file stays), or looks for its file after this and stores it again (see
+/// [`Database::add_file`]).
 async fn abandon(database: &Database, blobs: &Blobs, sha256: &str) {
     let mut lock = match database.write_lock().await {
         Ok(lock) => lock,

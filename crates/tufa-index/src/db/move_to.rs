@@ -112,6 +112,7 @@ impl Database {
             pool,
             backend: Backend::Postgres,
             location: super::redact(url),
+            url: Some(super::Secret(url.into())),
         })
     }
 }

@@ -365,6 +365,61 @@ async fn serials_in_order(database: Database) {
     );
 }
 
+both_backends!(
+    concurrent_uploads_of_one_project_all_land,
+    one_project_at_once
+);
+async fn one_project_at_once(database: Database) {
+    // Uploads of one project, the first of which creates it, race: each must see what the others
+    // committed (the project, a release), never fail on a row another inserted meanwhile.
+    let identity = database.user("alice").await.unwrap();
+    let writers: Vec<_> = (0..6)
+        .map(|writer| {
+            let (database, identity) = (database.clone(), identity.clone());
+            tokio::spawn(async move {
+                for n in 0..10 {
+                    let mut new = wheel("shared", &format!("{}.0", n % 3), 'a');
+                    new.file.filename = format!("shared-{}.0-{writer}{n}-py3-none-any.whl", n % 3);
+                    new.file.sha256 = format!("{writer:032}{n:032}");
+                    let added = database.add_file(&identity, &new, async || Ok(())).await;
+                    assert!(matches!(added, Ok(Ok(Added::New { .. }))), "{added:?}");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let project = database
+        .project(&ProjectName::new("shared").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(database.releases(project.id).await.unwrap().len(), 3);
+    assert_eq!(database.journal_after(0, 1000).await.unwrap().len(), 60);
+}
+
+both_backends!(a_committed_journal_entry_is_announced, announced);
+async fn announced(database: Database) {
+    let Some(mut listener) = database.journal_listener().await.unwrap() else {
+        assert_eq!(
+            database.backend(),
+            Backend::Sqlite,
+            "PostgreSQL always listens"
+        );
+        return;
+    };
+    let identity = database.user("alice").await.unwrap();
+    let added = database
+        .add_file(&identity, &wheel("announced", "1.0", 'a'), async || Ok(()))
+        .await;
+    assert!(matches!(added, Ok(Ok(Added::New { .. }))), "{added:?}");
+    tokio::time::timeout(Duration::from_secs(30), listener.next())
+        .await
+        .expect("the upload's journal entry was announced")
+        .unwrap();
+}
+
 // Opening a database migrates it once; a second open finds it current.
 both_backends!(the_schema_is_current_after_opening, schema_current);
 async fn schema_current(database: Database) {
