@@ -20,7 +20,7 @@ use tufa_repo::{
 pub enum RolesCommand {
     /// Write the next version of an offline role as an unsigned signing request.
     #[command(subcommand)]
-    Prepare(PrepareCommand),
+    Prepare(Box<PrepareCommand>),
     /// Hand signed copies of a request to the index: merged with copies submitted before, and
     /// published once every threshold is met. Exits 1, naming the missing signatures, until then.
     Submit {
@@ -379,7 +379,7 @@ pub fn run(command: RolesCommand) -> Result<()> {
     let now = SystemTime::now();
     match command {
         RolesCommand::Prepare(prepare) => {
-            let (request, out) = match prepare {
+            let (request, out) = match *prepare {
                 PrepareCommand::Root {
                     data,
                     out,
