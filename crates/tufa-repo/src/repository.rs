@@ -1176,6 +1176,14 @@ impl<S: Store> Repository<S> {
             .filter(|f| !reachable.contains(f))
             .collect();
         self.retire(unreachable, now);
+        if let Some(log) = &self.log {
+            let superseded: Vec<String> = log
+                .take_superseded()
+                .into_iter()
+                .filter(|f| !self.waiting.contains_key(f))
+                .collect();
+            self.retire(superseded, now);
+        }
         Ok(())
     }
 }

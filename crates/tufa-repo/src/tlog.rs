@@ -232,8 +232,8 @@ struct State {
     recent: VecDeque<ProofDocument>,
     /// Files no reader needs once the latest checkpoint is out, for the repository to remove
     /// after its grace period: the proof of the timestamp before, and the partial tiles and
-    /// bundles a full one replaced (c2sp.org/tlog-tiles lets a log delete those; a client
-    /// falls back to the full tile).
+    /// bundles a wider or full one replaced (c2sp.org/tlog-tiles lets a log delete those; a
+    /// client falls back to the full tile).
     superseded: Vec<String>,
 }
 
@@ -344,7 +344,7 @@ impl Log {
             state.tree =
                 Tree::resume(size, &signed.checkpoint.root, &tiles, &bundle).map_err(log_error)?;
             state.last_version = last_entry(store, &state.tree)?.map(|e| e.version);
-            state.superseded = left_over(store, size, state.last_version)?;
+            state.superseded = left_over(store)?;
             state.edge = tiles.into_iter().collect();
             state.checkpoint = Some(signed);
         }
@@ -484,6 +484,22 @@ impl Log {
             appended.tiles.iter().any(|(t, _)| t == tile)
                 || Tile::partial_tiles(size).contains(tile)
         });
+        // A wider partial tile holds every hash of a narrower one, and proofs are made against
+        // the newest checkpoint: the narrower ones only serve clients for the grace period.
+        // Kept, the 255 partial bundles of each tile would hold about 6 MB.
+        for old in Tile::partial_tiles(state.tree.size()) {
+            let widened = appended.tiles.iter().any(|(new, _)| {
+                new.level == old.level && new.index == old.index && new.width != old.width
+            });
+            if widened {
+                state.superseded.push(format!("{LOG_DIR}/{}", old.path()));
+                if old.level == 0 {
+                    state
+                        .superseded
+                        .push(format!("{LOG_DIR}/{}", old.entries_path()));
+                }
+            }
+        }
         state.tree = tree;
         state.edge = edge;
         state.checkpoint = Some(SignedCheckpoint {
@@ -631,32 +647,41 @@ fn add_cosignatures(note: &mut Note, signatures: Vec<tufa_tlog::NoteSignature>) 
     added
 }
 
-/// What an earlier publisher superseded and may not have removed before it stopped: every
-/// proof but the last one's, and the partial tiles and bundles of the newest full tile of each
-/// level.
-fn left_over(store: &dyn Store, size: u64, last_version: Option<u64>) -> Result<Vec<String>> {
-    let current = last_version.map(proof_file);
-    let mut files: Vec<String> = store
-        .list(&format!("{LOG_DIR}/proof"))?
+/// What an earlier publisher superseded and may not have removed before it stopped.
+fn left_over(store: &dyn Store) -> Result<Vec<String>> {
+    Ok(superseded_files(&store.list(LOG_DIR)?)
         .into_iter()
-        .filter(|file| Some(file) != current.as_ref())
-        .collect();
-    for level in 0..=tufa_tlog::tiles::MAX_LEVEL {
-        let full = size.checked_shr(8 * u32::from(level) + 8).unwrap_or(0);
-        if full == 0 {
-            break;
-        }
-        let tile = Tile {
-            level,
-            index: full - 1,
-            width: tufa_tlog::tiles::TILE_WIDTH,
+        .collect())
+}
+
+/// Which of the log's files in `files` (relative to the store, as listed) no reader needs any
+/// more and wait for removal: every proof but the newest timestamp's, and each partial tile or
+/// bundle that a wider or full one replaced. What `tufa status` counts as awaiting removal.
+pub fn superseded_files(files: &[String]) -> BTreeSet<String> {
+    let proof_prefix = format!("{LOG_DIR}/proof/");
+    let newest_proof = files
+        .iter()
+        .filter_map(|file| file.strip_prefix(&proof_prefix)?.parse::<u64>().ok())
+        .max();
+    let mut widest: BTreeMap<&str, u64> = BTreeMap::new();
+    for file in files {
+        let (tile, width) = match file.split_once(".p/") {
+            Some((tile, width)) => (tile, width.parse().unwrap_or(0)),
+            None => (file.as_str(), u64::MAX),
         };
-        files.extend(partial_versions(store, &tile.path())?);
-        if level == 0 {
-            files.extend(partial_versions(store, &tile.entries_path())?);
-        }
+        let entry = widest.entry(tile).or_insert(width);
+        *entry = (*entry).max(width);
     }
-    Ok(files)
+    files
+        .iter()
+        .filter(|file| match file.strip_prefix(&proof_prefix) {
+            Some(version) => version.parse::<u64>().ok() != newest_proof,
+            None => file
+                .split_once(".p/")
+                .is_some_and(|(tile, width)| widest.get(tile).copied() > width.parse::<u64>().ok()),
+        })
+        .cloned()
+        .collect()
 }
 
 /// Every partial width of the tile or bundle at `path` (relative to the log) in the store.

@@ -326,7 +326,11 @@ fn disk(
                 .list(&root)?
                 .into_iter()
                 .filter_map(|(key, size)| Some((key.strip_prefix(&root)?.to_string(), size)))
-                .filter(|(file, _)| file.starts_with("metadata/") || file.starts_with("targets/"))
+                .filter(|(file, _)| {
+                    ["metadata/", "targets/", "log/"]
+                        .iter()
+                        .any(|dir| file.starts_with(dir))
+                })
                 .collect()
         }
         Storage::Local => {
@@ -335,6 +339,7 @@ fn disk(
                 .list("metadata")?
                 .into_iter()
                 .chain(store.list("targets")?)
+                .chain(store.list(tufa_repo::tlog::LOG_DIR)?)
             {
                 if let Some(bytes) = store.size(&file)? {
                     sizes.push((file, bytes));
@@ -346,8 +351,20 @@ fn disk(
     if !storage.is_local() {
         println!("storage {}", storage.describe(data));
     }
+    let log_files: Vec<String> = sizes
+        .iter()
+        .filter(|(file, _)| file.starts_with("log/"))
+        .map(|(file, _)| file.clone())
+        .collect();
+    let superseded_log = tufa_repo::tlog::superseded_files(&log_files);
     for (file, bytes) in sizes {
-        let tally = if reachable.contains(&file) || file.ends_with(".root.json") {
+        // The log's files are published until a newer checkpoint supersedes them.
+        let published = if file.starts_with("log/") {
+            !superseded_log.contains(&file)
+        } else {
+            reachable.contains(&file) || file.ends_with(".root.json")
+        };
+        let tally = if published {
             &mut current
         } else {
             &mut awaiting
