@@ -24,7 +24,7 @@ mod witness;
 pub use apt::ensure_package;
 pub use attestations::pypi_attestations_assets;
 pub use chromium::Chromium;
-pub use openbao::OpenBao;
+pub use openbao::{OpenBao, OpenBaoTls};
 pub use packages::{
     Built, Project, minimal_wheel, wheel_entries, wheel_entries_with_metadata, wheel_with,
     wheel_with_metadata,

@@ -255,3 +255,85 @@ impl Drop for OpenBao {
         self.stop();
     }
 }
+
+/// An OpenBao in `-dev-tls` mode: in memory, unsealed, serving HTTPS with a certificate from a CA
+/// it generates (`vault-ca.pem`), as a Vault behind an organization's own CA is reached. The
+/// transit engine is mounted at [`TRANSIT_MOUNT`]; stopped when dropped.
+#[derive(Debug)]
+pub struct OpenBaoTls {
+    port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+/// The dev server's root token.
+pub const DEV_ROOT_TOKEN: &str = "tufa-dev-root";
+
+impl OpenBaoTls {
+    pub fn start(dir: &Path) -> OpenBaoTls {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let port = free_port();
+        let log_path = dir.join("server.log");
+        let log = fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
+        let child = Command::new(bao_binary())
+            .arg("server")
+            .arg("-dev")
+            .arg("-dev-tls")
+            .arg(format!("-dev-tls-cert-dir={}", dir.display()))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg(format!("-dev-root-token-id={DEV_ROOT_TOKEN}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting bao server -dev-tls: {e}"));
+        let bao = OpenBaoTls {
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mounted = Command::new(bao_binary())
+                .args([
+                    "secrets",
+                    "enable",
+                    &format!("-path={TRANSIT_MOUNT}"),
+                    "transit",
+                ])
+                .env("BAO_ADDR", bao.address())
+                .env("BAO_CACERT", bao.ca_cert())
+                .env("BAO_TOKEN", DEV_ROOT_TOKEN)
+                .output()
+                .unwrap_or_else(|e| panic!("running bao secrets enable: {e}"));
+            if mounted.status.success() {
+                return bao;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bao -dev-tls did not mount transit within 60 s: {}; log in {}",
+                String::from_utf8_lossy(&mounted.stderr),
+                log_path.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM file of the CA that signed the server's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("vault-ca.pem")
+    }
+}
+
+impl Drop for OpenBaoTls {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -24,6 +24,8 @@
 //!   `VAULT_ROLE_ID` and `VAULT_SECRET_ID` (or the `BAO_` names) and the AppRole mount in
 //!   `VAULT_APPROLE_MOUNT` (`approle` when unset). An AppRole login is repeated when its token
 //!   expires or is revoked, so a long-running server needs no token renewal of its own.
+//! - the CA: `VAULT_CACERT` (or `BAO_CACERT`), a PEM file of the CA certificates that Vault's TLS
+//!   certificate must chain to, trusted instead of the public web roots.
 //!
 //! The policy the server needs is `read` on `<mount>/keys/<key>` and `update` on
 //! `<mount>/sign/<key>`; `tufa keys generate-vault` also needs `create` on `<mount>/keys/<key>`.
@@ -81,6 +83,11 @@ pub enum Error {
 
     #[error("no Vault address: set VAULT_ADDR (or BAO_ADDR), e.g. https://vault.example:8200")]
     NoAddress,
+
+    #[error(
+        "cannot use the CA certificates in {path} (VAULT_CACERT or BAO_CACERT): {reason}; give a PEM file with the certificate of the CA that signed Vault's"
+    )]
+    CaCert { path: String, reason: String },
 
     #[error(
         "no Vault credentials: set VAULT_TOKEN (or BAO_TOKEN), or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole"
@@ -254,12 +261,48 @@ pub struct Vault {
     agent: ureq::Agent,
 }
 
+/// The certificates of the CAs trusted for Vault's TLS instead of the public web roots: Vault
+/// servers are most often behind an organization's own CA, which `VAULT_CACERT` names.
+fn private_roots(path: &str) -> Result<ureq::tls::RootCerts> {
+    let failed = |reason: String| Error::CaCert {
+        path: path.to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| failed(e.to_string()))?;
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_ANSWER), &mut pem)
+        .map_err(|e| failed(e.to_string()))?;
+    let mut certificates = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(certificate) =
+            item.map_err(|e| failed(e.to_string()))?
+        {
+            certificates.push(certificate);
+        }
+    }
+    if certificates.is_empty() {
+        return Err(failed("it holds no PEM certificate".into()));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certificates))
+}
+
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
             .field("address", &self.address)
             .finish_non_exhaustive()
     }
+}
+
+fn agent(roots: Option<ureq::tls::RootCerts>) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(REQUEST_TIMEOUT));
+    if let Some(roots) = roots {
+        config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build());
+    }
+    config.build().into()
 }
 
 fn env(names: &[&str]) -> Option<String> {
@@ -271,6 +314,22 @@ fn env(names: &[&str]) -> Option<String> {
 impl Vault {
     /// The Vault the `VAULT_*` (or `BAO_*`) variables name.
     pub fn from_env() -> Result<Self> {
+        let vault = Self::addressed_from_env()?;
+        match env(&["VAULT_CACERT", "BAO_CACERT"]) {
+            Some(path) => vault.trusting_ca(&path),
+            None => Ok(vault),
+        }
+    }
+
+    /// Trusts only the CA certificates in the PEM file at `path` for Vault's TLS, as
+    /// `VAULT_CACERT` asks.
+    pub fn trusting_ca(mut self, path: &str) -> Result<Self> {
+        self.agent = agent(Some(private_roots(path)?));
+        Ok(self)
+    }
+
+    /// The address and credentials of [`Vault::from_env`].
+    fn addressed_from_env() -> Result<Self> {
         let address = env(&["VAULT_ADDR", "BAO_ADDR"]).ok_or(Error::NoAddress)?;
         if let Some(token) = env(&["VAULT_TOKEN", "BAO_TOKEN"]) {
             return Ok(Self::with_token(&address, &token));
@@ -308,17 +367,11 @@ impl Vault {
     }
 
     fn new(address: String, credentials: Credentials, token: Option<String>) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .into();
         Vault {
             address: address.trim_end_matches('/').into(),
             credentials,
             token: Mutex::new(token),
-            agent,
+            agent: agent(None),
         }
     }
 

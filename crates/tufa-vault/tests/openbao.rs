@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use tufa_metadata::Signer;
-use tufa_testkit::OpenBao;
 use tufa_testkit::openbao::TRANSIT_MOUNT;
+use tufa_testkit::{OpenBao, OpenBaoTls};
 use tufa_vault::{Error, KeyKind, Vault, VaultSigner, VaultSpec};
 
 fn spec(key: &str) -> VaultSpec {
@@ -189,4 +189,44 @@ fn an_approle_login_is_repeated_when_its_token_expires() {
         spec("online"),
     );
     assert!(wrong.is_err(), "{wrong:?}");
+}
+
+#[test]
+fn a_vault_behind_a_private_ca_is_reached_with_its_ca_certificate_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let bao = OpenBaoTls::start(dir.path());
+    let ca = bao.ca_cert();
+    let ca = ca.to_str().unwrap();
+    let trusting = || {
+        Vault::with_token(&bao.address(), tufa_testkit::openbao::DEV_ROOT_TOKEN)
+            .trusting_ca(ca)
+            .unwrap()
+    };
+
+    let created = trusting()
+        .create_key(&spec("tls"), KeyKind::Ed25519)
+        .unwrap();
+    let signer = VaultSigner::open(trusting(), spec("tls")).unwrap();
+    let signature = signer.sign(b"over TLS").unwrap();
+    created
+        .verify(signer.key_id(), b"over TLS", &signature.sig)
+        .unwrap();
+
+    // The public web roots do not vouch for the private CA: the certificate is refused.
+    let untrusting = Vault::with_token(&bao.address(), tufa_testkit::openbao::DEV_ROOT_TOKEN);
+    match VaultSigner::open(untrusting, spec("tls")) {
+        Err(Error::Unreachable { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}")
+        }
+        other => panic!("expected an untrusted certificate, got {other:?}"),
+    }
+
+    // A file that holds no certificate is named, with what to give instead.
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let error = Vault::with_token(&bao.address(), "t")
+        .trusting_ca(not_pem.to_str().unwrap())
+        .unwrap_err();
+    assert!(matches!(error, Error::CaCert { .. }), "{error}");
+    assert!(error.to_string().contains("VAULT_CACERT"), "{error}");
 }
