@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 mod common;
 
 use common::{TUFA, published, python_tuf};
-use tufa_metadata::{Expires, Metadata, ONLINE_LIFETIMES_FIELD, Root, Timestamp};
+use tufa_metadata::{
+    Expires, Metadata, ONLINE_LIFETIMES_FIELD, Root, TRANSPARENCY_LOG_FIELD, Timestamp,
+};
 use tufa_repo::{key_paths, load_signer};
 use tufa_testkit::{TufaProxy, TufaServer, http};
 
@@ -95,11 +97,14 @@ fn a_root_without_declared_lifetimes_keeps_working_and_bounds_nothing() {
     let data = dir.path().join("data");
     let mut server = TufaServer::start(TUFA.as_ref(), &data, &[]);
     server.kill();
-    // Root as a repository from before the declaration has it: re-signed without the field.
+    // Root as a repository from before the declaration has it: re-signed without the field,
+    // and without a transparency log, which would refuse the unlogged forgery on its own.
     let storage = published(&data);
     let file = "tuf/metadata/1.root.json";
     let mut root: Metadata<Root> = Metadata::from_bytes(&storage.read(file).unwrap()).unwrap();
     root.signed.unrecognized.remove(ONLINE_LIFETIMES_FIELD);
+    root.signed.unrecognized.remove(TRANSPARENCY_LOG_FIELD);
+    std::fs::remove_file(data.join("dev-keys").join(tufa_repo::dev::LOG_KEY)).unwrap();
     root.clear_signatures();
     let root_key = load_signer(&key_paths(&data.join("dev-keys/dev-root")).0, None).unwrap();
     storage.write(file, &root.sign_to_bytes(&root_key).unwrap());
