@@ -54,6 +54,30 @@ pub(crate) fn default_cache(index: &str) -> Result<PathBuf> {
 
 /// The index's TUF metadata, refreshed now, trusting `root` on first use of `cache`; when the
 /// root declares a transparency log, `witnesses` must have cosigned the timestamp's checkpoint.
+/// `project`'s PEP 691 page from `index`, verified with TUF from a refresh under `root`, read
+/// as the caller's model of it.
+pub(crate) fn verified_page<Page: serde::de::DeserializeOwned>(
+    cache: &Path,
+    root: &Path,
+    index: &str,
+    witnesses: tufa_client::Witnesses,
+    project: &ProjectName,
+) -> Result<Page> {
+    let refreshed = refreshed_metadata(cache, root, index, witnesses)?;
+    let info = refreshed
+        .target_info(&format!("simple/{project}/index.json"))
+        .with_context(|| format!("looking up project {project}"))?;
+    let page = refreshed
+        .download_target(
+            &info,
+            &format!("{index}/tuf/targets/"),
+            &cache.join("targets"),
+        )
+        .with_context(|| format!("downloading the page of {project}"))?;
+    serde_json::from_slice(&page.content)
+        .with_context(|| format!("the verified page of {project} is not a PEP 691 JSON page"))
+}
+
 pub(crate) fn refreshed_metadata(
     cache: &Path,
     root: &Path,
@@ -86,19 +110,13 @@ pub fn run(args: DownloadArgs) -> Result<()> {
         Some(cache) => cache,
         None => default_cache(index)?,
     };
-    let refreshed = refreshed_metadata(&cache, &args.root, index, args.witnesses.witnesses()?)?;
-    let info = refreshed
-        .target_info(&format!("simple/{project}/index.json"))
-        .with_context(|| format!("looking up project {project}"))?;
-    let page = refreshed
-        .download_target(
-            &info,
-            &format!("{index}/tuf/targets/"),
-            &cache.join("targets"),
-        )
-        .with_context(|| format!("downloading the page of {project}"))?;
-    let page: Page = serde_json::from_slice(&page.content)
-        .with_context(|| format!("the verified page of {project} is not a PEP 691 JSON page"))?;
+    let page: Page = verified_page(
+        &cache,
+        &args.root,
+        index,
+        args.witnesses.witnesses()?,
+        &project,
+    )?;
     for file in page.files {
         let sha256 = file
             .hashes

@@ -101,24 +101,13 @@ fn from_index(
         .with_context(|| format!("reading the Sigstore trust root {}", path.display()))?,
         None => TrustRoot::public_good(),
     };
-    let refreshed = crate::download::refreshed_metadata(
+    let page: Page = crate::download::verified_page(
         &cache,
         root,
         index,
         tufa_client::Witnesses::default(),
+        project,
     )?;
-    let info = refreshed
-        .target_info(&format!("simple/{project}/index.json"))
-        .with_context(|| format!("looking up project {project}"))?;
-    let page = refreshed
-        .download_target(
-            &info,
-            &format!("{index}/tuf/targets/"),
-            &cache.join("targets"),
-        )
-        .with_context(|| format!("downloading the page of {project}"))?;
-    let page: Page = serde_json::from_slice(&page.content)
-        .with_context(|| format!("the verified page of {project} is not a PEP 691 JSON page"))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
         .http_status_as_error(false)
