@@ -684,6 +684,42 @@ pub fn superseded_files(files: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The log's files in `store` that the log of `checkpoint` (the bytes of [`CHECKPOINT_FILE`])
+/// had not written yet: tiles and bundles past its size or wider than its edge, and proofs of
+/// later entries. A copy of a growing log (`tufa backup`) reads the checkpoint first and drops
+/// these, so that the copy is that checkpoint's log: a wider edge tile left in it would make the
+/// one the checkpoint needs look superseded, and a restart would retire it.
+pub fn written_after(store: &dyn Store, checkpoint: &[u8]) -> Result<Vec<String>> {
+    let note = Note::parse(checkpoint).map_err(log_error)?;
+    let size = Checkpoint::parse(&note.text).map_err(log_error)?.size;
+    let proof_prefix = format!("{LOG_DIR}/proof/");
+    let mut after = Vec::new();
+    for file in store.list(LOG_DIR)? {
+        let Some(path) = file.strip_prefix(&format!("{LOG_DIR}/")) else {
+            continue;
+        };
+        let later = if file.starts_with(&proof_prefix) {
+            let index = store
+                .read(&file)?
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .and_then(|proof| proof["index"].as_u64());
+            index.is_none_or(|index| index >= size)
+        } else {
+            match Tile::parse_path(path) {
+                Ok(tufa_tlog::TilePath::Hashes(tile) | tufa_tlog::TilePath::Entries(tile)) => {
+                    Tile::in_tree(tile.level, tile.index, size)
+                        .is_none_or(|reached| reached.width < tile.width)
+                }
+                Err(_) => false,
+            }
+        };
+        if later {
+            after.push(file);
+        }
+    }
+    Ok(after)
+}
+
 /// Every partial width of the tile or bundle at `path` (relative to the log) in the store.
 fn partial_versions(store: &dyn Store, path: &str) -> Result<Vec<String>> {
     store.list(&format!("{LOG_DIR}/{path}.p"))

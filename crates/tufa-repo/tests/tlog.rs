@@ -410,3 +410,61 @@ fn the_log_key_must_be_the_one_root_declares_and_the_checkpoint_must_verify() {
     assert!(repo.log_status().is_none());
     assert!(plain.list("log").unwrap().is_empty());
 }
+
+/// A copy of a log that kept growing while it was copied (`tufa backup`): dropping what
+/// `written_after` names leaves exactly the log of the checkpoint read first, which a
+/// repository resumes and goes on appending to, with no file it needs counted as superseded.
+#[test]
+fn a_copy_of_a_growing_log_is_cut_back_to_the_checkpoint_read_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let logged = Logged::create(&store);
+    let mut repo = logged.open(store.clone());
+    for n in 0..3 {
+        repo.publish(&[page("demo", &n.to_string())], SystemTime::now())
+            .unwrap();
+    }
+    let first_read = store.read(CHECKPOINT_FILE).unwrap().unwrap();
+    let needed: Vec<String> = store.list("log/tile").unwrap();
+    for n in 3..6 {
+        repo.publish(&[page("demo", &n.to_string())], SystemTime::now())
+            .unwrap();
+    }
+    let later = tufa_repo::tlog::written_after(&store, &first_read).unwrap();
+    assert!(
+        later.contains(&"log/tile/0/000.p/7".to_string()),
+        "{later:?}"
+    );
+    assert!(
+        later.contains(&"log/tile/entries/000.p/7".to_string()),
+        "{later:?}"
+    );
+    assert!(later.contains(&proof_file(repo.timestamp().signed.version)));
+    assert!(later.iter().all(|file| !needed.contains(file)), "{later:?}");
+    drop(repo);
+
+    for file in &later {
+        store.remove(file).unwrap();
+    }
+    store
+        .write_all(&[(CHECKPOINT_FILE.to_string(), first_read.clone())])
+        .unwrap();
+    let superseded = tufa_repo::tlog::superseded_files(&store.list("log").unwrap());
+    for file in ["log/tile/0/000.p/4", "log/tile/entries/000.p/4"] {
+        assert!(
+            !superseded.contains(file),
+            "{file} is needed: {superseded:?}"
+        );
+    }
+    let mut resumed = logged.open(store.clone());
+    resumed
+        .publish(&[page("demo", "after the restore")], SystemTime::now())
+        .unwrap();
+    let restored = SignedCheckpoint::open(&first_read, &[logged.key()]).unwrap();
+    let (_, (size, _)) = check_proof(
+        &store,
+        &logged.key(),
+        Some((restored.checkpoint.size, restored.checkpoint.root)),
+    );
+    assert_eq!(size, 5);
+}

@@ -5,8 +5,9 @@
 //! Consistency: the database is copied first, by `VACUUM INTO` (one read transaction), then the
 //! files. A file is stored before the transaction that records it commits, so every row of the
 //! copy finds its file. Files written meanwhile are copied too and stay unreferenced (`tufa verify
-//! --repair` removes them after the restore). The TUF timestamp is read before everything else
-//! and written last, so the copied repository is one the index served.
+//! --repair` removes them after the restore). The TUF timestamp and the transparency log's
+//! checkpoint are read before everything else and written last, and the log's files written
+//! after that checkpoint are dropped, so the copied repository is one the index served.
 //!
 //! Versions: clients that followed the live index trust its latest timestamp, snapshot and bin
 //! versions, some published after the backup. A restore therefore deletes the online roles and
@@ -24,7 +25,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tufa_metadata::{Metadata, Snapshot, Timestamp};
-use tufa_repo::{FsStore, ONLINE_FLOOR_FILE, record_online_floor};
+use tufa_repo::tlog::{CHECKPOINT_FILE, LOG_DIR};
+use tufa_repo::{FsStore, ONLINE_FLOOR_FILE, OfflineState, Store, record_online_floor};
+use tufa_tlog::{Checkpoint, Note, SignedCheckpoint, Tile, Tree};
 
 use tufa_index::signing::TUF_DIR;
 
@@ -36,7 +39,7 @@ const MANIFEST: &str = "tufa-backup.json";
 const TIMESTAMP: &str = "tuf/metadata/timestamp.json";
 /// The smallest jump of a restore without the live index's versions (see the module docs).
 const MIN_JUMP: u64 = 1_000_000;
-/// The live index's metadata is small; more is refused.
+/// The live index's metadata files and log bundles are small; more is refused.
 const LIVE_METADATA_LIMIT: u64 = 64 * 1024 * 1024;
 
 #[derive(Args)]
@@ -87,8 +90,10 @@ pub fn backup(args: BackupArgs) -> Result<()> {
         );
     }
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    // Read first, written last: every file it reaches was durable before it was written.
+    // Read first, written last: every file they reach was durable before they were written.
+    // The log's checkpoint is written before the timestamp it logs, so it reaches that one.
     let timestamp = fs::read(args.data.join(TIMESTAMP)).ok();
+    let checkpoint = fs::read(args.data.join(TUF_DIR).join(CHECKPOINT_FILE)).ok();
     let copy = args.out.join(tufa_index::integrity::DATABASE_FILE);
     runtime()?.block_on(async {
         let source = tufa_index::Database::open(&database).await?;
@@ -97,6 +102,13 @@ pub fn backup(args: BackupArgs) -> Result<()> {
         copied
     })?;
     let files = copy_tree(&args.data, &args.out, &args.data)?;
+    if let Some(checkpoint) = &checkpoint {
+        let copied = FsStore::open(args.out.join(TUF_DIR))?;
+        for later in tufa_repo::tlog::written_after(&copied, checkpoint)? {
+            copied.remove(&later)?;
+        }
+        fs::write(args.out.join(TUF_DIR).join(CHECKPOINT_FILE), checkpoint)?;
+    }
     let versions = match &timestamp {
         Some(bytes) => {
             fs::write(args.out.join(TIMESTAMP), bytes)?;
@@ -170,7 +182,12 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)?,
         _ => {}
     }
-    record_online_floor(&FsStore::open(args.data.join(TUF_DIR))?, floor)?;
+    let store = FsStore::open(args.data.join(TUF_DIR))?;
+    let log = match &args.live_index {
+        Some(url) => continue_live_log(url, &store)?,
+        None => LogRestored::AsBackedUp(backed_up_log_size(&store)?),
+    };
+    record_online_floor(&store, floor)?;
     // Nothing of the restored database is signed in the new online roles yet.
     let restored = args.data.join(database);
     runtime()?.block_on(async {
@@ -189,7 +206,129 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
         args.data.display(),
         args.data.display(),
     );
+    match log {
+        LogRestored::NoLog | LogRestored::AsBackedUp(None) => {}
+        LogRestored::Continued { from, to } => println!(
+            "The transparency log continues the live index's: {to} entries, {} fetched from it \
+             and checked against its signed checkpoint.",
+            to - from
+        ),
+        LogRestored::AsBackedUp(Some(size)) => eprintln!(
+            "warning: the transparency log is restored as backed up, with {size} entries. \
+             Clients and witnesses that saw the live log grow beyond it refuse the restored one \
+             (log rollback, split view). Restore with --live-index while the live index still \
+             answers to continue its log; otherwise start a new log: move tuf/log aside and declare a \
+             new log key and origin in root (`tufa roles prepare root --log-key NEW.key \
+             --log-origin NEW-ORIGIN`); clients follow the log the newest root declares."
+        ),
+    }
     Ok(())
+}
+
+enum LogRestored {
+    NoLog,
+    /// The restored log's size, if the backup holds a log.
+    AsBackedUp(Option<u64>),
+    Continued {
+        from: u64,
+        to: u64,
+    },
+}
+
+fn backed_up_log_size(store: &FsStore) -> Result<Option<u64>> {
+    let Some(bytes) = store.read(CHECKPOINT_FILE)? else {
+        return Ok(None);
+    };
+    let note = Note::parse(&bytes).context("reading the backed-up log checkpoint")?;
+    Ok(Some(Checkpoint::parse(&note.text)?.size))
+}
+
+/// Extends the restored transparency log to the live index's: the entries it logged after the
+/// backup are fetched, the tree is rebuilt from every entry, and its root must be the one the
+/// live checkpoint signs with the key root declares (and, at the backup's size, the backup's
+/// root: the live log extends the backed-up one). Clients that followed the live log then find
+/// the restored one consistent with what they saw.
+fn continue_live_log(url: &str, store: &FsStore) -> Result<LogRestored> {
+    let root = OfflineState::load(store)?.root;
+    let Some(declared) = root.signed.transparency_log()? else {
+        return Ok(LogRestored::NoLog);
+    };
+    let keys = std::slice::from_ref(&declared.key);
+    let base = format!("{}/tuf/", url.trim_end_matches('/'));
+    let live_bytes = get_bounded(&format!("{base}{CHECKPOINT_FILE}"))?;
+    let live = SignedCheckpoint::open(&live_bytes, keys).with_context(|| {
+        format!(
+            "the live index's log checkpoint does not verify with the log key root declares ({})",
+            declared.key
+        )
+    })?;
+    let backed_up = match store.read(CHECKPOINT_FILE)? {
+        Some(bytes) => Some(
+            SignedCheckpoint::open(&bytes, keys)
+                .context("the backed-up log checkpoint does not verify with the log key")?
+                .checkpoint,
+        ),
+        None => None,
+    };
+    let from = backed_up.as_ref().map_or(0, |c| c.size);
+    let to = live.checkpoint.size;
+    if to < from {
+        bail!(
+            "the live index's log has {to} entries, fewer than the backup's {from}: it is not \
+             the log this backup was taken from (log rollback); restore without --live-index"
+        );
+    }
+    let mut tree = Tree::new();
+    let mut later = Vec::new();
+    for index in 0..to.div_ceil(256) {
+        let tile = Tile::in_tree(0, index, to).context("a bundle inside the live log")?;
+        let backed_up_bundle = Tile::in_tree(0, index, from).filter(|t| !t.is_partial());
+        let bundle = match backed_up_bundle {
+            Some(tile) => store
+                .read(&format!("{LOG_DIR}/{}", tile.entries_path()))?
+                .with_context(|| format!("the backup lacks {LOG_DIR}/{}", tile.entries_path()))?,
+            None => get_bounded(&format!("{base}{LOG_DIR}/{}", tile.entries_path()))?,
+        };
+        let mut entries = tufa_tlog::tiles::decode_bundle(&tile, &bundle)
+            .with_context(|| format!("reading the live log's {}", tile.entries_path()))?;
+        let logged_before = usize::try_from(from.saturating_sub(index * 256))
+            .unwrap_or(usize::MAX)
+            .min(entries.len());
+        later.extend(entries.split_off(logged_before));
+        if !entries.is_empty() {
+            tree.append(&entries)?;
+        }
+    }
+    if let Some(backed_up) = &backed_up
+        && tree.root() != backed_up.root
+    {
+        bail!(
+            "the live index's log does not extend the backed-up one (its first {from} entries \
+             have another root): a split view; restore without --live-index"
+        );
+    }
+    if !later.is_empty() {
+        let appended = tree.append(&later)?;
+        let tiles = appended.tiles.iter().map(|(t, b)| (t.path(), b));
+        let bundles = appended.bundles.iter().map(|(t, b)| (t.entries_path(), b));
+        let files: Vec<(String, &Vec<u8>)> = tiles
+            .chain(bundles)
+            .map(|(path, bytes)| (format!("{LOG_DIR}/{path}"), bytes))
+            .collect();
+        let borrowed: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+            .collect();
+        store.write_immutable(&borrowed)?;
+    }
+    if tree.root() != live.checkpoint.root {
+        bail!(
+            "the live index's log entries do not have the root its checkpoint signs: restore \
+             without --live-index"
+        );
+    }
+    store.write_all(&[(CHECKPOINT_FILE.to_string(), live_bytes)])?;
+    Ok(LogRestored::Continued { from, to })
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
@@ -217,20 +356,22 @@ fn published_versions(timestamp: &[u8], read: impl Fn(&str) -> Option<Vec<u8>>) 
 /// The highest online version the index at `url` serves now.
 fn live_versions(url: &str) -> Result<u64> {
     let base = format!("{}/tuf/metadata", url.trim_end_matches('/'));
-    let get = |file: &str| -> Result<Vec<u8>> {
-        let address = format!("{base}/{file}");
-        let response = ureq::get(&address)
-            .call()
-            .with_context(|| format!("fetching {address}"))?;
-        response
-            .into_body()
-            .with_config()
-            .limit(LIVE_METADATA_LIMIT)
-            .read_to_vec()
-            .with_context(|| format!("reading {address}"))
-    };
+    let get = |file: &str| get_bounded(&format!("{base}/{file}"));
     let timestamp = get("timestamp.json")?;
     published_versions(&timestamp, |file| get(file).ok())
+}
+
+/// The live index's metadata or log file at `address`; the live index is small, more is refused.
+fn get_bounded(address: &str) -> Result<Vec<u8>> {
+    let response = ureq::get(address)
+        .call()
+        .with_context(|| format!("fetching {address}"))?;
+    response
+        .into_body()
+        .with_config()
+        .limit(LIVE_METADATA_LIMIT)
+        .read_to_vec()
+        .with_context(|| format!("reading {address}"))
 }
 
 /// Copies every file under `from` into `to`, except the SQLite database, its WAL and the server

@@ -12,6 +12,7 @@ mod common;
 
 use common::{TUFA, ok, page_files, python_tuf, tufa};
 use tufa_testkit::{TufaServer, http, minimal_wheel};
+use tufa_tlog::{MemoryTree, SignedCheckpoint, Tile, VerifierKey};
 
 const PROJECT: &str = "tufa-load";
 
@@ -48,6 +49,13 @@ fn upload_until(
                 .push(format!("tufa_load-{version}-py3-none-any.whl"));
         }
     })
+}
+
+/// The log key the restored root declares.
+fn log_key(data: &Path) -> VerifierKey {
+    let store = tufa_repo::FsStore::open(data.join("tuf")).unwrap();
+    let root = tufa_repo::OfflineState::load(&store).unwrap().root;
+    root.signed.transparency_log().unwrap().unwrap().key
 }
 
 fn restored_page(server: &TufaServer, cache: &Path) -> (u64, Vec<String>) {
@@ -118,7 +126,55 @@ fn a_backup_under_upload_load_restores_to_an_index_its_clients_still_accept() {
         "floor {floor}, live timestamp {live_version}"
     );
 
+    // The restored log continues the live one: the live checkpoint, and a next checkpoint
+    // consistent with it, as a client that followed the live log requires.
+    let live_checkpoint = http::get(&format!("{}/tuf/log/checkpoint", server.url), &[]).body;
+    assert_eq!(
+        std::fs::read(beside.join("tuf/log/checkpoint")).unwrap(),
+        live_checkpoint
+    );
     server.kill();
+    let key = log_key(&beside);
+    let live = SignedCheckpoint::open(&live_checkpoint, std::slice::from_ref(&key))
+        .unwrap()
+        .checkpoint;
+    let continued = TufaServer::start(TUFA.as_ref(), &beside, &[]);
+    continued.wait_until_signed();
+    let timestamp = http::get(
+        &format!("{}/tuf/metadata/timestamp.json", continued.url),
+        &[],
+    )
+    .json();
+    let version = timestamp["signed"]["version"].as_u64().unwrap();
+    let proof = http::get(&format!("{}/tuf/log/proof/{version}", continued.url), &[]).json();
+    let checkpoint = SignedCheckpoint::open(
+        proof["checkpoint"].as_str().unwrap().as_bytes(),
+        std::slice::from_ref(&key),
+    )
+    .unwrap()
+    .checkpoint;
+    // Every entry of the continued log, from its bundle: the first ones are the live log.
+    assert!(
+        checkpoint.size > live.size && checkpoint.size < 256,
+        "{proof}"
+    );
+    let bundle = Tile::in_tree(0, 0, checkpoint.size).unwrap();
+    let bytes = http::get(
+        &format!("{}/tuf/log/{}", continued.url, bundle.entries_path()),
+        &[],
+    )
+    .body;
+    let entries = tufa_tlog::tiles::decode_bundle(&bundle, &bytes).unwrap();
+    let mut tree = MemoryTree::new();
+    for (logged, entry) in entries.iter().enumerate() {
+        if logged as u64 == live.size {
+            assert_eq!(tree.root(), live.root, "the live log is not a prefix");
+        }
+        tree.push(entry);
+    }
+    assert_eq!(tree.root(), checkpoint.root);
+    drop(continued);
+
     std::fs::remove_dir_all(&data).unwrap();
     let restored = ok(
         tufa(&[
