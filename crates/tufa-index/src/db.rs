@@ -218,15 +218,21 @@ const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// wait only means contention.)
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The PostgreSQL advisory lock (ASCII "tufa" and 1) that orders writers and the journal's
-/// readers. Most writing transactions hold it exclusively until they end, taking turns as under
-/// SQLite's `BEGIN IMMEDIATE`. An upload holds it shared, beside its project's lock (see
+/// The PostgreSQL advisory lock (ASCII "tufa" and 1) that orders writers. Most writing
+/// transactions hold it exclusively until they end, taking turns as under SQLite's `BEGIN
+/// IMMEDIATE`. An upload holds it shared, beside its project's lock (see
 /// [`PROJECT_LOCK_CLASS`]), so that uploads to different projects commit in parallel; their
-/// serials may then commit out of order, and the publisher reads the journal only up to what it
-/// saw committed while holding this lock exclusively (see [`Database::journal_after`]): no
-/// writer is between drawing a serial and committing then, so it never passes over one that
-/// commits late.
+/// serials may then commit out of order (see [`SERIAL_LOCK_KEY`]).
 const WRITE_LOCK_KEY: i64 = 0x7475_6661_0001;
+
+/// The PostgreSQL advisory lock (ASCII "tufa" and 2) that a transaction holds shared from just
+/// before it draws a journal serial until it ends. The publisher reads the journal only up to
+/// what it saw committed while holding this lock exclusively (see [`Database::journal_after`]):
+/// no writer is between drawing a serial and committing then, so it never passes over one that
+/// commits late. Not [`WRITE_LOCK_KEY`]: uploads hold that one while they store the file (a
+/// disk sync or a bucket's round trip), and the publisher would wait for all of those on every
+/// batch, and every new upload behind it.
+const SERIAL_LOCK_KEY: i64 = 0x7475_6661_0002;
 
 /// The first key of a project's PostgreSQL advisory lock (ASCII "tufa"); the second is a hash
 /// of its normalized name. Two-key advisory locks never collide with [`WRITE_LOCK_KEY`], a
@@ -468,13 +474,18 @@ impl Database {
     /// The highest serial below which every journal entry is committed (or never will be):
     /// where a reader following the journal must stop. SQLite commits serials in order, so
     /// that is all of them. PostgreSQL: uploads of different projects commit in parallel, so
-    /// this waits for the write lock held exclusively, when no writer holds a serial it has
-    /// not committed, and every serial drawn later is higher than what it reads.
+    /// this waits for [`SERIAL_LOCK_KEY`] held exclusively, when no writer holds a serial it
+    /// has not committed, and every serial drawn later is higher than what it reads.
     async fn settled_serial(&self) -> Result<i64> {
         match self.backend {
             Backend::Sqlite => Ok(i64::MAX),
             Backend::Postgres => {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SERIAL_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                // A statement of its own: its snapshot is taken after the lock is granted.
                 let settled: i64 =
                     sqlx::query_scalar("SELECT COALESCE(MAX(serial), 0) FROM journal")
                         .fetch_one(&mut *tx)
@@ -1236,6 +1247,16 @@ async fn journal(
     project: &ProjectName,
     action: &str,
 ) -> Result<i64> {
+    // Delivered when the transaction commits, never before (nor at all if it rolls back); many
+    // entries in one transaction make one notification. The lock is the publisher's barrier
+    // (see `SERIAL_LOCK_KEY`), taken before the serial is drawn and held until the end.
+    if tx.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1), pg_notify($2, '')")
+            .bind(SERIAL_LOCK_KEY)
+            .bind(JOURNAL_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+    }
     let serial: i64 = sqlx::query_scalar(
         "INSERT INTO journal (project, action, time) VALUES ($1, $2, $3) RETURNING serial",
     )
@@ -1249,14 +1270,6 @@ async fn journal(
         .bind(project.as_str())
         .execute(&mut **tx)
         .await?;
-    // Delivered when the transaction commits, never before (nor at all if it rolls back); many
-    // entries in one transaction make one notification.
-    if tx.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(JOURNAL_CHANNEL)
-            .execute(&mut **tx)
-            .await?;
-    }
     Ok(serial)
 }
 

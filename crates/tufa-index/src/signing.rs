@@ -785,6 +785,9 @@ impl Signing {
             return Ok(None);
         };
         let epoch = *epoch;
+        // Where a round's time goes, in its `signed` line: reading and rendering, signing and
+        // writing the repository, recording in the database.
+        let started = std::time::Instant::now();
         // Pages are signed under the policy every replica follows, never one this replica was
         // started with and another replica replaced since.
         index.follow_cooldown().await?;
@@ -841,8 +844,10 @@ impl Signing {
                 }
             }
         }
+        let read = started.elapsed();
         let published =
             tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()));
+        let signed_at = started.elapsed();
         self.status.count_awaiting_removal(repository);
         let published = published?;
         self.published(&published);
@@ -875,9 +880,11 @@ impl Signing {
             .collect();
         index.database.clear_unpublished(&done).await?;
         if let Some(last) = last {
+            // Signing every page again is no change waiting to be signed: kept off the chart.
+            let round = (!republishing).then(|| (signed, crate::db::now_micros()));
             if !index
                 .database
-                .set_signed_serial_fenced(last, self.lease.id(), epoch)
+                .set_signed_serial_fenced(last, self.lease.id(), epoch, round)
                 .await?
             {
                 tracing::warn!(
@@ -888,21 +895,15 @@ impl Signing {
                 return Ok(None);
             }
             self.status.signed_serial.store(last, Ordering::Relaxed);
-            // Signing every page again is no change waiting to be signed: kept off the chart.
-            if !republishing
-                && let Err(error) = index
-                    .database
-                    .record_signing(signed, last, crate::db::now_micros())
-                    .await
-            {
-                tracing::warn!("the publishing round was not recorded for the trust page: {error}");
-            }
         }
         tracing::info!(
             serial = last,
             projects = done.len(),
             rejected = published.rejected.len(),
             timestamp = published.timestamp_version,
+            read_ms = read.as_millis() as u64,
+            publish_ms = (signed_at - read).as_millis() as u64,
+            record_ms = (started.elapsed() - signed_at).as_millis() as u64,
             "signed"
         );
         Ok(last)

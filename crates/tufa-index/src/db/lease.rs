@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::Database;
+use super::{Backend, Database};
 use crate::error::Result;
 
 /// One row, `name = 'publisher'`. `holder` is empty when the last holder let go of it; `epoch`
@@ -136,13 +136,21 @@ impl Database {
 
     /// Records that every change up to `serial` is signed, in the same statement that checks
     /// `holder` still holds the lease under `epoch`: a publisher that lost the lease can never
-    /// move the serial. False when it no longer holds it (nothing is recorded).
+    /// move the serial. False when it no longer holds it (nothing is recorded). With `round`
+    /// (`from`, `now`), the round that signed the changes after `from` is recorded for the trust
+    /// page in the same transaction: on SQLite each transaction is a sync and a turn at the
+    /// write lock that other replicas' uploads queue for, and the next round waits for both.
     pub async fn set_signed_serial_fenced(
         &self,
         serial: i64,
         holder: &str,
         epoch: i64,
+        round: Option<(i64, i64)>,
     ) -> Result<bool> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
         let done = sqlx::query(
             "UPDATE signed SET serial = CASE WHEN serial < $1 THEN $1 ELSE serial END
              WHERE id = 1 AND EXISTS (
@@ -153,8 +161,16 @@ impl Database {
         .bind(NAME)
         .bind(holder)
         .bind(epoch)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some((from, now)) = round {
+            super::web::record_signing(&mut tx, from, serial, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 }

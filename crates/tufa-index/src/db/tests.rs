@@ -211,18 +211,18 @@ async fn uploads_yanks_journal(database: Database) {
         .expect("the first lease is taken");
     assert!(
         !database
-            .set_signed_serial_fenced(5, "publisher-a", epoch + 1)
+            .set_signed_serial_fenced(5, "publisher-a", epoch + 1, None)
             .await
             .unwrap()
     );
     assert!(
         !database
-            .set_signed_serial_fenced(5, "publisher-b", epoch)
+            .set_signed_serial_fenced(5, "publisher-b", epoch, None)
             .await
             .unwrap()
     );
     assert_eq!(database.signed_serial().await.unwrap(), 0);
-    let fenced = |serial| database.set_signed_serial_fenced(serial, "publisher-a", epoch);
+    let fenced = |serial| database.set_signed_serial_fenced(serial, "publisher-a", epoch, None);
     assert!(fenced(5).await.unwrap());
     assert!(fenced(3).await.unwrap());
     assert_eq!(database.signed_serial().await.unwrap(), 5);

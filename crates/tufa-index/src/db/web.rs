@@ -168,27 +168,6 @@ impl Database {
         ))
     }
 
-    /// Records a publishing round that signed the changes after serial `from` up to `to` at
-    /// `now`, and forgets rounds older than a day.
-    pub async fn record_signing(&self, from: i64, to: i64, now: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO signings (serial, signed, oldest_change, changes)
-             SELECT $2, $3, MIN(time), COUNT(*) FROM journal WHERE serial > $1 AND serial <= $2
-             HAVING COUNT(*) > 0
-             ON CONFLICT (serial) DO NOTHING",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        sqlx::query("DELETE FROM signings WHERE signed < $1")
-            .bind(now - SIGNINGS_KEPT_MICROS)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     /// Publishing rounds since `since`, oldest first.
     pub async fn signings_since(&self, since: i64) -> Result<Vec<SigningRound>> {
         let rows = sqlx::query(
@@ -210,6 +189,27 @@ impl Database {
         rounds.reverse();
         Ok(rounds)
     }
+}
+
+/// Records in `tx` a publishing round that signed the changes after serial `from` up to `to`
+/// at `now`, and forgets rounds older than a day.
+pub(super) async fn record_signing(tx: &mut Tx, from: i64, to: i64, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO signings (serial, signed, oldest_change, changes)
+         SELECT $2, $3, MIN(time), COUNT(*) FROM journal WHERE serial > $1 AND serial <= $2
+         HAVING COUNT(*) > 0
+         ON CONFLICT (serial) DO NOTHING",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM signings WHERE signed < $1")
+        .bind(now - SIGNINGS_KEPT_MICROS)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -249,9 +249,23 @@ mod tests {
 
         let last = database.last_serial().await.unwrap();
         let now = crate::db::now_micros();
-        database.record_signing(0, last, now).await.unwrap();
+        let epoch = database
+            .create_lease("publisher", 0, 5_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let signed =
+            |from| database.set_signed_serial_fenced(last, "publisher", epoch, Some((from, now)));
+        assert!(signed(0).await.unwrap());
         // Nothing between: no round recorded.
-        database.record_signing(last, last, now).await.unwrap();
+        assert!(signed(last).await.unwrap());
+        // A publisher that lost the lease records no round either.
+        assert!(
+            !database
+                .set_signed_serial_fenced(last + 1, "another", epoch, Some((0, now + 1)))
+                .await
+                .unwrap()
+        );
         let rounds = database.signings_since(now - 1).await.unwrap();
         assert_eq!(rounds.len(), 1);
         assert_eq!(rounds[0].changes, 3);
