@@ -1002,10 +1002,7 @@ impl<S: Store> Repository<S> {
         ));
         snapshot.sign(self.signer.as_ref())?;
         let snapshot_bytes = snapshot.to_bytes()?;
-        self.store.write_immutable(&[(
-            &layout::metadata_file(&RoleName::snapshot(), snapshot_version),
-            &snapshot_bytes,
-        )])?;
+        let snapshot_file = layout::metadata_file(&RoleName::snapshot(), snapshot_version);
 
         let mut timestamp = Metadata::new(Timestamp::new(
             timestamp_version,
@@ -1017,14 +1014,23 @@ impl<S: Store> Repository<S> {
             .signed
             .set_merkle_root(&SnapshotTree::new(&snapshot.signed.meta).root());
         timestamp.sign(self.signer.as_ref())?;
-        let timestamp_bytes = timestamp.to_bytes()?;
-        if let Some(log) = &self.log {
-            log.append(&self.store, &timestamp, &timestamp_bytes)?;
-        }
-        self.store.write_all(&[(
+        let timestamp_file = (
             layout::metadata_file(&RoleName::timestamp(), 0),
-            timestamp_bytes,
-        )])?;
+            timestamp.to_bytes()?,
+        );
+        match &self.log {
+            Some(log) => log.append(
+                &self.store,
+                &timestamp,
+                (&snapshot_file, &snapshot_bytes),
+                timestamp_file,
+            )?,
+            None => {
+                self.store
+                    .write_immutable(&[(&snapshot_file, &snapshot_bytes)])?;
+                self.store.write_all(&[timestamp_file])?;
+            }
+        }
         Ok((snapshot, timestamp))
     }
 

@@ -36,6 +36,14 @@ pub trait Store: Send + Sync {
             .collect();
         self.write_all(&owned)
     }
+    /// Writes `files`, then `last`, durably as [`Store::write_all`] does, and never lets a
+    /// reader see `last` before every one of `files`: the log's proof and checkpoint before the
+    /// `timestamp.json` they prove. A store may write them all in one batch when it keeps that
+    /// order.
+    fn write_all_then(&self, files: &[(String, Vec<u8>)], last: (String, Vec<u8>)) -> Result<()> {
+        self.write_all(files)?;
+        self.write_all(&[last])
+    }
     /// Reads a file, or `None` when it does not exist.
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
     /// Removes a file; a missing file is not an error.
@@ -57,6 +65,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
         (**self).write_immutable(files)
+    }
+    fn write_all_then(&self, files: &[(String, Vec<u8>)], last: (String, Vec<u8>)) -> Result<()> {
+        (**self).write_all_then(files, last)
     }
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
         (**self).read(path)
@@ -248,9 +259,15 @@ impl FsStore {
         Ok(created)
     }
 
-    /// Writes `files` through temporary names; `temps` ends up with every temporary file that
-    /// may exist, for the caller to remove when this fails.
-    fn write_staged(&self, files: &[(String, Vec<u8>)], temps: &mut Vec<PathBuf>) -> Result<()> {
+    /// Writes `files` through temporary names, renaming them into place one at a time in their
+    /// order when `ordered`; `temps` ends up with every temporary file that may exist, for the
+    /// caller to remove when this fails.
+    fn write_staged(
+        &self,
+        files: &[(String, Vec<u8>)],
+        ordered: bool,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<()> {
         let whole_filesystem = files.len() > SYNCFS_BATCH;
         let threads = file_threads(files.len());
         let staged: Vec<(Staged, &[u8])> = files
@@ -286,7 +303,8 @@ impl FsStore {
         }
         // A rename that fails leaves the files before it in place and every later one under its
         // temporary name: those stay in `temps`.
-        let renamed = in_parallel(&staged, threads, |(staged, _)| {
+        let rename_threads = if ordered { 1 } else { threads };
+        let renamed = in_parallel(&staged, rename_threads, |(staged, _)| {
             fs::rename(&staged.temp, &staged.target).map_err(io("renaming", &staged.temp))
         });
         if renamed.is_err() {
@@ -410,6 +428,20 @@ impl FsStore {
     }
 }
 
+impl FsStore {
+    /// [`Store::write_all`], in order when `ordered` (see [`FsStore::write_staged`]).
+    fn write_batch(&self, files: &[(String, Vec<u8>)], ordered: bool) -> Result<()> {
+        let mut temps = Vec::new();
+        let written = self.write_staged(files, ordered, &mut temps);
+        if written.is_err() {
+            for temp in temps {
+                let _ = fs::remove_file(temp);
+            }
+        }
+        written
+    }
+}
+
 impl Store for FsStore {
     /// Writes in place (see [`Store::write_immutable`]): a page or bin role costs the creation of
     /// one file instead of a temporary file, its rename and a second `syncfs`.
@@ -420,14 +452,17 @@ impl Store for FsStore {
     /// A batch that fails removes the temporary files it made, so that a disk that keeps failing
     /// does not fill up with them until the next start.
     fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
-        let mut temps = Vec::new();
-        let written = self.write_staged(files, &mut temps);
-        if written.is_err() {
-            for temp in temps {
-                let _ = fs::remove_file(temp);
-            }
-        }
-        written
+        self.write_batch(files, false)
+    }
+
+    /// One batch, `last` renamed into place after every other file: the same two rounds of
+    /// syncing as `last` alone costs. The renames then reach the disk in their order on a file
+    /// system that journals metadata in order (ext4, XFS), so a `timestamp.json` that survived a
+    /// crash has its proof and checkpoint too.
+    fn write_all_then(&self, files: &[(String, Vec<u8>)], last: (String, Vec<u8>)) -> Result<()> {
+        let mut batch = files.to_vec();
+        batch.push(last);
+        self.write_batch(&batch, true)
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {

@@ -2,17 +2,21 @@
 //! kept as C2SP tiles and entry bundles with a checkpoint signed by the log key (never the
 //! online TUF key), and a proof file per timestamp version, all in the store under `log/`.
 //!
-//! Order, each step durable before the next: the new tiles and bundles; then `log/proof/<V>`
-//! and `log/checkpoint`; then (by the caller) `timestamp.json`. So every timestamp a client can
-//! fetch has its proof, and every checkpoint its tiles. A crash before the timestamp leaves a
-//! logged timestamp nobody was served, which the next one's higher version follows.
+//! Order, each step durable before the next, in the two batches a publish writes anyway: the
+//! new tiles and bundles with the snapshot; then `log/proof/<V>` and `log/checkpoint`, with
+//! `timestamp.json` placed after them. So every timestamp a client can fetch has its proof, and
+//! every checkpoint its tiles. A crash before the timestamp leaves a logged timestamp nobody was
+//! served, which the next one's higher version follows.
 //!
-//! Witnesses ([`crate::witness`]) get each new checkpoint; an append waits for their
-//! cosignatures only briefly, and late ones are added to the files when they arrive.
+//! Witnesses ([`crate::witness`]) get each new checkpoint once its tiles are durable; an append
+//! waits for their cosignatures only briefly, and late ones are added to the files when they
+//! arrive.
 //!
 //! After a restart, or when another replica takes over publishing, the log resumes from the
-//! stored checkpoint (verified with the log key) and the partial tiles of its size
-//! ([`Tree::resume`] checks them against the checkpoint's root).
+//! newest durable state: the stored checkpoint (verified with the log key) and the partial tiles
+//! of its size ([`Tree::resume`] checks them against the checkpoint's root), then any entries
+//! the bundles hold past that size (an append whose checkpoint was never written, perhaps
+//! already cosigned by a witness), which the next checkpoint includes.
 //!
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -235,6 +239,10 @@ struct State {
     /// bundles a wider or full one replaced (c2sp.org/tlog-tiles lets a log delete those; a
     /// client falls back to the full tile).
     superseded: Vec<String>,
+    /// The tiles and bundles of entries logged past the stored checkpoint, as rebuilt from
+    /// their bundles at open: written again with the next append, which replaces a tile that a
+    /// crash left incomplete and costs a read for one that is whole.
+    unwritten: Vec<(String, Vec<u8>)>,
 }
 
 /// The log kept by a [`crate::Repository`].
@@ -312,6 +320,7 @@ impl Log {
             last_version: None,
             recent: VecDeque::new(),
             superseded: Vec::new(),
+            unwritten: Vec::new(),
         };
         if let Some(bytes) = store.read(CHECKPOINT_FILE)? {
             let signed =
@@ -343,9 +352,10 @@ impl Log {
             };
             state.tree =
                 Tree::resume(size, &signed.checkpoint.root, &tiles, &bundle).map_err(log_error)?;
+            state.edge = tiles.into_iter().collect();
+            state.unwritten = logged_past(store, &mut state.tree, &mut state.edge)?;
             state.last_version = last_entry(store, &state.tree)?.map(|e| e.version);
             state.superseded = left_over(store)?;
-            state.edge = tiles.into_iter().collect();
             state.checkpoint = Some(signed);
         }
         Ok(Log {
@@ -375,18 +385,27 @@ impl Log {
         }
     }
 
-    /// Logs the signed timestamp `bytes`: writes the new tiles and bundles, signs a
-    /// checkpoint, asks the witnesses to cosign it (waiting at most
-    /// [`WitnessSettings::wait`]), and writes the proof and the checkpoint. The log's state changes only once all of that is durable.
+    /// Logs the signed timestamp in `timestamp_file` and writes it, in two durable batches.
+    /// First the new tiles and bundles with `alongside` (the snapshot the timestamp names):
+    /// from then on the entry is logged, a witness may cosign its size, and nothing else is
+    /// ever appended at that size (a restart resumes from those tiles, see [`Log::open`]). Then
+    /// a checkpoint is signed and offered to the witnesses (waiting at most
+    /// [`WitnessSettings::wait`]), and the proof and the checkpoint are written with
+    /// `timestamp_file` after them ([`Store::write_all_then`]). Two batches are what publishing
+    /// costs without a log (the snapshot, then the timestamp), so the log adds no wait on the
+    /// disk.
     pub fn append(
         &self,
         store: &dyn Store,
         timestamp: &Metadata<Timestamp>,
-        bytes: &[u8],
+        alongside: (&str, &[u8]),
+        timestamp_file: (String, Vec<u8>),
     ) -> Result<()> {
         let mut state = self.state();
         let earlier = self.witnesses.drain();
-        self.apply(store, &mut state, earlier)?;
+        let (mut files, _) = self.apply_replies(&mut state, earlier);
+        // The checkpoint written below replaces the current one, cosignatures and all.
+        files.retain(|(path, _)| path != CHECKPOINT_FILE);
         let meta = &timestamp.signed.snapshot_meta;
         let snapshot_sha256 = meta
             .hashes
@@ -395,7 +414,7 @@ impl Log {
             .and_then(|h| hex::decode(h.as_str()).ok())
             .and_then(|h| Hash::try_from(h).ok());
         let entry = TimestampEntry::of(
-            bytes,
+            &timestamp_file.1,
             timestamp.signed.version,
             meta.version,
             snapshot_sha256,
@@ -405,7 +424,7 @@ impl Log {
         let appended = tree
             .append(std::slice::from_ref(&entry))
             .map_err(log_error)?;
-        let files: Vec<(String, &[u8])> = appended
+        let new_files: Vec<(String, &[u8])> = appended
             .tiles
             .iter()
             .map(|(tile, bytes)| (format!("{LOG_DIR}/{}", tile.path()), bytes.as_slice()))
@@ -416,17 +435,57 @@ impl Log {
                 )
             }))
             .collect();
-        let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (p.as_str(), *b)).collect();
-        store.write_immutable(&borrowed)?;
+        let batch: Vec<(&str, &[u8])> = std::iter::once(alongside)
+            .chain(new_files.iter().map(|(p, b)| (p.as_str(), *b)))
+            .chain(
+                state
+                    .unwritten
+                    .iter()
+                    .map(|(p, b)| (p.as_str(), b.as_slice())),
+            )
+            .collect();
+        store.write_immutable(&batch)?;
+        drop(batch);
 
+        // Logged: the tree moves on even if what follows fails, so that no other entry ever
+        // takes this one's place.
         let size = appended.size;
-        let mut edge = state.edge.clone();
-        edge.extend(appended.tiles.iter().cloned());
+        let previous_tree = std::mem::replace(&mut state.tree, tree);
+        state.unwritten.clear();
+        state.edge.extend(appended.tiles.iter().cloned());
+        let logged_before = state.last_version.replace(timestamp.signed.version);
+        // A wider partial tile holds every hash of a narrower one, and proofs are made against
+        // the newest checkpoint: the narrower ones only serve clients for the grace period.
+        // Kept, the 255 partial bundles of each tile would hold about 6 MB.
+        for old in Tile::partial_tiles(previous_tree.size()) {
+            let widened = appended.tiles.iter().any(|(new, _)| {
+                new.level == old.level && new.index == old.index && new.width != old.width
+            });
+            if widened {
+                state.superseded.push(format!("{LOG_DIR}/{}", old.path()));
+                if old.level == 0 {
+                    state
+                        .superseded
+                        .push(format!("{LOG_DIR}/{}", old.entries_path()));
+                }
+            }
+        }
+        for (tile, _) in appended.tiles.iter().filter(|(t, _)| !t.is_partial()) {
+            state
+                .superseded
+                .extend(partial_versions(store, &tile.path())?);
+            if tile.level == 0 {
+                state
+                    .superseded
+                    .extend(partial_versions(store, &tile.entries_path())?);
+            }
+        }
+
         let reader = TileHashReader::new(
             size,
             StoreTiles {
                 store,
-                memory: &edge,
+                memory: &state.edge,
             },
         );
         let previous_size = state.checkpoint.as_ref().map_or(0, |c| c.checkpoint.size);
@@ -466,6 +525,7 @@ impl Log {
             }
             add_cosignatures(&mut note, cosignatures);
         }
+        drop(reader);
         let document = ProofDocument {
             version: timestamp.signed.version,
             index: appended.first_index,
@@ -475,51 +535,21 @@ impl Log {
             consistency,
             checkpoint: note.clone(),
         };
-        store.write_all(&[
-            (proof_file(document.version), document.to_bytes()),
-            (CHECKPOINT_FILE.to_string(), note.to_bytes()),
-        ])?;
+        files.push((proof_file(document.version), document.to_bytes()));
+        files.push((CHECKPOINT_FILE.to_string(), note.to_bytes()));
+        store.write_all_then(&files, timestamp_file)?;
 
-        edge.retain(|tile, _| {
+        state.edge.retain(|tile, _| {
             appended.tiles.iter().any(|(t, _)| t == tile)
                 || Tile::partial_tiles(size).contains(tile)
         });
-        // A wider partial tile holds every hash of a narrower one, and proofs are made against
-        // the newest checkpoint: the narrower ones only serve clients for the grace period.
-        // Kept, the 255 partial bundles of each tile would hold about 6 MB.
-        for old in Tile::partial_tiles(state.tree.size()) {
-            let widened = appended.tiles.iter().any(|(new, _)| {
-                new.level == old.level && new.index == old.index && new.width != old.width
-            });
-            if widened {
-                state.superseded.push(format!("{LOG_DIR}/{}", old.path()));
-                if old.level == 0 {
-                    state
-                        .superseded
-                        .push(format!("{LOG_DIR}/{}", old.entries_path()));
-                }
-            }
+        if let Some(previous) = logged_before {
+            state.superseded.push(proof_file(previous));
         }
-        state.tree = tree;
-        state.edge = edge;
         state.checkpoint = Some(SignedCheckpoint {
             checkpoint: Checkpoint::new(&self.origin, size, appended.root),
             note,
         });
-        if let Some(previous) = state.last_version {
-            state.superseded.push(proof_file(previous));
-        }
-        for (tile, _) in appended.tiles.iter().filter(|(t, _)| !t.is_partial()) {
-            state
-                .superseded
-                .extend(partial_versions(store, &tile.path())?);
-            if tile.level == 0 {
-                state
-                    .superseded
-                    .extend(partial_versions(store, &tile.entries_path())?);
-            }
-        }
-        state.last_version = Some(document.version);
         state.recent.push_back(document);
         while state.recent.len() > RECENT_PROOFS {
             state.recent.pop_front();
@@ -578,6 +608,20 @@ impl Log {
     /// Adds the cosignatures in `replies` to the recent proofs and the latest checkpoint they
     /// belong to, and rewrites those files. Returns how many were added.
     fn apply(&self, store: &dyn Store, state: &mut State, replies: Vec<Reply>) -> Result<usize> {
+        let (files, added) = self.apply_replies(state, replies);
+        if !files.is_empty() {
+            store.write_all(&files)?;
+        }
+        Ok(added)
+    }
+
+    /// [`Log::apply`] without the writing: the files to rewrite, and how many cosignatures
+    /// were added.
+    fn apply_replies(
+        &self,
+        state: &mut State,
+        replies: Vec<Reply>,
+    ) -> (Vec<(String, Vec<u8>)>, usize) {
         let mut proofs = BTreeSet::new();
         let mut checkpoint = false;
         let mut added = 0;
@@ -623,10 +667,7 @@ impl Log {
         if let (true, Some(current)) = (checkpoint, &state.checkpoint) {
             files.push((CHECKPOINT_FILE.to_string(), current.note.to_bytes()));
         }
-        if !files.is_empty() {
-            store.write_all(&files)?;
-        }
-        Ok(added)
+        (files, added)
     }
 }
 
@@ -645,6 +686,70 @@ fn add_cosignatures(note: &mut Note, signatures: Vec<tufa_tlog::NoteSignature>) 
         }
     }
     added
+}
+
+/// Appends to `tree` the entries logged past its size: those of an append whose tiles were
+/// written but whose checkpoint was not (a crash or a failed write in between, when a witness
+/// may already have cosigned that size). The entry bundles are the record; a bundle a crash
+/// left incomplete does not decode or does not extend the tree, and was never offered to a
+/// witness. Returns the tiles and bundles rebuilt, adding the tiles to `edge`.
+fn logged_past(
+    store: &dyn Store,
+    tree: &mut Tree,
+    edge: &mut BTreeMap<Tile, Vec<u8>>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut rebuilt = Vec::new();
+    loop {
+        let index = tree.size() >> 8;
+        let have = tree.partial_entries().len();
+        let full = Tile {
+            level: 0,
+            index,
+            width: tufa_tlog::tiles::TILE_WIDTH,
+        };
+        let mut candidates = vec![full];
+        let mut widths: Vec<u16> = partial_versions(store, &full.entries_path())?
+            .iter()
+            .filter_map(|path| path.rsplit('/').next()?.parse().ok())
+            .filter(|&width| usize::from(width) > have && width < full.width)
+            .collect();
+        widths.sort_unstable_by(|a, b| b.cmp(a));
+        candidates.extend(widths.into_iter().map(|width| Tile { width, ..full }));
+        let mut extended = None;
+        for tile in candidates {
+            let path = format!("{LOG_DIR}/{}", tile.entries_path());
+            let Some(bytes) = store.read(&path)? else {
+                continue;
+            };
+            let Ok(entries) = tufa_tlog::tiles::decode_bundle(&tile, &bytes) else {
+                continue;
+            };
+            if entries.len() > have && entries[..have] == *tree.partial_entries() {
+                extended = Some((tile, entries));
+                break;
+            }
+        }
+        let Some((tile, entries)) = extended else {
+            return Ok(rebuilt);
+        };
+        tracing::warn!(
+            from = tree.size(),
+            to = tree.size() + (entries.len() - have) as u64,
+            "the transparency log resumes past its checkpoint: entries were logged whose \
+             checkpoint was never written; the next publish signs one that includes them"
+        );
+        let appended = tree.append(&entries[have..]).map_err(log_error)?;
+        for (tile, bytes) in &appended.tiles {
+            rebuilt.push((format!("{LOG_DIR}/{}", tile.path()), bytes.clone()));
+        }
+        for (tile, bytes) in &appended.bundles {
+            rebuilt.push((format!("{LOG_DIR}/{}", tile.entries_path()), bytes.clone()));
+        }
+        edge.extend(appended.tiles);
+        if tile.is_partial() {
+            return Ok(rebuilt);
+        }
+    }
 }
 
 /// What an earlier publisher superseded and may not have removed before it stopped.

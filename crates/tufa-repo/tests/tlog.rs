@@ -1,7 +1,8 @@
 //! The repository's transparency log (`tufa_repo::tlog`): every timestamp signed gets a leaf and
-//! a proof before `timestamp.json` is written, the log resumes from the store, a timestamp that
-//! failed after it was logged never has its version reused, and the log key must be the one
-//! root declares. On the S3 test backend (`TUFA_TEST_BACKEND=s3`) the log also runs in a bucket.
+//! a proof before `timestamp.json` is written, the log resumes from the store (past its
+//! checkpoint when the tiles of an append were written and its checkpoint was not), a timestamp
+//! that failed after it was logged never has its version reused, and the log key must be the
+//! one root declares. On the S3 test backend (`TUFA_TEST_BACKEND=s3`) the log also runs in a bucket.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -331,6 +332,65 @@ fn a_timestamp_that_failed_after_it_was_logged_never_has_its_version_signed_agai
             }
         }
     }
+    assert_eq!(versions.len() as u64, after.0);
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+}
+
+/// The versions of the entries in the bundle of a log of `size` (below 256) leaves.
+fn logged_versions(store: &impl Store, size: u64) -> Vec<u64> {
+    let tile = tufa_tlog::Tile::in_tree(0, 0, size).unwrap();
+    let bytes = store
+        .read(&format!("log/{}", tile.entries_path()))
+        .unwrap()
+        .unwrap();
+    tufa_tlog::tiles::decode_bundle(&tile, &bytes)
+        .unwrap()
+        .iter()
+        .map(|entry| TimestampEntry::parse(entry).unwrap().version)
+        .collect()
+}
+
+#[test]
+fn an_entry_whose_checkpoint_was_never_written_stays_in_the_log_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Failing {
+        inner: FsStore::open(dir.path()).unwrap(),
+        pattern: Arc::default(),
+    };
+    let logged = Logged::create(&store);
+    let key = logged.key();
+    let mut repo = logged.open(store.clone());
+    let (_, first) = check_proof(&store, &key, None);
+    repo.publish(&[page("demo", "one")], SystemTime::now())
+        .unwrap();
+    let (_, before) = check_proof(&store, &key, Some(first));
+    let served = store.read("metadata/timestamp.json").unwrap();
+    let checkpoint = store.read(CHECKPOINT_FILE).unwrap();
+
+    // The tiles are written (a witness may cosign that size), the checkpoint is not: as after a
+    // crash between the two.
+    *store.pattern.lock().unwrap() = Some("log/checkpoint");
+    repo.publish(&[page("demo", "two")], SystemTime::now())
+        .unwrap_err();
+    assert_eq!(store.read("metadata/timestamp.json").unwrap(), served);
+    assert_eq!(store.read(CHECKPOINT_FILE).unwrap(), checkpoint);
+    assert_eq!(
+        logged_versions(&store, before.0 + 1).len() as u64,
+        before.0 + 1
+    );
+    drop(repo);
+
+    // Reopened, the log resumes past its checkpoint: the next entry goes after the unserved
+    // one instead of in its place, and its checkpoint is consistent with the one served.
+    *store.pattern.lock().unwrap() = None;
+    let mut reopened = logged.open(store.clone());
+    assert_eq!(reopened.log_status().unwrap().size, before.0 + 1);
+    reopened
+        .publish(&[page("demo", "three")], SystemTime::now())
+        .unwrap();
+    let (_, after) = check_proof(&store, &key, Some(before));
+    assert_eq!(after.0, before.0 + 2);
+    let versions = logged_versions(&store, after.0);
     assert_eq!(versions.len() as u64, after.0);
     assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
 }

@@ -3,18 +3,21 @@
 //! status codes, still refuses it after a restart, and never runs twice on one state; an index
 //! started with `--witness` gets its checkpoints cosigned, keeps publishing while the witness is
 //! down (reporting it on /status and /metrics), and is cosigned again once the witness is back.
+//! End to end: pip installs through a `tufa proxy` that requires the witness's cosignature;
+//! while the witness is down the index publishes all the same, and the proxy keeps serving what
+//! was cosigned, naming the witness that lacked.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tufa_testkit::{TufaServer, TufaWitness, http};
+use tufa_testkit::{TufaProxy, TufaServer, TufaWitness, http};
 use tufa_tlog::{
     AddCheckpoint, Checkpoint, Ed25519Key, KeyType, MemoryTree, Note, NoteSigner, SignedCheckpoint,
     VerifierKey, consistency_proof,
 };
 
 mod common;
-use common::TUFA;
+use common::{TUFA, installed, output_text, pip};
 
 fn tree(entries: &[&str]) -> MemoryTree {
     let mut tree = MemoryTree::new();
@@ -320,4 +323,141 @@ fn an_index_gets_its_checkpoints_cosigned_and_publishes_while_its_witness_is_dow
         c.checkpoint.size > cosigned_size + 1 && cosigned(c)
     });
     assert!(latest.checkpoint.size >= cosigned_size + 2);
+}
+
+/// The version of the timestamp `server` serves, once its proof carries a checkpoint that
+/// `cosigned` accepts (30 s at most).
+fn cosigned_proof(
+    server: &TufaServer,
+    log_key: &VerifierKey,
+    cosigned: impl Fn(&SignedCheckpoint) -> bool,
+) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let timestamp = http::get(&format!("{}/tuf/metadata/timestamp.json", server.url), &[]);
+        let version =
+            tufa_metadata::Metadata::<tufa_metadata::Timestamp>::from_bytes(&timestamp.body)
+                .unwrap()
+                .signed
+                .version;
+        let proof = http::get(&format!("{}/tuf/log/proof/{version}", server.url), &[]).json();
+        let note = SignedCheckpoint::open(
+            proof["checkpoint"].as_str().unwrap().as_bytes(),
+            std::slice::from_ref(log_key),
+        )
+        .unwrap();
+        if cosigned(&note) {
+            return version;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proof of timestamp {version} was never cosigned\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pip_installs_through_a_proxy_that_requires_the_witness_and_publishing_outlasts_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    drop(TufaServer::start(TUFA.as_ref(), &data, &[]));
+    let root = data.join("trusted-root.json");
+    let log_key =
+        tufa_metadata::Metadata::<tufa_metadata::Root>::from_bytes(&std::fs::read(&root).unwrap())
+            .unwrap()
+            .signed
+            .transparency_log()
+            .unwrap()
+            .unwrap()
+            .key;
+    let key = dir.path().join("witness.key");
+    let witness_key = TufaWitness::key(TUFA.as_ref(), "witness.test", &key);
+    let parsed_witness_key = VerifierKey::parse(&witness_key).unwrap();
+    let cosigned = |checkpoint: &SignedCheckpoint| {
+        checkpoint
+            .note
+            .verify(std::slice::from_ref(&parsed_witness_key))
+            .is_ok()
+    };
+    let state = dir.path().join("state");
+    let root_arg = root.to_str().unwrap();
+    let start_witness =
+        || TufaWitness::start(TUFA.as_ref(), &key, &state, &["--log-from-root", root_arg]);
+    let start_server = |witness: &TufaWitness| {
+        TufaServer::start(
+            TUFA.as_ref(),
+            &data,
+            &["--witness", &witness.url, "--witness-key", &witness_key],
+        )
+    };
+    let cache = dir.path().join("proxy-cache");
+    let start_proxy = |server: &TufaServer| {
+        TufaProxy::start(
+            TUFA.as_ref(),
+            &server.url,
+            &root,
+            &cache,
+            &[
+                "--refresh-interval-ms",
+                "300",
+                "--witness",
+                &witness_key,
+                "--witnesses-required",
+                "1",
+            ],
+        )
+    };
+    let install = |proxy: &TufaProxy, target: &str, requirement: &str| {
+        let target = dir.path().join(target);
+        let output = pip(&proxy.simple_url(), &target, &[requirement]);
+        (output, installed(&target))
+    };
+
+    let mut witness = start_witness();
+    let server = start_server(&witness);
+    let alice = server.create_token("alice");
+    let answer = server.upload_wheel(&alice, "tufa-wit", "1.0");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    server.wait_until_signed();
+    cosigned_proof(&server, &log_key, cosigned);
+    let proxy = start_proxy(&server);
+    let (output, found) = install(&proxy, "one", "tufa-wit");
+    assert_eq!(found, ["tufa_wit-1.0"], "{}", output_text(&output));
+
+    // The witness goes down: the index publishes 2.0 all the same, with a checkpoint nobody
+    // cosigned, and the proxy, which requires the witness, keeps serving what was cosigned.
+    witness.kill();
+    let cosigned_size = served_checkpoint(&server, &log_key, |_| true)
+        .checkpoint
+        .size;
+    let answer = server.upload_wheel(&alice, "tufa-wit", "2.0");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    server.wait_until_signed();
+    served_checkpoint(&server, &log_key, |c| c.checkpoint.size > cosigned_size);
+    // Past the proxy's refresh interval, so that the next page request fetches the timestamp.
+    std::thread::sleep(Duration::from_millis(400));
+    let (output, found) = install(&proxy, "two", "tufa-wit==2.0");
+    assert!(!output.status.success(), "{}", output_text(&output));
+    assert!(found.is_empty(), "{found:?}");
+    let log = proxy.log_containing("missing cosignatures");
+    assert!(log.contains("witness.test"), "{log}");
+    let (output, found) = install(&proxy, "still-one", "tufa-wit");
+    assert_eq!(found, ["tufa_wit-1.0"], "{}", output_text(&output));
+
+    // The witness back (the index restarted to name its new address, the proxy to follow the
+    // index, on the cache that remembers the last checkpoint it saw): the next release is
+    // cosigned, and installs.
+    drop(proxy);
+    drop(server);
+    let witness = start_witness();
+    let server = start_server(&witness);
+    let answer = server.upload_wheel(&alice, "tufa-wit", "3.0");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    server.wait_until_signed();
+    cosigned_proof(&server, &log_key, cosigned);
+    let proxy = start_proxy(&server);
+    let (output, found) = install(&proxy, "three", "tufa-wit");
+    assert_eq!(found, ["tufa_wit-3.0"], "{}", output_text(&output));
 }
