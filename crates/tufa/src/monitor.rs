@@ -2,10 +2,11 @@
 //!
 //! The log records every timestamp the index published. A monitor rebuilds the whole tree from
 //! the served entry bundles (trusting no tile), checks that it hashes to the checkpoint the
-//! root's log key signed and that this checkpoint extends the one the previous run saw (the
+//! log key of the newest root signed (the root given, then every later version the index serves,
+//! each accepted as a TUF client accepts it) and that this checkpoint extends the one the previous run saw (the
 //! state directory), then reads each entry back against the metadata: the timestamp served now
 //! is the one logged for its version, every logged snapshot is the `N.snapshot.json` the index
-//! serves, signed by the root's snapshot keys, and from those snapshots every version of every
+//! serves, signed by the snapshot keys of one of those roots, and from those snapshots every version of every
 //! bin role and every project page is listed. A fork (history rewritten, two timestamps of one
 //! version, a snapshot that differs from the logged one) or a gap (a timestamp version the log
 //! skipped, a served timestamp it lacks) ends the run with an error naming it, and the state
@@ -19,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tufa_client::transparency::declared_log;
+use tufa_client::trusted::RootUpdate;
 use tufa_client::{FetchError, Fetcher, HttpFetcher};
 use tufa_metadata::{Metadata, Root, Snapshot, Targets, Timestamp, TransparencyLog};
 use tufa_tlog::tiles::{Tile, encode_bundle};
@@ -30,7 +32,8 @@ use crate::log_policy::WitnessArgs;
 pub struct MonitorArgs {
     /// Base URL of the Tufa index (the log under `/tuf/log/`, metadata under `/tuf/metadata/`).
     url: String,
-    /// The index's root metadata, obtained out of band: it names the log and its key.
+    /// The index's root metadata, obtained out of band (any version): the monitor follows the
+    /// later versions the index serves, and the newest names the log and its key.
     #[arg(long)]
     root: PathBuf,
     /// Where the monitor keeps what it saw, so that the next run continues from there and finds
@@ -146,15 +149,26 @@ fn replay_saved(log: &TransparencyLog, state: &State) -> Result<(Replay, Option<
 pub fn run(args: MonitorArgs) -> Result<()> {
     let root_bytes =
         std::fs::read(&args.root).with_context(|| format!("reading {}", args.root.display()))?;
-    let root = Metadata::<Root>::from_bytes(&root_bytes)
-        .with_context(|| format!("reading the root {}", args.root.display()))?;
-    let log = declared_log(&root)?.context("the root declares no transparency log")?;
     let index = Index {
         url: args.url.trim_end_matches('/').to_string(),
         fetcher: HttpFetcher::default(),
     };
+    let roots = root_chain(&index, &root_bytes)
+        .with_context(|| format!("following the root {}", args.root.display()))?;
+    let newest = roots.last().context("no root")?;
+    let log = declared_log(newest)?.with_context(|| {
+        format!(
+            "root version {} declares no transparency log",
+            newest.signed.version
+        )
+    })?;
     let mut state = load_state(&args.state)?;
-    let (mut replay, last) = replay_saved(&log, &state)?;
+    let (mut replay, last) = replay_saved(&log, &state).with_context(|| {
+        format!(
+            "if root now declares another log than {}, monitor it with a new --state directory",
+            log.origin
+        )
+    })?;
 
     // The log is written before the timestamp: read the timestamp first, and the checkpoint
     // fetched after it records it.
@@ -278,7 +292,7 @@ pub fn run(args: MonitorArgs) -> Result<()> {
             }
             continue;
         }
-        match check_snapshot(&index, &root, entry, &mut state) {
+        match check_snapshot(&index, &roots, entry, &mut state) {
             Ok(()) => new_snapshots += 1,
             Err(e) => findings.push(format!("forged entry {offset}: {e:#}")),
         }
@@ -300,11 +314,35 @@ pub fn run(args: MonitorArgs) -> Result<()> {
     save_state(&args.state, &state)
 }
 
-/// Reads the snapshot `entry` names, checks it against the entry and the root's snapshot keys,
-/// and records every targets role version and page version it lists.
+/// Rotations of root followed at most, as the client allows.
+const MAX_ROOT_ROTATIONS: u32 = 256;
+
+/// The root given and every later version the index serves, each accepted as a client accepts
+/// it (TUF 5.3: signed by a threshold of the previous root's keys and of its own). A snapshot
+/// the log reaches was signed under one of them: before an online-key rotation by the old key,
+/// after it by the new one.
+fn root_chain(index: &Index, root_bytes: &[u8]) -> Result<Vec<Metadata<Root>>> {
+    let mut update = RootUpdate::new(root_bytes, SystemTime::now())?;
+    let mut roots = vec![update.root().clone()];
+    for _ in 0..MAX_ROOT_ROTATIONS {
+        let next = update.root().signed.version + 1;
+        let path = format!("metadata/{next}.root.json");
+        let Some(bytes) = index.get(&path, MAX_METADATA)? else {
+            break;
+        };
+        update
+            .update_root(&bytes)
+            .with_context(|| format!("{}/tuf/{path} is not a root clients accept", index.url))?;
+        roots.push(update.root().clone());
+    }
+    Ok(roots)
+}
+
+/// Reads the snapshot `entry` names, checks it against the entry and the snapshot keys of the
+/// roots, and records every targets role version and page version it lists.
 fn check_snapshot(
     index: &Index,
-    root: &Metadata<Root>,
+    roots: &[Metadata<Root>],
     entry: &TimestampEntry,
     state: &mut State,
 ) -> Result<()> {
@@ -328,9 +366,18 @@ fn check_snapshot(
     }
     let snapshot = Metadata::<Snapshot>::from_bytes(&bytes)
         .with_context(|| format!("snapshot {version} does not parse"))?;
-    root.signed
-        .verify_delegate("snapshot", &snapshot)
-        .with_context(|| format!("snapshot {version} is not signed by the root's snapshot keys"))?;
+    if !roots
+        .iter()
+        .rev()
+        .any(|root| root.signed.verify_delegate("snapshot", &snapshot).is_ok())
+    {
+        bail!(
+            "snapshot {version} is not signed by the snapshot keys of any root from version {} \
+             to {}",
+            roots.first().map_or(0, |r| r.signed.version),
+            roots.last().map_or(0, |r| r.signed.version)
+        );
+    }
     for (file, meta) in &snapshot.signed.meta {
         let Some(role) = file.strip_suffix(".json") else {
             continue;

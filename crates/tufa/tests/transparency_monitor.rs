@@ -9,7 +9,9 @@ use std::process::Output;
 
 mod common;
 
-use common::{TUFA, ok, output_text as text, published, token, twine};
+use common::{
+    TUFA, generate_keys, install_ceremony, ok, output_text as text, published, token, tufa, twine,
+};
 use tufa_metadata::{Metadata, Timestamp};
 use tufa_testkit::{Project, PythonEnv, TufaServer};
 use tufa_tlog::tiles::decode_bundle;
@@ -32,9 +34,13 @@ fn upload(server: &TufaServer, token: &str, dir: &Path, version: &str) {
 }
 
 fn monitor(server: &TufaServer, state: &Path) -> Output {
+    monitor_from_root(server, &server.data_dir.join("trusted-root.json"), state)
+}
+
+fn monitor_from_root(server: &TufaServer, root: &Path, state: &Path) -> Output {
     std::process::Command::new(TUFA)
         .args(["monitor", &server.url, "--root"])
-        .arg(server.data_dir.join("trusted-root.json"))
+        .arg(root)
         .arg("--state")
         .arg(state)
         .output()
@@ -162,4 +168,106 @@ fn the_monitor_lists_every_page_version_and_finds_a_planted_entry_and_a_rewritte
     serve_log_of(&server.data_dir, &honest);
     let again = monitor(&server, &state);
     assert!(again.status.success(), "{}", text(&again));
+}
+
+/// An online-key rotation: snapshots before it are signed by the old key, after it by the new
+/// one. Given the first root, the monitor follows the root versions the index serves (each
+/// accepted as a client accepts it) and checks every snapshot under the root it was signed in.
+#[test]
+fn the_monitor_follows_root_through_an_online_key_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate_keys(d, &["root", "targets", "bins", "online", "online-2"]);
+    let key = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let ceremony = d.join("ceremony");
+    ok(
+        tufa(&[
+            "ceremony",
+            "--out",
+            ceremony.to_str().unwrap(),
+            "--root-key",
+            &key("root.pub.json"),
+            "--targets-key",
+            &key("targets.pub.json"),
+            "--bins-key",
+            &key("bins.pub.json"),
+            "--online-key",
+            &key("online.pub.json"),
+            "--bin-bits",
+            "2",
+            "--log-key",
+            &key("log.key"),
+            "--log-origin",
+            "monitor.test/log",
+            "--sign",
+            &key("root.pem"),
+            "--sign",
+            &key("targets.pem"),
+            "--sign",
+            &key("bins.pem"),
+        ]),
+        "tufa ceremony",
+    );
+    let data = d.join("data");
+    install_ceremony(&ceremony, &data);
+    let first_root = ceremony.join("metadata/1.root.json");
+    let serve = |online: &str| {
+        let server = TufaServer::start(
+            TUFA.as_ref(),
+            &data,
+            &["--online-key", &key(online), "--log-key", &key("log.key")],
+        );
+        server.wait_until_signed();
+        server
+    };
+    let mut server = serve("online.pem");
+    let token = token(&data, "alice", None);
+    upload(&server, &token, d, "1.0");
+    let state = d.join("monitor-state");
+    let before = monitor_from_root(&server, &first_root, &state);
+    assert!(before.status.success(), "{}", text(&before));
+
+    for role in ["root", "bins"] {
+        let out = key(&format!("{role}-2.json"));
+        ok(
+            tufa(&[
+                "roles",
+                "prepare",
+                role,
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                &out,
+                "--online-key",
+                &key("online-2.pub.json"),
+            ]),
+            "tufa roles prepare",
+        );
+        let signer = if role == "root" {
+            "root.pem"
+        } else {
+            "bins.pem"
+        };
+        ok(tufa(&["sign", &out, "--key", &key(signer)]), "tufa sign");
+    }
+    ok(
+        tufa(&[
+            "roles",
+            "submit",
+            "--data",
+            data.to_str().unwrap(),
+            &key("root-2.json"),
+            &key("bins-2.json"),
+        ]),
+        "tufa roles submit",
+    );
+    server.kill();
+    let server = serve("online-2.pem");
+    upload(&server, &token, d, "1.1");
+
+    // Still given only the first root: the snapshots signed by the new online key verify under
+    // root 2, which the monitor fetched and accepted, and the run lists both page versions.
+    let after = monitor_from_root(&server, &first_root, &state);
+    assert!(after.status.success(), "{}", text(&after));
+    assert_eq!(page_versions(&after), 2, "{}", text(&after));
 }
