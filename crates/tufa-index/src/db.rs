@@ -64,7 +64,7 @@ pub use move_to::Moved;
 pub use provenance::{FileProvenance, NewProvenance};
 pub use render::{PROJECTS_PER_READ, ProjectState};
 pub use tokens::{Authenticated, Revocation, TokenId, TokenInfo};
-pub use web::{FoundProject, RecentFile, SigningRound};
+pub use web::{FoundProject, RecentFile, ReleaseLine, ShownRelease, SigningRound};
 
 /// A project the publisher could not publish, as `/status` and `tufa status` show it.
 #[derive(Clone, Debug, serde::Serialize)]

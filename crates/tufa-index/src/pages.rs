@@ -409,12 +409,25 @@ pub fn latest_release<'a>(releases: &'a [Release], files: &[FileRecord]) -> Opti
         .filter(|f| f.yanked.is_none())
         .map(|f| f.version.as_str())
         .collect();
-    let is_live = |r: &&Release| live.contains(r.version.as_str());
+    latest_of(
+        releases,
+        |r| &r.version,
+        |r| live.contains(r.version.as_str()),
+    )
+}
+
+/// [`latest_release`] over any list of releases in PEP 440 order, oldest first, given each
+/// one's version and whether it has a file that is not yanked.
+pub fn latest_of<R>(
+    releases: &[R],
+    version: impl Fn(&R) -> &Version,
+    is_live: impl Fn(&R) -> bool,
+) -> Option<&R> {
     releases
         .iter()
         .rev()
-        .find(|r| is_live(r) && !r.version.is_prerelease())
-        .or_else(|| releases.iter().rev().find(is_live))
+        .find(|r| is_live(r) && !version(r).is_prerelease())
+        .or_else(|| releases.iter().rev().find(|r| is_live(r)))
         .or_else(|| releases.last())
 }
 

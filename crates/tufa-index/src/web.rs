@@ -14,7 +14,7 @@ use tufa_repo::Store;
 use tufa_web::view;
 
 use crate::Index;
-use crate::db::{FileRecord, Release};
+use crate::db::{FileRecord, ReleaseLine};
 use crate::error::Error;
 use crate::name::{ProjectName, Version};
 use crate::server::{ApiError, ApiResult, base_url, redirect, with_query};
@@ -188,9 +188,8 @@ async fn project_release(
         .project(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no project {name:?} on this index")))?;
-    let releases = index.database.releases(project.id).await?;
-    let files = index.database.project_files(project.id).await?;
-    let latest = crate::pages::latest_release(&releases, &files);
+    let releases = index.database.release_lines(project.id).await?;
+    let latest = crate::pages::latest_of(&releases, |r| &r.version, ReleaseLine::is_live);
     let shown = match version {
         Some(raw) => {
             let wanted = Version::new(raw)
@@ -200,9 +199,13 @@ async fn project_release(
         None => latest,
     }
     .ok_or_else(|| ApiError::not_found(format!("no such release of {name:?}")))?;
-    let publishers = publishers(index, &name, &files).await?;
-    let cooldown = cooldown_states(index, &name).await?;
-    let metadata = crate::coremeta::CoreMetadata::parse("METADATA", shown.metadata.clone()).ok();
+    let release = index
+        .database
+        .shown_release(project.id, &shown.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no such release of {name:?}")))?;
+    let cooldown = cooldown_states(index, &name, &shown.version, &release.files).await?;
+    let metadata = crate::coremeta::CoreMetadata::parse("METADATA", release.metadata).ok();
     let field = |name: &str| {
         metadata
             .as_ref()
@@ -210,9 +213,9 @@ async fn project_release(
             .filter(|value| !value.trim().is_empty())
             .map(str::to_string)
     };
-    let shown_files: Vec<view::FileRow> = files
+    let shown_files: Vec<view::FileRow> = release
+        .files
         .iter()
-        .filter(|file| Version::new(&file.version).is_ok_and(|v| v == shown.version))
         .map(|file| view::FileRow {
             filename: file.filename.clone(),
             url: crate::pages::file_url(file),
@@ -222,7 +225,11 @@ async fn project_release(
             uploaded: file.upload_time_micros,
             requires_python: file.requires_python.clone(),
             yanked: file.yanked.clone(),
-            publisher: publishers.get(&file.filename).cloned(),
+            publisher: release.publishers.get(&file.filename).map(|publisher| {
+                serde_json::from_str::<tufa_provenance::Publisher>(publisher)
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|_| publisher.clone())
+            }),
             cooldown: cooldown.as_ref().map(|states| states.of(file)),
         })
         .collect();
@@ -240,7 +247,16 @@ async fn project_release(
         license: field("License-Expression").or_else(|| field("License")),
         author: field("Author").or_else(|| field("Author-email")),
         urls: links(metadata.as_ref()),
-        releases: release_rows(&releases, &files),
+        releases: releases
+            .iter()
+            .rev()
+            .map(|release| view::ReleaseRow {
+                version: release.version.to_string(),
+                uploaded: release.first_upload_micros.unwrap_or_default(),
+                yanked: release.yanked(),
+                files: usize::try_from(release.files).unwrap_or_default(),
+            })
+            .collect(),
         files: shown_files,
         origin: match &project.mirror {
             Some(mirror) => view::Origin::Mirrored {
@@ -283,64 +299,6 @@ fn links(metadata: Option<&crate::coremeta::CoreMetadata>) -> Vec<view::Link> {
         .collect()
 }
 
-/// Every release, newest first, with the time of its first file and whether it is yanked.
-fn release_rows(releases: &[Release], files: &[FileRecord]) -> Vec<view::ReleaseRow> {
-    let mut by_version: BTreeMap<&str, Vec<&FileRecord>> = BTreeMap::new();
-    for file in files {
-        by_version
-            .entry(file.version.as_str())
-            .or_default()
-            .push(file);
-    }
-    releases
-        .iter()
-        .rev()
-        .map(|release| {
-            let of_release = by_version
-                .get(release.version.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let yanked = (!of_release.is_empty() && of_release.iter().all(|f| f.yanked.is_some()))
-                .then(|| of_release.iter().find_map(|f| f.yanked.clone()))
-                .flatten();
-            view::ReleaseRow {
-                version: release.version.to_string(),
-                uploaded: of_release
-                    .iter()
-                    .map(|f| f.upload_time_micros)
-                    .min()
-                    .unwrap_or_default(),
-                yanked,
-                files: of_release.len(),
-            }
-        })
-        .collect()
-}
-
-/// The verified publisher of each attested file of `project`, by file name, as shown.
-async fn publishers(
-    index: &Index,
-    project: &ProjectName,
-    files: &[FileRecord],
-) -> ApiResult<BTreeMap<String, String>> {
-    if files.iter().all(|file| file.provenance_sha256.is_none()) {
-        return Ok(BTreeMap::new());
-    }
-    Ok(index
-        .database
-        .project_provenance(project)
-        .await?
-        .into_iter()
-        .filter_map(|file| {
-            let publisher = file.publisher?;
-            let shown = serde_json::from_str::<tufa_provenance::Publisher>(&publisher)
-                .map(|p| p.to_string())
-                .unwrap_or(publisher);
-            Some((file.filename, shown))
-        })
-        .collect())
-}
-
 /// Which files of a project the cooldown view holds, when the index publishes one.
 struct CooldownStates {
     shown: std::collections::BTreeSet<String>,
@@ -364,14 +322,27 @@ impl CooldownStates {
     }
 }
 
-async fn cooldown_states(index: &Index, name: &ProjectName) -> ApiResult<Option<CooldownStates>> {
+/// Where each of `files`, the files of release `version` of `name`, stands in the cooldown
+/// view, when the index publishes one. The view decides file by file, so the files of one
+/// release are enough.
+async fn cooldown_states(
+    index: &Index,
+    name: &ProjectName,
+    version: &Version,
+    files: &[FileRecord],
+) -> ApiResult<Option<CooldownStates>> {
     let Some(policy) = index.cooldown() else {
         return Ok(None);
     };
-    let Some(state) = index.database.cooldown_state(name).await? else {
-        return Ok(None);
-    };
-    let filtered = crate::cooldown::filter_state(&policy, name, &state);
+    let (overrides, swept_micros) = index.database.cooldown_decisions(name).await?;
+    let filtered = crate::cooldown::filter(
+        &policy,
+        name,
+        std::slice::from_ref(version),
+        files,
+        &overrides,
+        swept_micros,
+    );
     Ok(Some(CooldownStates {
         shown: filtered.files.into_iter().map(|f| f.filename).collect(),
         denied: filtered

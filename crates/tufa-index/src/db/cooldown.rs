@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Database, FileRecord, Project, find_project, journal, now_micros, project_state_in};
+use super::{
+    Database, FileRecord, Project, Tx, find_project, journal, now_micros, project_state_in,
+};
 use crate::cooldown::{Decision, Override, Policy};
 use crate::error::{Error, Result};
 use crate::name::{ProjectName, Version};
@@ -154,16 +156,7 @@ impl Database {
         let Some((project, versions, files)) = project_state_in(&mut tx, name).await? else {
             return Ok(None);
         };
-        let overrides = sqlx::query(&format!("{OVERRIDE_COLUMNS} WHERE project = $1"))
-            .bind(name.as_str())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(override_from)
-            .collect::<Result<Vec<_>>>()?;
-        let swept_micros: i64 = sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
+        let (overrides, swept_micros) = decisions_in(&mut tx, name).await?;
         tx.commit().await?;
         Ok(Some(CooldownState {
             project,
@@ -172,6 +165,16 @@ impl Database {
             overrides,
             swept_micros,
         }))
+    }
+
+    /// The operator's decisions on `name` and the sweep cursor, read together: with the files
+    /// of one release, enough to say where each of them stands in the view (the project page
+    /// shows one release, and reads no other release's files for it).
+    pub async fn cooldown_decisions(&self, name: &ProjectName) -> Result<(Vec<Override>, i64)> {
+        let mut tx = self.begin_read().await?;
+        let decisions = decisions_in(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(decisions)
     }
 
     /// Allows or denies a release in the cooldown view, replacing an earlier decision on it,
@@ -243,6 +246,21 @@ impl Database {
             .await?;
         rows.iter().map(override_from).collect()
     }
+}
+
+/// The decisions on `name` and the sweep cursor.
+async fn decisions_in(tx: &mut Tx, name: &ProjectName) -> Result<(Vec<Override>, i64)> {
+    let overrides = sqlx::query(&format!("{OVERRIDE_COLUMNS} WHERE project = $1"))
+        .bind(name.as_str())
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(override_from)
+        .collect::<Result<Vec<_>>>()?;
+    let swept_micros: i64 = sqlx::query_scalar("SELECT swept FROM cooldown_state WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((overrides, swept_micros))
 }
 
 async fn release_exists(

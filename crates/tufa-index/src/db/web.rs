@@ -1,10 +1,13 @@
 //! What the web pages read beyond what the APIs do: counts, recent uploads, search over names
 //! and summaries, and the publisher's rounds for the upload-to-signed latency chart.
 
+use std::collections::BTreeMap;
+
 use sqlx::Row;
 
-use super::{Database, Tx};
+use super::{Database, FILE_COLUMNS, FileRecord, Tx, file_record};
 use crate::error::Result;
+use crate::name::Version;
 
 /// Each release's summary, for search (kept when the release is recorded: reading it out of
 /// every release's metadata per search would not scale), and one row per publishing round: when
@@ -63,6 +66,42 @@ pub struct SigningRound {
     pub signed_micros: i64,
     pub oldest_change_micros: i64,
     pub changes: i64,
+}
+
+/// A release as the project page lists it: its files counted and dated by the database, so
+/// that a project of thousands of releases is listed without reading their files or metadata.
+#[derive(Clone, Debug)]
+pub struct ReleaseLine {
+    pub version: Version,
+    /// When its first file was uploaded; `None` for a release without files.
+    pub first_upload_micros: Option<i64>,
+    pub files: i64,
+    pub yanked_files: i64,
+    /// A yanked file's reason, if any gave one.
+    pub yanked_reason: Option<String>,
+}
+
+impl ReleaseLine {
+    /// `Some(reason)` when every file of the release is yanked (PEP 592 yanks a release whole);
+    /// the reason may be empty.
+    pub fn yanked(&self) -> Option<String> {
+        (self.files > 0 && self.yanked_files == self.files)
+            .then(|| self.yanked_reason.clone().unwrap_or_default())
+    }
+
+    /// Whether an installer may still pick one of its files.
+    pub fn is_live(&self) -> bool {
+        self.yanked_files < self.files
+    }
+}
+
+/// The release a project page is about, read in one transaction: its core metadata, its files
+/// by file name, and the verified publisher (as JSON) of each attested one, by file name.
+#[derive(Clone, Debug)]
+pub struct ShownRelease {
+    pub metadata: Vec<u8>,
+    pub files: Vec<FileRecord>,
+    pub publishers: BTreeMap<String, String>,
 }
 
 /// `query` as a `LIKE` pattern matching it anywhere, its own `%`, `_` and `\` taken literally.
@@ -168,6 +207,80 @@ impl Database {
         ))
     }
 
+    /// Every release of a project as its page lists it, in PEP 440 order, oldest first.
+    pub async fn release_lines(&self, project_id: i64) -> Result<Vec<ReleaseLine>> {
+        let rows = sqlx::query(
+            "SELECT releases.version, MIN(files.upload_time), COUNT(files.id),
+                 COUNT(CASE WHEN files.yanked <> 0 THEN 1 END),
+                 MAX(CASE WHEN files.yanked <> 0 THEN files.yanked_reason END)
+             FROM releases LEFT JOIN files ON files.release_id = releases.id
+             WHERE releases.project_id = $1
+             GROUP BY releases.id, releases.version",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut lines = rows
+            .iter()
+            .map(|row| {
+                Ok(ReleaseLine {
+                    version: Version::new(row.get::<&str, _>(0))?,
+                    first_upload_micros: row.get(1),
+                    files: row.get(2),
+                    yanked_files: row.get(3),
+                    yanked_reason: row.get(4),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        lines.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(lines)
+    }
+
+    /// The release `version` (as stored) of a project, as its page shows it; `None` when there
+    /// is no such release.
+    pub async fn shown_release(
+        &self,
+        project_id: i64,
+        version: &Version,
+    ) -> Result<Option<ShownRelease>> {
+        let mut tx = self.begin_read().await?;
+        let release: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, metadata FROM releases WHERE project_id = $1 AND version = $2",
+        )
+        .bind(project_id)
+        .bind(version.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((release_id, metadata)) = release else {
+            return Ok(None);
+        };
+        let files = sqlx::query(&format!(
+            "{FILE_COLUMNS} WHERE files.release_id = $1 ORDER BY files.filename"
+        ))
+        .bind(release_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(file_record)
+        .collect();
+        let publishers = sqlx::query_as(
+            "SELECT files.filename, file_provenance.publisher
+             FROM files JOIN file_provenance ON file_provenance.file_id = files.id
+             WHERE files.release_id = $1",
+        )
+        .bind(release_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        tx.commit().await?;
+        Ok(Some(ShownRelease {
+            metadata,
+            files,
+            publishers,
+        }))
+    }
+
     /// Publishing rounds since `since`, oldest first.
     pub async fn signings_since(&self, since: i64) -> Result<Vec<SigningRound>> {
         let rows = sqlx::query(
@@ -214,9 +327,10 @@ pub(super) async fn record_signing(tx: &mut Tx, from: i64, to: i64, now: i64) ->
 
 #[cfg(test)]
 mod tests {
-    use super::contains_pattern;
+    use super::{ReleaseLine, contains_pattern};
     use crate::db::Database;
     use crate::db::tests::wheel;
+    use crate::name::{ProjectName, Version};
 
     #[test]
     fn patterns_take_wildcards_literally() {
@@ -273,4 +387,83 @@ mod tests {
     }
 
     both_backends!(search_and_signings, search_and_rounds);
+
+    async fn release_lines_and_shown(database: Database) {
+        let alice = database.user("alice").await.unwrap();
+        let name = ProjectName::new("demo").unwrap();
+        let mut attested = wheel("demo", "1.0", 'a');
+        attested.file.upload_time_micros = 2_000;
+        attested.provenance = Some(crate::db::NewProvenance {
+            json: r#"{"version":1,"attestation_bundles":[]}"#.into(),
+            sha256: "9f".repeat(32),
+            publisher: r#"{"kind":"GitHub","repository":"o/demo"}"#.into(),
+        });
+        let mut sdist = wheel("demo", "1.0", 'b');
+        sdist.file.filename = "demo-1.0.tar.gz".into();
+        sdist.file.upload_time_micros = 1_000;
+        let mut newer = wheel("demo", "2.0", 'c');
+        newer.file.upload_time_micros = 3_000;
+        let pre = wheel("demo", "3.0rc1", 'd');
+        for new in [&attested, &sdist, &newer, &pre] {
+            database
+                .add_file(&alice, new, async || Ok(()))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let v = |text: &str| Version::new(text).unwrap();
+        database
+            .set_yanked(&name, &v("2.0"), None, Some("broken build"))
+            .await
+            .unwrap();
+        database
+            .set_yanked(&name, &v("1.0"), Some("demo-1.0.tar.gz"), Some("bad sdist"))
+            .await
+            .unwrap();
+        let project = database.project(&name).await.unwrap().unwrap();
+
+        let lines = database.release_lines(project.id).await.unwrap();
+        let versions: Vec<&str> = lines.iter().map(|l| l.version.as_str()).collect();
+        assert_eq!(versions, ["1.0", "2.0", "3.0rc1"], "PEP 440 order");
+        assert_eq!(lines[0].first_upload_micros, Some(1_000));
+        assert_eq!((lines[0].files, lines[0].yanked_files), (2, 1));
+        assert_eq!(lines[0].yanked(), None, "one file left to install");
+        assert_eq!(lines[1].yanked(), Some("broken build".to_string()));
+        assert!(!lines[1].is_live());
+        let latest = crate::pages::latest_of(&lines, |l| &l.version, ReleaseLine::is_live);
+        assert_eq!(
+            latest.map(|l| l.version.as_str()),
+            Some("1.0"),
+            "neither yanked nor a pre-release"
+        );
+
+        let shown = database
+            .shown_release(project.id, &v("1.0"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown.metadata, attested.release_metadata);
+        let files: Vec<&str> = shown.files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(files, ["demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"]);
+        assert_eq!(shown.files[1].yanked.as_deref(), Some("bad sdist"));
+        assert_eq!(
+            shown.publishers.keys().collect::<Vec<_>>(),
+            ["demo-1.0-py3-none-any.whl"]
+        );
+        let other = database
+            .shown_release(project.id, &v("2.0"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(other.publishers.is_empty());
+        assert!(
+            database
+                .shown_release(project.id, &v("9.9"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    both_backends!(release_lines_and_shown_release, release_lines_and_shown);
 }
