@@ -1125,17 +1125,28 @@ impl<S: Store> Repository<S> {
     /// supersedes up to every bin role); one that does not exist (a write that failed before it
     /// took effect) has nothing to remove.
     fn retire(&mut self, files: Vec<(String, Option<u64>)>, now: SystemTime) {
-        let sizes = map_in_parallel(&files, OPEN_THREADS, |(file, length)| {
-            Ok(match length {
-                Some(length) => Some(*length),
-                None => match self.store.size(file) {
-                    Ok(size) => size,
-                    // Unknown, but maybe there: removal will tell.
-                    Err(_) => Some(0),
-                },
-            })
-        })
-        .unwrap_or_default();
+        let unknown: Vec<&str> = files
+            .iter()
+            .filter(|(_, length)| length.is_none())
+            .map(|(file, _)| file.as_str())
+            .collect();
+        let asked: HashMap<&str, Option<u64>> = unknown
+            .iter()
+            .copied()
+            .zip(
+                map_in_parallel(&unknown, OPEN_THREADS, |file| {
+                    // An error leaves the size unknown, but the file maybe there: removal will
+                    // tell.
+                    Ok(self.store.size(file).unwrap_or(Some(0)))
+                })
+                .unwrap_or_default(),
+            )
+            .collect();
+        let sizes: Vec<Option<u64>> = files
+            .iter()
+            .map(|(file, length)| length.or_else(|| asked.get(file.as_str()).copied().flatten()))
+            .collect();
+        drop(asked);
         for ((file, _), size) in files.into_iter().zip(sizes) {
             let Some(bytes) = size else {
                 continue;
