@@ -19,10 +19,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use tufa_metadata::{
-    DelegatedRoles, MetaFile, Metadata, RoleName, Snapshot, TargetFile, Targets, Timestamp,
+    DelegatedRoles, HexDigest, MetaFile, Metadata, RoleName, Snapshot, Targets, Timestamp,
 };
 use tufa_repo::layout::{self, BINS_ROLE, METADATA_DIR, TARGETS_DIR, View};
-use tufa_repo::{FsStore, OfflineState, Repository, Store};
+use tufa_repo::{FsStore, ListedPage, OfflineState, Repository, Store};
 
 use crate::db::{Database, StoredFile};
 use crate::error::{Error, Result};
@@ -149,35 +149,6 @@ pub(crate) async fn check_repository_present(
     Err(mismatch.into())
 }
 
-/// One page the repository publishes.
-struct PublishedPage {
-    view: View,
-    project: String,
-    file: TargetFile,
-    /// When its bin role expires: the later, the more recently it was signed.
-    bin_expires: i64,
-}
-
-fn published_pages<S: Store>(repository: &Repository<S>) -> Vec<PublishedPage> {
-    let mut pages = Vec::new();
-    for name in repository.succinct_roles().role_names() {
-        let Some(bin) = repository.bin_role(&name) else {
-            continue;
-        };
-        for (target, file) in &bin.signed.targets {
-            if let Some((view, project)) = layout::page_of(target.as_str()) {
-                pages.push(PublishedPage {
-                    view,
-                    project: project.to_string(),
-                    file: file.clone(),
-                    bin_expires: bin.signed.expires.unix_timestamp(),
-                });
-            }
-        }
-    }
-    pages
-}
-
 #[derive(Deserialize)]
 struct PageMeta {
     #[serde(rename = "_last-serial")]
@@ -197,12 +168,11 @@ fn page_serial(bytes: &[u8]) -> Option<i64> {
 }
 
 /// A page's target file, relative to the repository.
-fn page_path(view: View, project: &str, file: &TargetFile) -> Option<String> {
-    let sha256 = file.hashes.get("sha256")?;
-    Some(layout::target_file(
-        &layout::page_target(view, project),
-        sha256,
-    ))
+fn page_path(page: &ListedPage) -> String {
+    layout::target_file(
+        &layout::page_target(page.view, page.project),
+        &HexDigest::from_bytes(page.sha256),
+    )
 }
 
 /// After the repository is open: every project with a signed page must be in the database, with
@@ -216,7 +186,7 @@ pub(crate) async fn check_published<S: Store>(
     accept: bool,
 ) -> Result<Reserved> {
     let started = std::time::Instant::now();
-    let pages = published_pages(repository);
+    let pages: Vec<ListedPage> = repository.pages().collect();
     if pages.is_empty() {
         return Ok(Reserved::default());
     }
@@ -230,8 +200,8 @@ pub(crate) async fn check_published<S: Store>(
     let tuf = tuf_dir(data_dir);
     let mut unknown: Vec<&str> = pages
         .iter()
-        .filter(|page| !known.contains_key(&page.project))
-        .map(|page| page.project.as_str())
+        .filter(|page| !known.contains_key(page.project))
+        .map(|page| page.project)
         .collect();
     unknown.sort_unstable();
     unknown.dedup();
@@ -258,15 +228,17 @@ pub(crate) async fn check_published<S: Store>(
     }
 
     let mut sample: Vec<(String, String, i64)> = Vec::new();
-    let mut candidates: Vec<&PublishedPage> = pages
+    let mut candidates: Vec<&ListedPage> = pages
         .iter()
-        .filter(|page| known.contains_key(&page.project))
+        .filter(|page| known.contains_key(page.project))
         .collect();
-    candidates.sort_by_key(|page| std::cmp::Reverse(page.bin_expires));
+    candidates.sort_by_key(|page| std::cmp::Reverse(page.bin_expires.unix_timestamp()));
     for page in candidates.into_iter().take(PAGES_READ_AT_START) {
-        if let Some(path) = page_path(page.view, &page.project, &page.file) {
-            sample.push((page.project.clone(), path, known[&page.project]));
-        }
+        sample.push((
+            page.project.to_string(),
+            page_path(page),
+            known[page.project],
+        ));
     }
     let read = sample.len();
     let behind = tokio::task::spawn_blocking(move || {

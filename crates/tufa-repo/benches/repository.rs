@@ -151,6 +151,21 @@ fn main() {
         projects as f64 / imported.as_secs_f64(),
         cpu_since(cpu_started)
     );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let memory = |field: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib / 1024)
+    };
+    println!(
+        "the repository holding {projects} pages: VmRSS {} MiB, VmHWM {} MiB",
+        memory("VmRSS:"),
+        memory("VmHWM:")
+    );
+    drop(repo);
     // Removing a million directories takes a while; the measurements are printed before.
     println!("removing the bench's repository");
 }

@@ -6,6 +6,7 @@
 //! to `2^bit_length` online bin roles `bin-XXXX`. Snapshot and timestamp are online. Consistent
 //! snapshots throughout: `N.<role>.json`, targets as `<dir>/<sha256>.<name>`.
 
+mod bins;
 mod ceremony;
 pub mod dev;
 mod error;
@@ -24,8 +25,8 @@ pub use keyfile::{generate_key_files, key_paths, load_public_key, load_signer};
 pub use layout::{Expiries, View};
 pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{
-    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, Import, ONLINE_FLOOR_FILE, PageChange,
-    Policy, Published, RejectedPage, Repository, delegates, record_online_floor,
+    ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, Import, ListedPage, ONLINE_FLOOR_FILE,
+    PageChange, Policy, Published, RejectedPage, Repository, delegates, record_online_floor,
 };
 pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};
 pub use store::{FsStore, Store};

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tufa_metadata::{
-    DelegatedRoles, Expires, HexDigest, MetaFile, Metadata, Role, RoleName, Root, Signer, Snapshot,
+    DelegatedRoles, Expires, MetaFile, Metadata, Role, RoleName, Root, Signer, Snapshot,
     SnapshotTree, SuccinctRoles, TargetFile, TargetPath, Targets, Timestamp,
 };
 
+use crate::bins::{Bin, Listed};
 use crate::error::{Error, Result};
 use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, TARGETS_DIR, View};
 use crate::offline::{OfflineState, SigningRequest};
@@ -35,6 +36,17 @@ pub struct Published {
     pub bins_signed: usize,
     /// Pages that could not be stored: left out of this publish, the others went ahead.
     pub rejected: Vec<RejectedPage>,
+}
+
+/// A page as the bin roles list it, from [`Repository::pages`].
+#[derive(Clone, Copy, Debug)]
+pub struct ListedPage<'a> {
+    pub view: View,
+    pub project: &'a str,
+    pub length: u64,
+    pub sha256: &'a [u8; 32],
+    /// When its bin role expires: the later, the more recently it was signed.
+    pub bin_expires: Expires,
 }
 
 /// A project whose pages could not be published, and why: none of its views went out, so that
@@ -97,7 +109,7 @@ pub struct Repository<S: Store> {
     newest_signing: Option<SystemTime>,
     offline: OfflineState,
     succinct: SuccinctRoles,
-    bin_roles: HashMap<RoleName, Metadata<Targets>>,
+    bin_roles: HashMap<RoleName, Bin>,
     snapshot: Metadata<Snapshot>,
     timestamp: Metadata<Timestamp>,
     /// Each time a file left the published state, oldest first. A file published again and
@@ -138,7 +150,7 @@ struct StagedPage<'a> {
     target: TargetPath,
     /// The bin role that lists the target (a SHA-256 of its path, so worked out once).
     bin: RoleName,
-    file: Option<(TargetFile, String, &'a [u8])>,
+    file: Option<(Listed, String, &'a [u8])>,
 }
 
 impl<'a> StagedPage<'a> {
@@ -159,12 +171,13 @@ pub struct Import<'r, S: Store> {
     repository: &'r mut Repository<S>,
     /// The bin roles to sign. They hold the published roles' target lists, taken rather than
     /// copied (copying and dropping a million listings costs seconds), until the commit.
-    bins: BTreeMap<RoleName, Metadata<Targets>>,
+    bins: BTreeMap<RoleName, Bin>,
     /// What each staged change replaced, oldest first, so that the published roles can be put
-    /// back (boxed: most changes replace nothing, and a million of them are kept).
-    undo: Vec<(TargetPath, Option<Box<TargetFile>>)>,
-    /// Page files the staged changes replaced: retired once the commit succeeds.
-    retiring: Vec<String>,
+    /// back.
+    undo: Vec<(TargetPath, Option<Listed>)>,
+    /// Page files the staged changes replaced, with their lengths: retired once the commit
+    /// succeeds.
+    retiring: Vec<(String, Option<u64>)>,
     rejected: Vec<RejectedPage>,
     started: SystemTime,
 }
@@ -474,27 +487,40 @@ impl<S: Store> Repository<S> {
                 .read(&file)?
                 .ok_or_else(|| Error::MissingFile(file.clone()))?;
             let bin: Metadata<Targets> = parse(name.as_str(), &file, &bytes)?;
-            let retired_key = signed_only_by(bin.signatures(), &retired.bins);
-            if !retired_key {
-                offline
-                    .bins
-                    .signed
-                    .verify_delegate(name, &bin)
-                    .map_err(untrusted(name.as_str(), &file))?;
+            if signed_only_by(bin.signatures(), &retired.bins) {
+                return Ok(None);
             }
-            Ok((bin, retired_key))
+            offline
+                .bins
+                .signed
+                .verify_delegate(name, &bin)
+                .map_err(untrusted(name.as_str(), &file))?;
+            // Converted here, one role at a time: the parsed roles of a large repository
+            // together would take many times the memory of the compact ones.
+            Bin::from_role(bin, bytes.len() as u64)
+                .map(Some)
+                .map_err(|target| {
+                    let what = match target {
+                        Some(target) => {
+                            format!("lists {target} with more than a length and one sha256")
+                        }
+                        None => "delegates further or has fields Tufa does not write".to_string(),
+                    };
+                    Error::Config(format!(
+                        "{file} {what}, which Tufa's bin roles never do: this role was signed by \
+                         another tool with the online key. Restore the repository from a backup \
+                         that Tufa published"
+                    ))
+                })
         })?;
-        if bins.iter().any(|(_, retired_key)| *retired_key) {
+        let Some(bins) = bins.into_iter().collect::<Option<Vec<Bin>>>() else {
             tracing::warn!(
                 "bin roles are signed by a key bins no longer delegates to: re-signing every \
                  online role with the new key, versions bumped"
             );
             return unsigned.create_online_roles(floors, now);
-        }
-        let bin_roles: HashMap<RoleName, Metadata<Targets>> = names
-            .into_iter()
-            .zip(bins.into_iter().map(|(bin, _)| bin))
-            .collect();
+        };
+        let bin_roles: HashMap<RoleName, Bin> = names.into_iter().zip(bins).collect();
 
         let mut repository = Repository {
             bin_roles,
@@ -532,7 +558,7 @@ impl<S: Store> Repository<S> {
                 self.snapshot.signed.version
             } else {
                 match self.bin_roles.get(&role) {
-                    Some(bin) => bin.signed.version,
+                    Some(bin) => bin.version,
                     None => continue,
                 }
             };
@@ -552,7 +578,7 @@ impl<S: Store> Repository<S> {
         self.bin_roles = self
             .succinct
             .role_names()
-            .map(|name| (name, Metadata::new(Targets::new(floors.bins, expires))))
+            .map(|name| (name, Bin::empty(floors.bins, expires)))
             .collect();
         self.snapshot.signed.version = floors.snapshot;
         self.timestamp.signed.version = floors.timestamp;
@@ -602,18 +628,18 @@ impl<S: Store> Repository<S> {
         if let Some(earliest) = self
             .bin_roles
             .values()
-            .min_by_key(|r| r.signed.expires.unix_timestamp())
+            .min_by_key(|r| r.expires.unix_timestamp())
         {
             let lowest = self
                 .bin_roles
                 .values()
-                .map(|r| r.signed.version)
+                .map(|r| r.version)
                 .min()
                 .unwrap_or(0);
             summary.push((
                 format!("{}-*", layout::BIN_PREFIX),
                 lowest,
-                earliest.signed.expires,
+                earliest.expires,
             ));
         }
         summary
@@ -700,16 +726,33 @@ impl<S: Store> Repository<S> {
         &self.snapshot
     }
 
-    /// The current bin role of `name`, as last published.
-    pub fn bin_role(&self, name: &RoleName) -> Option<&Metadata<Targets>> {
-        self.bin_roles.get(name)
+    /// The current bin role of `name`, as last published, without its signatures (it is kept
+    /// compact and rebuilt for this).
+    pub fn bin_role(&self, name: &RoleName) -> Option<Metadata<Targets>> {
+        self.bin_roles.get(name).map(Bin::role)
+    }
+
+    /// Every page the bin roles list, bin role by bin role.
+    pub fn pages(&self) -> impl Iterator<Item = ListedPage<'_>> {
+        self.bin_roles.values().flat_map(|bin| {
+            bin.targets().filter_map(|(target, listed)| {
+                let (view, project) = layout::page_of(target.as_str())?;
+                Some(ListedPage {
+                    view,
+                    project,
+                    length: listed.length,
+                    sha256: listed.sha256_bytes(),
+                    bin_expires: bin.expires,
+                })
+            })
+        })
     }
 
     /// The published target of a project's page in `view`, if any.
-    pub fn page(&self, view: View, project: &str) -> Option<&TargetFile> {
+    pub fn page(&self, view: View, project: &str) -> Option<TargetFile> {
         let target = layout::page_target(view, project);
         let bin = self.succinct.role_for_target(target.as_str());
-        self.bin_roles.get(&bin)?.signed.targets.get(&target)
+        self.bin_roles.get(&bin)?.get(&target).map(Listed::file)
     }
 
     /// Whether `targets` delegates the pages of `view` to `bins`: a client looks for a target
@@ -784,7 +827,7 @@ impl<S: Store> Repository<S> {
         let stale: BTreeSet<RoleName> = self
             .bin_roles
             .iter()
-            .filter(|(_, role)| due(&role.signed.expires, self.expiries.bin_roles))
+            .filter(|(_, role)| due(&role.expires, self.expiries.bin_roles))
             .map(|(name, _)| name.clone())
             .collect();
         if stale.is_empty()
@@ -831,7 +874,7 @@ impl<S: Store> Repository<S> {
         })
         .or_else(|| {
             self.bin_roles.iter().find_map(|(name, role)| {
-                too_far(name.as_str(), &role.signed.expires, self.expiries.bin_roles)
+                too_far(name.as_str(), &role.expires, self.expiries.bin_roles)
             })
         })
     }
@@ -870,7 +913,7 @@ impl<S: Store> Repository<S> {
     fn commit(
         &mut self,
         resign: BTreeSet<RoleName>,
-        changed: &mut BTreeMap<RoleName, Metadata<Targets>>,
+        changed: &mut BTreeMap<RoleName, Bin>,
         now: SystemTime,
     ) -> Result<Published> {
         self.check_clock(now)?;
@@ -887,10 +930,10 @@ impl<S: Store> Repository<S> {
         let timestamp_role = RoleName::timestamp();
         let mut versions: Vec<(RoleName, u64)> = Vec::with_capacity(changed.len() + 2);
         for (name, role) in changed.iter_mut() {
-            let current = self.bin_roles.get(name).map_or(0, |r| r.signed.version);
-            role.signed.version = self.next_version(name, current);
-            role.signed.expires = Expires::after(now, self.expiries.bin_roles);
-            versions.push((name.clone(), role.signed.version));
+            let current = self.bin_roles.get(name).map_or(0, |r| r.version);
+            role.version = self.next_version(name, current);
+            role.expires = Expires::after(now, self.expiries.bin_roles);
+            versions.push((name.clone(), role.version));
         }
         let snapshot_version = self.next_version(&snapshot_role, self.snapshot.signed.version);
         let timestamp_version = self.next_version(&timestamp_role, self.timestamp.signed.version);
@@ -910,23 +953,29 @@ impl<S: Store> Repository<S> {
         };
 
         let mut retiring = Vec::new();
-        // The version superseded, and what failed commits wrote above it and nobody retired yet.
-        let mut retire_superseded =
-            |role: &RoleName, current: u64, attempted: Option<u64>, retired: Option<u64>| {
-                if role == &timestamp_role {
-                    return;
-                }
-                if current > 0 {
-                    retiring.push(layout::metadata_file(role, current));
-                }
-                let first = current.max(retired.unwrap_or(0)) + 1;
-                for version in first..=attempted.unwrap_or(0) {
-                    retiring.push(layout::metadata_file(role, version));
-                }
-            };
+        // The version superseded (with its file's length when known), and what failed commits
+        // wrote above it and nobody retired yet.
+        let mut retire_superseded = |role: &RoleName,
+                                     (current, length): (u64, Option<u64>),
+                                     attempted: Option<u64>,
+                                     retired: Option<u64>| {
+            if role == &timestamp_role {
+                return;
+            }
+            if current > 0 {
+                retiring.push((layout::metadata_file(role, current), length));
+            }
+            let first = current.max(retired.unwrap_or(0)) + 1;
+            for version in first..=attempted.unwrap_or(0) {
+                retiring.push((layout::metadata_file(role, version), None));
+            }
+        };
         let bins_signed = changed.len();
         for (name, role) in std::mem::take(changed) {
-            let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
+            let current = self
+                .bin_roles
+                .get(&name)
+                .map_or((0, None), |r| (r.version, r.file_length));
             let attempted = self.attempted.remove(&name);
             let retired = self.retired_attempts.remove(&name);
             retire_superseded(&name, current, attempted, retired);
@@ -939,15 +988,15 @@ impl<S: Store> Repository<S> {
                 self.timestamp.signed.version
             };
             let attempted = self.attempted.remove(role);
-            retire_superseded(role, current, attempted, None);
+            retire_superseded(role, (current, None), attempted, None);
         }
         // Bin roles this commit left as they were: what failed commits wrote of them is
         // unreachable from the new snapshot.
         for (name, attempted) in std::mem::take(&mut self.attempted) {
-            let current = self.bin_roles.get(&name).map_or(0, |r| r.signed.version);
+            let current = self.bin_roles.get(&name).map_or(0, |r| r.version);
             let retired = self.retired_attempts.get(&name).copied().unwrap_or(0);
             for version in current.max(retired) + 1..=attempted {
-                retiring.push(layout::metadata_file(&name, version));
+                retiring.push((layout::metadata_file(&name, version), None));
             }
             self.retired_attempts.insert(name, attempted.max(retired));
         }
@@ -955,7 +1004,7 @@ impl<S: Store> Repository<S> {
         self.timestamp = timestamp;
         self.newest_signing = Some(now);
         if let Some(log) = &self.log {
-            retiring.extend(log.take_superseded());
+            retiring.extend(log.take_superseded().into_iter().map(|file| (file, None)));
         }
         self.retire(retiring, now);
         Ok(Published {
@@ -969,7 +1018,7 @@ impl<S: Store> Repository<S> {
     /// The writing half of [`Repository::commit`]: touches nothing but `changed` and the store.
     fn sign_and_write(
         &self,
-        changed: &mut BTreeMap<RoleName, Metadata<Targets>>,
+        changed: &mut BTreeMap<RoleName, Bin>,
         snapshot_version: u64,
         timestamp_version: u64,
         now: SystemTime,
@@ -993,7 +1042,7 @@ impl<S: Store> Repository<S> {
             MetaFile::new(self.offline.bins.signed.version),
         );
         for (name, role) in changed.iter() {
-            meta.insert(format!("{name}.json"), MetaFile::new(role.signed.version));
+            meta.insert(format!("{name}.json"), MetaFile::new(role.version));
         }
         let mut snapshot = Metadata::new(Snapshot::new(
             snapshot_version,
@@ -1077,15 +1126,36 @@ impl<S: Store> Repository<S> {
         (self.waiting.len(), self.waiting_bytes)
     }
 
-    /// Queues `files` for removal from `now`, with the size each has now; a file that does not
-    /// exist (a write that failed before it took effect) has nothing to remove.
-    fn retire(&mut self, files: impl IntoIterator<Item = String>, now: SystemTime) {
-        for file in files {
-            let bytes = match self.store.size(&file) {
-                Ok(None) => continue,
-                Ok(Some(bytes)) => bytes,
-                // Unknown, but maybe there: removal will tell.
-                Err(_) => 0,
+    /// Queues `files` for removal from `now`, each with its length when known. The others are
+    /// asked of the store, on several threads (a round trip each in a bucket, and a batch
+    /// supersedes up to every bin role); one that does not exist (a write that failed before it
+    /// took effect) has nothing to remove.
+    fn retire(&mut self, files: Vec<(String, Option<u64>)>, now: SystemTime) {
+        let unknown: Vec<&str> = files
+            .iter()
+            .filter(|(_, length)| length.is_none())
+            .map(|(file, _)| file.as_str())
+            .collect();
+        let asked: HashMap<&str, Option<u64>> = unknown
+            .iter()
+            .copied()
+            .zip(
+                map_in_parallel(&unknown, OPEN_THREADS, |file| {
+                    // An error leaves the size unknown, but the file maybe there: removal will
+                    // tell.
+                    Ok(self.store.size(file).unwrap_or(Some(0)))
+                })
+                .unwrap_or_default(),
+            )
+            .collect();
+        let sizes: Vec<Option<u64>> = files
+            .iter()
+            .map(|(file, length)| length.or_else(|| asked.get(file.as_str()).copied().flatten()))
+            .collect();
+        drop(asked);
+        for ((file, _), size) in files.into_iter().zip(sizes) {
+            let Some(bytes) = size else {
+                continue;
             };
             let waiting = Waiting { since: now, bytes };
             if let Some(earlier) = self.waiting.insert(file.clone(), waiting) {
@@ -1119,7 +1189,7 @@ impl<S: Store> Repository<S> {
                 bin => RoleName::new(bin)
                     .ok()
                     .and_then(|name| self.bin_roles.get(&name))
-                    .map(|role| role.signed.version),
+                    .map(|role| role.version),
             };
             return current == Some(version);
         }
@@ -1141,9 +1211,8 @@ impl<S: Store> Repository<S> {
         let bin = self.succinct.role_for_target(target.as_str());
         self.bin_roles
             .get(&bin)
-            .and_then(|role| role.signed.targets.get(&target))
-            .and_then(|listed| listed.hashes.get("sha256"))
-            .is_some_and(|listed| listed.as_str() == sha256)
+            .and_then(|role| role.get(&target))
+            .is_some_and(|listed| listed.sha256().as_str() == sha256)
     }
 
     /// Marks every file the current timestamp cannot reach (and not already waiting) as retired
@@ -1165,28 +1234,28 @@ impl<S: Store> Repository<S> {
             self.offline.bins.signed.version,
         ));
         for (name, role) in &self.bin_roles {
-            reachable.insert(layout::metadata_file(name, role.signed.version));
-            for (target, file) in &role.signed.targets {
-                if let Some(sha256) = file.hashes.get("sha256") {
-                    reachable.insert(layout::target_file(target, sha256));
-                }
+            reachable.insert(layout::metadata_file(name, role.version));
+            for (target, listed) in role.targets() {
+                reachable.insert(layout::target_file(target, &listed.sha256()));
             }
         }
         reachable.extend(self.waiting.keys().cloned());
         let metadata = self.store.list(METADATA_DIR)?;
         let targets = self.store.list(TARGETS_DIR)?;
-        let unreachable: Vec<String> = metadata
+        let unreachable: Vec<(String, Option<u64>)> = metadata
             .into_iter()
             .filter(|f| !f.ends_with(".root.json"))
             .chain(targets)
             .filter(|f| !reachable.contains(f))
+            .map(|f| (f, None))
             .collect();
         self.retire(unreachable, now);
         if let Some(log) = &self.log {
-            let superseded: Vec<String> = log
+            let superseded: Vec<(String, Option<u64>)> = log
                 .take_superseded()
                 .into_iter()
                 .filter(|f| !self.waiting.contains_key(f))
+                .map(|f| (f, None))
                 .collect();
             self.retire(superseded, now);
         }
@@ -1206,13 +1275,11 @@ impl<S: Store> Import<'_, S> {
                 let target = layout::page_target(change.view, &change.project);
                 let file = change.page.as_deref().map(|page| {
                     let digest = ring::digest::digest(&ring::digest::SHA256, page);
-                    let sha256 = HexDigest::from_bytes(digest.as_ref());
-                    let stored = layout::target_file(&target, &sha256);
-                    (
-                        TargetFile::from_sha256(page.len() as u64, sha256),
-                        stored,
-                        page,
-                    )
+                    let mut sha256 = [0; 32];
+                    sha256.copy_from_slice(digest.as_ref());
+                    let listed = Listed::new(page.len() as u64, sha256);
+                    let stored = layout::target_file(&target, &listed.sha256());
+                    (listed, stored, page)
                 });
                 StagedPage {
                     project: &change.project,
@@ -1237,27 +1304,23 @@ impl<S: Store> Import<'_, S> {
                     let Some(current) = repository.bin_roles.get_mut(entry.key()) else {
                         return Err(Error::Missing(entry.key().to_string()));
                     };
-                    let targets = std::mem::take(&mut current.signed.targets);
-                    let mut role = current.clone();
-                    role.signed.targets = targets;
-                    entry.insert(role)
+                    entry.insert(current.take())
                 }
             };
             let old = match file {
-                Some((file, _, _)) => role.signed.targets.insert(target.clone(), file),
-                None => role.signed.targets.remove(&target),
+                Some((listed, _, _)) => role.insert(target.clone(), listed),
+                None => role.remove(&target),
             };
-            let new_sha256 = role
-                .signed
-                .targets
-                .get(&target)
-                .and_then(|f| f.hashes.get("sha256"));
-            let old_sha256 = old.as_ref().and_then(|old| old.hashes.get("sha256"));
-            if old_sha256 != new_sha256 {
-                self.retiring
-                    .extend(old_sha256.map(|sha256| layout::target_file(&target, sha256)));
+            let new_sha256 = role.get(&target).map(Listed::sha256_bytes);
+            if let Some(old) = old
+                && Some(old.sha256_bytes()) != new_sha256
+            {
+                self.retiring.push((
+                    layout::target_file(&target, &old.sha256()),
+                    Some(old.length),
+                ));
             }
-            self.undo.push((target, old.map(Box::new)));
+            self.undo.push((target, old));
         }
         Ok(())
     }
@@ -1268,7 +1331,7 @@ impl<S: Store> Import<'_, S> {
             .bins
             .get(&page.bin)
             .or_else(|| self.repository.bin_roles.get(&page.bin))
-            .and_then(|role| role.signed.targets.get(&page.target));
+            .and_then(|role| role.get(&page.target));
         match (&page.file, listed) {
             (Some((staged, _, _)), Some(listed)) => staged == listed,
             (None, None) => true,
@@ -1317,23 +1380,22 @@ impl<S: Store> Import<'_, S> {
                 continue;
             };
             let new = match old {
-                Some(old) => role.signed.targets.insert(target.clone(), *old),
-                None => role.signed.targets.remove(&target),
+                Some(old) => role.insert(target.clone(), old),
+                None => role.remove(&target),
             };
-            let old_sha256 = role
-                .signed
-                .targets
-                .get(&target)
-                .and_then(|f| f.hashes.get("sha256"));
-            if let Some(sha256) = new.as_ref().and_then(|new| new.hashes.get("sha256"))
-                && old_sha256 != Some(sha256)
+            let old_sha256 = role.get(&target).map(Listed::sha256_bytes);
+            if let Some(new) = new
+                && old_sha256 != Some(new.sha256_bytes())
             {
-                written.push(layout::target_file(&target, sha256));
+                written.push((
+                    layout::target_file(&target, &new.sha256()),
+                    Some(new.length),
+                ));
             }
         }
         for (name, role) in bins {
             if let Some(current) = self.repository.bin_roles.get_mut(&name) {
-                current.signed.targets = role.signed.targets;
+                current.put_back(role);
             }
         }
         self.repository.retire(written, now);
@@ -1358,20 +1420,21 @@ const OPEN_THREADS: usize = 16;
 /// pages changes most of the 16,384 bin roles of a PyPI-sized repository, and serializing and
 /// signing them is the bulk of the CPU time a publish takes.
 fn sign_in_parallel(
-    roles: &mut BTreeMap<RoleName, Metadata<Targets>>,
+    roles: &mut BTreeMap<RoleName, Bin>,
     signer: &dyn Signer,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     // Below this many roles per thread, a thread costs more than it saves.
     const PER_THREAD: usize = 64;
-    let mut roles: Vec<(&RoleName, &mut Metadata<Targets>)> = roles.iter_mut().collect();
+    let mut roles: Vec<(&RoleName, &mut Bin)> = roles.iter_mut().collect();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = cores.min(roles.len() / PER_THREAD).max(1);
     let chunk = roles.len().div_ceil(threads).max(1);
-    let sign = |part: &mut [(&RoleName, &mut Metadata<Targets>)]| -> Result<Vec<_>> {
+    let sign = |part: &mut [(&RoleName, &mut Bin)]| -> Result<Vec<_>> {
         part.iter_mut()
-            .map(|(name, role)| {
-                let bytes = role.sign_to_bytes(signer)?;
-                Ok((layout::metadata_file(name, role.signed.version), bytes))
+            .map(|(name, bin)| {
+                let bytes = bin.role().sign_to_bytes(signer)?;
+                bin.file_length = Some(bytes.len() as u64);
+                Ok((layout::metadata_file(name, bin.version), bytes))
             })
             .collect()
     };

@@ -1050,3 +1050,85 @@ fn a_project_whose_cooldown_page_is_refused_is_left_out_with_all_its_views() {
         );
     }
 }
+
+/// A real store that counts the sizes asked of it: in a bucket each is a round trip.
+struct CountingSizes {
+    inner: FsStore,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Store for CountingSizes {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        self.inner.write_all(files)
+    }
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        self.inner.write_immutable(files)
+    }
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read(path)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        self.inner.remove(path)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
+        self.inner.modified(path)
+    }
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        self.asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.size(path)
+    }
+}
+
+#[test]
+fn superseded_bin_roles_and_pages_are_retired_with_their_lengths_without_asking_the_store() {
+    let fixture = ceremony(Expiries::default());
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountingSizes {
+        inner: FsStore::open(fixture.dir.path()).unwrap(),
+        asked: Arc::clone(&asked),
+    };
+    let mut repo = Repository::open(
+        store,
+        fixture.online.clone(),
+        Expiries::default(),
+        fixture.now,
+    )
+    .unwrap();
+    let first: Vec<PageChange> = (0..64).map(|n| page(&format!("p{n}"), "a")).collect();
+    assert_eq!(repo.publish(&first, fixture.now).unwrap().bins_signed, 16);
+    let (waiting, bytes) = repo.awaiting_removal();
+    let asked_before = asked.load(std::sync::atomic::Ordering::Relaxed);
+
+    let second: Vec<PageChange> = (0..64).map(|n| page(&format!("p{n}"), "b")).collect();
+    let published = repo.publish(&second, fixture.now).unwrap();
+    assert_eq!(published.snapshot_version, 3);
+    // The snapshot's length is the only one not known: 16 bin roles and 64 pages are not asked.
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::Relaxed) - asked_before,
+        1
+    );
+    let superseded: Vec<String> = (0..16)
+        .map(|n| format!("metadata/2.bin-{n:x}.json"))
+        .chain(["metadata/2.snapshot.json".to_string()])
+        .chain(first.iter().map(|change| {
+            let page = change.page.as_ref().unwrap();
+            format!(
+                "targets/simple/{}/{}.index.json",
+                change.project,
+                sha256(page)
+            )
+        }))
+        .collect();
+    let on_disk: u64 = superseded
+        .iter()
+        .map(|file| fs::metadata(fixture.path(file)).unwrap().len())
+        .sum();
+    assert_eq!(
+        repo.awaiting_removal(),
+        (waiting + superseded.len(), bytes + on_disk)
+    );
+}

@@ -86,6 +86,35 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    // USER_HZ, which Linux fixes at 100 for /proc.
+    let clock_ticks_per_second = 100.0;
+    ticks(11).zip(ticks(12)).map_or(0.0, |(user, system)| {
+        (user + system) / clock_ticks_per_second
+    })
+}
+
+/// The process ID of the shared SeaweedFS server, as the testkit records it.
+fn seaweedfs_pid() -> Option<u32> {
+    let state = tufa_testkit::target_dir().join("seaweedfs/server");
+    std::fs::read_to_string(state)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -364,6 +393,8 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    let weed = seaweedfs_pid();
+    let weed_cpu = weed.map_or(0.0, cpu_seconds);
     let started = Instant::now();
     let server = Server::start(&data, &args, &s3_env);
     let listening = started.elapsed();
@@ -393,10 +424,13 @@ fn main() {
     let (rss, hwm) = memory(server.pid());
     println!(
         "first publish of {projects} projects on PostgreSQL + S3: {:.1} s ({:.0} pages/s; \
-         listening after {:.1} s); VmRSS {rss} MiB, VmHWM {hwm} MiB; load {}",
+         listening after {:.1} s); VmRSS {rss} MiB, VmHWM {hwm} MiB; CPU: tufa serve {:.1} s, \
+         SeaweedFS {:.1} s; load {}",
         published.as_secs_f64(),
         projects as f64 / published.as_secs_f64(),
         listening.as_secs_f64(),
+        cpu_seconds(server.pid()),
+        weed.map_or(0.0, cpu_seconds) - weed_cpu,
         load()
     );
 
