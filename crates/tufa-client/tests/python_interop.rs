@@ -106,7 +106,7 @@ fn python_tuf_and_tufa_client_agree() {
                 let page = repository
                     .page(View::Simple, &path[7..path.len() - 11])
                     .unwrap();
-                assert_eq!(page, &info.file);
+                assert_eq!(page, info.file);
             }
             Err(Error::TargetNotFound { .. }) => assert!(expected.is_null(), "{path}"),
             Err(e) => panic!("{path}: {e}"),
