@@ -278,11 +278,20 @@ impl Store for Failing {
     }
 }
 
-#[test]
-fn a_timestamp_that_failed_after_it_was_logged_never_has_its_version_signed_again() {
-    let dir = tempfile::tempdir().unwrap();
+/// A logged repository on a [`Failing`] store in `dir`, after one publish: what the checkpoint
+/// (size and root) and the served timestamp were then.
+struct FailingLog {
+    store: Failing,
+    logged: Logged,
+    key: VerifierKey,
+    repo: Repository<Failing>,
+    before: (u64, Hash),
+    served: Option<Vec<u8>>,
+}
+
+fn failing_log(dir: &std::path::Path) -> FailingLog {
     let store = Failing {
-        inner: FsStore::open(dir.path()).unwrap(),
+        inner: FsStore::open(dir).unwrap(),
         pattern: Arc::default(),
     };
     let logged = Logged::create(&store);
@@ -293,6 +302,27 @@ fn a_timestamp_that_failed_after_it_was_logged_never_has_its_version_signed_agai
         .unwrap();
     let (_, before) = check_proof(&store, &key, Some(first));
     let served = store.read("metadata/timestamp.json").unwrap();
+    FailingLog {
+        store,
+        logged,
+        key,
+        repo,
+        before,
+        served,
+    }
+}
+
+#[test]
+fn a_timestamp_that_failed_after_it_was_logged_never_has_its_version_signed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let FailingLog {
+        store,
+        logged,
+        key,
+        mut repo,
+        before,
+        served,
+    } = failing_log(dir.path());
 
     // The log takes the entry, the timestamp write fails: a logged timestamp nobody is served.
     *store.pattern.lock().unwrap() = Some("timestamp.json");
@@ -353,18 +383,14 @@ fn logged_versions(store: &impl Store, size: u64) -> Vec<u64> {
 #[test]
 fn an_entry_whose_checkpoint_was_never_written_stays_in_the_log_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Failing {
-        inner: FsStore::open(dir.path()).unwrap(),
-        pattern: Arc::default(),
-    };
-    let logged = Logged::create(&store);
-    let key = logged.key();
-    let mut repo = logged.open(store.clone());
-    let (_, first) = check_proof(&store, &key, None);
-    repo.publish(&[page("demo", "one")], SystemTime::now())
-        .unwrap();
-    let (_, before) = check_proof(&store, &key, Some(first));
-    let served = store.read("metadata/timestamp.json").unwrap();
+    let FailingLog {
+        store,
+        logged,
+        key,
+        mut repo,
+        before,
+        served,
+    } = failing_log(dir.path());
     let checkpoint = store.read(CHECKPOINT_FILE).unwrap();
 
     // The tiles are written (a witness may cosign that size), the checkpoint is not: as after a

@@ -213,13 +213,20 @@ fn served_checkpoint(
     }
 }
 
-#[test]
-fn an_index_gets_its_checkpoints_cosigned_and_publishes_while_its_witness_is_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // A first start creates the development repository, whose root declares the log.
-    let first = TufaServer::start(TUFA.as_ref(), &data, &[]);
-    drop(first);
+/// A development repository in `DIR/data` (a first start creates it; its root declares the
+/// log) and a witness key in `DIR/witness.key`.
+struct Witnessed {
+    data: std::path::PathBuf,
+    root: std::path::PathBuf,
+    log_key: VerifierKey,
+    key: std::path::PathBuf,
+    witness_key: String,
+    parsed_witness_key: VerifierKey,
+}
+
+fn witnessed(dir: &std::path::Path) -> Witnessed {
+    let data = dir.join("data");
+    drop(TufaServer::start(TUFA.as_ref(), &data, &[]));
     let root = data.join("trusted-root.json");
     let log_key =
         tufa_metadata::Metadata::<tufa_metadata::Root>::from_bytes(&std::fs::read(&root).unwrap())
@@ -229,9 +236,30 @@ fn an_index_gets_its_checkpoints_cosigned_and_publishes_while_its_witness_is_dow
             .unwrap()
             .unwrap()
             .key;
-    let key = dir.path().join("witness.key");
+    let key = dir.join("witness.key");
     let witness_key = TufaWitness::key(TUFA.as_ref(), "witness.test", &key);
     let parsed_witness_key = VerifierKey::parse(&witness_key).unwrap();
+    Witnessed {
+        data,
+        root,
+        log_key,
+        key,
+        witness_key,
+        parsed_witness_key,
+    }
+}
+
+#[test]
+fn an_index_gets_its_checkpoints_cosigned_and_publishes_while_its_witness_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let Witnessed {
+        data,
+        root,
+        log_key,
+        key,
+        witness_key,
+        parsed_witness_key,
+    } = witnessed(dir.path());
     let state = dir.path().join("state");
     let root_arg = root.to_str().unwrap();
     let mut witness =
@@ -361,20 +389,14 @@ fn cosigned_proof(
 #[test]
 fn pip_installs_through_a_proxy_that_requires_the_witness_and_publishing_outlasts_the_witness() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    drop(TufaServer::start(TUFA.as_ref(), &data, &[]));
-    let root = data.join("trusted-root.json");
-    let log_key =
-        tufa_metadata::Metadata::<tufa_metadata::Root>::from_bytes(&std::fs::read(&root).unwrap())
-            .unwrap()
-            .signed
-            .transparency_log()
-            .unwrap()
-            .unwrap()
-            .key;
-    let key = dir.path().join("witness.key");
-    let witness_key = TufaWitness::key(TUFA.as_ref(), "witness.test", &key);
-    let parsed_witness_key = VerifierKey::parse(&witness_key).unwrap();
+    let Witnessed {
+        data,
+        root,
+        log_key,
+        key,
+        witness_key,
+        parsed_witness_key,
+    } = witnessed(dir.path());
     let cosigned = |checkpoint: &SignedCheckpoint| {
         checkpoint
             .note
