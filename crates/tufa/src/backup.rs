@@ -22,8 +22,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use tufa_client::{FetchError, Fetcher, HttpFetcher};
 use tufa_metadata::{Metadata, Snapshot, Timestamp};
 use tufa_repo::tlog::{CHECKPOINT_FILE, LOG_DIR};
 use tufa_repo::{FsStore, ONLINE_FLOOR_FILE, OfflineState, Store, record_online_floor};
@@ -361,17 +362,18 @@ fn live_versions(url: &str) -> Result<u64> {
     published_versions(&timestamp, |file| get(file).ok())
 }
 
-/// The live index's metadata or log file at `address`; the live index is small, more is refused.
+/// The live index's metadata or log file at `address`, fetched as the TUF client fetches: bounded
+/// in size and time, so a live index that stalls or sends endless data fails the restore.
 fn get_bounded(address: &str) -> Result<Vec<u8>> {
-    let response = ureq::get(address)
-        .call()
-        .with_context(|| format!("fetching {address}"))?;
-    response
-        .into_body()
-        .with_config()
-        .limit(LIVE_METADATA_LIMIT)
-        .read_to_vec()
-        .with_context(|| format!("reading {address}"))
+    HttpFetcher::default()
+        .fetch(address, LIVE_METADATA_LIMIT)
+        .map_err(|e| match e {
+            FetchError::Status(status) => anyhow!("fetching {address}: HTTP status {status}"),
+            FetchError::TooLarge => {
+                anyhow!("fetching {address}: more than {LIVE_METADATA_LIMIT} bytes (endless data)")
+            }
+            FetchError::Transport(message) => anyhow!("fetching {address}: {message}"),
+        })
 }
 
 /// Copies every file under `from` into `to`, except the SQLite database, its WAL and the server
