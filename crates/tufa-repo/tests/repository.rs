@@ -520,11 +520,13 @@ fn a_development_repository_opens_with_its_generated_online_key() {
 }
 
 /// A store on disk whose writes and removals fail on demand: before the write, or after it took
-/// effect (a sync or rename error reported late), for files whose path contains a pattern.
+/// effect (a sync or rename error reported late), for files whose path contains a pattern. It
+/// counts the sizes asked of it: in a bucket each is a round trip.
 #[derive(Clone)]
 struct FaultyStore {
     inner: FsStore,
     fault: Arc<std::sync::Mutex<Option<(Fault, &'static str)>>>,
+    sizes_asked: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -540,6 +542,7 @@ impl Fixture {
         let store = FaultyStore {
             inner: FsStore::open(self.dir.path()).unwrap(),
             fault: Arc::default(),
+            sizes_asked: Arc::default(),
         };
         let repo = Repository::open(store.clone(), signer, Expiries::default(), self.now).unwrap();
         (store, repo)
@@ -606,6 +609,8 @@ impl Store for FaultyStore {
     }
 
     fn size(&self, path: &str) -> Result<Option<u64>> {
+        self.sizes_asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.size(path)
     }
 }
@@ -1051,53 +1056,11 @@ fn a_project_whose_cooldown_page_is_refused_is_left_out_with_all_its_views() {
     }
 }
 
-/// A real store that counts the sizes asked of it: in a bucket each is a round trip.
-struct CountingSizes {
-    inner: FsStore,
-    asked: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Store for CountingSizes {
-    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
-        self.inner.write_all(files)
-    }
-    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
-        self.inner.write_immutable(files)
-    }
-    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.read(path)
-    }
-    fn remove(&self, path: &str) -> Result<()> {
-        self.inner.remove(path)
-    }
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
-        self.inner.list(dir)
-    }
-    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
-        self.inner.modified(path)
-    }
-    fn size(&self, path: &str) -> Result<Option<u64>> {
-        self.asked
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.size(path)
-    }
-}
-
 #[test]
 fn superseded_bin_roles_and_pages_are_retired_with_their_lengths_without_asking_the_store() {
     let fixture = ceremony(Expiries::default());
-    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let store = CountingSizes {
-        inner: FsStore::open(fixture.dir.path()).unwrap(),
-        asked: Arc::clone(&asked),
-    };
-    let mut repo = Repository::open(
-        store,
-        fixture.online.clone(),
-        Expiries::default(),
-        fixture.now,
-    )
-    .unwrap();
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
+    let asked = store.sizes_asked;
     let first: Vec<PageChange> = (0..64).map(|n| page(&format!("p{n}"), "a")).collect();
     assert_eq!(repo.publish(&first, fixture.now).unwrap().bins_signed, 16);
     let (waiting, bytes) = repo.awaiting_removal();
