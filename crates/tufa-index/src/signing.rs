@@ -289,14 +289,15 @@ impl<S: Store> Store for Fenced<S> {
         self.inner.write_immutable(files)
     }
 
-    /// Forwarded whole: the inner store may write it as one batch (the data directory does).
-    fn write_all_then(
+    /// Forwarded whole: the inner store decides how durable `files` are (the data directory
+    /// leaves them unsynced).
+    fn write_rebuildable_then(
         &self,
         files: &[(String, Vec<u8>)],
         last: (String, Vec<u8>),
     ) -> tufa_repo::Result<()> {
         self.check(&last.0)?;
-        self.inner.write_all_then(files, last)
+        self.inner.write_rebuildable_then(files, last)
     }
 
     fn read(&self, path: &str) -> tufa_repo::Result<Option<Vec<u8>>> {

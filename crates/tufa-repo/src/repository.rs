@@ -530,7 +530,19 @@ impl<S: Store> Repository<S> {
         };
         repository.attempted = repository.versions_above_current(&files);
         repository.retire_unreachable(now)?;
-        if repository.snapshot_is_behind() {
+        let unproven = match &repository.log {
+            Some(log) => !log.proves(&repository.store, &repository.timestamp, &timestamp_bytes)?,
+            None => false,
+        };
+        if unproven {
+            tracing::warn!(
+                version = repository.timestamp.signed.version,
+                "the served timestamp has no whole proof in the transparency log (a crash before \
+                 its proof reached the disk), so clients that check the log refuse it: \
+                 publishing a new timestamp with its proof"
+            );
+        }
+        if repository.snapshot_is_behind() || unproven {
             repository.commit(BTreeSet::new(), &mut BTreeMap::new(), now)?;
         }
         Ok(repository)

@@ -36,11 +36,17 @@ pub trait Store: Send + Sync {
             .collect();
         self.write_all(&owned)
     }
-    /// Writes `files`, then `last`, durably as [`Store::write_all`] does, and never lets a
-    /// reader see `last` before every one of `files`: the log's proof and checkpoint before the
-    /// `timestamp.json` they prove. A store may write them all in one batch when it keeps that
-    /// order.
-    fn write_all_then(&self, files: &[(String, Vec<u8>)], last: (String, Vec<u8>)) -> Result<()> {
+    /// Writes `files`, then `last`, and never lets a reader see `last` before every one of
+    /// `files`: the log's proof and checkpoint before the `timestamp.json` they prove. Only
+    /// `last` is durable on return, as [`Store::write_all`] makes it: a crash may lose `files`
+    /// or leave them incomplete, so they must be what the caller can rebuild from durable data
+    /// (the log rebuilds them from its entry bundles). A store whose every write is durable
+    /// writes them as `write_all` does.
+    fn write_rebuildable_then(
+        &self,
+        files: &[(String, Vec<u8>)],
+        last: (String, Vec<u8>),
+    ) -> Result<()> {
         self.write_all(files)?;
         self.write_all(&[last])
     }
@@ -66,8 +72,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
         (**self).write_immutable(files)
     }
-    fn write_all_then(&self, files: &[(String, Vec<u8>)], last: (String, Vec<u8>)) -> Result<()> {
-        (**self).write_all_then(files, last)
+    fn write_rebuildable_then(
+        &self,
+        files: &[(String, Vec<u8>)],
+        last: (String, Vec<u8>),
+    ) -> Result<()> {
+        (**self).write_rebuildable_then(files, last)
     }
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
         (**self).read(path)
@@ -455,14 +465,25 @@ impl Store for FsStore {
         self.write_batch(files, false)
     }
 
-    /// One batch, `last` renamed into place after every other file: the same two rounds of
-    /// syncing as `last` alone costs. The renames then reach the disk in their order on a file
-    /// system that journals metadata in order (ext4, XFS), so a `timestamp.json` that survived a
-    /// crash has its proof and checkpoint too.
-    fn write_all_then(&self, files: &[(String, Vec<u8>)], last: (String, Vec<u8>)) -> Result<()> {
-        let mut batch = files.to_vec();
-        batch.push(last);
-        self.write_batch(&batch, true)
+    /// `files` renamed into place unsynced, one after another, then `last` written as
+    /// [`Store::write_all`] writes it: publishing a timestamp waits on the disk for one file, as
+    /// it does without a log, instead of for three files in three directories.
+    fn write_rebuildable_then(
+        &self,
+        files: &[(String, Vec<u8>)],
+        last: (String, Vec<u8>),
+    ) -> Result<()> {
+        for (path, bytes) in files {
+            let staged = Staged::new(&self.root, path);
+            let written = self.create_temp(&staged, bytes).and_then(|_| {
+                fs::rename(&staged.temp, &staged.target).map_err(io("renaming", &staged.temp))
+            });
+            if written.is_err() {
+                let _ = fs::remove_file(&staged.temp);
+                return written;
+            }
+        }
+        self.write_all(&[last])
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {

@@ -2,11 +2,18 @@
 //! kept as C2SP tiles and entry bundles with a checkpoint signed by the log key (never the
 //! online TUF key), and a proof file per timestamp version, all in the store under `log/`.
 //!
-//! Order, each step durable before the next, in the two batches a publish writes anyway: the
-//! new tiles and bundles with the snapshot; then `log/proof/<V>` and `log/checkpoint`, with
-//! `timestamp.json` placed after them. So every timestamp a client can fetch has its proof, and
-//! every checkpoint its tiles. A crash before the timestamp leaves a logged timestamp nobody was
-//! served, which the next one's higher version follows.
+//! Order, in the two batches a publish writes anyway: the new tiles and bundles, durably with
+//! the snapshot; then `log/proof/<V>` and `log/checkpoint`, placed before `timestamp.json`. So
+//! every timestamp a client can fetch has its proof, and every checkpoint its tiles. A crash
+//! before the timestamp leaves a logged timestamp nobody was served, which the next one's higher
+//! version follows.
+//!
+//! Only the entry bundles and tiles must be durable before the timestamp: they are the log.
+//! The proof and the checkpoint are made from them and the log key, so the timestamp's batch
+//! waits on the disk for `timestamp.json` alone ([`Store::write_rebuildable_then`]). A crash
+//! that loses them, or leaves them incomplete, is repaired at the next start: the log resumes
+//! from the bundles, and a served timestamp without a whole proof ([`Log::proves`]) is followed
+//! at once by a new one with its proof.
 //!
 //! Witnesses ([`crate::witness`]) get each new checkpoint once its tiles are durable; an append
 //! waits for their cosignatures only briefly, and late ones are added to the files when they
@@ -16,7 +23,8 @@
 //! newest durable state: the stored checkpoint (verified with the log key) and the partial tiles
 //! of its size ([`Tree::resume`] checks them against the checkpoint's root), then any entries
 //! the bundles hold past that size (an append whose checkpoint was never written, perhaps
-//! already cosigned by a witness), which the next checkpoint includes.
+//! already cosigned by a witness), which the next checkpoint includes. A checkpoint that is
+//! missing or does not verify (a crash left it incomplete) is rebuilt from the bundles alone.
 //!
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -309,7 +317,9 @@ pub(crate) fn open_declared(
 
 impl Log {
     /// Resumes the log from the store: the checkpoint, verified with the log key, and the
-    /// partial tiles of its size, checked against its root. An empty store starts an empty log.
+    /// partial tiles of its size, checked against its root; then the entries bundled past it
+    /// (all of them when the checkpoint is missing or damaged). An empty store starts an empty
+    /// log.
     fn open(store: &dyn Store, settings: &LogSettings) -> Result<Log> {
         let verifier = settings.key.verifier().clone();
         let origin = verifier.name().to_string();
@@ -322,14 +332,23 @@ impl Log {
             superseded: Vec::new(),
             unwritten: Vec::new(),
         };
-        if let Some(bytes) = store.read(CHECKPOINT_FILE)? {
-            let signed =
-                SignedCheckpoint::open(&bytes, std::slice::from_ref(&verifier)).map_err(|e| {
-                    log_error(format!(
-                        "{CHECKPOINT_FILE} does not verify with the log key {verifier}: {e}. It \
-                         was tampered with, or written under another key"
-                    ))
-                })?;
+        let stored = match store.read(CHECKPOINT_FILE)? {
+            Some(bytes) => match SignedCheckpoint::open(&bytes, std::slice::from_ref(&verifier)) {
+                Ok(signed) => Some(signed),
+                Err(reason) => {
+                    // What a crash can leave of a checkpoint written unsynced: the entry
+                    // bundles, which were durable before it, rebuild the log it named.
+                    tracing::warn!(
+                        %reason,
+                        "{CHECKPOINT_FILE} does not verify with the log key {verifier}: \
+                         rebuilding the log from its entry bundles"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(signed) = stored {
             if signed.checkpoint.origin != origin {
                 return Err(log_error(format!(
                     "{CHECKPOINT_FILE} is of the log {:?}, the key is of {origin:?}",
@@ -353,11 +372,13 @@ impl Log {
             state.tree =
                 Tree::resume(size, &signed.checkpoint.root, &tiles, &bundle).map_err(log_error)?;
             state.edge = tiles.into_iter().collect();
-            state.unwritten = logged_past(store, &mut state.tree, &mut state.edge)?;
-            state.last_version = last_entry(store, &state.tree)?.map(|e| e.version);
-            state.superseded = left_over(store)?;
             state.checkpoint = Some(signed);
         }
+        // Without a checkpoint, from the first bundle: entries logged before a crash took the
+        // first checkpoint (or a damaged one) are kept, never logged over.
+        state.unwritten = logged_past(store, &mut state.tree, &mut state.edge)?;
+        state.last_version = last_entry(store, &state.tree)?.map(|e| e.version);
+        state.superseded = left_over(store)?;
         Ok(Log {
             key: Arc::clone(&settings.key),
             origin,
@@ -385,15 +406,14 @@ impl Log {
         }
     }
 
-    /// Logs the signed timestamp in `timestamp_file` and writes it, in two durable batches.
-    /// First the new tiles and bundles with `alongside` (the snapshot the timestamp names):
-    /// from then on the entry is logged, a witness may cosign its size, and nothing else is
-    /// ever appended at that size (a restart resumes from those tiles, see [`Log::open`]). Then
-    /// a checkpoint is signed and offered to the witnesses (waiting at most
-    /// [`WitnessSettings::wait`]), and the proof and the checkpoint are written with
-    /// `timestamp_file` after them ([`Store::write_all_then`]). Two batches are what publishing
-    /// costs without a log (the snapshot, then the timestamp), so the log adds no wait on the
-    /// disk.
+    /// Logs the signed timestamp in `timestamp_file` and writes it, in two batches. First the
+    /// new tiles and bundles, durably with `alongside` (the snapshot the timestamp names): from
+    /// then on the entry is logged, a witness may cosign its size, and nothing else is ever
+    /// appended at that size (a restart resumes from those tiles, see [`Log::open`]). Then a
+    /// checkpoint is signed and offered to the witnesses (waiting at most
+    /// [`WitnessSettings::wait`]), and the proof and the checkpoint are placed before
+    /// `timestamp_file` ([`Store::write_rebuildable_then`]). Two batches are what publishing
+    /// costs without a log (the snapshot, then the timestamp).
     pub fn append(
         &self,
         store: &dyn Store,
@@ -406,20 +426,7 @@ impl Log {
         let (mut files, _) = self.apply_replies(&mut state, earlier);
         // The checkpoint written below replaces the current one, cosignatures and all.
         files.retain(|(path, _)| path != CHECKPOINT_FILE);
-        let meta = &timestamp.signed.snapshot_meta;
-        let snapshot_sha256 = meta
-            .hashes
-            .as_ref()
-            .and_then(|h| h.get("sha256"))
-            .and_then(|h| hex::decode(h.as_str()).ok())
-            .and_then(|h| Hash::try_from(h).ok());
-        let entry = TimestampEntry::of(
-            &timestamp_file.1,
-            timestamp.signed.version,
-            meta.version,
-            snapshot_sha256,
-        )
-        .to_bytes();
+        let entry = entry_for(timestamp, &timestamp_file.1);
         let mut tree = state.tree.clone();
         let appended = tree
             .append(std::slice::from_ref(&entry))
@@ -537,7 +544,7 @@ impl Log {
         };
         files.push((proof_file(document.version), document.to_bytes()));
         files.push((CHECKPOINT_FILE.to_string(), note.to_bytes()));
-        store.write_all_then(&files, timestamp_file)?;
+        store.write_rebuildable_then(&files, timestamp_file)?;
 
         state.edge.retain(|tile, _| {
             appended.tiles.iter().any(|(t, _)| t == tile)
@@ -556,6 +563,46 @@ impl Log {
         }
         self.apply(store, &mut state, later)?;
         Ok(())
+    }
+
+    /// Whether `log/proof/<V>` of the timestamp `bytes` is whole: its entry is this timestamp's,
+    /// included in a checkpoint the log key signed. A crash can lose the proof or leave it
+    /// incomplete (it is written unsynced, see [`Log::append`]), and clients refuse a timestamp
+    /// without one.
+    pub fn proves(
+        &self,
+        store: &dyn Store,
+        timestamp: &Metadata<Timestamp>,
+        bytes: &[u8],
+    ) -> Result<bool> {
+        let Some(proof) = store.read(&proof_file(timestamp.signed.version))? else {
+            return Ok(false);
+        };
+        let Ok(proof) = serde_json::from_slice::<serde_json::Value>(&proof) else {
+            return Ok(false);
+        };
+        let decode =
+            |value: &serde_json::Value| value.as_str().and_then(|t| STANDARD.decode(t).ok());
+        let inclusion = proof["inclusion"].as_array().and_then(|hashes| {
+            hashes
+                .iter()
+                .map(|hash| decode(hash).and_then(|bytes| Hash::try_from(bytes).ok()))
+                .collect::<Option<Vec<Hash>>>()
+        });
+        let checkpoint = proof["checkpoint"].as_str().and_then(|note| {
+            SignedCheckpoint::open(note.as_bytes(), std::slice::from_ref(self.key.verifier())).ok()
+        });
+        let (Some(index), Some(logged), Some(inclusion), Some(checkpoint)) = (
+            proof["index"].as_u64(),
+            decode(&proof["entry"]),
+            inclusion,
+            checkpoint,
+        ) else {
+            return Ok(false);
+        };
+        Ok(logged == entry_for(timestamp, bytes)
+            && tufa_tlog::Policy::verify_entry(&checkpoint.checkpoint, &logged, index, &inclusion)
+                .is_ok())
     }
 
     /// The files superseded since the last call (see `State::superseded`).
@@ -669,6 +716,24 @@ impl Log {
         }
         (files, added)
     }
+}
+
+/// The log entry of the signed timestamp `bytes`.
+fn entry_for(timestamp: &Metadata<Timestamp>, bytes: &[u8]) -> Vec<u8> {
+    let meta = &timestamp.signed.snapshot_meta;
+    let snapshot_sha256 = meta
+        .hashes
+        .as_ref()
+        .and_then(|h| h.get("sha256"))
+        .and_then(|h| hex::decode(h.as_str()).ok())
+        .and_then(|h| Hash::try_from(h).ok());
+    TimestampEntry::of(
+        bytes,
+        timestamp.signed.version,
+        meta.version,
+        snapshot_sha256,
+    )
+    .to_bytes()
 }
 
 /// Adds each cosignature whose key (name and key ID) has not signed `note` yet, within the
