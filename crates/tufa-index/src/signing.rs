@@ -823,19 +823,27 @@ impl Signing {
             .map(|(_, project)| project)
             .chain(retries)
             .collect();
-        let mut changes = Vec::with_capacity(projects.len() * View::ALL.len());
         let names: Vec<ProjectName> = projects.iter().cloned().collect();
+        // With the cooldown view off, its pages are withdrawn where there are any.
+        let withdrawn: std::collections::HashSet<&ProjectName> = names
+            .iter()
+            .filter(|project| {
+                cooldown_off && repository.page(View::Cooldown, project.as_str()).is_some()
+            })
+            .collect();
+        // Rendered and staged a chunk at a time, signed once: a first publish of 100,000
+        // projects would otherwise hold every rendered page at once, memory the allocator
+        // keeps long after.
+        let mut import = repository.import(SystemTime::now())?;
+        let mut staging = Duration::ZERO;
         for chunk in names.chunks(crate::db::PROJECTS_PER_READ) {
+            let mut changes = Vec::with_capacity(chunk.len() * View::ALL.len());
             // Simple pages are read a chunk at a time (see `crate::db::render`), and go past
             // the serving cache: a large batch would only push out the pages clients ask for.
             let mut states = index.database.project_states(chunk).await?;
             for project in chunk {
                 for view in View::ALL {
-                    // With the cooldown view off, its pages are withdrawn where there are any.
-                    if view == View::Cooldown
-                        && cooldown_off
-                        && repository.page(view, project.as_str()).is_none()
-                    {
+                    if view == View::Cooldown && cooldown_off && !withdrawn.contains(project) {
                         continue;
                     }
                     let page = match view {
@@ -854,10 +862,12 @@ impl Signing {
                     });
                 }
             }
+            let stage_started = std::time::Instant::now();
+            tokio::task::block_in_place(|| import.stage(&changes))?;
+            staging += stage_started.elapsed();
         }
-        let read = started.elapsed();
-        let published =
-            tokio::task::block_in_place(|| repository.publish(&changes, SystemTime::now()));
+        let read = started.elapsed() - staging;
+        let published = tokio::task::block_in_place(|| import.commit(SystemTime::now()));
         let signed_at = started.elapsed();
         self.status.count_awaiting_removal(repository);
         let published = published?;
