@@ -774,8 +774,8 @@ impl<S: Store> Repository<S> {
         delegates(&self.offline.targets.signed, view)
     }
 
-    /// Publishes changed project pages: page files first, then the bin roles that list them,
-    /// then snapshot, then timestamp, each stage durable before the next starts. A page that
+    /// Publishes changed project pages: page files first, then the bin roles that list them
+    /// with the snapshot, then timestamp, each stage durable before the next starts. A page that
     /// cannot be stored (a name the file system refuses, a directory that cannot be written) is
     /// left out and returned in [`Published::rejected`]; the others are published all the same.
     pub fn publish(&mut self, changes: &[PageChange], now: SystemTime) -> Result<Published> {
@@ -1036,13 +1036,6 @@ impl<S: Store> Repository<S> {
         now: SystemTime,
     ) -> Result<(Metadata<Snapshot>, Metadata<Timestamp>)> {
         let bin_files = sign_in_parallel(changed, self.signer.as_ref())?;
-        let borrowed: Vec<(&str, &[u8])> = bin_files
-            .iter()
-            .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
-            .collect();
-        self.store.write_immutable(&borrowed)?;
-        drop(borrowed);
-        drop(bin_files);
 
         let mut meta = self.snapshot.signed.meta.clone();
         meta.insert(
@@ -1079,16 +1072,20 @@ impl<S: Store> Repository<S> {
             layout::metadata_file(&RoleName::timestamp(), 0),
             timestamp.to_bytes()?,
         );
+        // The bin roles and the snapshot in one durable batch: nothing reaches either before
+        // the timestamp, and a small round then waits on the disk twice instead of three times.
+        let batch: Vec<(&str, &[u8])> = bin_files
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+            .chain(std::iter::once((
+                snapshot_file.as_str(),
+                snapshot_bytes.as_slice(),
+            )))
+            .collect();
         match &self.log {
-            Some(log) => log.append(
-                &self.store,
-                &timestamp,
-                (&snapshot_file, &snapshot_bytes),
-                timestamp_file,
-            )?,
+            Some(log) => log.append(&self.store, &timestamp, &batch, timestamp_file)?,
             None => {
-                self.store
-                    .write_immutable(&[(&snapshot_file, &snapshot_bytes)])?;
+                self.store.write_immutable(&batch)?;
                 self.store.write_all(&[timestamp_file])?;
             }
         }

@@ -407,9 +407,10 @@ impl Log {
     }
 
     /// Logs the signed timestamp in `timestamp_file` and writes it, in two batches. First the
-    /// new tiles and bundles, durably with `alongside` (the snapshot the timestamp names): from
-    /// then on the entry is logged, a witness may cosign its size, and nothing else is ever
-    /// appended at that size (a restart resumes from those tiles, see [`Log::open`]). Then a
+    /// new tiles and bundles, durably with `alongside` (the snapshot the timestamp names and the
+    /// bin roles it lists): from then on the entry is logged, a witness may cosign its size,
+    /// and nothing else is ever appended at that size (a restart resumes from those tiles, see
+    /// [`Log::open`]). Then a
     /// checkpoint is signed and offered to the witnesses (waiting at most
     /// [`WitnessSettings::wait`]), and the proof and the checkpoint are placed before
     /// `timestamp_file` ([`Store::write_rebuildable_then`]). Two batches are what publishing
@@ -418,7 +419,7 @@ impl Log {
         &self,
         store: &dyn Store,
         timestamp: &Metadata<Timestamp>,
-        alongside: (&str, &[u8]),
+        alongside: &[(&str, &[u8])],
         timestamp_file: (String, Vec<u8>),
     ) -> Result<()> {
         let mut state = self.state();
@@ -442,7 +443,9 @@ impl Log {
                 )
             }))
             .collect();
-        let batch: Vec<(&str, &[u8])> = std::iter::once(alongside)
+        let batch: Vec<(&str, &[u8])> = alongside
+            .iter()
+            .copied()
             .chain(new_files.iter().map(|(p, b)| (p.as_str(), *b)))
             .chain(
                 state
