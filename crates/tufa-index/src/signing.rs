@@ -320,6 +320,10 @@ impl<S: Store> Store for Fenced<S> {
     fn size(&self, path: &str) -> tufa_repo::Result<Option<u64>> {
         self.inner.size(path)
     }
+
+    fn sizes(&self, paths: &[&str]) -> Vec<tufa_repo::Result<Option<u64>>> {
+        self.inner.sizes(paths)
+    }
 }
 
 /// The repository as this replica loaded it.

@@ -47,7 +47,12 @@ fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(500);
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-tlog");
+    // `TUFA_BENCH_DIR` puts the repositories elsewhere, e.g. on a RAM disk to tell the CPU's
+    // share from the disk's.
+    let base = std::env::var_os("TUFA_BENCH_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-tlog"),
+        std::path::PathBuf::from,
+    );
     let _ = std::fs::remove_dir_all(&base);
     let mut plain = open(&base.join("plain"), false);
     let mut logged = open(&base.join("logged"), true);

@@ -1145,16 +1145,15 @@ impl<S: Store> Repository<S> {
             .filter(|(_, length)| length.is_none())
             .map(|(file, _)| file.as_str())
             .collect();
+        // An error leaves the size unknown, but the file maybe there: removal will tell.
         let asked: HashMap<&str, Option<u64>> = unknown
             .iter()
             .copied()
             .zip(
-                map_in_parallel(&unknown, OPEN_THREADS, |file| {
-                    // An error leaves the size unknown, but the file maybe there: removal will
-                    // tell.
-                    Ok(self.store.size(file).unwrap_or(Some(0)))
-                })
-                .unwrap_or_default(),
+                self.store
+                    .sizes(&unknown)
+                    .into_iter()
+                    .map(|size| size.unwrap_or(Some(0))),
             )
             .collect();
         let sizes: Vec<Option<u64>> = files
@@ -1435,8 +1434,7 @@ fn sign_in_parallel(
     // Below this many roles per thread, a thread costs more than it saves.
     const PER_THREAD: usize = 64;
     let mut roles: Vec<(&RoleName, &mut Bin)> = roles.iter_mut().collect();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = cores.min(roles.len() / PER_THREAD).max(1);
+    let threads = crate::store::cores().min(roles.len() / PER_THREAD).max(1);
     let chunk = roles.len().div_ceil(threads).max(1);
     let sign = |part: &mut [(&RoleName, &mut Bin)]| -> Result<Vec<_>> {
         part.iter_mut()
