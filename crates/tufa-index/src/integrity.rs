@@ -9,7 +9,8 @@
 //! [`check_published`] refuse to start, naming both and the fix, and [`verify`] (`tufa verify`)
 //! checks everything, file by file.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
@@ -186,21 +187,24 @@ pub(crate) async fn check_published<S: Store>(
     accept: bool,
 ) -> Result<Reserved> {
     let started = std::time::Instant::now();
-    let pages: Vec<ListedPage> = repository.pages().collect();
-    if pages.is_empty() {
+    if repository.pages().next().is_none() {
         return Ok(Reserved::default());
     }
-    let known: HashMap<String, i64> = database
-        .projects()
-        .await?
-        .into_iter()
-        .map(|(name, serial)| (name.to_string(), serial))
-        .collect();
+    // The pages are walked where the repository holds them, and the names kept once, sorted:
+    // a replica of 700,000 projects starts within the memory it then runs in.
+    let mut known = database.projects().await?;
+    known.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let serial = |project: &str| {
+        known
+            .binary_search_by(|(name, _)| name.as_str().cmp(project))
+            .ok()
+            .map(|at| known[at].1)
+    };
     let database_file = PathBuf::from(database.location());
     let tuf = tuf_dir(data_dir);
-    let mut unknown: Vec<&str> = pages
-        .iter()
-        .filter(|page| !known.contains_key(page.project))
+    let mut unknown: Vec<&str> = repository
+        .pages()
+        .filter(|page| serial(page.project).is_none())
         .map(|page| page.project)
         .collect();
     unknown.sort_unstable();
@@ -227,19 +231,38 @@ pub(crate) async fn check_published<S: Store>(
             .collect();
     }
 
-    let mut sample: Vec<(String, String, i64)> = Vec::new();
-    let mut candidates: Vec<&ListedPage> = pages
-        .iter()
-        .filter(|page| known.contains_key(page.project))
-        .collect();
-    candidates.sort_by_key(|page| std::cmp::Reverse(page.bin_expires.unix_timestamp()));
-    for page in candidates.into_iter().take(PAGES_READ_AT_START) {
-        sample.push((
+    // The most recently signed pages: those whose bin roles expire last.
+    let mut newest: BinaryHeap<Reverse<(i64, String, String, i64)>> = BinaryHeap::new();
+    let mut pages = 0;
+    for page in repository.pages() {
+        pages += 1;
+        let Some(recorded) = serial(page.project) else {
+            continue;
+        };
+        let expires = page.bin_expires.unix_timestamp();
+        if newest.len() == PAGES_READ_AT_START
+            && newest
+                .peek()
+                .is_some_and(|Reverse(oldest)| oldest.0 >= expires)
+        {
+            continue;
+        }
+        newest.push(Reverse((
+            expires,
             page.project.to_string(),
-            page_path(page),
-            known[page.project],
-        ));
+            page_path(&page),
+            recorded,
+        )));
+        if newest.len() > PAGES_READ_AT_START {
+            newest.pop();
+        }
     }
+    drop(known);
+    let sample: Vec<(String, String, i64)> = newest
+        .into_sorted_vec()
+        .into_iter()
+        .map(|Reverse((_, project, path, recorded))| (project, path, recorded))
+        .collect();
     let read = sample.len();
     let behind = tokio::task::spawn_blocking(move || {
         sample.into_iter().find_map(|(project, path, recorded)| {
@@ -263,7 +286,7 @@ pub(crate) async fn check_published<S: Store>(
         tracing::warn!("starting anyway (--accept-data-mismatch): {mismatch}");
     }
     tracing::info!(
-        pages = pages.len(),
+        pages,
         read,
         milliseconds = started.elapsed().as_millis() as u64,
         "the database matches the published repository"

@@ -1035,7 +1035,22 @@ impl<S: Store> Repository<S> {
         timestamp_version: u64,
         now: SystemTime,
     ) -> Result<(Metadata<Snapshot>, Metadata<Timestamp>)> {
-        let bin_files = sign_in_parallel(changed, self.signer.as_ref())?;
+        // Signed and written a part at a time: the files of every bin role of a PyPI-sized
+        // repository would take a hundred MiB at once. The last part goes with the snapshot.
+        let mut roles: Vec<(&RoleName, &mut Bin)> = changed.iter_mut().collect();
+        let parts = roles.len().div_ceil(SIGNED_AT_ONCE);
+        let mut bin_files = Vec::new();
+        for (n, part) in roles.chunks_mut(SIGNED_AT_ONCE).enumerate() {
+            bin_files = sign_in_parallel(part, self.signer.as_ref())?;
+            if n + 1 < parts {
+                let borrowed: Vec<(&str, &[u8])> = bin_files
+                    .iter()
+                    .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+                    .collect();
+                self.store.write_immutable(&borrowed)?;
+            }
+        }
+        drop(roles);
 
         let mut meta = self.snapshot.signed.meta.clone();
         meta.insert(
@@ -1424,16 +1439,18 @@ impl<S: Store> Drop for Import<'_, S> {
 /// bucket's round trips), not on the CPU.
 const OPEN_THREADS: usize = 16;
 
+/// How many bin roles a commit signs before it writes them.
+const SIGNED_AT_ONCE: usize = 1024;
+
 /// Signs every role in `roles` and encodes each as its file, on one thread per core: a batch of
 /// pages changes most of the 16,384 bin roles of a PyPI-sized repository, and serializing and
 /// signing them is the bulk of the CPU time a publish takes.
 fn sign_in_parallel(
-    roles: &mut BTreeMap<RoleName, Bin>,
+    roles: &mut [(&RoleName, &mut Bin)],
     signer: &dyn Signer,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     // Below this many roles per thread, a thread costs more than it saves.
     const PER_THREAD: usize = 64;
-    let mut roles: Vec<(&RoleName, &mut Bin)> = roles.iter_mut().collect();
     let threads = crate::store::cores().min(roles.len() / PER_THREAD).max(1);
     let chunk = roles.len().div_ceil(threads).max(1);
     let sign = |part: &mut [(&RoleName, &mut Bin)]| -> Result<Vec<_>> {

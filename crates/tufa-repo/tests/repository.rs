@@ -519,6 +519,29 @@ fn a_development_repository_opens_with_its_generated_online_key() {
     assert!(repo.page(View::Simple, "demo").is_some());
 }
 
+/// A commit that changes more bin roles than it signs at once writes every one of them: the
+/// reopened repository reads and verifies each role the snapshot names, and finds every page.
+#[test]
+fn a_commit_of_more_bin_roles_than_are_signed_at_once_publishes_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path().join("tuf")).unwrap();
+    let keys = dir.path().join("keys");
+    let now = SystemTime::now();
+    dev::create_development_repository(&store, &keys, 11, Expiries::default(), now).unwrap();
+    let online: Arc<dyn Signer> =
+        Arc::new(load_signer(&key_paths(&keys.join(dev::ONLINE_KEY)).0, None).unwrap());
+    let open = || Repository::open(store.clone(), online.clone(), Expiries::default(), now);
+    let changes: Vec<PageChange> = (0..8_000)
+        .map(|n| page(&format!("project-{n}"), "a"))
+        .collect();
+    let published = open().unwrap().publish(&changes, now).unwrap();
+    assert!(published.bins_signed > 1024, "{}", published.bins_signed);
+    let reopened = open().unwrap();
+    for change in &changes {
+        assert!(reopened.page(View::Simple, &change.project).is_some());
+    }
+}
+
 /// A store on disk whose writes and removals fail on demand: before the write, or after it took
 /// effect (a sync or rename error reported late), for files whose path contains a pattern. It
 /// counts the sizes asked of it: in a bucket each is a round trip.
