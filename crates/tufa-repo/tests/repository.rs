@@ -505,15 +505,22 @@ fn python_tuf_client_verifies_published_pages() {
     assert_ne!(result["requests"], sha256(&first.page.unwrap()).as_str());
 }
 
+/// A development repository of `2^bits` bins in `dir`, with its generated online key.
+fn development_repository(dir: &Path, bits: u32) -> (FsStore, Arc<dyn Signer>) {
+    let store = FsStore::open(dir.join("tuf")).unwrap();
+    let keys = dir.join("keys");
+    dev::create_development_repository(&store, &keys, bits, Expiries::default(), SystemTime::now())
+        .unwrap();
+    let online = load_signer(&key_paths(&keys.join(dev::ONLINE_KEY)).0, None).unwrap();
+    (store, Arc::new(online))
+}
+
 #[test]
 fn a_development_repository_opens_with_its_generated_online_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path().join("tuf")).unwrap();
-    let keys = dir.path().join("keys");
+    let (store, online) = development_repository(dir.path(), 3);
     let now = SystemTime::now();
-    dev::create_development_repository(&store, &keys, 3, Expiries::default(), now).unwrap();
-    let online = load_signer(&key_paths(&keys.join(dev::ONLINE_KEY)).0, None).unwrap();
-    let mut repo = Repository::open(store, Arc::new(online), Expiries::default(), now).unwrap();
+    let mut repo = Repository::open(store, online, Expiries::default(), now).unwrap();
     assert_eq!(repo.succinct_roles().bin_count(), 8);
     repo.publish(&[page("demo", "x")], now).unwrap();
     assert!(repo.page(View::Simple, "demo").is_some());
@@ -524,12 +531,8 @@ fn a_development_repository_opens_with_its_generated_online_key() {
 #[test]
 fn a_commit_of_more_bin_roles_than_are_signed_at_once_publishes_them_all() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path().join("tuf")).unwrap();
-    let keys = dir.path().join("keys");
+    let (store, online) = development_repository(dir.path(), 11);
     let now = SystemTime::now();
-    dev::create_development_repository(&store, &keys, 11, Expiries::default(), now).unwrap();
-    let online: Arc<dyn Signer> =
-        Arc::new(load_signer(&key_paths(&keys.join(dev::ONLINE_KEY)).0, None).unwrap());
     let open = || Repository::open(store.clone(), online.clone(), Expiries::default(), now);
     let changes: Vec<PageChange> = (0..8_000)
         .map(|n| page(&format!("project-{n}"), "a"))
