@@ -410,9 +410,8 @@ impl Log {
     /// new tiles and bundles, durably with `alongside` (the snapshot the timestamp names and the
     /// bin roles it lists): from then on the entry is logged, a witness may cosign its size,
     /// and nothing else is ever appended at that size (a restart resumes from those tiles, see
-    /// [`Log::open`]). Then a
-    /// checkpoint is signed and offered to the witnesses (waiting at most
-    /// [`WitnessSettings::wait`]), and the proof and the checkpoint are placed before
+    /// [`Log::open`]). Then a checkpoint is signed and offered to the witnesses (waiting at
+    /// most [`WitnessSettings::wait`]), and the proof and the checkpoint are placed before
     /// `timestamp_file` ([`Store::write_rebuildable_then`]). Two batches are what publishing
     /// costs without a log (the snapshot, then the timestamp).
     pub fn append(
@@ -581,31 +580,22 @@ impl Log {
         let Some(proof) = store.read(&proof_file(timestamp.signed.version))? else {
             return Ok(false);
         };
-        let Ok(proof) = serde_json::from_slice::<serde_json::Value>(&proof) else {
+        let Ok(proof) = tufa_tlog::proof::LogProof::parse(&proof) else {
             return Ok(false);
         };
-        let decode =
-            |value: &serde_json::Value| value.as_str().and_then(|t| STANDARD.decode(t).ok());
-        let inclusion = proof["inclusion"].as_array().and_then(|hashes| {
-            hashes
-                .iter()
-                .map(|hash| decode(hash).and_then(|bytes| Hash::try_from(bytes).ok()))
-                .collect::<Option<Vec<Hash>>>()
-        });
-        let checkpoint = proof["checkpoint"].as_str().and_then(|note| {
-            SignedCheckpoint::open(note.as_bytes(), std::slice::from_ref(self.key.verifier())).ok()
-        });
-        let (Some(index), Some(logged), Some(inclusion), Some(checkpoint)) = (
-            proof["index"].as_u64(),
-            decode(&proof["entry"]),
-            inclusion,
-            checkpoint,
-        ) else {
+        let Ok(signed) =
+            SignedCheckpoint::open(&proof.checkpoint, std::slice::from_ref(self.key.verifier()))
+        else {
             return Ok(false);
         };
-        Ok(logged == entry_for(timestamp, bytes)
-            && tufa_tlog::Policy::verify_entry(&checkpoint.checkpoint, &logged, index, &inclusion)
-                .is_ok())
+        Ok(proof.entry == entry_for(timestamp, bytes)
+            && tufa_tlog::Policy::verify_entry(
+                &signed.checkpoint,
+                &proof.entry,
+                proof.index,
+                &proof.inclusion,
+            )
+            .is_ok())
     }
 
     /// The files superseded since the last call (see `State::superseded`).

@@ -12,6 +12,7 @@
 //! * [`client`]: the client's rule (signed, cosigned, consistent) and its named refusals.
 //! * [`entry`]: the log entry recorded for each published TUF timestamp.
 //! * [`monitor`]: replaying the log from its entry bundles against the signed checkpoints.
+//! * [`proof`]: the proof document served beside each timestamp.
 //!
 //! Written here rather than taken from a crate: the Rust ports of these formats (for example
 //! Cloudflare's `tlog_tiles` and `signed_note` in `azul`) build on `ed25519-dalek` and `sha2`
@@ -25,6 +26,7 @@ pub mod entry;
 pub mod merkle;
 pub mod monitor;
 pub mod note;
+pub mod proof;
 pub mod tiles;
 pub mod tree;
 pub mod witness;
