@@ -48,7 +48,8 @@ pub struct Blobs {
 
 /// A stored file being read.
 pub enum Stored {
-    Local(File),
+    /// A file in the data directory, with its length.
+    Local { file: File, length: u64 },
     /// An object being downloaded, with its length.
     Bucket(tufa_repo::s3::Download),
 }
@@ -198,14 +199,22 @@ impl Blobs {
 
     /// Opens the stored file at `target` (a path from [`Blobs::path`]); `None` when there is
     /// none. Blocks: call it off the async threads.
+    ///
+    /// With a bucket, the data directory is looked at first: a verified mirrored download waits
+    /// there until [`Blobs::upload_downloaded`] moved it, which removes it only once the object
+    /// is in the bucket. Looking in this order, a file stored before the call is always found.
     pub fn open_stored(&self, target: &Path) -> Result<Option<Stored>> {
-        if let Some((client, key)) = self.object(target) {
-            return Ok(client.open(&key)?.map(Stored::Bucket));
-        }
         match File::open(target) {
-            Ok(file) => Ok(Some(Stored::Local(file))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io("opening", target)(e)),
+            Ok(file) => {
+                let length = file.metadata().map_err(io("reading", target))?.len();
+                return Ok(Some(Stored::Local { file, length }));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("opening", target)(e)),
+        }
+        match self.object(target) {
+            Some((client, key)) => Ok(client.open(&key)?.map(Stored::Bucket)),
+            None => Ok(None),
         }
     }
 

@@ -546,59 +546,33 @@ async fn file(
     } else {
         index.blobs.path(&record.sha256)
     };
-    let (length, body) = if index.blobs.in_bucket() {
-        let blobs = index.blobs.clone();
-        let target = path.clone();
-        let stored = tokio::task::spawn_blocking(move || blobs.open_stored(&target))
-            .await
-            .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))??;
-        match stored {
-            Some(crate::blobs::Stored::Bucket(download)) => {
-                (download.length, bucket_body(download.reader))
-            }
-            Some(crate::blobs::Stored::Local(_)) => {
-                return Err(Error::Config("a local file from a bucket".into()).into());
-            }
-            None if index.mirror.is_some() => {
-                return mirror_file(&index, &record, metadata, path).await;
-            }
-            None => {
-                return Err(Error::Io {
-                    action: "opening",
-                    path,
-                    source: std::io::ErrorKind::NotFound.into(),
-                }
-                .into());
-            }
+    let blobs = index.blobs.clone();
+    let target = path.clone();
+    let stored = tokio::task::spawn_blocking(move || blobs.open_stored(&target))
+        .await
+        .map_err(|e| Error::Config(format!("the file reader failed: {e}")))??;
+    let (length, body) = match stored {
+        Some(crate::blobs::Stored::Local { file, length }) => {
+            let file = tokio::fs::File::from_std(file);
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                file, FILE_CHUNK,
+            ));
+            (length, body)
         }
-    } else {
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.mirror.is_some() => {
-                return mirror_file(&index, &record, metadata, path).await;
-            }
-            Err(e) => {
-                return Err(Error::Io {
-                    action: "opening",
-                    path: path.clone(),
-                    source: e,
-                }
-                .into());
-            }
-        };
-        let length = file
-            .metadata()
-            .await
-            .map_err(|e| Error::Io {
-                action: "reading",
+        Some(crate::blobs::Stored::Bucket(download)) => {
+            (download.length, bucket_body(download.reader))
+        }
+        None if index.mirror.is_some() => {
+            return mirror_file(&index, &record, metadata, path).await;
+        }
+        None => {
+            return Err(Error::Io {
+                action: "opening",
                 path,
-                source: e,
-            })?
-            .len();
-        let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file, FILE_CHUNK,
-        ));
-        (length, body)
+                source: std::io::ErrorKind::NotFound.into(),
+            }
+            .into());
+        }
     };
     Ok((
         [
