@@ -164,7 +164,9 @@ impl Index {
         }
         let signing = match &config.signing {
             Some(signing) => {
-                Some(Signing::open(&config.data_dir, signing, &database, &storage).await?)
+                // A replica that does not publish loads the repository only to learn the names
+                // that a mismatch it is told to accept reserves (see `integrity`).
+                Some(Signing::open(&config.data_dir, signing, &database, &storage, accept).await?)
             }
             None => None,
         };
@@ -199,12 +201,24 @@ impl Index {
         };
         if cooldown.is_some()
             && let Some(signing) = &signing
-            && let Some(loaded) = signing.loaded().lock().await.as_ref()
-            && !loaded.repository.delegates(View::Cooldown)
         {
-            return Err(Error::CooldownNotDelegated {
-                targets_version: loaded.repository.targets().signed.version,
-            });
+            let targets_version = match signing.loaded().lock().await.as_ref() {
+                Some(loaded) => (!loaded.repository.delegates(View::Cooldown))
+                    .then(|| loaded.repository.targets().signed.version),
+                None => {
+                    let store = signing.store();
+                    let offline = tokio::task::spawn_blocking(move || {
+                        tufa_repo::OfflineState::load(&store)
+                    })
+                    .await
+                    .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))??;
+                    (!tufa_repo::delegates(&offline.targets.signed, View::Cooldown))
+                        .then_some(offline.targets.signed.version)
+                }
+            };
+            if let Some(targets_version) = targets_version {
+                return Err(Error::CooldownNotDelegated { targets_version });
+            }
         }
         if let Some(signing) = &signing {
             signing.unload_unless_publishing().await;

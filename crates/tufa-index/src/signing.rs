@@ -401,14 +401,18 @@ const LISTEN_RETRY: Duration = Duration::from_secs(10);
 impl Signing {
     /// Opens (creating a development repository on first use when no online key is configured)
     /// and verifies the TUF repository in `data_dir`. Refuses metadata that does not verify.
-    /// Tries for the publisher lease, then keeps renewing or watching it until the process ends:
-    /// without it (another replica publishes) the repository is loaded without the right to
-    /// write, for the start-up check, and dropped by [`Signing::unload_unless_publishing`].
+    /// Tries for the publisher lease, then keeps renewing or watching it until the process ends.
+    /// Without it (another replica publishes) the repository is loaded, without the right to
+    /// write, only when `load_without_lease`: for a start-up check that needs it, after which
+    /// [`Signing::unload_unless_publishing`] drops it. Otherwise it is loaded (and checked) when
+    /// this replica takes the lease: a replica that only serves and takes uploads never holds
+    /// the bin listings of every project.
     pub async fn open(
         data_dir: &Path,
         config: &SigningConfig,
         database: &Database,
         storage: &Storage,
+        load_without_lease: bool,
     ) -> Result<Self> {
         let lease = Arc::new(Lease::new(database.clone(), config.lease_ttl));
         lease.step().await?;
@@ -416,7 +420,8 @@ impl Signing {
         // re-signing a large one on a slow store can outlast the lease, and the fenced store
         // would then refuse the start-up writes of the replica that holds it.
         let keeper = tokio::spawn(Arc::clone(&lease).keep());
-        let opened = Self::open_holding(data_dir, config, storage, lease).await;
+        let opened =
+            Self::open_holding(data_dir, config, storage, lease, load_without_lease).await;
         if opened.is_err() {
             keeper.abort();
         }
@@ -428,6 +433,7 @@ impl Signing {
         config: &SigningConfig,
         storage: &Storage,
         lease: Arc<Lease>,
+        load_without_lease: bool,
     ) -> Result<Self> {
         let publishing = lease.holding().is_some();
         let tuf_dir = data_dir.join(TUF_DIR);
@@ -547,8 +553,11 @@ impl Signing {
             lease,
             listening: Mutex::default(),
         };
-        let loaded = signing.load(signing.lease.holding())?;
-        *signing.loaded.lock().await = Some(loaded);
+        let epoch = signing.lease.holding();
+        if epoch.is_some() || load_without_lease {
+            let loaded = signing.load(epoch)?;
+            *signing.loaded.lock().await = Some(loaded);
+        }
         Ok(signing)
     }
 
