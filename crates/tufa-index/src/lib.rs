@@ -207,11 +207,12 @@ impl Index {
                     .then(|| loaded.repository.targets().signed.version),
                 None => {
                     let store = signing.store();
-                    let offline = tokio::task::spawn_blocking(move || {
-                        tufa_repo::OfflineState::load(&store)
-                    })
-                    .await
-                    .map_err(|e| Error::Config(format!("the storage reader failed: {e}")))??;
+                    let offline =
+                        tokio::task::spawn_blocking(move || tufa_repo::OfflineState::load(&store))
+                            .await
+                            .map_err(|e| {
+                                Error::Config(format!("the storage reader failed: {e}"))
+                            })??;
                     (!tufa_repo::delegates(&offline.targets.signed, View::Cooldown))
                         .then_some(offline.targets.signed.version)
                 }

@@ -313,6 +313,10 @@ impl<S: Store> Store for Fenced<S> {
         self.inner.list(dir)
     }
 
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> tufa_repo::Result<()> {
+        self.inner.list_each(dir, visit)
+    }
+
     fn modified(&self, path: &str) -> tufa_repo::Result<Option<SystemTime>> {
         self.inner.modified(path)
     }
@@ -420,8 +424,7 @@ impl Signing {
         // re-signing a large one on a slow store can outlast the lease, and the fenced store
         // would then refuse the start-up writes of the replica that holds it.
         let keeper = tokio::spawn(Arc::clone(&lease).keep());
-        let opened =
-            Self::open_holding(data_dir, config, storage, lease, load_without_lease).await;
+        let opened = Self::open_holding(data_dir, config, storage, lease, load_without_lease).await;
         if opened.is_err() {
             keeper.abort();
         }

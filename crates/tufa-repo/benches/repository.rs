@@ -6,6 +6,9 @@
 //! The pages go in as a bulk import does: one [`tufa_repo::Import`] staged 50,000 pages at a
 //! time, every bin role signed once at the end. `TUFA_BENCH_PUBLISH=1` publishes each part on
 //! its own instead (every part re-signs most bin roles), as a stream of uploads would.
+//!
+//! First it measures the floor the file system sets: what creating a page's directory and file
+//! costs there without Tufa, and so the least time that many pages can take, one file each.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -60,7 +63,81 @@ fn pages(done: usize, projects: usize) -> Vec<PageChange> {
         .collect()
 }
 
+/// Files the floor measurement creates.
+const FLOOR_FILES: usize = 20_000;
+
+/// What the file system under `parent` costs for the least a page needs, without Tufa: a new
+/// directory and a new file of a page's size in it, on one thread per core. Prints the time per
+/// page and what `projects` pages take at that rate, the floor for publishing them one file each.
+fn file_system_floor(parent: &std::path::Path, projects: usize) {
+    let dir = tempfile::tempdir_in(parent).expect("creating the floor's directory");
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let page = vec![b'x'; 420];
+    let started = Instant::now();
+    let cpu_started = cpu();
+    std::thread::scope(|scope| {
+        for thread in 0..threads {
+            let (dir, page) = (dir.path(), &page);
+            scope.spawn(move || {
+                for n in (thread..FLOOR_FILES).step_by(threads) {
+                    let project = dir.join(format!("project-{n}"));
+                    std::fs::create_dir(&project).expect("creating a directory");
+                    std::fs::write(project.join(format!("{n:064x}.index.json")), page)
+                        .expect("writing a file");
+                }
+            });
+        }
+    });
+    let per_page = started.elapsed() / FLOOR_FILES as u32;
+    println!(
+        "file system floor, a directory and a file per page on {threads} threads: {:.0} us a \
+         page, {} for {FLOOR_FILES}; {projects} pages take at least {:.1} s here",
+        per_page.as_secs_f64() * 1e6,
+        cpu_since(cpu_started),
+        (per_page * projects as u32).as_secs_f64()
+    );
+}
+
+/// Set to a repository's directory, the bench only opens that repository and reports.
+const OPEN_VARIABLE: &str = "TUFA_BENCH_OPEN";
+const OPEN_KEY_FILE: &str = "online.der";
+
+/// The memory a process holds after opening the repository in `dir`, a publisher's start.
+fn open_and_report(dir: &std::path::Path) {
+    let der = std::fs::read(dir.join(OPEN_KEY_FILE)).expect("reading the online key");
+    let online = Arc::new(FileSigner::from_pkcs8_der(&der).expect("loading the online key"));
+    let started = Instant::now();
+    let store = FsStore::open(dir).expect("opening the store");
+    let store_opened = started.elapsed();
+    let repo = Repository::open(store, online, Expiries::default(), SystemTime::now())
+        .expect("opening the repository");
+    println!(
+        "opened again in a new process (a publisher's start): {:.1} s (walking the store {:.1} \
+         s), then VmRSS {} MiB, VmHWM {} MiB",
+        started.elapsed().as_secs_f64(),
+        store_opened.as_secs_f64(),
+        memory("VmRSS:"),
+        memory("VmHWM:")
+    );
+    drop(repo);
+}
+
+/// A field of /proc/self/status, in MiB.
+fn memory(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
 fn main() {
+    if let Some(dir) = std::env::var_os(OPEN_VARIABLE) {
+        open_and_report(std::path::Path::new(&dir));
+        return;
+    }
     let projects: usize = std::env::var("TUFA_BENCH_PROJECTS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -72,13 +149,15 @@ fn main() {
         std::path::PathBuf::from,
     );
     std::fs::create_dir_all(&target).expect("creating the bench's parent directory");
+    file_system_floor(&target, projects);
     let dir = tempfile::tempdir_in(&target).expect("creating the bench directory");
 
     let signer = || {
         let der = generate_private_key(KeyAlgorithm::Ed25519).expect("generating a key");
-        Arc::new(FileSigner::from_pkcs8_der(der.as_bytes()).expect("loading the key"))
+        let signer = FileSigner::from_pkcs8_der(der.as_bytes()).expect("loading the key");
+        (Arc::new(signer), der.as_bytes().to_vec())
     };
-    let (offline, online) = (signer(), signer());
+    let ((offline, _), (online, online_der)) = (signer(), signer());
     let role = RoleSpec {
         keys: vec![offline.public_key().clone()],
         threshold: Threshold::ONE,
@@ -101,8 +180,8 @@ fn main() {
 
     let started = Instant::now();
     let cpu_started = cpu();
-    let mut repo =
-        Repository::open(store, online, Expiries::default(), now).expect("creating the bins");
+    let mut repo = Repository::open(store, online.clone(), Expiries::default(), now)
+        .expect("creating the bins");
     let created = started.elapsed();
     println!(
         "create a repository with 16,384 bin roles (sign and write every bin, snapshot, timestamp): {:.2} s, {}",
@@ -151,21 +230,21 @@ fn main() {
         projects as f64 / imported.as_secs_f64(),
         cpu_since(cpu_started)
     );
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let memory = |field: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse::<u64>().ok())
-            .map_or(0, |kib| kib / 1024)
-    };
     println!(
         "the repository holding {projects} pages: VmRSS {} MiB, VmHWM {} MiB",
         memory("VmRSS:"),
         memory("VmHWM:")
     );
     drop(repo);
+    // What a publisher restarting on this repository, or taking it over, holds once it opened
+    // it: in a process of its own, so that what the import left in this one is not counted.
+    let key = dir.path().join(OPEN_KEY_FILE);
+    std::fs::write(&key, &online_der).expect("writing the online key for the reopening");
+    let reopened = std::process::Command::new(std::env::current_exe().expect("this bench"))
+        .env(OPEN_VARIABLE, dir.path())
+        .status()
+        .expect("running the bench again to open the repository");
+    assert!(reopened.success(), "opening the repository failed");
     // Removing a million directories takes a while; the measurements are printed before.
     println!("removing the bench's repository");
 }

@@ -78,6 +78,25 @@ pub fn page_of(target: &str) -> Option<(View, &str)> {
     Some((view, project))
 }
 
+/// The target and the sha256 (hex) of a stored target file, the inverse of [`target_file`];
+/// `None` for a path [`target_file`] never makes.
+pub fn target_of_file(file: &str) -> Option<(TargetPath, &str)> {
+    let path = file.strip_prefix(TARGETS_DIR)?.strip_prefix('/')?;
+    let (dir, base) = match path.rsplit_once('/') {
+        Some((dir, base)) => (Some(dir), base),
+        None => (None, path),
+    };
+    let (sha256, name) = base.split_once('.')?;
+    if sha256.len() != 64 || name.is_empty() {
+        return None;
+    }
+    let target = match dir {
+        Some(dir) => format!("{dir}/{name}"),
+        None => name.to_string(),
+    };
+    Some((TargetPath::new(target).ok()?, sha256))
+}
+
 /// The stored file of a target under consistent snapshots: `<dir>/<sha256>.<basename>`.
 pub fn target_file(target: &TargetPath, sha256: &HexDigest) -> String {
     let path = target.as_str();
@@ -198,6 +217,31 @@ impl Expiries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_target_file_names_its_target_and_digest() {
+        let sha = HexDigest::new("ab".repeat(32)).unwrap();
+        for target in [
+            page_target(View::Simple, "requests"),
+            page_target(View::Cooldown, "a-b"),
+            TargetPath::new("top.json").unwrap(),
+        ] {
+            let file = target_file(&target, &sha);
+            assert_eq!(
+                target_of_file(&file),
+                Some((target, sha.as_str())),
+                "{file}"
+            );
+        }
+        for file in [
+            "metadata/1.root.json",
+            "targets/simple/requests/index.json",
+            "targets/simple/requests/abab.index.json",
+            &format!("targets/simple/requests/{}.", "ab".repeat(32)),
+        ] {
+            assert_eq!(target_of_file(file), None, "{file}");
+        }
+    }
 
     #[test]
     fn consistent_snapshot_names() {

@@ -1241,6 +1241,21 @@ impl<S: Store> Repository<S> {
     /// Marks every file the current timestamp cannot reach (and not already waiting) as retired
     /// from `now`: after a restart nobody knows since when they were unreachable, so they get a
     /// full grace period.
+    /// Whether `file` is the stored file of a target a bin role lists, with that content.
+    fn lists(&self, file: &str) -> bool {
+        let Some((target, sha256)) = layout::target_of_file(file) else {
+            return false;
+        };
+        let mut digest = [0u8; 32];
+        if hex::decode_to_slice(sha256, &mut digest).is_err() {
+            return false;
+        }
+        self.bin_roles
+            .get(&self.succinct.role_for_target(target.as_str()))
+            .and_then(|bin| bin.get(&target))
+            .is_some_and(|listed| *listed.sha256_bytes() == digest)
+    }
+
     fn retire_unreachable(&mut self, now: SystemTime) -> Result<()> {
         let mut reachable: HashSet<String> = HashSet::new();
         reachable.insert(layout::metadata_file(&RoleName::timestamp(), 0));
@@ -1258,20 +1273,23 @@ impl<S: Store> Repository<S> {
         ));
         for (name, role) in &self.bin_roles {
             reachable.insert(layout::metadata_file(name, role.version));
-            for (target, listed) in role.targets() {
-                reachable.insert(layout::target_file(target, &listed.sha256()));
-            }
         }
-        reachable.extend(self.waiting.keys().cloned());
-        let metadata = self.store.list(METADATA_DIR)?;
-        let targets = self.store.list(TARGETS_DIR)?;
-        let unreachable: Vec<(String, Option<u64>)> = metadata
+        let mut unreachable: Vec<(String, Option<u64>)> = self
+            .store
+            .list(METADATA_DIR)?
             .into_iter()
             .filter(|f| !f.ends_with(".root.json"))
-            .chain(targets)
-            .filter(|f| !reachable.contains(f))
+            .filter(|f| !reachable.contains(f) && !self.waiting.contains_key(f))
             .map(|f| (f, None))
             .collect();
+        // A target file is looked up in the bin role that lists its target, one file at a time:
+        // the paths of every listed target and of every stored file, held at once, took more
+        // memory than the whole repository does once open (330 MiB more at a million pages).
+        self.store.list_each(TARGETS_DIR, &mut |file| {
+            if !self.lists(&file) && !self.waiting.contains_key(&file) {
+                unreachable.push((file, None));
+            }
+        })?;
         self.retire(unreachable, now);
         if let Some(log) = &self.log {
             let superseded: Vec<(String, Option<u64>)> = log

@@ -56,6 +56,12 @@ pub trait Store: Send + Sync {
     fn remove(&self, path: &str) -> Result<()>;
     /// Every file under `dir`, as paths relative to the store.
     fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// Calls `visit` with every file [`Store::list`] names, without holding them all where the
+    /// store can: the pages of a large repository are millions of names.
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> Result<()> {
+        self.list(dir)?.into_iter().for_each(visit);
+        Ok(())
+    }
     /// When a file was last written, or `None` when it does not exist: evidence of the clock at
     /// the last signing that does not depend on any configured lifetime.
     fn modified(&self, path: &str) -> Result<Option<SystemTime>>;
@@ -96,6 +102,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         (**self).list(dir)
+    }
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> Result<()> {
+        (**self).list_each(dir, visit)
     }
     fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
         (**self).modified(path)
@@ -145,11 +154,14 @@ impl FsStore {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io("creating", &root))?;
         let store = FsStore { root };
-        for path in store.walk(&store.root)? {
+        // Removed as the walk finds them, not collected first: a repository of a million pages
+        // holds over a million files, whose paths alone would take a hundred MiB.
+        store.walk(&store.root, |path| {
             if path.to_string_lossy().ends_with(TEMP_SUFFIX) {
                 fs::remove_file(&path).map_err(io("removing", &path))?;
             }
-        }
+            Ok(())
+        })?;
         Ok(store)
     }
 
@@ -157,8 +169,8 @@ impl FsStore {
         &self.root
     }
 
-    fn walk(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let mut files = Vec::new();
+    /// Calls `visit` with every file under `dir`.
+    fn walk(&self, dir: &Path, mut visit: impl FnMut(PathBuf) -> Result<()>) -> Result<()> {
         let mut pending = vec![dir.to_path_buf()];
         while let Some(dir) = pending.pop() {
             let entries = match fs::read_dir(&dir) {
@@ -172,11 +184,11 @@ impl FsStore {
                 if kind.is_dir() {
                     pending.push(entry.path());
                 } else {
-                    files.push(entry.path());
+                    visit(entry.path())?;
                 }
             }
         }
-        Ok(files)
+        Ok(())
     }
 }
 
@@ -445,14 +457,17 @@ impl FsStore {
         if whole_filesystem {
             return self.sync_filesystem();
         }
-        let (synced_files, dirs) = to_sync.into_inner().unwrap_or_else(|e| e.into_inner());
-        in_parallel(&synced_files, SYNC_THREADS, |path| {
+        // The files and their directories in one wave: nothing refers to these files until
+        // the caller's next write, so the order in which their bytes and their names reach the
+        // disk does not matter, only that all have when this returns. A publish waits on the
+        // disk once here instead of twice.
+        let (mut synced, dirs) = to_sync.into_inner().unwrap_or_else(|e| e.into_inner());
+        synced.extend(dirs);
+        in_parallel(&synced, SYNC_THREADS, |path| {
             File::open(path)
                 .and_then(|f| f.sync_all())
                 .map_err(io("syncing", path))
-        })?;
-        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
-        in_parallel(&dirs, SYNC_THREADS, |dir| sync_dir(dir))
+        })
     }
 }
 
@@ -545,13 +560,21 @@ impl Store for FsStore {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let files = self.walk(&self.root.join(dir))?;
-        Ok(files
-            .iter()
-            .filter_map(|p| p.strip_prefix(&self.root).ok())
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .filter(|p| !p.ends_with(TEMP_SUFFIX))
-            .collect())
+        let mut files = Vec::new();
+        self.list_each(dir, &mut |file| files.push(file))?;
+        Ok(files)
+    }
+
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> Result<()> {
+        self.walk(&self.root.join(dir), |path| {
+            if let Ok(relative) = path.strip_prefix(&self.root) {
+                let relative = relative.to_string_lossy().replace('\\', "/");
+                if !relative.ends_with(TEMP_SUFFIX) {
+                    visit(relative);
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -610,7 +633,14 @@ mod tests {
                 assert_eq!(&store.read(path).unwrap().unwrap(), bytes, "{path}");
             }
         }
-        let files = store.walk(dir.path()).unwrap();
+        let mut files = Vec::new();
+        store
+            .walk(dir.path(), |path| {
+                files.push(path);
+                Ok(())
+            })
+            .unwrap();
+        assert!(!files.is_empty());
         assert!(
             files
                 .iter()

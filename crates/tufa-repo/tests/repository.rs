@@ -337,6 +337,47 @@ fn garbage_is_counted_removed_a_bounded_number_at_a_time_and_never_a_page_publis
 }
 
 #[test]
+fn a_repository_opened_again_queues_exactly_the_files_nothing_reaches() {
+    let fixture = ceremony(Expiries::default());
+    let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
+    for n in 0..3 {
+        repo.publish(
+            &[page("requests", &n.to_string()), page("numpy", "1")],
+            fixture.now,
+        )
+        .unwrap();
+    }
+    store.fail(Fault::WriteBefore, "snapshot");
+    assert!(repo.publish(&[page("flask", "1")], fixture.now).is_err());
+    store.heal();
+    drop(repo);
+
+    // What the last process queued is gone with it: the new one finds it in the store.
+    let repo = fixture.open().unwrap();
+    let (files, _) = unreachable(&fixture, &repo);
+    for superseded in ["targets/simple/requests/", "targets/simple/flask/"] {
+        assert!(
+            files.iter().any(|file| file.starts_with(superseded)),
+            "{superseded}: {files:?}"
+        );
+    }
+    assert_eq!(repo.awaiting_removal().0, files.len(), "{files:?}");
+    let mut repo = repo;
+    let grace = Duration::from_secs(60);
+    repo.collect_garbage(fixture.now + grace * 2, grace, usize::MAX)
+        .unwrap();
+    assert_eq!(unreachable(&fixture, &repo), (vec![], 0));
+    drop(repo);
+    assert_complete(
+        &fixture,
+        &[
+            ("requests", &page("requests", "2")),
+            ("numpy", &page("numpy", "1")),
+        ],
+    );
+}
+
+#[test]
 fn a_page_published_again_by_a_retry_and_superseded_later_gets_a_whole_grace_period() {
     let fixture = ceremony(Expiries::default());
     let (store, mut repo) = fixture.open_faulty(fixture.online.clone());
