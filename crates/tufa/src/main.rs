@@ -108,6 +108,12 @@ enum Command {
     Witness(witness::WitnessCommand),
 }
 
+/// jemalloc instead of glibc's malloc: glibc kept freed memory in up to 16 arenas (one per
+/// thread that allocated, on 2 cores), so a publisher of 700,000 projects held 381 MiB for
+/// about 160 MiB of live data.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Usage errors exit with 1 like every other failure (the tuf-conformance protocol knows
     // only 0 and 1); help and version still exit with 0.
