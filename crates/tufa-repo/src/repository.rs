@@ -5,7 +5,7 @@
 //! new timestamp, written in that order so that nothing published ever references a file that is
 //! not yet durable. [`Repository::refresh`] re-signs online roles before they expire.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -1216,33 +1216,6 @@ impl<S: Store> Repository<S> {
             };
             return current == Some(version);
         }
-        let Some(path) = file.strip_prefix(&format!("{TARGETS_DIR}/")) else {
-            return false;
-        };
-        let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
-        let Some((sha256, base)) = base.split_once('.') else {
-            return false;
-        };
-        let target = if dir.is_empty() {
-            base.to_string()
-        } else {
-            format!("{dir}/{base}")
-        };
-        let Ok(target) = TargetPath::new(target) else {
-            return false;
-        };
-        let bin = self.succinct.role_for_target(target.as_str());
-        self.bin_roles
-            .get(&bin)
-            .and_then(|role| role.get(&target))
-            .is_some_and(|listed| listed.sha256().as_str() == sha256)
-    }
-
-    /// Marks every file the current timestamp cannot reach (and not already waiting) as retired
-    /// from `now`: after a restart nobody knows since when they were unreachable, so they get a
-    /// full grace period.
-    /// Whether `file` is the stored file of a target a bin role lists, with that content.
-    fn lists(&self, file: &str) -> bool {
         let Some((target, sha256)) = layout::target_of_file(file) else {
             return false;
         };
@@ -1252,44 +1225,25 @@ impl<S: Store> Repository<S> {
         }
         self.bin_roles
             .get(&self.succinct.role_for_target(target.as_str()))
-            .and_then(|bin| bin.get(&target))
+            .and_then(|role| role.get(&target))
             .is_some_and(|listed| *listed.sha256_bytes() == digest)
     }
 
+    /// Marks every file the current timestamp cannot reach (and not already waiting) as retired
+    /// from `now`: after a restart nobody knows since when they were unreachable, so they get a
+    /// full grace period.
     fn retire_unreachable(&mut self, now: SystemTime) -> Result<()> {
-        let mut reachable: HashSet<String> = HashSet::new();
-        reachable.insert(layout::metadata_file(&RoleName::timestamp(), 0));
-        reachable.insert(layout::metadata_file(
-            &RoleName::snapshot(),
-            self.snapshot.signed.version,
-        ));
-        reachable.insert(layout::metadata_file(
-            &RoleName::targets(),
-            self.offline.targets.signed.version,
-        ));
-        reachable.insert(layout::metadata_file(
-            &RoleName::new(BINS_ROLE)?,
-            self.offline.bins.signed.version,
-        ));
-        for (name, role) in &self.bin_roles {
-            reachable.insert(layout::metadata_file(name, role.version));
+        // Each stored file is looked up as the listing streams past: the paths of every listed
+        // target and of every stored file, held at once, took more memory than the whole
+        // repository does once open (330 MiB more at a million pages).
+        let mut unreachable: Vec<(String, Option<u64>)> = Vec::new();
+        for dir in [METADATA_DIR, TARGETS_DIR] {
+            self.store.list_each(dir, &mut |file| {
+                if !self.is_published(&file) && !self.waiting.contains_key(&file) {
+                    unreachable.push((file, None));
+                }
+            })?;
         }
-        let mut unreachable: Vec<(String, Option<u64>)> = self
-            .store
-            .list(METADATA_DIR)?
-            .into_iter()
-            .filter(|f| !f.ends_with(".root.json"))
-            .filter(|f| !reachable.contains(f) && !self.waiting.contains_key(f))
-            .map(|f| (f, None))
-            .collect();
-        // A target file is looked up in the bin role that lists its target, one file at a time:
-        // the paths of every listed target and of every stored file, held at once, took more
-        // memory than the whole repository does once open (330 MiB more at a million pages).
-        self.store.list_each(TARGETS_DIR, &mut |file| {
-            if !self.lists(&file) && !self.waiting.contains_key(&file) {
-                unreachable.push((file, None));
-            }
-        })?;
         self.retire(unreachable, now);
         if let Some(log) = &self.log {
             let superseded: Vec<(String, Option<u64>)> = log
