@@ -748,7 +748,7 @@ impl<S: Store> Repository<S> {
     pub fn pages(&self) -> impl Iterator<Item = ListedPage<'_>> {
         self.bin_roles.values().flat_map(|bin| {
             bin.targets().filter_map(|(target, listed)| {
-                let (view, project) = layout::page_of(target.as_str())?;
+                let (view, project) = layout::page_of(target)?;
                 Some(ListedPage {
                     view,
                     project,
@@ -1303,7 +1303,7 @@ impl<S: Store> Import<'_, S> {
                 }
             };
             let old = match file {
-                Some((listed, _, _)) => role.insert(target.clone(), listed),
+                Some((listed, _, _)) => role.insert(&target, listed),
                 None => role.remove(&target),
             };
             let new_sha256 = role.get(&target).map(Listed::sha256_bytes);
@@ -1375,7 +1375,7 @@ impl<S: Store> Import<'_, S> {
                 continue;
             };
             let new = match old {
-                Some(old) => role.insert(target.clone(), old),
+                Some(old) => role.insert(&target, old),
                 None => role.remove(&target),
             };
             let old_sha256 = role.get(&target).map(Listed::sha256_bytes);
@@ -1430,6 +1430,7 @@ fn sign_in_parallel(
             .map(|(name, bin)| {
                 let bytes = bin.role().sign_to_bytes(signer)?;
                 bin.file_length = Some(bytes.len() as u64);
+                bin.shrink_to_fit();
                 Ok((layout::metadata_file(name, bin.version), bytes))
             })
             .collect()

@@ -171,21 +171,30 @@ impl FsStore {
 
     /// Calls `visit` with every file under `dir`.
     fn walk(&self, dir: &Path, mut visit: impl FnMut(PathBuf) -> Result<()>) -> Result<()> {
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+        // Depth first, one open listing per level: the directories still to list, kept as a
+        // list instead, were every project's directory under `targets/simple/` at once, 100 MiB
+        // of paths at a million projects.
+        fn descend(dir: PathBuf, open: &mut Vec<(PathBuf, fs::ReadDir)>) -> Result<()> {
+            match fs::read_dir(&dir) {
+                Ok(entries) => open.push((dir, entries)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(io("listing", &dir)(e)),
+            }
+            Ok(())
+        }
+        let mut open = Vec::new();
+        descend(dir.to_path_buf(), &mut open)?;
+        while let Some((dir, entries)) = open.last_mut() {
+            let Some(entry) = entries.next() else {
+                open.pop();
+                continue;
             };
-            for entry in entries {
-                let entry = entry.map_err(io("listing", &dir))?;
-                let kind = entry.file_type().map_err(io("listing", &dir))?;
-                if kind.is_dir() {
-                    pending.push(entry.path());
-                } else {
-                    visit(entry.path())?;
-                }
+            let entry = entry.map_err(io("listing", dir))?;
+            let kind = entry.file_type().map_err(io("listing", dir))?;
+            if kind.is_dir() {
+                descend(entry.path(), &mut open)?;
+            } else {
+                visit(entry.path())?;
             }
         }
         Ok(())
@@ -581,6 +590,33 @@ impl Store for FsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_finds_every_file_at_every_depth_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let files = [
+            "targets/simple/a/1.index.json",
+            "targets/simple/a/2.index.json",
+            "targets/simple/b/3.index.json",
+            "targets/top.json",
+            "targets/deep/er/and/deeper/file",
+        ];
+        for file in files {
+            let path = dir.path().join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, file).unwrap();
+        }
+        fs::create_dir_all(dir.path().join("targets/simple/empty")).unwrap();
+        fs::create_dir_all(dir.path().join("metadata")).unwrap();
+        fs::write(dir.path().join("metadata/1.root.json"), "{}").unwrap();
+        let mut listed = store.list("targets").unwrap();
+        listed.sort();
+        let mut expected = files.to_vec();
+        expected.sort();
+        assert_eq!(listed, expected);
+        assert_eq!(store.list("missing").unwrap(), Vec::<String>::new());
+    }
 
     #[test]
     fn writes_are_complete_and_leftover_temporaries_are_removed() {
