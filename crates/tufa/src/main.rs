@@ -110,7 +110,7 @@ enum Command {
 
 /// jemalloc instead of glibc's malloc: glibc kept freed memory in up to 16 arenas (one per
 /// thread that allocated, on 2 cores), so a publisher of 700,000 projects held 381 MiB for
-/// about 160 MiB of live data.
+/// about 160 MiB of live data. Built with one arena (`.cargo/config.toml` says why).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
