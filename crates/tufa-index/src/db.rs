@@ -961,7 +961,7 @@ impl Database {
     }
 
     /// Forgets the failures of projects that are now published.
-    pub async fn clear_unpublished(&self, projects: &[String]) -> Result<()> {
+    pub async fn clear_unpublished(&self, projects: &[&str]) -> Result<()> {
         // Almost always empty: one read then spares a batch one statement per project. Only the
         // publisher adds rows, so none can appear between the read and the deletes.
         let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM unpublished LIMIT 1")

@@ -255,7 +255,7 @@ async fn uploads_yanks_journal(database: Database) {
     assert_eq!((count, listed[0].attempts), (1, 2));
     assert_eq!(listed[0].error, "still full");
     assert!(database.unpublished_due(10).await.unwrap().is_empty());
-    database.clear_unpublished(&["demo".into()]).await.unwrap();
+    database.clear_unpublished(&["demo"]).await.unwrap();
     assert_eq!(database.unpublished(10).await.unwrap().0, 0);
     assert_eq!(database.projects().await.unwrap(), [(name.clone(), 6)]);
     database.truncate_wal().await.unwrap();
