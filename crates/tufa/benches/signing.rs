@@ -29,7 +29,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// CPU time (user + system) a process has used: what a run costs, which the wall-clock times of
 /// a machine shared with other work do not show.
 fn cpu_seconds(pid: u32) -> f64 {
-    process_cpu(&format!("/proc/{pid}/stat")).expect("the process's CPU time")
+    process_cpu_named(&format!("/proc/{pid}/stat"))
+        .map(|(_, cpu)| cpu)
+        .expect("the process's CPU time")
 }
 
 /// CPU time of the process whose `/proc/<pid>/stat` is `stat_path`, with its command name; `None`
@@ -42,10 +44,6 @@ fn process_cpu_named(stat_path: &str) -> Option<(String, f64)> {
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some((name, ticks as f64 / 100.0))
-}
-
-fn process_cpu(stat_path: &str) -> Option<f64> {
-    process_cpu_named(stat_path).map(|(_, cpu)| cpu)
 }
 
 /// CPU time of every running PostgreSQL process (the server and one backend per connection):
