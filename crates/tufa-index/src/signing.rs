@@ -289,6 +289,22 @@ impl<S: Store> Store for Fenced<S> {
         self.inner.write_immutable(files)
     }
 
+    fn write_immutable_unflushed(
+        &self,
+        files: &[(&str, &[u8])],
+    ) -> tufa_repo::Result<tufa_repo::Flush> {
+        if let Some((path, _)) = files.first() {
+            self.check(path)?;
+        }
+        self.inner.write_immutable_unflushed(files)
+    }
+
+    /// Allowed without the lease: it writes nothing new, and what it makes durable was written
+    /// under the lease.
+    fn flush(&self) -> tufa_repo::Result<()> {
+        self.inner.flush()
+    }
+
     /// Forwarded whole: the inner store decides how durable `files` are (the data directory
     /// leaves them unsynced).
     fn write_rebuildable_then(

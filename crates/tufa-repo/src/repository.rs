@@ -18,7 +18,7 @@ use crate::bins::{Bin, Listed};
 use crate::error::{Error, Result};
 use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, TARGETS_DIR, View};
 use crate::offline::{OfflineState, SigningRequest};
-use crate::store::{Store, map_in_parallel};
+use crate::store::{Flush, Store, map_in_parallel};
 
 /// A project's page in one view to publish, or `None` to withdraw that target.
 #[derive(Clone, Debug)]
@@ -179,6 +179,9 @@ pub struct Import<'r, S: Store> {
     /// succeeds.
     retiring: Vec<(String, Option<u64>)>,
     rejected: Vec<RejectedPage>,
+    /// Whether staged page files wait for [`Store::flush`] before the commit signs anything
+    /// that refers to them.
+    flush: Flush,
     started: SystemTime,
 }
 
@@ -795,17 +798,22 @@ impl<S: Store> Repository<S> {
             undo: Vec::new(),
             retiring: Vec::new(),
             rejected: Vec::new(),
+            flush: Flush::NotNeeded,
             started: now,
         })
     }
 
-    /// Writes the page files, all in one durable batch when it can; when the batch fails,
-    /// project by project, so that a project whose page the store refuses is found, taken out of
-    /// `pages` with all its views and reported instead of stopping every other project with it.
-    fn store_pages(&self, pages: &mut Vec<StagedPage>) -> Vec<RejectedPage> {
+    /// Writes the page files, all in one batch when it can, durable by the next
+    /// [`Store::flush`] when the store says so; when the batch fails, project by project and
+    /// durably, so that a project whose page the store refuses is found, taken out of `pages`
+    /// with all its views and reported instead of stopping every other project with it.
+    fn store_pages(&self, pages: &mut Vec<StagedPage>) -> (Vec<RejectedPage>, Flush) {
         let files: Vec<(&str, &[u8])> = pages.iter().filter_map(StagedPage::stored).collect();
-        if files.is_empty() || self.store.write_immutable(&files).is_ok() {
-            return Vec::new();
+        if files.is_empty() {
+            return (Vec::new(), Flush::NotNeeded);
+        }
+        if let Ok(flush) = self.store.write_immutable_unflushed(&files) {
+            return (Vec::new(), flush);
         }
         drop(files);
         let projects: BTreeSet<&str> = pages.iter().map(|page| page.project).collect();
@@ -824,7 +832,7 @@ impl<S: Store> Repository<S> {
             }
         }
         pages.retain(|page| !rejected.iter().any(|r| r.project == page.project));
-        rejected
+        (rejected, Flush::NotNeeded)
     }
 
     /// Re-signs online roles that have used half of their lifetime, so that they never expire
@@ -1037,9 +1045,12 @@ impl<S: Store> Repository<S> {
     ) -> Result<(Metadata<Snapshot>, Metadata<Timestamp>)> {
         // Signed and written a part at a time: the files of every bin role of a PyPI-sized
         // repository would take a hundred MiB at once. The last part goes with the snapshot.
+        // Nothing reaches these files before the timestamp: every part waits on the disk once,
+        // together, before it is written.
         let mut roles: Vec<(&RoleName, &mut Bin)> = changed.iter_mut().collect();
         let parts = roles.len().div_ceil(SIGNED_AT_ONCE);
         let mut bin_files = Vec::new();
+        let mut flush = Flush::NotNeeded;
         for (n, part) in roles.chunks_mut(SIGNED_AT_ONCE).enumerate() {
             bin_files = sign_in_parallel(part, self.signer.as_ref())?;
             if n + 1 < parts {
@@ -1047,7 +1058,9 @@ impl<S: Store> Repository<S> {
                     .iter()
                     .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
                     .collect();
-                self.store.write_immutable(&borrowed)?;
+                if self.store.write_immutable_unflushed(&borrowed)? == Flush::Needed {
+                    flush = Flush::Needed;
+                }
             }
         }
         drop(roles);
@@ -1087,8 +1100,8 @@ impl<S: Store> Repository<S> {
             layout::metadata_file(&RoleName::timestamp(), 0),
             timestamp.to_bytes()?,
         );
-        // The bin roles and the snapshot in one durable batch: nothing reaches either before
-        // the timestamp, and a small round then waits on the disk twice instead of three times.
+        // The bin roles and the snapshot in one batch: nothing reaches either before the
+        // timestamp, and a small round then waits on the disk twice instead of three times.
         let batch: Vec<(&str, &[u8])> = bin_files
             .iter()
             .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
@@ -1098,9 +1111,19 @@ impl<S: Store> Repository<S> {
             )))
             .collect();
         match &self.log {
-            Some(log) => log.append(&self.store, &timestamp, &batch, timestamp_file)?,
+            Some(log) => {
+                if flush == Flush::Needed {
+                    self.store.flush()?;
+                }
+                log.append(&self.store, &timestamp, &batch, timestamp_file)?;
+            }
             None => {
-                self.store.write_immutable(&batch)?;
+                if self.store.write_immutable_unflushed(&batch)? == Flush::Needed {
+                    flush = Flush::Needed;
+                }
+                if flush == Flush::Needed {
+                    self.store.flush()?;
+                }
                 self.store.write_all(&[timestamp_file])?;
             }
         }
@@ -1259,8 +1282,8 @@ impl<S: Store> Repository<S> {
 }
 
 impl<S: Store> Import<'_, S> {
-    /// Writes the page files of `changes` durably and lists them in their bin roles, unsigned
-    /// until [`Import::commit`]. A page exactly as published (a cooldown page an upload left as
+    /// Writes the page files of `changes`, durable by the time [`Import::commit`] signs
+    /// anything, and lists them in their bin roles, unsigned until then. A page exactly as published (a cooldown page an upload left as
     /// it was, a retry of a page that went out) needs neither a write nor a bin role signed
     /// anew. Pages the store refuses are left out, and reported by the commit.
     pub fn stage(&mut self, changes: &[PageChange]) -> Result<()> {
@@ -1285,8 +1308,11 @@ impl<S: Store> Import<'_, S> {
             })
             .collect();
         pages.retain(|page| !self.is_listed(page));
-        let rejected = self.repository.store_pages(&mut pages);
+        let (rejected, flush) = self.repository.store_pages(&mut pages);
         self.rejected.extend(rejected);
+        if flush == Flush::Needed {
+            self.flush = Flush::Needed;
+        }
 
         let repository = &mut *self.repository;
         for StagedPage {
@@ -1347,7 +1373,11 @@ impl<S: Store> Import<'_, S> {
             });
         }
         let mut bins = std::mem::take(&mut self.bins);
-        match self.repository.commit(BTreeSet::new(), &mut bins, now) {
+        let flushed = match self.flush {
+            Flush::Needed => self.repository.store.flush(),
+            Flush::NotNeeded => Ok(()),
+        };
+        match flushed.and_then(|()| self.repository.commit(BTreeSet::new(), &mut bins, now)) {
             Ok(mut published) => {
                 self.undo = Vec::new();
                 let retiring = std::mem::take(&mut self.retiring);

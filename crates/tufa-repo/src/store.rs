@@ -36,6 +36,17 @@ pub trait Store: Send + Sync {
             .collect();
         self.write_all(&owned)
     }
+    /// Writes files as [`Store::write_immutable`] does, except that they need be durable only
+    /// once [`Store::flush`] returns, and says whether they wait for it: a bulk import writes its
+    /// pages in parts and waits on the disk once, before anything that refers to them is signed,
+    /// while the kernel writes each part out beside the making of the next.
+    fn write_immutable_unflushed(&self, files: &[(&str, &[u8])]) -> Result<Flush> {
+        self.write_immutable(files).map(|()| Flush::NotNeeded)
+    }
+    /// Makes durable every file that [`Store::write_immutable_unflushed`] left waiting.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
     /// Writes `files`, then `last`, and never lets a reader see `last` before every one of
     /// `files`: the log's proof and checkpoint before the `timestamp.json` they prove. Only
     /// `last` is durable on return, as [`Store::write_all`] makes it: a crash may lose `files`
@@ -75,6 +86,14 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Whether files [`Store::write_immutable_unflushed`] wrote wait for [`Store::flush`].
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    Needed,
+    NotNeeded,
+}
+
 /// How many questions (sizes) are sent to a remote store at once.
 const REMOTE_QUESTIONS: usize = 16;
 
@@ -86,6 +105,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
         (**self).write_immutable(files)
+    }
+    fn write_immutable_unflushed(&self, files: &[(&str, &[u8])]) -> Result<Flush> {
+        (**self).write_immutable_unflushed(files)
+    }
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
     }
     fn write_rebuildable_then(
         &self,
@@ -419,8 +444,9 @@ impl FsStore {
     }
 
     /// [`Store::write_immutable`]: every file in place on a few threads, the damaged ones
-    /// replaced through temporary names, then the whole batch made durable at once.
-    fn place_all(&self, files: &[(&str, &[u8])]) -> Result<()> {
+    /// replaced through temporary names, then the whole batch made durable at once, or, when
+    /// `may_defer` and the batch is large enough for `syncfs`, at [`Store::flush`].
+    fn place_all(&self, files: &[(&str, &[u8])], may_defer: bool) -> Result<Flush> {
         let whole_filesystem = files.len() > SYNCFS_BATCH;
         // Files and directories to sync one by one when the batch is too small for `syncfs`.
         let to_sync = std::sync::Mutex::new((Vec::new(), BTreeSet::new()));
@@ -464,7 +490,10 @@ impl FsStore {
             self.write_all(&damaged)?;
         }
         if whole_filesystem {
-            return self.sync_filesystem();
+            if may_defer {
+                return Ok(Flush::Needed);
+            }
+            return self.sync_filesystem().map(|()| Flush::NotNeeded);
         }
         // The files and their directories in one wave: nothing refers to these files until
         // the caller's next write, so the order in which their bytes and their names reach the
@@ -476,7 +505,8 @@ impl FsStore {
             File::open(path)
                 .and_then(|f| f.sync_all())
                 .map_err(io("syncing", path))
-        })
+        })?;
+        Ok(Flush::NotNeeded)
     }
 }
 
@@ -498,7 +528,17 @@ impl Store for FsStore {
     /// Writes in place (see [`Store::write_immutable`]): a page or bin role costs the creation of
     /// one file instead of a temporary file, its rename and a second `syncfs`.
     fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
-        self.place_all(files)
+        self.place_all(files, false).map(drop)
+    }
+
+    /// A batch small enough to be synced file by file is, at once: a `syncfs` at the flush
+    /// would wait on everything else the file system has to write.
+    fn write_immutable_unflushed(&self, files: &[(&str, &[u8])]) -> Result<Flush> {
+        self.place_all(files, true)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.sync_filesystem()
     }
 
     /// A batch that fails removes the temporary files it made, so that a disk that keeps failing

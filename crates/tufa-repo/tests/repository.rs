@@ -573,13 +573,28 @@ fn a_development_repository_opens_with_its_generated_online_key() {
 fn a_commit_of_more_bin_roles_than_are_signed_at_once_publishes_them_all() {
     let dir = tempfile::tempdir().unwrap();
     let (store, online) = development_repository(dir.path(), 11);
+    let store = Recording {
+        inner: store,
+        asked: Arc::default(),
+        failing_flush: Arc::default(),
+    };
     let now = SystemTime::now();
     let open = || Repository::open(store.clone(), online.clone(), Expiries::default(), now);
     let changes: Vec<PageChange> = (0..8_000)
         .map(|n| page(&format!("project-{n}"), "a"))
         .collect();
-    let published = open().unwrap().publish(&changes, now).unwrap();
+    let mut repo = open().unwrap();
+    store.take();
+    let published = repo.publish(&changes, now).unwrap();
     assert!(published.bins_signed > 1024, "{}", published.bins_signed);
+    // The bin roles go out in parts, each waiting for the flush before the timestamp.
+    let asked = store.take();
+    let bin_parts = asked
+        .iter()
+        .filter(|a| matches!(a, Asked::Unflushed(_, Flush::Needed)) && a.writes(".bin-"))
+        .count();
+    assert_eq!(bin_parts, 2, "{}", summary(&asked));
+    assert_durable_before_the_timestamp(&asked);
     let reopened = open().unwrap();
     for change in &changes {
         assert!(reopened.page(View::Simple, &change.project).is_some());
@@ -846,6 +861,211 @@ fn an_import_signs_each_bin_role_once_and_one_dropped_before_its_commit_changes_
     let pages: Vec<(&str, &PageChange)> = names.iter().map(String::as_str).zip(&changes).collect();
     let repo = assert_complete(&fixture, &pages);
     assert_eq!(repo.timestamp().signed.version, before + 1);
+}
+
+/// What a [`Recording`] store was asked to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Asked {
+    /// Files written to be made durable by a flush, and whether they wait for it.
+    Unflushed(Vec<String>, Flush),
+    Flush,
+    /// A durable write of these files.
+    Durable(Vec<String>),
+}
+
+/// The data directory, recording every write and flush, with a flush that fails when armed.
+#[derive(Clone)]
+struct Recording {
+    inner: FsStore,
+    asked: Arc<std::sync::Mutex<Vec<Asked>>>,
+    failing_flush: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Asked {
+    /// Whether it writes a file whose path contains `part`.
+    fn writes(&self, part: &str) -> bool {
+        match self {
+            Asked::Unflushed(files, _) | Asked::Durable(files) => {
+                files.iter().any(|file| file.contains(part))
+            }
+            Asked::Flush => false,
+        }
+    }
+
+    fn pages_waiting(&self) -> Option<(usize, Flush)> {
+        match self {
+            Asked::Unflushed(files, flush) if files.iter().all(|f| f.starts_with("targets/")) => {
+                Some((files.len(), *flush))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What was asked, one line each with a count of files instead of their paths.
+fn summary(asked: &[Asked]) -> String {
+    let line = |asked: &Asked| match asked {
+        Asked::Unflushed(files, flush) => format!("{} files unflushed: {flush:?}", files.len()),
+        Asked::Flush => "flush".to_string(),
+        Asked::Durable(files) => format!("{} files durable", files.len()),
+    };
+    asked.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
+impl Recording {
+    fn record(&self, asked: Asked) {
+        self.asked.lock().unwrap().push(asked);
+    }
+
+    fn take(&self) -> Vec<Asked> {
+        std::mem::take(&mut self.asked.lock().unwrap())
+    }
+}
+
+impl Store for Recording {
+    fn write_all(&self, files: &[(String, Vec<u8>)]) -> Result<()> {
+        self.record(Asked::Durable(
+            files.iter().map(|(p, _)| p.clone()).collect(),
+        ));
+        self.inner.write_all(files)
+    }
+
+    fn write_immutable(&self, files: &[(&str, &[u8])]) -> Result<()> {
+        self.record(Asked::Durable(
+            files.iter().map(|(p, _)| p.to_string()).collect(),
+        ));
+        self.inner.write_immutable(files)
+    }
+
+    fn write_immutable_unflushed(&self, files: &[(&str, &[u8])]) -> Result<Flush> {
+        let flush = self.inner.write_immutable_unflushed(files)?;
+        let paths = files.iter().map(|(p, _)| p.to_string()).collect();
+        self.record(Asked::Unflushed(paths, flush));
+        Ok(flush)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.record(Asked::Flush);
+        if self.failing_flush.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(injected("the whole file system"));
+        }
+        self.inner.flush()
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read(path)
+    }
+
+    fn remove(&self, path: &str) -> Result<()> {
+        self.inner.remove(path)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+
+    fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
+        self.inner.modified(path)
+    }
+
+    fn size(&self, path: &str) -> Result<Option<u64>> {
+        self.inner.size(path)
+    }
+}
+
+/// Every write that waited for a flush was followed by one before the timestamp was written.
+fn assert_durable_before_the_timestamp(asked: &[Asked]) {
+    let timestamp = asked
+        .iter()
+        .position(|a| a.writes("metadata/timestamp.json"))
+        .expect("a timestamp written");
+    let last_flush = asked[..timestamp].iter().rposition(|a| *a == Asked::Flush);
+    for (n, write) in asked[..timestamp].iter().enumerate() {
+        if let Asked::Unflushed(_, Flush::Needed) = write {
+            assert!(
+                last_flush.is_some_and(|flush| flush > n),
+                "{}",
+                summary(asked)
+            );
+        }
+    }
+}
+
+/// An import's large parts are written without waiting on the disk, and the whole import is
+/// made durable once, before the first file that refers to its pages; a small part is durable
+/// at once and needs no flush; a flush that fails publishes nothing, and the retry does.
+#[test]
+fn an_imports_pages_are_made_durable_once_before_anything_that_refers_to_them() {
+    let fixture = ceremony(Expiries::default());
+    let store = Recording {
+        inner: FsStore::open(fixture.dir.path()).unwrap(),
+        asked: Arc::default(),
+        failing_flush: Arc::default(),
+    };
+    let mut repo = Repository::open(
+        store.clone(),
+        fixture.online.clone(),
+        Expiries::default(),
+        fixture.now,
+    )
+    .unwrap();
+    let part = |name: &str, pages: usize| -> Vec<PageChange> {
+        (0..pages)
+            .map(|n| page(&format!("{name}-{n}"), "a"))
+            .collect()
+    };
+    let (large, small) = (part("large", 100), part("small", 10));
+    let before = repo.timestamp().signed.version;
+
+    // A small import alone: durable as it is written, no flush.
+    store.take();
+    repo.publish(&small, fixture.now).unwrap();
+    let asked = store.take();
+    assert_eq!(asked[0].pages_waiting(), Some((10, Flush::NotNeeded)));
+    assert!(!asked.contains(&Asked::Flush), "{}", summary(&asked));
+
+    // The flush fails: nothing is signed or written after it, and the repository is as before.
+    store
+        .failing_flush
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut import = repo.import(fixture.now).unwrap();
+    import.stage(&large).unwrap();
+    assert!(import.commit(fixture.now).is_err());
+    let asked = store.take();
+    assert_eq!(asked.len(), 2, "{}", summary(&asked));
+    assert_eq!(asked[0].pages_waiting(), Some((100, Flush::Needed)));
+    assert_eq!(asked[1], Asked::Flush);
+    assert_eq!(repo.timestamp().signed.version, before + 1);
+    assert!(repo.page(View::Simple, "large-0").is_none());
+
+    store
+        .failing_flush
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut import = repo.import(fixture.now).unwrap();
+    import.stage(&large).unwrap();
+    import.stage(&part("later", 5)).unwrap();
+    import.commit(fixture.now).unwrap();
+    let asked = store.take();
+    let flush = asked
+        .iter()
+        .position(|a| *a == Asked::Flush)
+        .expect("a flush");
+    assert_eq!(asked.iter().filter(|a| **a == Asked::Flush).count(), 1);
+    assert_eq!(asked[0].pages_waiting(), Some((100, Flush::Needed)));
+    assert_eq!(asked[1].pages_waiting(), Some((5, Flush::NotNeeded)));
+    let first_metadata = asked
+        .iter()
+        .position(|a| a.writes("metadata/"))
+        .expect("metadata written");
+    assert!(flush < first_metadata, "{}", summary(&asked));
+    assert_durable_before_the_timestamp(&asked);
+    drop(repo);
+    let changes: Vec<PageChange> = small.iter().chain(&large).cloned().collect();
+    let pages: Vec<(&str, &PageChange)> = changes
+        .iter()
+        .map(|change| (change.project.as_str(), change))
+        .collect();
+    assert_complete(&fixture, &pages);
 }
 
 #[test]
