@@ -1190,7 +1190,11 @@ async fn status(State(index): State<Arc<Index>>) -> ApiResult {
                 "unpublished": {"count": count, "projects": projects},
                 "clock_warning": signing.status.clock().as_ref().map(crate::signing::describe_clock),
                 "disk": signing.status.disk(),
-                "awaiting_removal": {"files": awaiting_files, "bytes": awaiting_bytes},
+                "awaiting_removal": {
+                    "files": awaiting_files,
+                    "bytes": awaiting_bytes,
+                    "counting": signing.status.finding_unreachable(),
+                },
                 "transparency_log": signing.status.log().map(|log| serde_json::json!({
                     "origin": log.origin,
                     "size": log.size,

@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, Notify};
@@ -182,6 +182,9 @@ pub struct SigningStatus {
     /// Files that left the published state and wait for the grace period, and their bytes.
     pub awaiting_removal_files: AtomicU64,
     pub awaiting_removal_bytes: AtomicU64,
+    /// Whether the publisher still looks through the store for files nothing reaches (after its
+    /// start or a takeover): the counts above grow until it is done.
+    pub finding_unreachable: AtomicBool,
     /// The data directory as the last background walk found it (see [`crate::usage`]).
     pub disk: std::sync::Mutex<Option<DiskUsage>>,
     /// The transparency log and its witnesses, as of the last round.
@@ -218,6 +221,12 @@ impl SigningStatus {
             self.awaiting_removal_files.load(Ordering::Relaxed),
             self.awaiting_removal_bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// Whether the counts of [`SigningStatus::awaiting_removal`] may still grow: the store is
+    /// being looked through for files nothing reaches.
+    pub fn finding_unreachable(&self) -> bool {
+        self.finding_unreachable.load(Ordering::Relaxed)
     }
 
     fn count_awaiting_removal<S: Store>(&self, repository: &Repository<S>) {
@@ -329,7 +338,11 @@ impl<S: Store> Store for Fenced<S> {
         self.inner.list(dir)
     }
 
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> tufa_repo::Result<()> {
+    fn list_each(
+        &self,
+        dir: &str,
+        visit: &mut dyn FnMut(String, Option<u64>),
+    ) -> tufa_repo::Result<()> {
         self.inner.list_each(dir, visit)
     }
 
@@ -381,6 +394,8 @@ pub struct Signing {
     pub lease: Arc<Lease>,
     /// PostgreSQL's announcements of committed journal entries, while the publisher waits.
     listening: Mutex<Listening>,
+    /// The lease epoch the store was last looked through under for files nothing reaches.
+    unreachable_looked_for: AtomicI64,
 }
 
 /// The publisher's listening connection, and when it last tried to open one.
@@ -571,6 +586,7 @@ impl Signing {
             log,
             lease,
             listening: Mutex::default(),
+            unreachable_looked_for: AtomicI64::new(0),
         };
         let epoch = signing.lease.holding();
         if epoch.is_some() || load_without_lease {
@@ -593,8 +609,9 @@ impl Signing {
             lease: Arc::clone(&self.lease),
             epoch,
         };
+        // What nothing reaches is looked for beside publishing (`find_unreachable`).
         let repository = tokio::task::block_in_place(|| {
-            Repository::open_with_log(
+            Repository::open_leaving_unreachable(
                 store,
                 Arc::clone(&self.signer),
                 self.policy,
@@ -1033,6 +1050,12 @@ impl Signing {
                 signing.lease.changed(signing.lease.renew_interval()).await;
                 continue;
             }
+            if following.is_ok()
+                && let Some(epoch) = signing.lease.holding()
+                && signing.unreachable_looked_for.swap(epoch, Ordering::SeqCst) != epoch
+            {
+                tokio::spawn(Self::find_unreachable(Arc::clone(&index), epoch));
+            }
             let swept = match following {
                 Ok(_) => Self::sweep_cooldown(&index).await,
                 Err(error) => Err(error),
@@ -1071,6 +1094,93 @@ impl Signing {
             signing.status.set_failure(Some(failure));
             tokio::time::sleep(backoff).await;
         }
+    }
+
+    /// Looks through the store for files nothing reaches (what a dead publisher's unfinished
+    /// batch left, what it had queued for removal in a queue that died with it) and queues them,
+    /// while this replica publishes under `epoch`. Done at open, listing a bucket of 700,000
+    /// projects kept a replica taking over from signing anything for minutes. A listing that
+    /// fails is tried again a minute later.
+    async fn find_unreachable(index: Arc<crate::Index>, epoch: i64) {
+        let Some(signing) = index.signing.as_ref() else {
+            return;
+        };
+        signing
+            .status
+            .finding_unreachable
+            .store(true, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        loop {
+            let looking = Arc::clone(&index);
+            let found = tokio::task::spawn_blocking(move || {
+                looking
+                    .signing
+                    .as_ref()
+                    .map_or(Ok(None), |signing| signing.retire_unreachable_parts(epoch))
+            })
+            .await;
+            match found {
+                Ok(Ok(Some(found))) => tracing::info!(
+                    found,
+                    milliseconds = started.elapsed().as_millis() as u64,
+                    "looked through the store: files nothing reaches wait for the grace period"
+                ),
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(
+                        "looking through the store for files nothing reaches failed, trying                          again in a minute: {}",
+                        signing.public_reason(&error)
+                    );
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    if signing.lease.holding() == Some(epoch) {
+                        continue;
+                    }
+                }
+                Err(error) => tracing::warn!("looking through the store stopped: {error}"),
+            }
+            break;
+        }
+        signing
+            .status
+            .finding_unreachable
+            .store(false, Ordering::Relaxed);
+    }
+
+    /// The store's files, handed to the repository loaded under `epoch` a part at a time, each
+    /// under its lock: a batch being published waits for one part at most. How many nothing
+    /// reaches, or `None` when the repository was dropped (the lease lost) before the end.
+    fn retire_unreachable_parts(&self, epoch: i64) -> Result<Option<usize>> {
+        const PART: usize = 10_000;
+        let mut found = 0;
+        let mut publishing = true;
+        let mut hand_over = |part: Vec<(String, Option<u64>)>| {
+            if !publishing {
+                return;
+            }
+            let mut loaded = self.loaded.blocking_lock();
+            match loaded.as_mut() {
+                Some(Loaded {
+                    repository,
+                    epoch: Some(held),
+                    ..
+                }) if *held == epoch => {
+                    found += repository.retire_if_unreachable(part, SystemTime::now());
+                    self.status.count_awaiting_removal(repository);
+                }
+                _ => publishing = false,
+            }
+        };
+        let mut part = Vec::with_capacity(PART);
+        for dir in tufa_repo::layout::PUBLISHED_DIRS {
+            self.store.list_each(dir, &mut |file, length| {
+                part.push((file, length));
+                if part.len() == PART {
+                    hand_over(std::mem::replace(&mut part, Vec::with_capacity(PART)));
+                }
+            })?;
+        }
+        hand_over(part);
+        Ok(publishing.then_some(found))
     }
 
     /// Journals the projects with files that crossed the cooldown boundary since the last

@@ -9,6 +9,8 @@ use tufa_metadata::{HexDigest, OnlineLifetimes, OnlineRole, RoleName, Root, Targ
 pub const METADATA_DIR: &str = "metadata";
 /// Target files, relative to the store root (served at `/tuf/targets/`).
 pub const TARGETS_DIR: &str = "targets";
+/// The directories of published files: what garbage collection looks through.
+pub const PUBLISHED_DIRS: [&str; 2] = [METADATA_DIR, TARGETS_DIR];
 /// The offline role that `targets` delegates every project page to.
 pub const BINS_ROLE: &str = "bins";
 /// TAP 15 name prefix of the hashed bin roles.

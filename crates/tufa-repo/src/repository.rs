@@ -16,7 +16,7 @@ use tufa_metadata::{
 
 use crate::bins::{Bin, Listed};
 use crate::error::{Error, Result};
-use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, TARGETS_DIR, View};
+use crate::layout::{self, BINS_ROLE, Expiries, METADATA_DIR, View};
 use crate::offline::{OfflineState, SigningRequest};
 use crate::store::{Flush, Store, map_in_parallel};
 
@@ -66,6 +66,13 @@ pub struct Policy {
     /// Ignores the newest signing time found at open: the operator says the clock is right now
     /// and the newest metadata was signed while it ran ahead.
     pub trust_clock: bool,
+}
+
+/// When a repository opening looks for the stored files nothing reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unreachable {
+    FindAtOpen,
+    LeftToCaller,
 }
 
 /// Five minutes: well above NTP's usual error, far below any role's lifetime.
@@ -365,13 +372,55 @@ impl<S: Store> Repository<S> {
         log: Option<&crate::tlog::LogSettings>,
         now: SystemTime,
     ) -> Result<Self> {
-        let policy = policy.into();
+        Self::open_finding(
+            store,
+            signer,
+            policy.into(),
+            log,
+            now,
+            Unreachable::FindAtOpen,
+        )
+    }
+
+    /// [`Repository::open_with_log`] without looking for the files the timestamp cannot reach
+    /// (a dead publisher's unfinished batch, what it retired in a queue that died with it):
+    /// listing a PyPI-sized bucket for them took most of the two and a half minutes a replica
+    /// needed to take over publishing. The caller lists [`layout::PUBLISHED_DIRS`] itself and
+    /// hands the files to [`Repository::retire_if_unreachable`] a part at a time, publishing
+    /// meanwhile.
+    pub fn open_leaving_unreachable(
+        store: S,
+        signer: Arc<dyn Signer>,
+        policy: impl Into<Policy>,
+        log: Option<&crate::tlog::LogSettings>,
+        now: SystemTime,
+    ) -> Result<Self> {
+        Self::open_finding(
+            store,
+            signer,
+            policy.into(),
+            log,
+            now,
+            Unreachable::LeftToCaller,
+        )
+    }
+
+    fn open_finding(
+        store: S,
+        signer: Arc<dyn Signer>,
+        policy: Policy,
+        log: Option<&crate::tlog::LogSettings>,
+        now: SystemTime,
+        unreachable: Unreachable,
+    ) -> Result<Self> {
         let mut offline = OfflineState::load(&store)?;
         for (role, version) in offline.install_incoming(&store, |_, _| true)? {
             tracing::info!(role, version, "installed a new version of an offline role");
         }
         let log = crate::tlog::open_declared(&store, &offline.root.signed, log)?;
+        let started = std::time::Instant::now();
         let files = store.list(METADATA_DIR)?;
+        let listed = started.elapsed();
         let succinct = match offline.bins.signed.delegations.as_ref().map(|d| &d.roles) {
             Some(DelegatedRoles::Succinct(succinct)) => succinct.clone(),
             _ => return Err(Error::NotSuccinct("bins delegates no succinct_roles")),
@@ -475,6 +524,7 @@ impl<S: Store> Repository<S> {
             .verify_delegate("snapshot", &snapshot)
             .map_err(untrusted("snapshot", &file))?;
 
+        let reading = std::time::Instant::now();
         let names: Vec<RoleName> = succinct.role_names().collect();
         // Read and checked on many threads: in a bucket each read is a round trip, and 16,384
         // of them one after another kept a replica from serving, or taking over publishing, for
@@ -523,6 +573,7 @@ impl<S: Store> Repository<S> {
             );
             return unsigned.create_online_roles(floors, now);
         };
+        let bin_roles_read = names.len();
         let bin_roles: HashMap<RoleName, Bin> = names.into_iter().zip(bins).collect();
 
         let mut repository = Repository {
@@ -532,7 +583,21 @@ impl<S: Store> Repository<S> {
             ..unsigned
         };
         repository.attempted = repository.versions_above_current(&files);
-        repository.retire_unreachable(now)?;
+        let read = reading.elapsed();
+        let scanning = std::time::Instant::now();
+        match unreachable {
+            Unreachable::FindAtOpen => repository.retire_unreachable(now)?,
+            Unreachable::LeftToCaller => repository.retire_superseded_log_files(now),
+        }
+        // Where a large repository's start goes: in a bucket each of these is round trips.
+        tracing::info!(
+            metadata_files = files.len(),
+            list_metadata_ms = listed.as_millis() as u64,
+            bin_roles = bin_roles_read,
+            read_bin_roles_ms = read.as_millis() as u64,
+            find_unreachable_ms = scanning.elapsed().as_millis() as u64,
+            "opened the repository"
+        );
         let unproven = match &repository.log {
             Some(log) => !log.proves(&repository.store, &repository.timestamp, &timestamp_bytes)?,
             None => false,
@@ -1260,14 +1325,44 @@ impl<S: Store> Repository<S> {
         // target and of every stored file, held at once, took more memory than the whole
         // repository does once open (330 MiB more at a million pages).
         let mut unreachable: Vec<(String, Option<u64>)> = Vec::new();
-        for dir in [METADATA_DIR, TARGETS_DIR] {
-            self.store.list_each(dir, &mut |file| {
-                if !self.is_published(&file) && !self.waiting.contains_key(&file) {
-                    unreachable.push((file, None));
+        for dir in layout::PUBLISHED_DIRS {
+            self.store.list_each(dir, &mut |file, length| {
+                if self.is_unreachable(&file) {
+                    unreachable.push((file, length));
                 }
             })?;
         }
         self.retire(unreachable, now);
+        self.retire_superseded_log_files(now);
+        Ok(())
+    }
+
+    /// Whether nothing the timestamp reaches is `file`, and it does not wait for removal yet.
+    fn is_unreachable(&self, file: &str) -> bool {
+        !self.is_published(file) && !self.waiting.contains_key(file)
+    }
+
+    /// Retires those of `files` (paths in the store, with their lengths when known) that
+    /// nothing reaches, as a repository opened with [`Repository::open_with_log`] does with
+    /// every stored file; returns how many. Safe beside publishing: a file written since
+    /// (a page staged for a commit) and published by the time its grace period ends is not
+    /// removed, since removal checks again.
+    pub fn retire_if_unreachable(
+        &mut self,
+        files: Vec<(String, Option<u64>)>,
+        now: SystemTime,
+    ) -> usize {
+        let unreachable: Vec<(String, Option<u64>)> = files
+            .into_iter()
+            .filter(|(file, _)| self.is_unreachable(file))
+            .collect();
+        let count = unreachable.len();
+        self.retire(unreachable, now);
+        count
+    }
+
+    /// The log's tiles and bundles that newer ones superseded, found when it was opened.
+    fn retire_superseded_log_files(&mut self, now: SystemTime) {
         if let Some(log) = &self.log {
             let superseded: Vec<(String, Option<u64>)> = log
                 .take_superseded()
@@ -1277,15 +1372,15 @@ impl<S: Store> Repository<S> {
                 .collect();
             self.retire(superseded, now);
         }
-        Ok(())
     }
 }
 
 impl<S: Store> Import<'_, S> {
     /// Writes the page files of `changes`, durable by the time [`Import::commit`] signs
-    /// anything, and lists them in their bin roles, unsigned until then. A page exactly as published (a cooldown page an upload left as
-    /// it was, a retry of a page that went out) needs neither a write nor a bin role signed
-    /// anew. Pages the store refuses are left out, and reported by the commit.
+    /// anything, and lists them in their bin roles, unsigned until then. A page exactly as
+    /// published (a cooldown page an upload left as it was, a retry of a page that went out)
+    /// needs neither a write nor a bin role signed anew. Pages the store refuses are left out,
+    /// and reported by the commit.
     pub fn stage(&mut self, changes: &[PageChange]) -> Result<()> {
         let mut pages: Vec<StagedPage> = changes
             .iter()

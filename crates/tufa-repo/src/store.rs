@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::error::{Error, Result};
@@ -67,10 +68,13 @@ pub trait Store: Send + Sync {
     fn remove(&self, path: &str) -> Result<()>;
     /// Every file under `dir`, as paths relative to the store.
     fn list(&self, dir: &str) -> Result<Vec<String>>;
-    /// Calls `visit` with every file [`Store::list`] names, without holding them all where the
-    /// store can: the pages of a large repository are millions of names.
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> Result<()> {
-        self.list(dir)?.into_iter().for_each(visit);
+    /// Calls `visit` with every file [`Store::list`] names, and its length when the listing
+    /// tells it (a bucket's does: asked one by one, each is a round trip), without holding them
+    /// all where the store can: the pages of a large repository are millions of names.
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
+        for file in self.list(dir)? {
+            visit(file, None);
+        }
         Ok(())
     }
     /// When a file was last written, or `None` when it does not exist: evidence of the clock at
@@ -128,7 +132,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         (**self).list(dir)
     }
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> Result<()> {
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
         (**self).list_each(dir, visit)
     }
     fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
@@ -146,6 +150,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 #[derive(Clone, Debug)]
 pub struct FsStore {
     root: PathBuf,
+    /// `syncfs` calls started after large batches written unflushed, so that the disk writes
+    /// each batch while the caller makes the next (signs the next bin roles, renders the next
+    /// pages); [`Store::flush`] waits for them.
+    writeback: Arc<Mutex<Vec<std::thread::JoinHandle<Result<()>>>>>,
 }
 
 const TEMP_SUFFIX: &str = ".tufa-tmp";
@@ -159,18 +167,51 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error
     }
 }
 
+/// A lock whose holder panicking leaves nothing inconsistent: lists only pushed to.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sync_filesystem(root: &Path) -> Result<()> {
+    File::open(root)
+        .and_then(|root| rustix::fs::syncfs(&root).map_err(std::io::Error::from))
+        .map_err(io("syncing the file system of", root))
+}
+
 impl FsStore {
+    fn new(root: PathBuf) -> Self {
+        FsStore {
+            root,
+            writeback: Arc::default(),
+        }
+    }
+
     fn sync_filesystem(&self) -> Result<()> {
-        File::open(&self.root)
-            .and_then(|root| rustix::fs::syncfs(&root).map_err(std::io::Error::from))
-            .map_err(io("syncing the file system of", &self.root))
+        sync_filesystem(&self.root)
+    }
+
+    /// Starts a `syncfs` that [`Store::flush`] waits for, unless one is still running: a
+    /// first publish writes a batch every few milliseconds, and what a running one misses, the
+    /// flush syncs.
+    fn start_writeback(&self) -> Result<()> {
+        let mut started = lock(&self.writeback);
+        if started.iter().any(|writeback| !writeback.is_finished()) {
+            return Ok(());
+        }
+        let root = self.root.clone();
+        let writeback = std::thread::Builder::new()
+            .name("tufa-writeback".into())
+            .spawn(move || sync_filesystem(&root))
+            .map_err(io("starting a thread to sync", &self.root))?;
+        started.push(writeback);
+        Ok(())
     }
 
     /// A store at `root` for a process that is not the publisher (a command run beside a
     /// running server): unlike [`FsStore::open`] it leaves temporary files alone, since they may
     /// be the server's writes in progress.
     pub fn beside_publisher(root: impl Into<PathBuf>) -> Self {
-        FsStore { root: root.into() }
+        FsStore::new(root.into())
     }
 
     /// Opens (creating if needed) a store rooted at `root`, removing temporary files that a crash
@@ -178,7 +219,7 @@ impl FsStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(io("creating", &root))?;
-        let store = FsStore { root };
+        let store = FsStore::new(root);
         // Removed as the walk finds them, not collected first: a repository of a million pages
         // holds over a million files, whose paths alone would take a hundred MiB.
         store.walk(&store.root, |path| {
@@ -244,7 +285,7 @@ fn in_parallel<T: Sync>(
 }
 
 /// `work` applied to every item on up to `threads` threads, the results in the items' order.
-pub(crate) fn map_in_parallel<T: Sync, R: Send>(
+pub fn map_in_parallel<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     work: impl Fn(&T) -> Result<R> + Sync,
@@ -349,10 +390,10 @@ impl FsStore {
             .map(|(path, bytes)| (Staged::new(&self.root, path), bytes.as_slice()))
             .collect();
         // New directories' own entries must be durable too; `syncfs` covers them.
-        let new_dirs = std::sync::Mutex::new(BTreeSet::new());
+        let new_dirs = Mutex::new(BTreeSet::new());
         let created = in_parallel(&staged, threads, |(staged, bytes)| {
             if self.create_temp(staged, bytes)? && !whole_filesystem {
-                let mut new_dirs = new_dirs.lock().unwrap_or_else(|e| e.into_inner());
+                let mut new_dirs = lock(&new_dirs);
                 let mut ancestor = staged.dir().parent();
                 while let Some(parent) = ancestor {
                     new_dirs.insert(parent.to_path_buf());
@@ -449,8 +490,8 @@ impl FsStore {
     fn place_all(&self, files: &[(&str, &[u8])], may_defer: bool) -> Result<Flush> {
         let whole_filesystem = files.len() > SYNCFS_BATCH;
         // Files and directories to sync one by one when the batch is too small for `syncfs`.
-        let to_sync = std::sync::Mutex::new((Vec::new(), BTreeSet::new()));
-        let damaged = std::sync::Mutex::new(Vec::new());
+        let to_sync = Mutex::new((Vec::new(), BTreeSet::new()));
+        let damaged = Mutex::new(Vec::new());
         in_parallel(files, file_threads(files.len()), |&(path, bytes)| {
             let full = self.root.join(path);
             let placed = self.place(&full, bytes)?;
@@ -459,14 +500,14 @@ impl FsStore {
                     file = %full.display(),
                     "replacing a file that a crash left incomplete under its final name"
                 );
-                let mut damaged = damaged.lock().unwrap_or_else(|e| e.into_inner());
+                let mut damaged = lock(&damaged);
                 damaged.push((path.to_string(), bytes.to_vec()));
                 return Ok(());
             }
             if whole_filesystem {
                 return Ok(());
             }
-            let mut to_sync = to_sync.lock().unwrap_or_else(|e| e.into_inner());
+            let mut to_sync = lock(&to_sync);
             let (synced_files, dirs) = &mut *to_sync;
             let dir = full.parent().unwrap_or(&full).to_path_buf();
             if let Placed::Created { new_dir: true } = placed {
@@ -534,10 +575,22 @@ impl Store for FsStore {
     /// A batch small enough to be synced file by file is, at once: a `syncfs` at the flush
     /// would wait on everything else the file system has to write.
     fn write_immutable_unflushed(&self, files: &[(&str, &[u8])]) -> Result<Flush> {
-        self.place_all(files, true)
+        let flush = self.place_all(files, true)?;
+        if flush == Flush::Needed {
+            self.start_writeback()?;
+        }
+        Ok(flush)
     }
 
+    /// Waits for the writebacks started so far, then syncs what was written since the last
+    /// one started.
     fn flush(&self) -> Result<()> {
+        let started = std::mem::take(&mut *lock(&self.writeback));
+        for writeback in started {
+            writeback
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        }
         self.sync_filesystem()
     }
 
@@ -610,16 +663,18 @@ impl Store for FsStore {
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         let mut files = Vec::new();
-        self.list_each(dir, &mut |file| files.push(file))?;
+        self.list_each(dir, &mut |file, _| files.push(file))?;
         Ok(files)
     }
 
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String)) -> Result<()> {
+    /// Without lengths: a directory listing does not hold them, and asking costs a `stat` per
+    /// file where most are never retired.
+    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
         self.walk(&self.root.join(dir), |path| {
             if let Ok(relative) = path.strip_prefix(&self.root) {
                 let relative = relative.to_string_lossy().replace('\\', "/");
                 if !relative.ends_with(TEMP_SUFFIX) {
-                    visit(relative);
+                    visit(relative, None);
                 }
             }
             Ok(())
@@ -722,5 +777,49 @@ mod tests {
                 .iter()
                 .all(|path| !path.to_string_lossy().ends_with(TEMP_SUFFIX))
         );
+    }
+
+    #[test]
+    fn a_large_batch_written_unflushed_waits_for_the_flush_and_a_small_one_is_durable_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let batch = |name: &str, count: usize| -> Vec<(String, Vec<u8>)> {
+            (0..count)
+                .map(|n| {
+                    (
+                        format!("targets/simple/{name}-{n}/0c.index.json"),
+                        vec![b'p'; n],
+                    )
+                })
+                .collect()
+        };
+        let write = |files: &[(String, Vec<u8>)]| {
+            let borrowed: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+                .collect();
+            store.write_immutable_unflushed(&borrowed).unwrap()
+        };
+        let small = batch("small", SYNCFS_BATCH);
+        assert_eq!(write(&small), Flush::NotNeeded);
+        assert!(lock(&store.writeback).is_empty(), "nothing to wait for");
+
+        let large: Vec<_> = (0..3)
+            .map(|part| batch(&format!("large{part}"), SYNCFS_BATCH + 1))
+            .collect();
+        for part in &large {
+            assert_eq!(write(part), Flush::Needed);
+            let started = lock(&store.writeback);
+            assert!(!started.is_empty(), "a writeback runs or ran");
+            assert!(started.iter().filter(|w| !w.is_finished()).count() <= 1);
+        }
+        store.flush().unwrap();
+        assert!(
+            lock(&store.writeback).is_empty(),
+            "the flush waited for them"
+        );
+        for (path, bytes) in small.iter().chain(large.iter().flatten()) {
+            assert_eq!(&store.read(path).unwrap().unwrap(), bytes, "{path}");
+        }
     }
 }

@@ -16,6 +16,9 @@
 //! 5. RSS (VmRSS, VmHWM) of the publishing replica after the publish, then page requests/s for
 //!    random projects (HTML and JSON) and RSS again; the same on a second replica that only
 //!    serves.
+//! 6. Takeover: the publishing replica is killed (SIGKILL) and a project added to the database;
+//!    the time until the second replica holds the publisher lease, then until it has loaded the
+//!    repository from the bucket and signed that change, and its RSS.
 //!
 //! Client, server, PostgreSQL and SeaweedFS share the machine's cores: the numbers are a floor.
 
@@ -115,6 +118,12 @@ fn seaweedfs_pid() -> Option<u32> {
         .ok()
 }
 
+/// Seconds since the bench started, to place a server's log lines among the bench's own.
+fn clock() -> f64 {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    STARTED.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -185,6 +194,35 @@ fn fill(database: &str, projects: usize, files: usize) {
     psql(database, &sql);
 }
 
+/// Adds project `n` with one file and its journal entry, as an upload would: a change for the
+/// publisher to sign.
+fn add_project(database: &str, n: usize) {
+    psql(
+        database,
+        &format!(
+            "BEGIN;
+            INSERT INTO projects (name, display_name, owner_id, last_serial)
+                VALUES ('bench-project-{n}', 'Bench-Project-{n}',
+                    (SELECT id FROM users WHERE name = 'bench'), 0);
+            INSERT INTO releases (project_id, version, metadata, created)
+                SELECT id, '1.0.1', convert_to('Metadata-Version: 2.1', 'UTF8'), 1700000000000000
+                FROM projects WHERE name = 'bench-project-{n}';
+            INSERT INTO files (release_id, filename, packagetype, python_version, size, sha256,
+                    md5, blake2_256, requires_python, metadata_sha256, upload_time)
+                SELECT r.id, 'bench_project_{n}-1.0.1-py3-none-any.whl', 'bdist_wheel', 'py3',
+                    1000, repeat('a', 64), repeat('b', 32), repeat('c', 64), '>=3.9',
+                    repeat('d', 64), 1700000000000000
+                FROM releases AS r JOIN projects AS p ON p.id = r.project_id
+                WHERE p.name = 'bench-project-{n}';
+            INSERT INTO journal (project, action, time)
+                VALUES ('bench-project-{n}', 'add file', 1700000000000000);
+            UPDATE projects SET last_serial = currval(pg_get_serial_sequence('journal', 'serial'))
+                WHERE name = 'bench-project-{n}';
+            COMMIT;"
+        ),
+    );
+}
+
 /// A `tufa serve` the bench started. Not the testkit's `TufaServer`: creating or loading a
 /// repository of 16,384 bins in a bucket on a loaded machine can take longer than the two
 /// minutes it waits for a server to listen.
@@ -225,11 +263,20 @@ impl Server {
                 println!("  tufa serve: {line}");
             }
         };
-        // Errors (a failing batch) are shown as they come; the rest is left unread.
+        // Errors (a failing batch) and the steps of a takeover are shown as they come, with
+        // the bench's clock; the rest is left unread.
         std::thread::spawn(move || {
             for line in log {
-                if line.contains("ERROR") {
-                    println!("  tufa serve: {line}");
+                let shown = [
+                    "ERROR",
+                    "WARN",
+                    "lease",
+                    "taking over",
+                    "opened the repository",
+                    "loaded the repository",
+                ];
+                if shown.iter().any(|part| line.contains(part)) {
+                    println!("  tufa serve (at {:.1} s): {line}", clock());
                 }
             }
         });
@@ -356,6 +403,7 @@ fn main() {
     let files = setting("TUFA_BENCH_FILES", 1);
     let bits = setting("TUFA_BENCH_BIN_BITS", 14);
     let requests = setting("TUFA_BENCH_REQUESTS", 20_000);
+    clock();
     println!(
         "scale: {projects} projects x {files} files, {} bins, load {}",
         1 << bits,
@@ -452,5 +500,46 @@ fn main() {
     let (rss, hwm) = memory(replica.pid());
     println!("second replica started: VmRSS {rss} MiB, VmHWM {hwm} MiB");
     serve_pages("second replica", &replica, projects, requests);
-    println!("load {}", load());
+
+    // The publisher dies (SIGKILL, so it releases nothing): the second replica takes the
+    // lease over, loads the repository from the bucket and signs a change made after the death.
+    let killed = Instant::now();
+    println!("publisher killed at {:.1} s", clock());
+    drop(server);
+    add_project(&database, projects + 1);
+    let mut leased = None;
+    let mut peak_rss = 0;
+    let mut progress = BTreeMap::new();
+    loop {
+        let status = status(&replica);
+        let (rss, _) = memory(replica.pid());
+        peak_rss = peak_rss.max(rss);
+        let second = killed.elapsed().as_secs();
+        if progress.insert(second / 10, ()).is_none() {
+            println!(
+                "  {second:>5} s after the kill: VmRSS {rss} MiB, load {}",
+                load()
+            );
+        }
+        if leased.is_none() && status["publisher"]["role"] == "publisher" {
+            leased = Some(killed.elapsed());
+        }
+        if status["signed_serial"].as_i64().unwrap_or(0) > projects as i64 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(600),
+            "no takeover in 10 minutes: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (rss, hwm) = memory(replica.pid());
+    println!(
+        "publisher killed: the second replica held the lease after {:.1} s and signed a change \
+         made after the kill {:.1} s after it; then VmRSS {rss} MiB, VmHWM {hwm} MiB (peak \
+         polled {peak_rss} MiB); load {}",
+        leased.unwrap_or_default().as_secs_f64(),
+        killed.elapsed().as_secs_f64(),
+        load()
+    );
 }

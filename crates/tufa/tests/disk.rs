@@ -444,7 +444,16 @@ fn a_thousand_single_uploads_leave_the_files_and_one_copy_of_the_metadata() {
     }
     let (files, size) = unreachable(&tuf);
     assert!(files.len() >= 10, "{files:?}");
-    let status = server_status(&server);
+    // The store is looked through beside publishing: counted once that is done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = server_status(&server);
+        if status["awaiting_removal"]["counting"] == false {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still counting: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         (
             status["awaiting_removal"]["files"].as_u64().unwrap(),
