@@ -611,12 +611,13 @@ impl Signing {
         };
         // What nothing reaches is looked for beside publishing (`find_unreachable`).
         let repository = tokio::task::block_in_place(|| {
-            Repository::open_leaving_unreachable(
+            Repository::open_with_log(
                 store,
                 Arc::clone(&self.signer),
                 self.policy,
                 self.log.as_ref(),
                 SystemTime::now(),
+                tufa_repo::Unreachable::LeftToCaller,
             )
         })?;
         self.status

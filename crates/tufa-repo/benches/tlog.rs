@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tufa_metadata::Signer;
 use tufa_repo::{
-    Expiries, FsStore, LogKey, LogSettings, PageChange, Repository, View, dev, key_paths,
-    load_signer,
+    Expiries, FsStore, LogKey, LogSettings, PageChange, Repository, Unreachable, View, dev,
+    key_paths, load_signer,
 };
 
 fn open(dir: &std::path::Path, log: bool) -> Repository<FsStore> {
@@ -26,7 +26,15 @@ fn open(dir: &std::path::Path, log: bool) -> Repository<FsStore> {
     let online: Arc<dyn Signer> =
         Arc::new(load_signer(&key_paths(&keys.join(dev::ONLINE_KEY)).0, None).unwrap());
     let settings = log.then(|| LogSettings::new(LogKey::load(&keys.join(dev::LOG_KEY)).unwrap()));
-    Repository::open_with_log(store, online, Expiries::default(), settings.as_ref(), now).unwrap()
+    Repository::open_with_log(
+        store,
+        online,
+        Expiries::default(),
+        settings.as_ref(),
+        now,
+        Unreachable::FindAtOpen,
+    )
+    .unwrap()
 }
 
 fn summary(name: &str, mut times: Vec<Duration>) -> f64 {

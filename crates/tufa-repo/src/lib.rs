@@ -26,7 +26,8 @@ pub use layout::{Expiries, View};
 pub use offline::{INCOMING_DIR, OfflineState, Requirement, RootChanges, SigningRequest};
 pub use repository::{
     ClockSkew, DEFAULT_CLOCK_TOLERANCE, GARBAGE_PER_ROUND, Import, ListedPage, ONLINE_FLOOR_FILE,
-    PageChange, Policy, Published, RejectedPage, Repository, delegates, record_online_floor,
+    PageChange, Policy, Published, RejectedPage, Repository, Unreachable, delegates,
+    record_online_floor,
 };
 pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};
 pub use store::{Flush, FsStore, Store, map_in_parallel};

@@ -68,10 +68,15 @@ pub struct Policy {
     pub trust_clock: bool,
 }
 
-/// When a repository opening looks for the stored files nothing reaches.
+/// When a repository opening looks for the stored files the timestamp cannot reach (a dead
+/// publisher's unfinished batch, what it retired in a queue that died with it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Unreachable {
+pub enum Unreachable {
     FindAtOpen,
+    /// Listing a PyPI-sized bucket for them took most of the two and a half minutes a replica
+    /// needed to take over publishing: the caller lists [`layout::PUBLISHED_DIRS`] itself and
+    /// hands the files to [`Repository::retire_if_unreachable`] a part at a time, publishing
+    /// meanwhile.
     LeftToCaller,
 }
 
@@ -360,59 +365,21 @@ impl<S: Store> Repository<S> {
         policy: impl Into<Policy>,
         now: SystemTime,
     ) -> Result<Self> {
-        Self::open_with_log(store, signer, policy, None, now)
+        Self::open_with_log(store, signer, policy, None, now, Unreachable::FindAtOpen)
     }
 
     /// [`Repository::open`] for a repository whose root declares a transparency log: every
-    /// timestamp is logged with the key in `log` (see [`crate::tlog`]).
+    /// timestamp is logged with the key in `log` (see [`crate::tlog`]). `unreachable` says
+    /// whether the files nothing reaches are looked for now.
     pub fn open_with_log(
         store: S,
         signer: Arc<dyn Signer>,
         policy: impl Into<Policy>,
         log: Option<&crate::tlog::LogSettings>,
         now: SystemTime,
-    ) -> Result<Self> {
-        Self::open_finding(
-            store,
-            signer,
-            policy.into(),
-            log,
-            now,
-            Unreachable::FindAtOpen,
-        )
-    }
-
-    /// [`Repository::open_with_log`] without looking for the files the timestamp cannot reach
-    /// (a dead publisher's unfinished batch, what it retired in a queue that died with it):
-    /// listing a PyPI-sized bucket for them took most of the two and a half minutes a replica
-    /// needed to take over publishing. The caller lists [`layout::PUBLISHED_DIRS`] itself and
-    /// hands the files to [`Repository::retire_if_unreachable`] a part at a time, publishing
-    /// meanwhile.
-    pub fn open_leaving_unreachable(
-        store: S,
-        signer: Arc<dyn Signer>,
-        policy: impl Into<Policy>,
-        log: Option<&crate::tlog::LogSettings>,
-        now: SystemTime,
-    ) -> Result<Self> {
-        Self::open_finding(
-            store,
-            signer,
-            policy.into(),
-            log,
-            now,
-            Unreachable::LeftToCaller,
-        )
-    }
-
-    fn open_finding(
-        store: S,
-        signer: Arc<dyn Signer>,
-        policy: Policy,
-        log: Option<&crate::tlog::LogSettings>,
-        now: SystemTime,
         unreachable: Unreachable,
     ) -> Result<Self> {
+        let policy = policy.into();
         let mut offline = OfflineState::load(&store)?;
         for (role, version) in offline.install_incoming(&store, |_, _| true)? {
             tracing::info!(role, version, "installed a new version of an offline role");

@@ -61,6 +61,7 @@ impl Logged {
             Expiries::default(),
             Some(&self.settings),
             SystemTime::now(),
+            Unreachable::FindAtOpen,
         )
         .unwrap()
     }
@@ -496,6 +497,7 @@ fn the_log_key_must_be_the_one_root_declares() {
             Expiries::default(),
             settings,
             SystemTime::now(),
+            Unreachable::FindAtOpen,
         )
         .map(drop)
         .map_err(|e| e.to_string())
@@ -531,6 +533,7 @@ fn the_log_key_must_be_the_one_root_declares() {
         Expiries::default(),
         Some(&logged.settings),
         SystemTime::now(),
+        Unreachable::FindAtOpen,
     )
     .map(drop)
     .unwrap_err()
