@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Mutex, Notify};
@@ -182,9 +182,10 @@ pub struct SigningStatus {
     /// Files that left the published state and wait for the grace period, and their bytes.
     pub awaiting_removal_files: AtomicU64,
     pub awaiting_removal_bytes: AtomicU64,
-    /// Whether the publisher still looks through the store for files nothing reaches (after its
-    /// start or a takeover): the counts above grow until it is done.
-    pub finding_unreachable: AtomicBool,
+    /// How many looks through the store for files nothing reaches are running (after a start
+    /// or a takeover; one for a lease lost may still run beside one for a lease regained): the
+    /// counts above grow until none is.
+    pub finding_unreachable: AtomicU64,
     /// The data directory as the last background walk found it (see [`crate::usage`]).
     pub disk: std::sync::Mutex<Option<DiskUsage>>,
     /// The transparency log and its witnesses, as of the last round.
@@ -226,7 +227,7 @@ impl SigningStatus {
     /// Whether the counts of [`SigningStatus::awaiting_removal`] may still grow: the store is
     /// being looked through for files nothing reaches.
     pub fn finding_unreachable(&self) -> bool {
-        self.finding_unreachable.load(Ordering::Relaxed)
+        self.finding_unreachable.load(Ordering::Relaxed) > 0
     }
 
     fn count_awaiting_removal<S: Store>(&self, repository: &Repository<S>) {
@@ -1109,7 +1110,7 @@ impl Signing {
         signing
             .status
             .finding_unreachable
-            .store(true, Ordering::Relaxed);
+            .fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         loop {
             let looking = Arc::clone(&index);
@@ -1129,7 +1130,8 @@ impl Signing {
                 Ok(Ok(None)) => {}
                 Ok(Err(error)) => {
                     tracing::warn!(
-                        "looking through the store for files nothing reaches failed, trying                          again in a minute: {}",
+                        "looking through the store for files nothing reaches failed, trying \
+                         again in a minute: {}",
                         signing.public_reason(&error)
                     );
                     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -1144,7 +1146,7 @@ impl Signing {
         signing
             .status
             .finding_unreachable
-            .store(false, Ordering::Relaxed);
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The store's files, handed to the repository loaded under `epoch` a part at a time, each
