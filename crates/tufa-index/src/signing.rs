@@ -28,6 +28,7 @@
 //! timestamp over the new holder's, which clients refuse as a rollback until the next timestamp
 //! replaces it.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -339,11 +340,7 @@ impl<S: Store> Store for Fenced<S> {
         self.inner.list(dir)
     }
 
-    fn list_each(
-        &self,
-        dir: &str,
-        visit: &mut dyn FnMut(String, Option<u64>),
-    ) -> tufa_repo::Result<()> {
+    fn list_each(&self, dir: &str, visit: &mut tufa_repo::Visit<'_>) -> tufa_repo::Result<()> {
         self.inner.list_each(dir, visit)
     }
 
@@ -1155,11 +1152,8 @@ impl Signing {
     fn retire_unreachable_parts(&self, epoch: i64) -> Result<Option<usize>> {
         const PART: usize = 10_000;
         let mut found = 0;
-        let mut publishing = true;
-        let mut hand_over = |part: Vec<(String, Option<u64>)>| {
-            if !publishing {
-                return;
-            }
+        // Stops when the repository loaded under `epoch` is gone.
+        let hand_over = |part: Vec<(String, Option<u64>)>| {
             let mut loaded = self.loaded.blocking_lock();
             match loaded.as_mut() {
                 Some(Loaded {
@@ -1169,21 +1163,20 @@ impl Signing {
                 }) if *held == epoch => {
                     found += repository.retire_if_unreachable(part, SystemTime::now());
                     self.status.count_awaiting_removal(repository);
+                    ControlFlow::Continue(())
                 }
-                _ => publishing = false,
+                _ => ControlFlow::Break(()),
             }
         };
-        let mut part = Vec::with_capacity(PART);
-        for dir in tufa_repo::layout::PUBLISHED_DIRS {
-            self.store.list_each(dir, &mut |file, length| {
-                part.push((file, length));
-                if part.len() == PART {
-                    hand_over(std::mem::replace(&mut part, Vec::with_capacity(PART)));
-                }
-            })?;
-        }
-        hand_over(part);
-        Ok(publishing.then_some(found))
+        // The rest of a listing of millions of files is not asked for once the lease is lost:
+        // the next publisher looks for itself.
+        let flow = tufa_repo::list_in_parts(
+            self.store.as_ref(),
+            &tufa_repo::layout::PUBLISHED_DIRS,
+            PART,
+            hand_over,
+        )?;
+        Ok(flow.is_continue().then_some(found))
     }
 
     /// Journals the projects with files that crossed the cooldown boundary since the last

@@ -30,6 +30,6 @@ pub use repository::{
     record_online_floor,
 };
 pub use s3::{S3Client, S3Error, S3Settings, S3Store, S3Url};
-pub use store::{Flush, FsStore, Store, map_in_parallel};
+pub use store::{Flush, FsStore, Store, Visit, list_in_parts, map_in_parallel};
 pub use tlog::{LogKey, LogSettings, LogStatus};
 pub use witness::{WitnessSettings, WitnessStatus};

@@ -6,6 +6,7 @@
 //! not yet durable. [`Repository::refresh`] re-signs online roles before they expire.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -1297,6 +1298,7 @@ impl<S: Store> Repository<S> {
                 if self.is_unreachable(&file) {
                     unreachable.push((file, length));
                 }
+                ControlFlow::Continue(())
             })?;
         }
         self.retire(unreachable, now);

@@ -7,6 +7,7 @@
 //! object or the new one, never part of one, so nothing is staged under temporary names.
 
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use rusty_s3::actions::{ListObjectsV2, S3Action as _};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Store, Visit};
 
 /// How long a presigned URL stays valid: long enough for the slowest upload of a large file.
 const SIGNATURE_LIFETIME: Duration = Duration::from_secs(3600);
@@ -510,13 +511,21 @@ impl S3Client {
     /// ListObjectsV2 (1,000 keys each).
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let mut objects = Vec::new();
-        self.list_each(prefix, &mut |key, size| objects.push((key, size)))?;
+        self.list_each(prefix, &mut |key, size| {
+            objects.push((key, size));
+            ControlFlow::Continue(())
+        })?;
         Ok(objects)
     }
 
     /// Calls `visit` with every object [`S3Client::list`] names, a page at a time: the keys of
     /// a PyPI-sized bucket, held at once, took 100 MiB of a replica taking over publishing.
-    pub fn list_each(&self, prefix: &str, visit: &mut dyn FnMut(String, u64)) -> Result<()> {
+    /// Asks for no further page once `visit` says [`ControlFlow::Break`].
+    pub fn list_each(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(String, u64) -> ControlFlow<()>,
+    ) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
             let page = self.retrying("LIST", prefix, || {
@@ -552,7 +561,9 @@ impl S3Client {
                 }
             })?;
             for object in page.contents {
-                visit(object.key, object.size.unwrap_or(0));
+                if visit(object.key, object.size.unwrap_or(0)).is_break() {
+                    return Ok(());
+                }
             }
             match page.next_continuation_token {
                 Some(next) if !next.is_empty() => token = Some(next),
@@ -708,11 +719,14 @@ impl Store for S3Store {
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         let mut files = Vec::new();
-        self.list_each(dir, &mut |file, _| files.push(file))?;
+        self.list_each(dir, &mut |file, _| {
+            files.push(file);
+            ControlFlow::Continue(())
+        })?;
         Ok(files)
     }
 
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
+    fn list_each(&self, dir: &str, visit: &mut Visit<'_>) -> Result<()> {
         let mut prefix = self.location.key(dir);
         if !prefix.is_empty() {
             prefix.push('/');
@@ -721,11 +735,11 @@ impl Store for S3Store {
             true => String::new(),
             false => format!("{}/", self.location.prefix),
         };
-        self.client.list_each(&prefix, &mut |key, size| {
-            if let Some(file) = key.strip_prefix(&root) {
-                visit(file.to_string(), Some(size));
-            }
-        })
+        self.client
+            .list_each(&prefix, &mut |key, size| match key.strip_prefix(&root) {
+                Some(file) => visit(file.to_string(), Some(size)),
+                None => ControlFlow::Continue(()),
+            })
     }
 
     fn modified(&self, path: &str) -> Result<Option<SystemTime>> {

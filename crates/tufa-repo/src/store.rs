@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -70,10 +71,13 @@ pub trait Store: Send + Sync {
     fn list(&self, dir: &str) -> Result<Vec<String>>;
     /// Calls `visit` with every file [`Store::list`] names, and its length when the listing
     /// tells it (a bucket's does: asked one by one, each is a round trip), without holding them
-    /// all where the store can: the pages of a large repository are millions of names.
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
+    /// all where the store can: the pages of a large repository are millions of names. The
+    /// listing ends early when `visit` says [`ControlFlow::Break`].
+    fn list_each(&self, dir: &str, visit: &mut Visit<'_>) -> Result<()> {
         for file in self.list(dir)? {
-            visit(file, None);
+            if visit(file, None).is_break() {
+                break;
+            }
         }
         Ok(())
     }
@@ -89,6 +93,38 @@ pub trait Store: Send + Sync {
         map_in_parallel(paths, REMOTE_QUESTIONS, |path| Ok(self.size(path))).unwrap_or_default()
     }
 }
+
+/// Lists `dirs` of `store` and hands their files to `take` `part` at a time (the last part may
+/// be shorter), without holding more than a part; stops listing when `take` says
+/// [`ControlFlow::Break`], and says whether it did.
+pub fn list_in_parts(
+    store: &dyn Store,
+    dirs: &[&str],
+    part: usize,
+    mut take: impl FnMut(Vec<(String, Option<u64>)>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>> {
+    let mut listed = Vec::with_capacity(part);
+    let mut flow = ControlFlow::Continue(());
+    for dir in dirs {
+        store.list_each(dir, &mut |file, length| {
+            listed.push((file, length));
+            if listed.len() >= part {
+                flow = take(std::mem::replace(&mut listed, Vec::with_capacity(part)));
+            }
+            flow
+        })?;
+        if flow.is_break() {
+            return Ok(flow);
+        }
+    }
+    if listed.is_empty() {
+        return Ok(flow);
+    }
+    Ok(take(listed))
+}
+
+/// What [`Store::list_each`] calls with each file and its length, and whether to go on.
+pub type Visit<'a> = dyn FnMut(String, Option<u64>) -> ControlFlow<()> + 'a;
 
 /// Whether files [`Store::write_immutable_unflushed`] wrote wait for [`Store::flush`].
 #[must_use]
@@ -132,7 +168,7 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         (**self).list(dir)
     }
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
+    fn list_each(&self, dir: &str, visit: &mut Visit<'_>) -> Result<()> {
         (**self).list_each(dir, visit)
     }
     fn modified(&self, path: &str) -> Result<Option<SystemTime>> {
@@ -226,7 +262,7 @@ impl FsStore {
             if path.to_string_lossy().ends_with(TEMP_SUFFIX) {
                 fs::remove_file(&path).map_err(io("removing", &path))?;
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })?;
         Ok(store)
     }
@@ -235,8 +271,12 @@ impl FsStore {
         &self.root
     }
 
-    /// Calls `visit` with every file under `dir`.
-    fn walk(&self, dir: &Path, mut visit: impl FnMut(PathBuf) -> Result<()>) -> Result<()> {
+    /// Calls `visit` with every file under `dir`, until it says [`ControlFlow::Break`].
+    fn walk(
+        &self,
+        dir: &Path,
+        mut visit: impl FnMut(PathBuf) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         // Depth first, one open listing per level: the directories still to list, kept as a
         // list instead, were every project's directory under `targets/simple/` at once, 100 MiB
         // of paths at a million projects.
@@ -259,8 +299,8 @@ impl FsStore {
             let kind = entry.file_type().map_err(io("listing", dir))?;
             if kind.is_dir() {
                 descend(entry.path(), &mut open)?;
-            } else {
-                visit(entry.path())?;
+            } else if visit(entry.path())?.is_break() {
+                break;
             }
         }
         Ok(())
@@ -438,6 +478,117 @@ impl FsStore {
     }
 }
 
+/// Files whose directories one thread makes before the others write them.
+const DIRECTORY_PART: usize = 256;
+
+/// How far [`FsStore::with_directories_ahead`] has come.
+#[derive(Default)]
+struct Progress {
+    /// Parts whose directories exist.
+    made: usize,
+    /// A thread failed: the others stop.
+    stopped: bool,
+}
+
+impl FsStore {
+    /// Makes `dir` unless it exists, and its parents when they are missing (tried only then).
+    fn make_dir(&self, dir: &Path) -> Result<()> {
+        match fs::create_dir(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(dir).map_err(io("creating", dir))
+            }
+            Err(e) => Err(io("creating", dir)(e)),
+        }
+    }
+
+    /// Runs `place` over `files` on every core but one, each file once its directory exists,
+    /// while the remaining thread makes the directories, a part ahead.
+    ///
+    /// Creating a name locks the directory it goes into. Every new page's directory goes into
+    /// `targets/simple/`, and its file into that new directory: threads that each made both
+    /// spent their time waiting on the shared directory's lock (at a million pages on this
+    /// machine's ext4, 18% of the kernel's time spinning on it, and a million pages took 45 s
+    /// bare). One thread making every directory and the others only files never wait on each
+    /// other: 39 s bare, and a quarter less CPU.
+    fn with_directories_ahead(
+        &self,
+        files: &[(&str, &[u8])],
+        place: impl Fn(&str, &[u8]) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let parts: Vec<&[(&str, &[u8])]> = files.chunks(DIRECTORY_PART).collect();
+        let progress = Mutex::new(Progress::default());
+        let changed = std::sync::Condvar::new();
+        let stop = || {
+            lock(&progress).stopped = true;
+            changed.notify_all();
+        };
+        let make_dirs = || -> Result<()> {
+            let mut last = None;
+            for (index, part) in parts.iter().enumerate() {
+                for (path, _) in *part {
+                    let dir = Path::new(path).parent().unwrap_or(Path::new(""));
+                    if last != Some(dir) {
+                        self.make_dir(&self.root.join(dir))?;
+                        last = Some(dir);
+                    }
+                }
+                let mut progress = lock(&progress);
+                if progress.stopped {
+                    break;
+                }
+                progress.made = index + 1;
+                changed.notify_all();
+            }
+            Ok(())
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let write_files = || -> Result<()> {
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(part) = parts.get(index) else {
+                    return Ok(());
+                };
+                let mut waiting = lock(&progress);
+                while waiting.made <= index && !waiting.stopped {
+                    waiting = changed.wait(waiting).unwrap_or_else(|e| e.into_inner());
+                }
+                if waiting.stopped {
+                    return Ok(());
+                }
+                drop(waiting);
+                for (path, bytes) in *part {
+                    place(path, bytes)?;
+                }
+            }
+        };
+        let stopping_on_error = |work: &(dyn Fn() -> Result<()> + Sync)| {
+            let done = work();
+            if done.is_err() {
+                stop();
+            }
+            done
+        };
+        std::thread::scope(|scope| {
+            let maker = scope.spawn(|| stopping_on_error(&make_dirs));
+            let writers: Vec<_> = (0..cores().saturating_sub(1).max(1))
+                .map(|_| scope.spawn(|| stopping_on_error(&write_files)))
+                .collect();
+            let mut done = Ok(());
+            for thread in std::iter::once(maker).chain(writers) {
+                let result = thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                if done.is_ok() {
+                    done = result;
+                }
+            }
+            done
+        })
+    }
+}
+
 /// What writing an immutable file found under its name.
 enum Placed {
     /// Nothing: the file was created, and `new_dir` tells whether its directory was too.
@@ -492,7 +643,7 @@ impl FsStore {
         // Files and directories to sync one by one when the batch is too small for `syncfs`.
         let to_sync = Mutex::new((Vec::new(), BTreeSet::new()));
         let damaged = Mutex::new(Vec::new());
-        in_parallel(files, file_threads(files.len()), |&(path, bytes)| {
+        let place = |path: &str, bytes: &[u8]| -> Result<Option<(PathBuf, Placed)>> {
             let full = self.root.join(path);
             let placed = self.place(&full, bytes)?;
             if let Placed::Damaged = placed {
@@ -500,32 +651,38 @@ impl FsStore {
                     file = %full.display(),
                     "replacing a file that a crash left incomplete under its final name"
                 );
-                let mut damaged = lock(&damaged);
-                damaged.push((path.to_string(), bytes.to_vec()));
-                return Ok(());
+                lock(&damaged).push((path.to_string(), bytes.to_vec()));
+                return Ok(None);
             }
-            if whole_filesystem {
-                return Ok(());
-            }
-            let mut to_sync = lock(&to_sync);
-            let (synced_files, dirs) = &mut *to_sync;
-            let dir = full.parent().unwrap_or(&full).to_path_buf();
-            if let Placed::Created { new_dir: true } = placed {
-                // A new directory's own entry must be durable too, up to the first one that
-                // existed.
-                let mut ancestor = dir.parent();
-                while let Some(parent) = ancestor {
-                    dirs.insert(parent.to_path_buf());
-                    if parent == self.root {
-                        break;
+            Ok(Some((full, placed)))
+        };
+        if whole_filesystem {
+            self.with_directories_ahead(files, |path, bytes| place(path, bytes).map(drop))?;
+        } else {
+            in_parallel(files, file_threads(files.len()), |&(path, bytes)| {
+                let Some((full, placed)) = place(path, bytes)? else {
+                    return Ok(());
+                };
+                let mut to_sync = lock(&to_sync);
+                let (synced_files, dirs) = &mut *to_sync;
+                let dir = full.parent().unwrap_or(&full).to_path_buf();
+                if let Placed::Created { new_dir: true } = placed {
+                    // A new directory's own entry must be durable too, up to the first one that
+                    // existed.
+                    let mut ancestor = dir.parent();
+                    while let Some(parent) = ancestor {
+                        dirs.insert(parent.to_path_buf());
+                        if parent == self.root {
+                            break;
+                        }
+                        ancestor = parent.parent();
                     }
-                    ancestor = parent.parent();
                 }
-            }
-            dirs.insert(dir);
-            synced_files.push(full);
-            Ok(())
-        })?;
+                dirs.insert(dir);
+                synced_files.push(full);
+                Ok(())
+            })?;
+        }
         let damaged = damaged.into_inner().unwrap_or_else(|e| e.into_inner());
         if !damaged.is_empty() {
             self.write_all(&damaged)?;
@@ -663,21 +820,24 @@ impl Store for FsStore {
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         let mut files = Vec::new();
-        self.list_each(dir, &mut |file, _| files.push(file))?;
+        self.list_each(dir, &mut |file, _| {
+            files.push(file);
+            ControlFlow::Continue(())
+        })?;
         Ok(files)
     }
 
     /// Without lengths: a directory listing does not hold them, and asking costs a `stat` per
     /// file where most are never retired.
-    fn list_each(&self, dir: &str, visit: &mut dyn FnMut(String, Option<u64>)) -> Result<()> {
+    fn list_each(&self, dir: &str, visit: &mut Visit<'_>) -> Result<()> {
         self.walk(&self.root.join(dir), |path| {
             if let Ok(relative) = path.strip_prefix(&self.root) {
                 let relative = relative.to_string_lossy().replace('\\', "/");
                 if !relative.ends_with(TEMP_SUFFIX) {
-                    visit(relative, None);
+                    return Ok(visit(relative, None));
                 }
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })
     }
 }
@@ -711,6 +871,39 @@ mod tests {
         expected.sort();
         assert_eq!(listed, expected);
         assert_eq!(store.list("missing").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_listing_in_parts_hands_over_every_file_and_stops_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let files: Vec<(String, Vec<u8>)> = (0..25)
+            .map(|n| (format!("{}/{n}", ["a", "b", "c"][n % 3]), vec![]))
+            .collect();
+        store.write_all(&files).unwrap();
+        let mut sizes = Vec::new();
+        let mut handed = BTreeSet::new();
+        let flow = list_in_parts(&store, &["a", "b", "c", "missing"], 10, |part| {
+            sizes.push(part.len());
+            handed.extend(part.into_iter().map(|(file, _)| file));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!(flow.is_continue());
+        assert_eq!(sizes, [10, 10, 5]);
+        assert_eq!(handed.len(), 25);
+
+        let mut parts = 0;
+        let flow = list_in_parts(&store, &["a", "b", "c"], 4, |_| {
+            parts += 1;
+            ControlFlow::Break(())
+        })
+        .unwrap();
+        assert!(flow.is_break());
+        assert_eq!(
+            parts, 1,
+            "nothing is listed after the first part is refused"
+        );
     }
 
     #[test]
@@ -768,7 +961,7 @@ mod tests {
         store
             .walk(dir.path(), |path| {
                 files.push(path);
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             })
             .unwrap();
         assert!(!files.is_empty());
@@ -777,6 +970,51 @@ mod tests {
                 .iter()
                 .all(|path| !path.to_string_lossy().ends_with(TEMP_SUFFIX))
         );
+    }
+
+    #[test]
+    fn a_large_batch_makes_its_directories_ahead_of_its_files_and_stops_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let batch = |name: &str| -> Vec<(String, Vec<u8>)> {
+            (0..DIRECTORY_PART * 3 + 7)
+                .map(|n| {
+                    // New directories two levels deep, and runs of files sharing one.
+                    let path = format!("targets/{name}/{}/{n}.index.json", n / 3);
+                    (path, format!("{name} {n}").into_bytes())
+                })
+                .collect()
+        };
+        let write = |files: &[(String, Vec<u8>)]| {
+            let files: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+                .collect();
+            store.write_immutable(&files)
+        };
+        let written = batch("fine");
+        write(&written).unwrap();
+        for (path, bytes) in &written {
+            assert_eq!(&store.read(path).unwrap().unwrap(), bytes, "{path}");
+        }
+
+        // A directory that cannot be made (a file holds its parent's name), late in the batch.
+        fs::write(dir.path().join("targets/blocked"), b"a file").unwrap();
+        let mut unmakeable = batch("before-the-directory");
+        unmakeable.insert(
+            DIRECTORY_PART * 2,
+            ("targets/blocked/sub/1.index.json".into(), b"x".to_vec()),
+        );
+        let error = write(&unmakeable).unwrap_err().to_string();
+        assert!(error.contains("targets/blocked/sub"), "{error}");
+
+        // A file that cannot be created in a directory that exists: a directory holds its name.
+        let mut uncreatable = batch("before-the-file");
+        let taken = "targets/taken/1.index.json";
+        fs::create_dir_all(dir.path().join(taken)).unwrap();
+        uncreatable.insert(DIRECTORY_PART + 1, (taken.into(), b"x".to_vec()));
+        let error = write(&uncreatable).unwrap_err().to_string();
+        assert!(error.contains(taken), "{error}");
     }
 
     #[test]
