@@ -598,7 +598,7 @@ impl Signing {
     /// `epoch` to publish, or (`None`) read only.
     fn load(&self, epoch: Option<i64>) -> Result<Loaded> {
         let store = match epoch {
-            // Temporary files are a dead publisher's unfinished writes: nobody else writes now.
+            // Temporary files from before are a dead publisher's unfinished writes.
             Some(_) => tokio::task::block_in_place(|| self.storage.tuf_store(&self.data_dir))?,
             None => self.storage.tuf_store_beside_publisher(&self.data_dir),
         };

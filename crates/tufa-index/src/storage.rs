@@ -48,11 +48,15 @@ impl Storage {
         })
     }
 
-    /// The TUF repository's store, for the publisher: opening a local one removes what a crash
-    /// left half-written.
+    /// The TUF repository's store, for the publisher: opening a local one starts removing what
+    /// a crash left half-written, beside publishing (the thread logs what it did).
     pub fn tuf_store(&self, data_dir: &Path) -> Result<Arc<dyn Store>> {
         Ok(match self {
-            Storage::Local => Arc::new(FsStore::open(data_dir.join(TUF_DIR))?),
+            Storage::Local => {
+                let (store, _removing) =
+                    FsStore::open_removing_temporaries_beside(data_dir.join(TUF_DIR))?;
+                Arc::new(store)
+            }
             Storage::S3 { client, location } => {
                 Arc::new(S3Store::new(Arc::clone(client), location.join(TUF_DIR)))
             }

@@ -63,40 +63,55 @@ fn pages(done: usize, projects: usize) -> Vec<PageChange> {
         .collect()
 }
 
-/// Files the floor measurement creates.
-const FLOOR_FILES: usize = 20_000;
-
-/// What the file system under `parent` costs for the least a page needs, without Tufa: a new
-/// directory and a new file of a page's size in it, on one thread per core. Prints the time per
-/// page and what `projects` pages take at that rate, the floor for publishing them one file each.
-/// Returns the files, to be removed after the bench: on ext4 without a journal, new inodes skip
-/// those deleted in the last minutes, and every such skip costs a lookup.
+/// What the file system under `parent` costs for the least `projects` pages need, without Tufa:
+/// a new directory and a new file of a page's size in it for each, then one `syncfs`. As the
+/// store does it: one thread makes the directories in order, the others write the files behind
+/// it (threads that each made both would wait on the shared parent's lock). Prints the time per
+/// page, the floor for publishing them one file each. Returns the files, to be removed after
+/// the bench: on ext4 without a journal, new inodes skip those deleted in the last minutes, and
+/// every such skip costs a lookup.
 fn file_system_floor(parent: &std::path::Path, projects: usize) -> tempfile::TempDir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tempfile::tempdir_in(parent).expect("creating the floor's directory");
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let writers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .saturating_sub(1)
+        .max(1);
     let page = vec![b'x'; 420];
+    let made = AtomicUsize::new(0);
     let started = Instant::now();
     let cpu_started = cpu();
     std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let (dir, page) = (dir.path(), &page);
+        let (dir, page, made) = (dir.path(), &page, &made);
+        scope.spawn(move || {
+            for n in 0..projects {
+                std::fs::create_dir(dir.join(format!("project-{n}")))
+                    .expect("creating a directory");
+                made.store(n + 1, Ordering::Release);
+            }
+        });
+        for writer in 0..writers {
             scope.spawn(move || {
-                for n in (thread..FLOOR_FILES).step_by(threads) {
-                    let project = dir.join(format!("project-{n}"));
-                    std::fs::create_dir(&project).expect("creating a directory");
-                    std::fs::write(project.join(format!("{n:064x}.index.json")), page)
-                        .expect("writing a file");
+                for n in (writer..projects).step_by(writers) {
+                    while made.load(Ordering::Acquire) <= n {
+                        std::thread::yield_now();
+                    }
+                    let file = format!("project-{n}/{n:064x}.index.json");
+                    std::fs::write(dir.join(file), page).expect("writing a file");
                 }
             });
         }
     });
-    let per_page = started.elapsed() / FLOOR_FILES as u32;
+    let root = std::fs::File::open(dir.path()).expect("opening the floor's directory");
+    rustix::fs::syncfs(&root).expect("syncing the file system");
+    let elapsed = started.elapsed();
     println!(
-        "file system floor, a directory and a file per page on {threads} threads: {:.0} us a \
-         page, {} for {FLOOR_FILES}; {projects} pages take at least {:.1} s here",
-        per_page.as_secs_f64() * 1e6,
+        "file system floor, a directory and a file per page, one thread making directories and \
+         {writers} the files, then syncfs: {:.0} us a page, {}; {projects} pages take at least \
+         {:.1} s here",
+        elapsed.as_secs_f64() * 1e6 / projects as f64,
         cpu_since(cpu_started),
-        (per_page * projects as u32).as_secs_f64()
+        elapsed.as_secs_f64()
     );
     dir
 }
