@@ -398,6 +398,34 @@ fn serve_pages(label: &str, server: &Server, projects: usize, requests: usize) {
     }
 }
 
+/// What the bucket costs for the least a repository of `bins` bin roles needs, without Tufa: one
+/// PUT of an empty bin role's size for each, on as many threads as the store uses, into a prefix
+/// of its own that is removed again.
+fn bucket_floor(bucket: &str, env: &[(&'static str, String)], bins: usize) {
+    let settings = tufa_repo::S3Settings::from_lookup(|name| {
+        env.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())
+    })
+    .expect("reading the bucket's settings");
+    let client = tufa_repo::S3Client::new(bucket, &settings).expect("a client for the bucket");
+    let keys: Vec<String> = (0..bins).map(|n| format!("floor/1.bin-{n:04x}.json")).collect();
+    let body = vec![b'x'; 360];
+    let started = Instant::now();
+    tufa_repo::map_in_parallel(&keys, tufa_repo::s3::UPLOAD_THREADS, |key| {
+        client.put(key, &body)
+    })
+    .expect("a PUT of the floor");
+    println!(
+        "bucket floor: {bins} PUTs of {} bytes on {} threads, no signing: {:.1} s",
+        body.len(),
+        tufa_repo::s3::UPLOAD_THREADS,
+        started.elapsed().as_secs_f64()
+    );
+    tufa_repo::map_in_parallel(&keys, tufa_repo::s3::UPLOAD_THREADS, |key| {
+        client.delete(key)
+    })
+    .expect("removing the floor's objects");
+}
+
 fn main() {
     let projects = setting("TUFA_BENCH_PROJECTS", 700_000);
     let files = setting("TUFA_BENCH_FILES", 1);
@@ -425,11 +453,13 @@ fn main() {
         &bits,
     ];
 
+    let bins = 1 << bits.parse::<u32>().unwrap();
+    bucket_floor(&bucket, &s3_env, bins);
     let started = Instant::now();
     let server = Server::start(&data, &args, &s3_env);
     println!(
-        "empty repository of {} bins created in the bucket in {:.1} s",
-        1 << bits.parse::<u32>().unwrap(),
+        "empty repository of {bins} bins created in the bucket in {:.1} s (the server's start \
+         included)",
         started.elapsed().as_secs_f64()
     );
     server.stop();
