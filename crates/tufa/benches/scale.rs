@@ -403,11 +403,15 @@ fn serve_pages(label: &str, server: &Server, projects: usize, requests: usize) {
 /// of its own that is removed again.
 fn bucket_floor(bucket: &str, env: &[(&'static str, String)], bins: usize) {
     let settings = tufa_repo::S3Settings::from_lookup(|name| {
-        env.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())
+        env.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
     })
     .expect("reading the bucket's settings");
     let client = tufa_repo::S3Client::new(bucket, &settings).expect("a client for the bucket");
-    let keys: Vec<String> = (0..bins).map(|n| format!("floor/1.bin-{n:04x}.json")).collect();
+    let keys: Vec<String> = (0..bins)
+        .map(|n| format!("floor/1.bin-{n:04x}.json"))
+        .collect();
     let body = vec![b'x'; 360];
     let started = Instant::now();
     tufa_repo::map_in_parallel(&keys, tufa_repo::s3::UPLOAD_THREADS, |key| {
