@@ -8,7 +8,8 @@
 //! its own instead (every part re-signs most bin roles), as a stream of uploads would.
 //!
 //! First it measures the floor the file system sets: what creating a page's directory and file
-//! costs there without Tufa, and so the least time that many pages can take, one file each.
+//! costs there without Tufa, and so the least time that many pages can take, one file each. It
+//! writes as many as the import (`TUFA_BENCH_FLOOR` sets fewer, for a RAM disk's limit on files).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -65,14 +66,15 @@ fn pages(done: usize, projects: usize) -> Vec<PageChange> {
         .collect()
 }
 
-/// What the file system under `parent` costs for the least `projects` pages need, without Tufa:
-/// a new directory and a new file of a page's size in it for each, then one `syncfs`. As the
+/// What the file system under `parent` costs for the least `projects` pages need, without Tufa,
+/// measured on `pages` of them: a new directory and a new file of a page's size in it for
+/// each, then one `syncfs`. As the
 /// store does it: one thread makes the directories in order, the others write the files behind
 /// it (threads that each made both would wait on the shared parent's lock). Prints the time per
 /// page, the floor for publishing them one file each. Returns the files, to be removed after
 /// the bench: on ext4 without a journal, new inodes skip those deleted in the last minutes, and
 /// every such skip costs a lookup.
-fn file_system_floor(parent: &std::path::Path, projects: usize) -> tempfile::TempDir {
+fn file_system_floor(parent: &std::path::Path, projects: usize, pages: usize) -> tempfile::TempDir {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tempfile::tempdir_in(parent).expect("creating the floor's directory");
     let writers = std::thread::available_parallelism()
@@ -86,7 +88,7 @@ fn file_system_floor(parent: &std::path::Path, projects: usize) -> tempfile::Tem
     std::thread::scope(|scope| {
         let (dir, page, made) = (dir.path(), &page, &made);
         scope.spawn(move || {
-            for n in 0..projects {
+            for n in 0..pages {
                 std::fs::create_dir(dir.join(format!("project-{n}")))
                     .expect("creating a directory");
                 made.store(n + 1, Ordering::Release);
@@ -94,7 +96,7 @@ fn file_system_floor(parent: &std::path::Path, projects: usize) -> tempfile::Tem
         });
         for writer in 0..writers {
             scope.spawn(move || {
-                for n in (writer..projects).step_by(writers) {
+                for n in (writer..pages).step_by(writers) {
                     while made.load(Ordering::Acquire) <= n {
                         std::thread::yield_now();
                     }
@@ -106,14 +108,14 @@ fn file_system_floor(parent: &std::path::Path, projects: usize) -> tempfile::Tem
     });
     let root = std::fs::File::open(dir.path()).expect("opening the floor's directory");
     rustix::fs::syncfs(&root).expect("syncing the file system");
-    let elapsed = started.elapsed();
+    let per_page = started.elapsed().as_secs_f64() / pages as f64;
     println!(
         "file system floor, a directory and a file per page, one thread making directories and \
-         {writers} the files, then syncfs: {:.0} us a page, {}; {projects} pages take at least \
-         {:.1} s here",
-        elapsed.as_secs_f64() * 1e6 / projects as f64,
+         {writers} the files, then syncfs: {:.0} us a page over {pages}, {}; {projects} pages \
+         take at least {:.1} s here",
+        per_page * 1e6,
         cpu_since(cpu_started),
-        elapsed.as_secs_f64()
+        per_page * projects as f64
     );
     dir
 }
@@ -182,7 +184,13 @@ fn main() {
         std::path::PathBuf::from,
     );
     std::fs::create_dir_all(&target).expect("creating the bench's parent directory");
-    let floor = file_system_floor(&target, projects);
+    // As many as the import writes, unless `TUFA_BENCH_FLOOR` says fewer (a RAM disk holds a
+    // limited number of files): the kernel's cost per directory grows as their parent fills.
+    let floor_pages = std::env::var("TUFA_BENCH_FLOOR")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(projects);
+    let floor = file_system_floor(&target, projects, floor_pages);
     let dir = tempfile::tempdir_in(&target).expect("creating the bench directory");
 
     let signer = || {
