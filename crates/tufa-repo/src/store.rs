@@ -568,7 +568,7 @@ impl FsStore {
     }
 
     /// Runs `place` over `files` on every core but one, each file once its directory exists,
-    /// while the remaining thread makes the directories, a part ahead.
+    /// while the remaining thread makes the directories, a part ahead, and then joins them.
     ///
     /// Creating a name locks the directory it goes into. Every new page's directory goes into
     /// `targets/simple/`, and its file into that new directory: threads that each made both
@@ -635,7 +635,10 @@ impl FsStore {
             done
         };
         std::thread::scope(|scope| {
-            let maker = scope.spawn(|| stopping_on_error(&make_dirs));
+            // Once every directory exists the maker writes files too: a batch whose directories
+            // were all there (bin roles, pages of known projects) is written on every core.
+            let maker =
+                scope.spawn(|| stopping_on_error(&|| make_dirs().and_then(|()| write_files())));
             let writers: Vec<_> = (0..cores().saturating_sub(1).max(1))
                 .map(|_| scope.spawn(|| stopping_on_error(&write_files)))
                 .collect();
