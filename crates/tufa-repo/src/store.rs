@@ -913,6 +913,13 @@ impl Store for FsStore {
 mod tests {
     use super::*;
 
+    fn borrowed(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+        files
+            .iter()
+            .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+            .collect()
+    }
+
     #[test]
     fn listing_finds_every_file_at_every_depth_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
@@ -1044,10 +1051,7 @@ mod tests {
                 })
                 .collect();
             files.push((damaged.into(), b"{\"files\":[]}".to_vec()));
-            let borrowed: Vec<(&str, &[u8])> = files
-                .iter()
-                .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
-                .collect();
+            let borrowed = borrowed(&files);
             store.write_immutable(&borrowed).unwrap();
             // The same files again, as a retry writes them: found complete and kept.
             store.write_immutable(&borrowed).unwrap();
@@ -1083,13 +1087,7 @@ mod tests {
                 })
                 .collect()
         };
-        let write = |files: &[(String, Vec<u8>)]| {
-            let files: Vec<(&str, &[u8])> = files
-                .iter()
-                .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
-                .collect();
-            store.write_immutable(&files)
-        };
+        let write = |files: &[(String, Vec<u8>)]| store.write_immutable(&borrowed(files));
         let written = batch("fine");
         write(&written).unwrap();
         for (path, bytes) in &written {
@@ -1130,11 +1128,7 @@ mod tests {
                 .collect()
         };
         let write = |files: &[(String, Vec<u8>)]| {
-            let borrowed: Vec<(&str, &[u8])> = files
-                .iter()
-                .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
-                .collect();
-            store.write_immutable_unflushed(&borrowed).unwrap()
+            store.write_immutable_unflushed(&borrowed(files)).unwrap()
         };
         let small = batch("small", SYNCFS_BATCH);
         assert_eq!(write(&small), Flush::NotNeeded);
