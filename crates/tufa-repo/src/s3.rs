@@ -718,12 +718,7 @@ impl Store for S3Store {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let mut files = Vec::new();
-        self.list_each(dir, &mut |file, _| {
-            files.push(file);
-            ControlFlow::Continue(())
-        })?;
-        Ok(files)
+        crate::store::every_file(|visit| self.list_each(dir, visit))
     }
 
     fn list_each(&self, dir: &str, visit: &mut Visit<'_>) -> Result<()> {

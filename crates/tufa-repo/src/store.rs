@@ -123,6 +123,18 @@ pub fn list_in_parts(
     Ok(take(listed))
 }
 
+/// Every file a [`Store::list_each`] names, for a store whose [`Store::list`] is built on it.
+pub(crate) fn every_file(
+    list_each: impl FnOnce(&mut Visit<'_>) -> Result<()>,
+) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    list_each(&mut |file, _| {
+        files.push(file);
+        ControlFlow::Continue(())
+    })?;
+    Ok(files)
+}
+
 /// What [`Store::list_each`] calls with each file and its length, and whether to go on.
 pub type Visit<'a> = dyn FnMut(String, Option<u64>) -> ControlFlow<()> + 'a;
 
@@ -886,12 +898,7 @@ impl Store for FsStore {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        let mut files = Vec::new();
-        self.list_each(dir, &mut |file, _| {
-            files.push(file);
-            ControlFlow::Continue(())
-        })?;
-        Ok(files)
+        every_file(|visit| self.list_each(dir, visit))
     }
 
     /// Without lengths: a directory listing does not hold them, and asking costs a `stat` per
