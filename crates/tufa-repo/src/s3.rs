@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use md5::{Digest as _, Md5};
 use rusty_s3::actions::{ListObjectsV2, S3Action as _};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
@@ -383,9 +384,10 @@ impl S3Client {
 
     /// Stores `body` as `key`.
     pub fn put(&self, key: &str, body: &[u8]) -> Result<()> {
+        let digest = content_md5(Md5::digest(body));
         self.retrying("PUT", key, || {
-            let url = self.signed(|b, c| b.put_object(c, key).sign(SIGNATURE_LIFETIME));
-            match self.agent.put(&url).send(body) {
+            let url = self.put_url(key, &digest);
+            match self.agent.put(&url).header(CONTENT_MD5, &digest).send(body) {
                 Ok(mut response) => finish(&mut response),
                 Err(error) => Attempt::Transport(error.to_string()),
             }
@@ -394,6 +396,15 @@ impl S3Client {
 
     /// Stores the file at `path` as `key`, streaming it.
     pub fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        let digest = file_md5(path).map_err(|error| {
+            self.error(
+                "PUT",
+                key,
+                None,
+                &format!("reading {}: {error}", path.display()),
+                1,
+            )
+        })?;
         self.retrying("PUT", key, || {
             let file = match std::fs::File::open(path) {
                 Ok(file) => file,
@@ -401,11 +412,23 @@ impl S3Client {
                     return Attempt::Transport(format!("opening {}: {error}", path.display()));
                 }
             };
-            let url = self.signed(|b, c| b.put_object(c, key).sign(SIGNATURE_LIFETIME));
-            match self.agent.put(&url).send(file) {
+            let url = self.put_url(key, &digest);
+            match self.agent.put(&url).header(CONTENT_MD5, &digest).send(file) {
                 Ok(mut response) => finish(&mut response),
                 Err(error) => Attempt::Transport(error.to_string()),
             }
+        })
+    }
+
+    /// A PUT of `key` signed with its body's `Content-MD5`. The bucket stores an object only
+    /// when the body it received has that digest: without it, SeaweedFS stores an empty object
+    /// when the connection ends after the request's headers (a publisher killed mid-PUT), and a
+    /// `timestamp.json` overwritten that way is no timestamp at all.
+    fn put_url(&self, key: &str, digest: &str) -> String {
+        self.signed(|b, c| {
+            let mut action = b.put_object(c, key);
+            action.headers_mut().insert(CONTENT_MD5, digest.to_string());
+            action.sign(SIGNATURE_LIFETIME)
         })
     }
 
@@ -594,6 +617,21 @@ impl S3Client {
             }
         })
     }
+}
+
+const CONTENT_MD5: &str = "content-md5";
+
+/// The `Content-MD5` header's value: the base64 of the digest.
+fn content_md5(digest: impl AsRef<[u8]>) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+fn file_md5(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Md5::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(content_md5(hasher.finalize()))
 }
 
 /// Done for a success status; the status and the error document otherwise.

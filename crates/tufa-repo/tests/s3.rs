@@ -1,10 +1,13 @@
 //! [`S3Store`] against a real S3 service (SeaweedFS, see `tufa_testkit::seaweedfs`): the
 //! `Store` contract, listing past one page of ListObjectsV2, errors that name the object, and a
-//! repository whose batch fails half-way keeps serving its previous, complete timestamp.
+//! repository whose batch fails half-way keeps serving its previous, complete timestamp, and an
+//! upload cut off after its request's head leaves the object as it was.
 
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tufa_repo::layout::Expiries;
 use tufa_repo::*;
@@ -121,6 +124,70 @@ fn errors_name_the_bucket_the_key_the_status_and_the_code() {
     assert!(
         matches!(&error, Error::S3(e) if e.status == Some(403)),
         "{error}"
+    );
+}
+
+/// A relay to `endpoint` that passes each request's head on and then closes both connections
+/// before any of the body: what the bucket sees when the process uploading is killed between
+/// the two. Returns the relay's endpoint.
+fn cutting_the_body_off(endpoint: &url::Url) -> url::Url {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = format!("http://{}", listener.local_addr().unwrap());
+    let bucket = format!(
+        "{}:{}",
+        endpoint.host_str().unwrap(),
+        endpoint.port_or_known_default().unwrap()
+    );
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            if let Ok(mut service) = TcpStream::connect(&bucket) {
+                let _ = service.write_all(&head);
+                // The service starts on the request before its connection ends.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    relay.parse().unwrap()
+}
+
+#[test]
+fn a_put_cut_off_after_its_head_leaves_the_object_as_it_was() {
+    let (bucket, env) = SeaweedFs::shared().fresh_bucket();
+    let direct = S3Client::new(&bucket, &settings(&env)).unwrap();
+    let mut relayed = settings(&env);
+    relayed.endpoint = cutting_the_body_off(&relayed.endpoint);
+    let cut = S3Client::new(&bucket, &relayed).unwrap();
+    let key = "tuf/metadata/timestamp.json";
+    direct.put(key, b"the previous timestamp").unwrap();
+
+    let error = cut.put(key, b"the next timestamp").unwrap_err();
+    assert!(
+        matches!(&error, Error::S3(e) if e.status.is_none()),
+        "{error}"
+    );
+    assert_eq!(direct.get(key).unwrap().unwrap(), b"the previous timestamp");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.whl");
+    std::fs::write(&file, b"the next distribution").unwrap();
+    direct
+        .put("files/a.whl", b"the previous distribution")
+        .unwrap();
+    cut.put_file("files/a.whl", &file).unwrap_err();
+    assert_eq!(
+        direct.get("files/a.whl").unwrap().unwrap(),
+        b"the previous distribution"
+    );
+    direct.put_file("files/a.whl", &file).unwrap();
+    assert_eq!(
+        direct.get("files/a.whl").unwrap().unwrap(),
+        b"the next distribution"
     );
 }
 
